@@ -1,0 +1,232 @@
+"""Pure-Python kernels of ``async_chat``: the specification.
+
+``_chat_c.pyx`` mirrors every public name here with the same signature and
+the same observable behaviour; the test suite runs against both.
+
+Two ideas make these kernels fast without changing what users see:
+
+* ``InBuffer`` keeps the unread input as ``(data, pos)``.  Consuming a frame
+  moves ``pos`` instead of copying the rest of the buffer, so a read holding
+  thousands of frames costs linear, not quadratic, time.  ``ac_in_buffer`` is
+  materialised only when user code actually reads it.
+* ``chat_drain`` joins consecutive queued ``bytes``/``bytearray`` items into
+  one ``send()`` of at most ``ac_out_buffer_size`` bytes; the peer receives
+  the same byte stream, with fewer system calls.
+
+Every user callback may change the terminator, the buffers or the queue, or
+close the channel, so all state is re-read after each callback, exactly as
+CPython 3.11's ``asynchat`` does.
+"""
+
+from itertools import islice
+
+__all__ = ["InBuffer", "find_prefix_at_end", "chat_feed", "chat_deliver", "chat_drain"]
+
+
+class InBuffer:
+    """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data=b""):
+        self.data = data
+        self.pos = 0
+
+    def value(self):
+        """Return the unread input, compacting it first (what users see)."""
+        if self.pos:
+            self.data = self.data[self.pos:]
+            self.pos = 0
+        return self.data
+
+    def assign(self, value):
+        """Replace the unread input (``ac_in_buffer = value``)."""
+        self.data = value
+        self.pos = 0
+
+
+def find_prefix_at_end(haystack, needle):
+    """Length of the longest proper prefix of ``needle`` ending ``haystack``.
+
+    Assumes ``needle`` itself was already searched for.  Works on ``str`` and
+    on bytes-like objects, like the function of the same name in asynchat.
+    """
+    if not needle:
+        return -1  # CPython's loop ends on needle[:-1] == '' and returns -1
+    for size in range(len(needle) - 1, 0, -1):
+        if haystack.endswith(needle[:size]):
+            return size
+    return 0
+
+
+def _prefix_at_end(data, pos, needle):
+    # find_prefix_at_end(data[pos:], needle) without slicing data.
+    for size in range(len(needle) - 1, 0, -1):
+        if data.endswith(needle[:size], pos):
+            return size
+    return 0
+
+
+def _advance(inbuf, data, pos, offset, slice_start):
+    """Drop consumed input after a callback.
+
+    CPython evaluates ``self.ac_in_buffer[slice_start:]`` *after* the
+    callback, so if the callback replaced or read the buffer, the slice is
+    taken from the buffer as it is now.
+    """
+    if inbuf.data is data and inbuf.pos == pos:
+        inbuf.pos = pos + offset
+    else:
+        inbuf.assign(inbuf.value()[slice_start:])
+
+
+def chat_feed(chan, inbuf, data, plain_terminator):
+    """Append received ``data`` to ``inbuf`` and deliver what it completes.
+
+    This is ``async_chat.handle_read`` after its ``recv()``.
+    ``plain_terminator`` says ``get_terminator`` is not overridden, so
+    ``chan.terminator`` may be read directly.
+    """
+    current = inbuf.data
+    if inbuf.pos >= len(current) and type(current) is bytes and type(data) is bytes:
+        inbuf.assign(data)
+    else:
+        inbuf.assign(inbuf.value() + data)
+    chat_deliver(chan, inbuf, plain_terminator)
+
+
+def chat_deliver(chan, inbuf, plain_terminator):
+    """Run the terminator loop over the buffered input until it needs more."""
+    while True:
+        data = inbuf.data
+        pos = inbuf.pos
+        size = len(data) - pos
+        if size <= 0:
+            return
+        term = chan.terminator if plain_terminator else chan.get_terminator()
+        if not term:
+            chan.collect_incoming_data(data[pos:] if pos else data)
+            inbuf.assign(b"")
+        elif isinstance(term, int):
+            if size < term:
+                chan.collect_incoming_data(data[pos:] if pos else data)
+                inbuf.assign(b"")
+                chan.terminator = chan.terminator - size
+            else:
+                # term may be negative if set without set_terminator():
+                # CPython then slices with a negative index.
+                split = term if term >= 0 else max(0, size + term)
+                chan.collect_incoming_data(data[pos:pos + split])
+                _advance(inbuf, data, pos, split, term)
+                chan.terminator = 0
+                chan.found_terminator()
+        else:
+            term_len = len(term)
+            index = data.find(term, pos)
+            if index != -1:
+                index -= pos
+                if index > 0:
+                    # an empty chunk is never reported
+                    chan.collect_incoming_data(data[pos:pos + index])
+                _advance(inbuf, data, pos, index + term_len, index + term_len)
+                chan.found_terminator()
+            else:
+                partial = _prefix_at_end(data, pos, term)
+                if not partial:
+                    chan.collect_incoming_data(data[pos:] if pos else data)
+                    inbuf.assign(b"")
+                else:
+                    if partial != size:
+                        # keep the possible start of a terminator for later
+                        chan.collect_incoming_data(data[pos:len(data) - partial])
+                        _advance(inbuf, data, pos, size - partial, -partial)
+                    return
+
+
+def _is_joinable(item):
+    kind = type(item)
+    return kind is bytes or kind is bytearray
+
+
+def _consume_sent(fifo, items, sent):
+    # Remove what one send() took from the head of the queue.  Stops if
+    # a callback inside send() already changed the queue.
+    for item in items:
+        if not fifo or fifo[0] is not item:
+            return
+        size = len(item)
+        if sent >= size:
+            fifo.popleft()
+            sent -= size
+        else:
+            if sent:
+                fifo[0] = item[sent:]
+            return
+
+
+def chat_drain(chan, fifo, flush):
+    """Send queued output: the body of ``async_chat.initiate_send``.
+
+    As in CPython, one call makes one ``send()`` attempt (plus any
+    ``more()`` calls and the ``None`` that ``close_when_done`` queued), and
+    stops when the channel is not connected.  Leading ``bytes``/``bytearray``
+    items are joined up to ``ac_out_buffer_size``.  With ``flush`` true it
+    keeps sending while sends complete and the head of the queue is data:
+    this replays the sends that deferred ``push`` calls would have made.
+    """
+    obs = chan.ac_out_buffer_size
+    while fifo and chan.connected:
+        first = fifo[0]
+        if not first:
+            del fifo[0]
+            if first is None:
+                chan.handle_close()
+                return
+            continue
+        if _is_joinable(first):
+            items = [first]
+            total = len(first)
+            if total >= obs:
+                data = first[:obs] if total > obs else first
+            else:
+                for item in islice(fifo, 1, None):
+                    if not _is_joinable(item) or total + len(item) > obs:
+                        break
+                    items.append(item)
+                    total += len(item)
+                data = first if len(items) == 1 else b"".join(items)
+            try:
+                sent = chan.send(data)
+            except OSError:
+                chan.handle_error()
+                return
+            if sent:
+                _consume_sent(fifo, items, sent)
+            if flush and sent == len(data) and fifo and _is_joinable(fifo[0]):
+                continue
+            return
+        try:
+            data = first[:obs]
+        except TypeError:
+            # a producer: ask it for more, CPython style
+            data = first.more()
+            if data:
+                fifo.appendleft(data)
+            else:
+                del fifo[0]
+            continue
+        # any other sliceable item (memoryview, str with use_encoding):
+        # one item per send, exactly as CPython does
+        if isinstance(data, str) and chan.use_encoding:
+            data = bytes(data, chan.encoding)
+        try:
+            sent = chan.send(data)
+        except OSError:
+            chan.handle_error()
+            return
+        if sent:
+            if sent < len(data) or obs < len(first):
+                fifo[0] = first[sent:]
+            else:
+                del fifo[0]
+        return

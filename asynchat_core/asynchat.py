@@ -1,0 +1,193 @@
+"""Command/response channels: a drop-in for CPython 3.11's ``asynchat``.
+
+``async_chat`` splits its input on a terminator (a byte string, a byte
+count, or None for "everything") and queues output from ``push`` and
+producers.  The terminator search, input slicing and output draining run in
+the kernels chosen by ``asynchat_core._impl`` (Cython, or the pure-Python
+specification).  Deliberate deviations are listed in the README.
+"""
+
+from collections import deque
+
+from . import asyncore
+from ._impl import chat_kernels as _kernels
+
+__all__ = ["async_chat", "simple_producer", "find_prefix_at_end"]
+
+find_prefix_at_end = _kernels.find_prefix_at_end
+_InBuffer = _kernels.InBuffer
+_chat_feed = _kernels.chat_feed
+_chat_drain = _kernels.chat_drain
+
+
+class async_chat(asyncore.dispatcher):
+    """Abstract channel: subclasses define ``collect_incoming_data`` and
+    ``found_terminator``."""
+
+    ac_in_buffer_size = 65536
+    ac_out_buffer_size = 65536
+
+    # off by default: str data is usually an application bug
+    use_encoding = 0
+    encoding = "latin-1"
+
+    # pushes made while handle_read delivers frames are sent together
+    _ac_corked = False
+    _ac_send_owed = False
+
+    def __init__(self, sock=None, map=None):
+        self._ac_in = _InBuffer(b"")
+        self.incoming = []
+        self.producer_fifo = deque()
+        asyncore.dispatcher.__init__(self, sock, map)
+
+    @property
+    def ac_in_buffer(self):
+        """Received bytes not yet handed to ``collect_incoming_data``."""
+        return self._ac_in.value()
+
+    @ac_in_buffer.setter
+    def ac_in_buffer(self, value):
+        try:
+            inbuf = self._ac_in
+        except AttributeError:
+            # a subclass that skipped async_chat.__init__ sets it itself
+            self._ac_in = _InBuffer(value)
+        else:
+            inbuf.assign(value)
+
+    def collect_incoming_data(self, data):
+        raise NotImplementedError("must be implemented in subclass")
+
+    def _collect_incoming_data(self, data):
+        self.incoming.append(data)
+
+    def _get_data(self):
+        data = b"".join(self.incoming)
+        del self.incoming[:]
+        return data
+
+    def found_terminator(self):
+        raise NotImplementedError("must be implemented in subclass")
+
+    def set_terminator(self, term):
+        """Set the input delimiter: bytes of any length, a byte count, or None."""
+        if isinstance(term, str) and self.use_encoding:
+            term = bytes(term, self.encoding)
+        elif isinstance(term, int) and term < 0:
+            raise ValueError("the number of received bytes must be positive")
+        self.terminator = term
+
+    def get_terminator(self):
+        return self.terminator
+
+    def handle_read(self):
+        try:
+            data = self.recv(self.ac_in_buffer_size)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.handle_error()
+            return
+        if isinstance(data, str) and self.use_encoding:
+            # CPython 3.11 raises TypeError here (it passes the type `str`);
+            # kept so that such code fails the same way.
+            data = bytes(str, self.encoding)
+        plain = (
+            type(self).get_terminator is async_chat.get_terminator
+            and "get_terminator" not in self.__dict__
+        )
+        if self._ac_corked or not self._cork_allowed():
+            _chat_feed(self, self._ac_in, data, plain)
+            return
+        self._ac_corked = True
+        try:
+            _chat_feed(self, self._ac_in, data, plain)
+        finally:
+            self._ac_corked = False
+            if self._ac_send_owed:
+                self._ac_send_owed = False
+                _chat_drain(self, self.producer_fifo, True)
+
+    def _cork_allowed(self):
+        # Deferring sends is only invisible when initiate_send is ours.
+        return type(self).initiate_send is async_chat.initiate_send
+
+    def _flush_owed(self):
+        if self._ac_send_owed:
+            self._ac_send_owed = False
+            _chat_drain(self, self.producer_fifo, True)
+
+    def handle_write(self):
+        self.initiate_send()
+
+    def handle_close(self):
+        self.close()
+
+    def push(self, data):
+        """Queue ``data`` (bytes-like) for sending and try to send now."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("data argument must be byte-ish (%r)", type(data))
+        size = self.ac_out_buffer_size
+        fifo = self.producer_fifo
+        if len(data) > size:
+            for start in range(0, len(data), size):
+                fifo.append(data[start:start + size])
+        else:
+            fifo.append(data)
+        if self._ac_corked:
+            head = fifo[0]
+            kind = type(head)
+            if (kind is bytes or kind is bytearray) and head:
+                # CPython would send part of the head now; send it, joined
+                # with what follows, when handle_read returns
+                self._ac_send_owed = True
+                return
+            self._flush_owed()
+        self.initiate_send()
+
+    def push_with_producer(self, producer):
+        """Queue a producer (an object with ``more()``) and try to send now."""
+        if self._ac_corked:
+            self._flush_owed()
+        self.producer_fifo.append(producer)
+        self.initiate_send()
+
+    def readable(self):
+        "predicate for inclusion in the readable for select()"
+        return 1
+
+    def writable(self):
+        "predicate for inclusion in the writable for select()"
+        return self.producer_fifo or (not self.connected)
+
+    def close_when_done(self):
+        """Close the channel once everything queued before this is sent."""
+        if self._ac_corked:
+            self._flush_owed()
+        self.producer_fifo.append(None)
+
+    def initiate_send(self):
+        _chat_drain(self, self.producer_fifo, False)
+
+    def discard_buffers(self):
+        """Drop all buffered input and queued output (emergencies only)."""
+        self._ac_in.assign(b"")
+        del self.incoming[:]
+        self.producer_fifo.clear()
+
+
+class simple_producer:
+    """A producer handing out ``data`` in pieces of ``buffer_size``."""
+
+    def __init__(self, data, buffer_size=512):
+        self.data = data
+        self.buffer_size = buffer_size
+
+    def more(self):
+        if len(self.data) > self.buffer_size:
+            piece = self.data[:self.buffer_size]
+            self.data = self.data[self.buffer_size:]
+        else:
+            piece, self.data = self.data, b""
+        return piece

@@ -1,0 +1,548 @@
+"""Asynchronous socket channels: a drop-in for CPython 3.11's ``asyncore``.
+
+Every public name, module attribute and behaviour of the 3.11 module is
+here, including the names that tests and legacy code patch (``socket``,
+``select``, ``time``, ``os``, the errno constants).  Unlike the stdlib
+module it emits no DeprecationWarning.  Deliberate deviations are listed in
+the README.
+"""
+
+import os
+import select
+import socket
+import sys
+import time
+import warnings
+from errno import (
+    EAGAIN,
+    EALREADY,
+    EBADF,
+    ECONNABORTED,
+    ECONNRESET,
+    EINPROGRESS,
+    EINVAL,
+    EISCONN,
+    ENOTCONN,
+    EPIPE,
+    ESHUTDOWN,
+    EWOULDBLOCK,
+    errorcode,
+)
+
+__all__ = [
+    "ExitNow", "close_all", "compact_traceback", "dispatcher",
+    "dispatcher_with_send", "loop", "poll", "poll2", "poll3", "read",
+    "readwrite", "socket_map", "write",
+]
+if os.name == "posix":
+    __all__ += ["file_dispatcher", "file_wrapper"]
+
+# errnos meaning "the peer is gone": they close the channel, not report it
+_DISCONNECTED = frozenset(
+    {ECONNRESET, ENOTCONN, ESHUTDOWN, ECONNABORTED, EPIPE, EBADF}
+)
+
+socket_map = {}
+
+# repr() shows the legacy module names, as log lines and tests expect
+_LEGACY_MODULE_NAMES = {
+    "asynchat_core.asyncore": "asyncore",
+    "asynchat_core.asynchat": "asynchat",
+}
+
+
+def _strerror(err):
+    try:
+        return os.strerror(err)
+    except (ValueError, OverflowError, NameError):
+        return errorcode.get(err, "Unknown error %s" % err)
+
+
+class ExitNow(Exception):
+    """Raise from a handler to leave ``loop()`` at once."""
+
+
+_reraised_exceptions = (ExitNow, KeyboardInterrupt, SystemExit)
+
+
+def read(obj):
+    """Deliver a read event to ``obj``, routing failures to handle_error."""
+    try:
+        obj.handle_read_event()
+    except _reraised_exceptions:
+        raise
+    except:  # noqa: E722 - any error belongs to the channel
+        obj.handle_error()
+
+
+def write(obj):
+    """Deliver a write event to ``obj``, routing failures to handle_error."""
+    try:
+        obj.handle_write_event()
+    except _reraised_exceptions:
+        raise
+    except:  # noqa: E722
+        obj.handle_error()
+
+
+def _exception(obj):
+    try:
+        obj.handle_expt_event()
+    except _reraised_exceptions:
+        raise
+    except:  # noqa: E722
+        obj.handle_error()
+
+
+def readwrite(obj, flags):
+    """Deliver the events of one ``poll()`` result to ``obj``."""
+    try:
+        if flags & select.POLLIN:
+            obj.handle_read_event()
+        if flags & select.POLLOUT:
+            obj.handle_write_event()
+        if flags & select.POLLPRI:
+            obj.handle_expt_event()
+        if flags & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            obj.handle_close()
+    except OSError as e:
+        if e.errno in _DISCONNECTED:
+            obj.handle_close()
+        else:
+            obj.handle_error()
+    except _reraised_exceptions:
+        raise
+    except:  # noqa: E722
+        obj.handle_error()
+
+
+def poll(timeout=0.0, map=None):
+    """One pass of the loop with ``select.select``."""
+    if map is None:
+        map = socket_map
+    if not map:
+        return
+    readers, writers, errors = [], [], []
+    for fd, obj in list(map.items()):
+        wants_read = obj.readable()
+        wants_write = obj.writable()
+        if wants_read:
+            readers.append(fd)
+        # a listening socket is never waited on for writing
+        if wants_write and not obj.accepting:
+            writers.append(fd)
+        if wants_read or wants_write:
+            errors.append(fd)
+    if not (readers or writers or errors):
+        time.sleep(timeout)
+        return
+    readers, writers, errors = select.select(readers, writers, errors, timeout)
+    for fds, deliver in ((readers, read), (writers, write), (errors, _exception)):
+        for fd in fds:
+            obj = map.get(fd)
+            if obj is not None:
+                deliver(obj)
+
+
+def poll2(timeout=0.0, map=None):
+    """One pass of the loop with ``select.poll``."""
+    if map is None:
+        map = socket_map
+    if timeout is not None:
+        timeout = int(timeout * 1000)  # poll() takes milliseconds
+    pollster = select.poll()
+    if not map:
+        return
+    for fd, obj in list(map.items()):
+        flags = 0
+        if obj.readable():
+            flags |= select.POLLIN | select.POLLPRI
+        if obj.writable() and not obj.accepting:
+            flags |= select.POLLOUT
+        if flags:
+            pollster.register(fd, flags)
+    for fd, flags in pollster.poll(timeout):
+        obj = map.get(fd)
+        if obj is not None:
+            readwrite(obj, flags)
+
+
+poll3 = poll2  # old alias kept for compatibility
+
+
+def loop(timeout=30.0, use_poll=False, map=None, count=None):
+    """Serve the channels in ``map`` until it is empty or ``count`` passes ran."""
+    if map is None:
+        map = socket_map
+    if use_poll and hasattr(select, "poll"):
+        one_pass = poll2
+    else:
+        one_pass = poll
+    if count is None:
+        while map:
+            one_pass(timeout, map)
+    else:
+        while map and count > 0:
+            one_pass(timeout, map)
+            count = count - 1
+
+
+class dispatcher:
+    """A non-blocking socket wrapped as a channel in a socket map."""
+
+    debug = False
+    connected = False
+    accepting = False
+    connecting = False
+    closing = False
+    addr = None
+    ignore_log_types = frozenset({"warning"})
+
+    def __init__(self, sock=None, map=None):
+        self._map = socket_map if map is None else map
+        self._fileno = None
+        if not sock:
+            self.socket = None
+            return
+        # the socket may come from a blocking source
+        sock.setblocking(False)
+        self.set_socket(sock, map)
+        self.connected = True
+        try:
+            self.addr = sock.getpeername()
+        except OSError as err:
+            if err.errno not in (ENOTCONN, EINVAL):
+                # broken in an unknown way: do not leave it in the map
+                self.del_channel(map)
+                raise
+            self.connected = False  # a socket that is not connected yet
+
+    def __repr__(self):
+        cls = self.__class__
+        module = _LEGACY_MODULE_NAMES.get(cls.__module__, cls.__module__)
+        parts = [module + "." + cls.__qualname__]
+        if self.accepting and self.addr:
+            parts.append("listening")
+        elif self.connected:
+            parts.append("connected")
+        if self.addr is not None:
+            try:
+                parts.append("%s:%d" % self.addr)
+            except TypeError:
+                parts.append(repr(self.addr))
+        return "<%s at %#x>" % (" ".join(parts), id(self))
+
+    def add_channel(self, map=None):
+        if map is None:
+            map = self._map
+        map[self._fileno] = self
+
+    def del_channel(self, map=None):
+        fd = self._fileno
+        if map is None:
+            map = self._map
+        if fd in map:
+            del map[fd]
+        self._fileno = None
+
+    def create_socket(self, family=socket.AF_INET, type=socket.SOCK_STREAM):
+        self.family_and_type = family, type
+        sock = socket.socket(family, type)
+        sock.setblocking(False)
+        self.set_socket(sock)
+
+    def set_socket(self, sock, map=None):
+        self.socket = sock
+        self._fileno = sock.fileno()
+        self.add_channel(map)
+
+    def set_reuse_addr(self):
+        """Set SO_REUSEADDR if the platform allows it."""
+        try:
+            current = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+            self.socket.setsockopt(
+                socket.SOL_SOCKET, socket.SO_REUSEADDR, current | 1
+            )
+        except OSError:
+            pass
+
+    # predicates the loop asks every pass
+    def readable(self):
+        return True
+
+    def writable(self):
+        return True
+
+    # socket methods
+    def listen(self, num):
+        self.accepting = True
+        if os.name == "nt" and num > 5:
+            num = 5
+        return self.socket.listen(num)
+
+    def bind(self, addr):
+        self.addr = addr
+        return self.socket.bind(addr)
+
+    def connect(self, address):
+        self.connected = False
+        self.connecting = True
+        err = self.socket.connect_ex(address)
+        in_progress = err in (EINPROGRESS, EALREADY, EWOULDBLOCK) or (
+            err == EINVAL and os.name == "nt"
+        )
+        if in_progress:
+            self.addr = address
+            return
+        if err in (0, EISCONN):
+            self.addr = address
+            self.handle_connect_event()
+        else:
+            raise OSError(err, errorcode[err])
+
+    def accept(self):
+        """Return ``(conn, addr)``, or None if nothing could be accepted."""
+        try:
+            conn, addr = self.socket.accept()
+        except TypeError:
+            return None
+        except OSError as why:
+            if why.errno in (EWOULDBLOCK, ECONNABORTED, EAGAIN):
+                return None
+            raise
+        return conn, addr
+
+    def send(self, data):
+        try:
+            return self.socket.send(data)
+        except OSError as why:
+            if why.errno == EWOULDBLOCK:
+                return 0
+            if why.errno in _DISCONNECTED:
+                self.handle_close()
+                return 0
+            raise
+
+    def recv(self, buffer_size):
+        try:
+            data = self.socket.recv(buffer_size)
+        except OSError as why:
+            # some platforms report a vanished peer as ENOTCONN
+            if why.errno in _DISCONNECTED:
+                self.handle_close()
+                return b""
+            raise
+        if not data:
+            # readable with nothing to read: the peer closed
+            self.handle_close()
+            return b""
+        return data
+
+    def close(self):
+        self.connected = False
+        self.accepting = False
+        self.connecting = False
+        self.del_channel()
+        if self.socket is not None:
+            try:
+                self.socket.close()
+            except OSError as why:
+                if why.errno not in (ENOTCONN, EBADF):
+                    raise
+
+    # logging hooks, meant to be overridden
+    def log(self, message):
+        sys.stderr.write("log: %s\n" % str(message))
+
+    def log_info(self, message, type="info"):
+        if type not in self.ignore_log_types:
+            print("%s: %s" % (type, message))
+
+    # event dispatch
+    def handle_read_event(self):
+        if self.accepting:
+            # a listening socket spawns connected sockets instead of reading
+            self.handle_accept()
+        elif not self.connected:
+            if self.connecting:
+                self.handle_connect_event()
+            self.handle_read()
+        else:
+            self.handle_read()
+
+    def handle_connect_event(self):
+        err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err != 0:
+            raise OSError(err, _strerror(err))
+        self.handle_connect()
+        self.connected = True
+        self.connecting = False
+
+    def handle_write_event(self):
+        if self.accepting:
+            return  # spurious for a listening socket: ignore it
+        if not self.connected and self.connecting:
+            self.handle_connect_event()
+        self.handle_write()
+
+    def handle_expt_event(self):
+        # an exceptional condition is either a socket error or OOB data
+        err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err != 0:
+            self.handle_close()
+        else:
+            self.handle_expt()
+
+    def handle_error(self):
+        nil, t, v, tbinfo = compact_traceback()
+        try:
+            self_repr = repr(self)
+        except:  # noqa: E722 - a user __repr__ may fail too
+            self_repr = "<__repr__(self) failed for object at %0x>" % id(self)
+        self.log_info(
+            "uncaptured python exception, closing channel %s (%s:%s %s)"
+            % (self_repr, t, v, tbinfo),
+            "error",
+        )
+        self.handle_close()
+
+    def handle_expt(self):
+        self.log_info("unhandled incoming priority event", "warning")
+
+    def handle_read(self):
+        self.log_info("unhandled read event", "warning")
+
+    def handle_write(self):
+        self.log_info("unhandled write event", "warning")
+
+    def handle_connect(self):
+        self.log_info("unhandled connect event", "warning")
+
+    def handle_accept(self):
+        pair = self.accept()
+        if pair is not None:
+            self.handle_accepted(*pair)
+
+    def handle_accepted(self, sock, addr):
+        sock.close()
+        self.log_info("unhandled accepted event", "warning")
+
+    def handle_close(self):
+        self.log_info("unhandled close event", "warning")
+        self.close()
+
+
+class dispatcher_with_send(dispatcher):
+    """A dispatcher whose ``send()`` buffers output until it can be written."""
+
+    def __init__(self, sock=None, map=None):
+        dispatcher.__init__(self, sock, map)
+        self.out_buffer = b""
+
+    def initiate_send(self):
+        sent = dispatcher.send(self, self.out_buffer[:65536])
+        self.out_buffer = self.out_buffer[sent:]
+
+    def handle_write(self):
+        self.initiate_send()
+
+    def writable(self):
+        return (not self.connected) or len(self.out_buffer)
+
+    def send(self, data):
+        if self.debug:
+            self.log_info("sending %s" % repr(data))
+        self.out_buffer = self.out_buffer + data
+        self.initiate_send()
+
+
+def compact_traceback():
+    """Summarise the exception being handled as ``(last, type, value, info)``."""
+    t, v, tb = sys.exc_info()
+    if not tb:
+        raise AssertionError("traceback does not exist")
+    frames = []
+    while tb:
+        code = tb.tb_frame.f_code
+        frames.append((code.co_filename, code.co_name, str(tb.tb_lineno)))
+        tb = tb.tb_next
+    del tb
+    info = " ".join("[%s|%s|%s]" % frame for frame in frames)
+    return frames[-1], t, v, info
+
+
+def close_all(map=None, ignore_all=False):
+    """Close every channel in ``map`` and empty it."""
+    if map is None:
+        map = socket_map
+    for channel in list(map.values()):
+        try:
+            channel.close()
+        except OSError as err:
+            if err.errno != EBADF and not ignore_all:
+                raise
+        except _reraised_exceptions:
+            raise
+        except:  # noqa: E722
+            if not ignore_all:
+                raise
+    map.clear()
+
+
+if os.name == "posix":
+
+    class file_wrapper:
+        """Just enough of the socket API over a (dup'ed) file descriptor."""
+
+        def __init__(self, fd):
+            self.fd = os.dup(fd)
+
+        def __del__(self):
+            if self.fd >= 0:
+                warnings.warn(
+                    "unclosed file %r" % self, ResourceWarning, source=self
+                )
+            self.close()
+
+        def recv(self, *args):
+            return os.read(self.fd, *args)
+
+        def send(self, *args):
+            return os.write(self.fd, *args)
+
+        def getsockopt(self, level, optname, buflen=None):
+            if level == socket.SOL_SOCKET and optname == socket.SO_ERROR and not buflen:
+                return 0
+            raise NotImplementedError(
+                "Only asyncore specific behaviour implemented."
+            )
+
+        read = recv
+        write = send
+
+        def close(self):
+            if self.fd < 0:
+                return
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+        def fileno(self):
+            return self.fd
+
+    class file_dispatcher(dispatcher):
+        """A dispatcher over a pipe, tty or other file descriptor."""
+
+        def __init__(self, fd, map=None):
+            dispatcher.__init__(self, None, map)
+            self.connected = True
+            try:
+                fd = fd.fileno()
+            except AttributeError:
+                pass
+            self.set_file(fd)
+            os.set_blocking(fd, False)
+
+        def set_file(self, fd):
+            self.socket = file_wrapper(fd)
+            self._fileno = self.socket.fileno()
+            self.add_channel()

@@ -1,0 +1,318 @@
+# cython: language_level=3
+"""Compiled kernels of ``async_chat``; ``_chat_py.py`` is their specification.
+
+Names, signatures and observable behaviour match ``_chat_py`` exactly.  The
+fast paths cover ``bytes`` input with ``bytes``/``int``/``None``
+terminators; anything else (a ``bytearray`` assigned to ``ac_in_buffer``, a
+``str`` terminator, a negative or huge integer) is handed to the pure
+kernel, which reproduces CPython's generic behaviour and errors.
+
+Memory safety: every pointer is derived from a ``bytes`` object this frame
+holds a reference to, and every offset is checked against that object's
+length before use.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memchr, memcmp, memcpy
+
+from asynchat_core import _chat_py as _spec
+
+__all__ = ["InBuffer", "find_prefix_at_end", "chat_feed", "chat_deliver", "chat_drain"]
+
+
+cdef class InBuffer:
+    """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``."""
+
+    cdef public object data
+    cdef public Py_ssize_t pos
+
+    def __init__(self, data=b""):
+        self.data = data
+        self.pos = 0
+
+    cpdef object value(self):
+        """Return the unread input, compacting it first (what users see)."""
+        if self.pos:
+            self.data = self.data[self.pos:]
+            self.pos = 0
+        return self.data
+
+    cpdef assign(self, value):
+        """Replace the unread input (``ac_in_buffer = value``)."""
+        self.data = value
+        self.pos = 0
+
+
+cdef Py_ssize_t _find(const char *hay, Py_ssize_t hay_len,
+                      const char *needle, Py_ssize_t needle_len) noexcept nogil:
+    # Index of needle in hay[0:hay_len], or -1.  needle_len >= 1.
+    cdef const char *p = hay
+    cdef const char *last
+    if needle_len > hay_len:
+        return -1
+    if needle_len == 1:
+        p = <const char *>memchr(hay, needle[0], <size_t>hay_len)
+        return -1 if p == NULL else p - hay
+    last = hay + (hay_len - needle_len)  # last possible start
+    while p <= last:
+        p = <const char *>memchr(p, needle[0], <size_t>(last - p + 1))
+        if p == NULL:
+            return -1
+        if memcmp(p + 1, needle + 1, <size_t>(needle_len - 1)) == 0:
+            return p - hay
+        p += 1
+    return -1
+
+
+cdef Py_ssize_t _prefix_at_end(const char *hay, Py_ssize_t hay_len,
+                               const char *needle, Py_ssize_t needle_len) noexcept nogil:
+    # Longest proper prefix of needle that hay ends with (0 if none).
+    cdef Py_ssize_t size = needle_len - 1
+    if size > hay_len:
+        size = hay_len
+    while size > 0:
+        if memcmp(hay + (hay_len - size), needle, <size_t>size) == 0:
+            return size
+        size -= 1
+    return 0
+
+
+def find_prefix_at_end(haystack, needle):
+    """Length of the longest proper prefix of ``needle`` ending ``haystack``.
+
+    Assumes ``needle`` itself was already searched for.  Works on ``str`` and
+    on bytes-like objects, like the function of the same name in asynchat.
+    """
+    if type(haystack) is bytes and type(needle) is bytes and PyBytes_GET_SIZE(needle):
+        return _prefix_at_end(PyBytes_AS_STRING(haystack), PyBytes_GET_SIZE(haystack),
+                              PyBytes_AS_STRING(needle), PyBytes_GET_SIZE(needle))
+    return _spec.find_prefix_at_end(haystack, needle)
+
+
+cdef inline object _slice(object data, Py_ssize_t start, Py_ssize_t stop):
+    # data[start:stop] for a bytes object, 0 <= start <= stop <= len(data)
+    if start == 0 and stop == PyBytes_GET_SIZE(data):
+        return data
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + start, stop - start)
+
+
+cdef inline int _advance(InBuffer inbuf, object data, Py_ssize_t pos,
+                         Py_ssize_t offset, Py_ssize_t slice_start) except -1:
+    # CPython slices ac_in_buffer *after* the callback: if the callback
+    # replaced or read it, slice what is there now.
+    if inbuf.data is data and inbuf.pos == pos:
+        inbuf.pos = pos + offset
+    else:
+        inbuf.assign(inbuf.value()[slice_start:])
+    return 0
+
+
+def chat_feed(chan, InBuffer inbuf not None, data, bint plain_terminator):
+    """Append received ``data`` to ``inbuf`` and deliver what it completes.
+
+    This is ``async_chat.handle_read`` after its ``recv()``.
+    ``plain_terminator`` says ``get_terminator`` is not overridden, so
+    ``chan.terminator`` may be read directly.
+    """
+    current = inbuf.data
+    if (type(current) is bytes and type(data) is bytes
+            and inbuf.pos >= PyBytes_GET_SIZE(current)):
+        inbuf.data = data
+        inbuf.pos = 0
+    else:
+        inbuf.assign(inbuf.value() + data)
+    return chat_deliver(chan, inbuf, plain_terminator)
+
+
+def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
+    """Run the terminator loop over the buffered input until it needs more."""
+    cdef object data, term
+    cdef Py_ssize_t pos, total, size, count, index, term_len, partial
+    cdef const char *base
+    while True:
+        data = inbuf.data
+        pos = inbuf.pos
+        if type(data) is not bytes or pos < 0:
+            return _spec.chat_deliver(chan, inbuf, plain_terminator)
+        total = PyBytes_GET_SIZE(data)
+        size = total - pos
+        if size <= 0:
+            return
+        term = chan.terminator if plain_terminator else chan.get_terminator()
+
+        if term is None:
+            chan.collect_incoming_data(_slice(data, pos, total))
+            inbuf.assign(b"")
+        elif type(term) is bytes:
+            term_len = PyBytes_GET_SIZE(term)
+            if term_len == 0:
+                chan.collect_incoming_data(_slice(data, pos, total))
+                inbuf.assign(b"")
+                continue
+            base = PyBytes_AS_STRING(data)
+            index = _find(base + pos, size, PyBytes_AS_STRING(term), term_len)
+            if index != -1:
+                if index > 0:
+                    chan.collect_incoming_data(_slice(data, pos, pos + index))
+                _advance(inbuf, data, pos, index + term_len, index + term_len)
+                chan.found_terminator()
+            else:
+                partial = _prefix_at_end(base + pos, size, PyBytes_AS_STRING(term), term_len)
+                if not partial:
+                    chan.collect_incoming_data(_slice(data, pos, total))
+                    inbuf.assign(b"")
+                else:
+                    if partial != size:
+                        chan.collect_incoming_data(_slice(data, pos, total - partial))
+                        _advance(inbuf, data, pos, size - partial, -partial)
+                    return
+        elif isinstance(term, int):
+            if term < 0 or term > size:
+                # negative (CPython slices with it) or more than we have
+                if term < 0:
+                    return _spec.chat_deliver(chan, inbuf, plain_terminator)
+                chan.collect_incoming_data(_slice(data, pos, total))
+                inbuf.assign(b"")
+                chan.terminator = chan.terminator - size
+                continue
+            count = term
+            if count == 0:
+                chan.collect_incoming_data(_slice(data, pos, total))
+                inbuf.assign(b"")
+                continue
+            chan.collect_incoming_data(_slice(data, pos, pos + count))
+            _advance(inbuf, data, pos, count, count)
+            chan.terminator = 0
+            chan.found_terminator()
+        else:
+            return _spec.chat_deliver(chan, inbuf, plain_terminator)
+
+
+cdef inline bint _is_joinable(object item):
+    return type(item) is bytes or type(item) is bytearray
+
+
+cdef inline const char *_bytes_ptr(object item):
+    if type(item) is bytes:
+        return PyBytes_AS_STRING(item)
+    return PyByteArray_AS_STRING(item)
+
+
+cdef inline Py_ssize_t _bytes_len(object item):
+    if type(item) is bytes:
+        return PyBytes_GET_SIZE(item)
+    return PyByteArray_GET_SIZE(item)
+
+
+cdef object _join(list items, Py_ssize_t total):
+    # b"".join(items) for bytes/bytearray items whose sizes add up to total
+    cdef object out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char *dst = PyBytes_AS_STRING(out)
+    cdef Py_ssize_t used = 0, size
+    for item in items:
+        size = _bytes_len(item)
+        if size > total - used:
+            raise RuntimeError("queued item changed size while being joined")
+        memcpy(dst + used, _bytes_ptr(item), <size_t>size)
+        used += size
+    if used != total:
+        raise RuntimeError("queued item changed size while being joined")
+    return out
+
+
+cdef int _consume_sent(object fifo, list items, object sent) except -1:
+    # Remove what one send() took from the head of the queue.  Stops if
+    # a callback inside send() already changed the queue.  ``sent`` stays a
+    # Python object: an overridden send() may return any number.
+    for item in items:
+        if not fifo or fifo[0] is not item:
+            return 0
+        size = len(item)
+        if sent >= size:
+            fifo.popleft()
+            sent -= size
+        else:
+            if sent:
+                fifo[0] = item[sent:]
+            return 0
+    return 0
+
+
+def chat_drain(chan, fifo, bint flush):
+    """Send queued output: the body of ``async_chat.initiate_send``.
+
+    As in CPython, one call makes one ``send()`` attempt (plus any
+    ``more()`` calls and the ``None`` that ``close_when_done`` queued), and
+    stops when the channel is not connected.  Leading ``bytes``/``bytearray``
+    items are joined up to ``ac_out_buffer_size``.  With ``flush`` true it
+    keeps sending while sends complete and the head of the queue is data:
+    this replays the sends that deferred ``push`` calls would have made.
+    """
+    cdef Py_ssize_t obs = chan.ac_out_buffer_size
+    cdef Py_ssize_t total, size
+    cdef list items
+    cdef object first, data
+    cdef bint skip_first
+    while fifo and chan.connected:
+        first = fifo[0]
+        if not first:
+            del fifo[0]
+            if first is None:
+                chan.handle_close()
+                return
+            continue
+        if _is_joinable(first):
+            items = [first]
+            total = _bytes_len(first)
+            if total >= obs:
+                data = first[:obs] if total > obs else first
+            else:
+                skip_first = True
+                for item in fifo:
+                    if skip_first:
+                        skip_first = False
+                        continue
+                    if not _is_joinable(item):
+                        break
+                    size = _bytes_len(item)
+                    if size > obs - total:
+                        break
+                    items.append(item)
+                    total += size
+                data = first if len(items) == 1 else _join(items, total)
+            try:
+                sent_obj = chan.send(data)
+            except OSError:
+                chan.handle_error()
+                return
+            if sent_obj:
+                _consume_sent(fifo, items, sent_obj)
+            if flush and sent_obj == len(data) and fifo and _is_joinable(fifo[0]):
+                continue
+            return
+        try:
+            data = first[:obs]
+        except TypeError:
+            # a producer: ask it for more, CPython style
+            data = first.more()
+            if data:
+                fifo.appendleft(data)
+            else:
+                del fifo[0]
+            continue
+        # any other sliceable item (memoryview, str with use_encoding):
+        # one item per send, exactly as CPython does
+        if isinstance(data, str) and chan.use_encoding:
+            data = bytes(data, chan.encoding)
+        try:
+            sent_obj = chan.send(data)
+        except OSError:
+            chan.handle_error()
+            return
+        if sent_obj:
+            if sent_obj < len(data) or obs < len(first):
+                fifo[0] = first[sent_obj:]
+            else:
+                del fifo[0]
+        return
