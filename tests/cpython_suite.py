@@ -98,6 +98,7 @@ def main(argv):
         import asynchat_core
 
         report["implementation"] = asynchat_core.IMPLEMENTATION
+        report["package"] = os.path.dirname(os.path.abspath(asynchat_core.__file__))
     if out:
         with open(out, "w") as fh:
             json.dump(report, fh, indent=1)
