@@ -20,17 +20,42 @@ CPython 3.11's ``asynchat`` does.
 
 from itertools import islice
 
-__all__ = ["InBuffer", "find_prefix_at_end", "chat_feed", "chat_deliver", "chat_drain"]
+__all__ = [
+    "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
+    "chat_deliver", "chat_drain",
+]
+
+
+class FrameTooLarge(ValueError):
+    """A frame exceeded ``async_chat.ac_max_frame_size``.
+
+    Raised inside ``handle_read`` (so it reaches ``handle_error``, which by
+    default logs it and closes the channel) when the bytes of one frame
+    (collected so far plus buffered) pass the cap, or when an integer
+    terminator larger than the cap is in force.
+    """
+
+    def __init__(self, size, limit):
+        ValueError.__init__(
+            self, "frame of at least %d bytes exceeds ac_max_frame_size=%d" % (size, limit)
+        )
+        self.size = size
+        self.limit = limit
 
 
 class InBuffer:
-    """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``."""
+    """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``.
 
-    __slots__ = ("data", "pos")
+    ``frame`` counts the bytes of the current frame already handed to
+    ``collect_incoming_data``, for the ``ac_max_frame_size`` cap.
+    """
+
+    __slots__ = ("data", "pos", "frame")
 
     def __init__(self, data=b""):
         self.data = data
         self.pos = 0
+        self.frame = 0
 
     def value(self):
         """Return the unread input, compacting it first (what users see)."""
@@ -43,6 +68,12 @@ class InBuffer:
         """Replace the unread input (``ac_in_buffer = value``)."""
         self.data = value
         self.pos = 0
+
+    def discard(self):
+        """Drop the unread input and forget the current frame."""
+        self.data = b""
+        self.pos = 0
+        self.frame = 0
 
 
 def find_prefix_at_end(haystack, needle):
@@ -95,8 +126,21 @@ def chat_feed(chan, inbuf, data, plain_terminator):
     chat_deliver(chan, inbuf, plain_terminator)
 
 
+def _frame_limit(chan):
+    limit = getattr(chan, "ac_max_frame_size", None)
+    if limit is not None and limit < 0:
+        raise ValueError("ac_max_frame_size must be None or >= 0")
+    return limit
+
+
+def _check_frame(inbuf, size, limit):
+    if limit is not None and inbuf.frame + size > limit:
+        raise FrameTooLarge(inbuf.frame + size, limit)
+
+
 def chat_deliver(chan, inbuf, plain_terminator):
     """Run the terminator loop over the buffered input until it needs more."""
+    limit = _frame_limit(chan)
     while True:
         data = inbuf.data
         pos = inbuf.pos
@@ -105,10 +149,14 @@ def chat_deliver(chan, inbuf, plain_terminator):
             return
         term = chan.terminator if plain_terminator else chan.get_terminator()
         if not term:
+            inbuf.frame = 0  # a stream without frames: nothing is held
             chan.collect_incoming_data(data[pos:] if pos else data)
             inbuf.assign(b"")
         elif isinstance(term, int):
+            if limit is not None and term > limit:
+                raise FrameTooLarge(term, limit)
             if size < term:
+                inbuf.frame += size
                 chan.collect_incoming_data(data[pos:] if pos else data)
                 inbuf.assign(b"")
                 chan.terminator = chan.terminator - size
@@ -118,6 +166,7 @@ def chat_deliver(chan, inbuf, plain_terminator):
                 split = term if term >= 0 else max(0, size + term)
                 chan.collect_incoming_data(data[pos:pos + split])
                 _advance(inbuf, data, pos, split, term)
+                inbuf.frame = 0
                 chan.terminator = 0
                 chan.found_terminator()
         else:
@@ -125,19 +174,24 @@ def chat_deliver(chan, inbuf, plain_terminator):
             index = data.find(term, pos)
             if index != -1:
                 index -= pos
+                _check_frame(inbuf, index, limit)
                 if index > 0:
                     # an empty chunk is never reported
                     chan.collect_incoming_data(data[pos:pos + index])
                 _advance(inbuf, data, pos, index + term_len, index + term_len)
+                inbuf.frame = 0
                 chan.found_terminator()
             else:
+                _check_frame(inbuf, size, limit)
                 partial = _prefix_at_end(data, pos, term)
                 if not partial:
+                    inbuf.frame += size
                     chan.collect_incoming_data(data[pos:] if pos else data)
                     inbuf.assign(b"")
                 else:
                     if partial != size:
                         # keep the possible start of a terminator for later
+                        inbuf.frame += size - partial
                         chan.collect_incoming_data(data[pos:len(data) - partial])
                         _advance(inbuf, data, pos, size - partial, -partial)
                     return

@@ -7,13 +7,15 @@ the kernels chosen by ``asynchat_core._impl`` (Cython, or the pure-Python
 specification).  Deliberate deviations are listed in the README.
 """
 
+import sys
 from collections import deque
 
 from . import asyncore
 from ._impl import chat_kernels as _kernels
 
-__all__ = ["async_chat", "simple_producer", "find_prefix_at_end"]
+__all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge"]
 
+FrameTooLarge = _kernels.FrameTooLarge
 find_prefix_at_end = _kernels.find_prefix_at_end
 _InBuffer = _kernels.InBuffer
 _chat_feed = _kernels.chat_feed
@@ -30,6 +32,10 @@ class async_chat(asyncore.dispatcher):
     # off by default: str data is usually an application bug
     use_encoding = 0
     encoding = "latin-1"
+
+    #: Cap, in bytes, on one input frame (None: unlimited, as in CPython).
+    #: Past it, handle_read raises FrameTooLarge, which reaches handle_error.
+    ac_max_frame_size = None
 
     # pushes made while handle_read delivers frames are sent together
     _ac_corked = False
@@ -74,8 +80,15 @@ class async_chat(asyncore.dispatcher):
         """Set the input delimiter: bytes of any length, a byte count, or None."""
         if isinstance(term, str) and self.use_encoding:
             term = bytes(term, self.encoding)
-        elif isinstance(term, int) and term < 0:
-            raise ValueError("the number of received bytes must be positive")
+        elif isinstance(term, int):
+            if term < 0:
+                raise ValueError("the number of received bytes must be positive")
+            if term > sys.maxsize:
+                # CPython accepts it, but no frame that long can ever complete
+                raise ValueError("the number of received bytes must be <= sys.maxsize")
+            limit = self.ac_max_frame_size
+            if limit is not None and term > limit:
+                raise FrameTooLarge(term, limit)
         self.terminator = term
 
     def get_terminator(self):
@@ -172,7 +185,7 @@ class async_chat(asyncore.dispatcher):
 
     def discard_buffers(self):
         """Drop all buffered input and queued output (emergencies only)."""
-        self._ac_in.assign(b"")
+        self._ac_in.discard()
         del self.incoming[:]
         self.producer_fifo.clear()
 

@@ -16,20 +16,33 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp, memcpy
 
-from asynchat_core import _chat_py as _spec
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
 
-__all__ = ["InBuffer", "find_prefix_at_end", "chat_feed", "chat_deliver", "chat_drain"]
+from asynchat_core import _chat_py as _spec
+from asynchat_core._chat_py import FrameTooLarge
+
+__all__ = [
+    "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
+    "chat_deliver", "chat_drain",
+]
 
 
 cdef class InBuffer:
-    """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``."""
+    """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``.
+
+    ``frame`` counts the bytes of the current frame already handed to
+    ``collect_incoming_data``, for the ``ac_max_frame_size`` cap.
+    """
 
     cdef public object data
     cdef public Py_ssize_t pos
+    cdef readonly Py_ssize_t frame  # written by the kernel only
 
     def __init__(self, data=b""):
         self.data = data
         self.pos = 0
+        self.frame = 0
 
     cpdef object value(self):
         """Return the unread input, compacting it first (what users see)."""
@@ -42,6 +55,12 @@ cdef class InBuffer:
         """Replace the unread input (``ac_in_buffer = value``)."""
         self.data = value
         self.pos = 0
+
+    cpdef discard(self):
+        """Drop the unread input and forget the current frame."""
+        self.data = b""
+        self.pos = 0
+        self.frame = 0
 
 
 cdef Py_ssize_t _find(const char *hay, Py_ssize_t hay_len,
@@ -125,11 +144,31 @@ def chat_feed(chan, InBuffer inbuf not None, data, bint plain_terminator):
     return chat_deliver(chan, inbuf, plain_terminator)
 
 
+cdef inline int _check_frame(InBuffer inbuf, Py_ssize_t size, Py_ssize_t limit) except -1:
+    # limit < 0 means no cap; sizes are bounded by buffer lengths, no overflow
+    if limit >= 0 and size > limit - inbuf.frame:
+        raise FrameTooLarge(inbuf.frame + size, limit)
+    return 0
+
+
+cdef Py_ssize_t _frame_limit(chan) except -2:
+    # ac_max_frame_size as a C number: -1 for None (no cap)
+    value = getattr(chan, "ac_max_frame_size", None)
+    if value is None:
+        return -1
+    if value < 0:
+        raise ValueError("ac_max_frame_size must be None or >= 0")
+    if value > PY_SSIZE_T_MAX:
+        return PY_SSIZE_T_MAX
+    return value
+
+
 def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
     """Run the terminator loop over the buffered input until it needs more."""
     cdef object data, term
     cdef Py_ssize_t pos, total, size, count, index, term_len, partial
     cdef const char *base
+    cdef Py_ssize_t limit = _frame_limit(chan)
     while True:
         data = inbuf.data
         pos = inbuf.pos
@@ -142,47 +181,59 @@ def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
         term = chan.terminator if plain_terminator else chan.get_terminator()
 
         if term is None:
+            inbuf.frame = 0  # a stream without frames: nothing is held
             chan.collect_incoming_data(_slice(data, pos, total))
             inbuf.assign(b"")
         elif type(term) is bytes:
             term_len = PyBytes_GET_SIZE(term)
             if term_len == 0:
+                inbuf.frame = 0
                 chan.collect_incoming_data(_slice(data, pos, total))
                 inbuf.assign(b"")
                 continue
             base = PyBytes_AS_STRING(data)
             index = _find(base + pos, size, PyBytes_AS_STRING(term), term_len)
             if index != -1:
+                _check_frame(inbuf, index, limit)
                 if index > 0:
                     chan.collect_incoming_data(_slice(data, pos, pos + index))
                 _advance(inbuf, data, pos, index + term_len, index + term_len)
+                inbuf.frame = 0
                 chan.found_terminator()
             else:
+                _check_frame(inbuf, size, limit)
                 partial = _prefix_at_end(base + pos, size, PyBytes_AS_STRING(term), term_len)
                 if not partial:
+                    inbuf.frame += size
                     chan.collect_incoming_data(_slice(data, pos, total))
                     inbuf.assign(b"")
                 else:
                     if partial != size:
+                        inbuf.frame += size - partial
                         chan.collect_incoming_data(_slice(data, pos, total - partial))
                         _advance(inbuf, data, pos, size - partial, -partial)
                     return
         elif isinstance(term, int):
-            if term < 0 or term > size:
-                # negative (CPython slices with it) or more than we have
-                if term < 0:
-                    return _spec.chat_deliver(chan, inbuf, plain_terminator)
+            if term < 0:
+                # CPython slices with a negative count: generic path
+                return _spec.chat_deliver(chan, inbuf, plain_terminator)
+            if limit >= 0 and term > limit:
+                raise FrameTooLarge(term, limit)
+            if term > size:
+                inbuf.frame += size
                 chan.collect_incoming_data(_slice(data, pos, total))
                 inbuf.assign(b"")
                 chan.terminator = chan.terminator - size
                 continue
             count = term
             if count == 0:
+                inbuf.frame = 0
                 chan.collect_incoming_data(_slice(data, pos, total))
                 inbuf.assign(b"")
                 continue
             chan.collect_incoming_data(_slice(data, pos, pos + count))
             _advance(inbuf, data, pos, count, count)
+            inbuf.frame = 0
             chan.terminator = 0
             chan.found_terminator()
         else:
