@@ -8,7 +8,7 @@ import sys
 
 from setuptools import Extension, setup
 
-KERNELS = ["_chat_c"]
+KERNELS = ["_chat_c", "_loop_c"]
 
 
 def _extensions():

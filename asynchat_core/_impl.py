@@ -37,3 +37,18 @@ else:
     from . import _chat_py as chat_kernels
 
     IMPLEMENTATION = "python"
+
+# The event loop kernel follows the same choice.
+if IMPLEMENTATION == "cython":
+    try:
+        from . import _loop_c as loop_kernels
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        warnings.warn(
+            "asynchat_core: compiled loop unavailable (%s); "
+            "using the pure-Python loop" % (exc,),
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        from . import _loop_py as loop_kernels
+else:
+    from . import _loop_py as loop_kernels

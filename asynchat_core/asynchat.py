@@ -165,6 +165,7 @@ class async_chat(asyncore.dispatcher):
             self._flush_owed()
         self.producer_fifo.append(producer)
         self.initiate_send()
+        asyncore._loop_touch(self)
 
     def readable(self):
         "predicate for inclusion in the readable for select()"
@@ -179,6 +180,7 @@ class async_chat(asyncore.dispatcher):
         if self._ac_corked:
             self._flush_owed()
         self.producer_fifo.append(None)
+        asyncore._loop_touch(self)
 
     def initiate_send(self):
         _chat_drain(self, self.producer_fifo, False)

@@ -29,10 +29,12 @@ from errno import (
     errorcode,
 )
 
+from ._impl import loop_kernels as _loopk
+
 __all__ = [
-    "ExitNow", "close_all", "compact_traceback", "dispatcher",
+    "ExitNow", "available_backends", "call_later", "close_all", "compact_traceback", "dispatcher",
     "dispatcher_with_send", "loop", "poll", "poll2", "poll3", "read",
-    "readwrite", "socket_map", "write",
+    "readwrite", "set_idle_timeout", "socket_map", "write",
 ]
 if os.name == "posix":
     __all__ += ["file_dispatcher", "file_wrapper"]
@@ -170,10 +172,121 @@ def poll2(timeout=0.0, map=None):
 poll3 = poll2  # old alias kept for compatibility
 
 
-def loop(timeout=30.0, use_poll=False, map=None, count=None):
-    """Serve the channels in ``map`` until it is empty or ``count`` passes ran."""
+# ------------------------------------------------------------------ the loop
+#
+# loop() keeps one persistent _loopk.Loop per socket map (see _loop_py.py):
+# interest stays registered in the kernel and changes only when it changes.
+# poll()/poll2()/readwrite() above are the stdlib's one-shot passes, kept
+# exactly as they were (CPython's own tests call them directly).
+
+#: Backend used when ``loop()`` is given none: a name from
+#: ``available_backends()``, ``"legacy"`` (the stdlib's poll()/poll2()
+#: passes, bugs included), or None for the best available.
+default_backend = None
+
+_timers = _loopk.TimerQueue()
+_loops = {}  # id(map) -> Loop; bounded, oldest dropped first
+_MAX_LOOPS = 8
+_known_predicates = None
+
+
+def available_backends():
+    """Names of the event backends usable here, best first."""
+    return _loopk.available_backends()
+
+
+def _choose_backend(backend, use_poll):
+    if backend is None:
+        backend = default_backend
+    if backend is None:
+        backend = _loopk.best_backend()
+        if backend == "select" and use_poll and hasattr(select, "poll"):
+            backend = "poll"
+    return backend
+
+
+def _predicates():
+    global _known_predicates
+    if _known_predicates is None:
+        from . import asynchat  # imported lazily: asynchat imports us
+
+        chat = asynchat.async_chat
+        _known_predicates = (
+            frozenset({dispatcher.readable, chat.readable}),
+            frozenset({dispatcher.writable, dispatcher_with_send.writable, chat.writable}),
+        )
+    return _known_predicates
+
+
+def _get_loop(map, backend):
+    key = id(map)
+    lp = _loops.get(key)
+    if lp is not None:
+        if (lp.map is map and lp.backend == backend and not lp.closed
+                and type(lp) is _loopk.Loop and lp.timers is _timers):
+            return lp
+        del _loops[key]
+        lp.close()
+    while len(_loops) >= _MAX_LOOPS:
+        _loops.pop(next(iter(_loops))).close()
+    readable, writable = _predicates()
+    lp = _loopk.Loop(map, backend, _timers, readable, writable,
+                     _reraised_exceptions, _DISCONNECTED)
+    _loops[key] = lp
+    return lp
+
+
+def _loop_note(map, fd):
+    """Hook for add_channel: the entry at ``fd`` of ``map`` changed."""
+    lp = _loops.get(id(map))
+    if lp is not None and lp.map is map:
+        lp.note(fd)
+
+
+def _loop_forget(map, fd, obj):
+    """Hook for del_channel, called while ``obj``'s descriptor is open."""
+    lp = _loops.get(id(map))
+    if lp is not None and lp.map is map:
+        lp.forget(fd, obj)
+
+
+def _loop_touch(obj):
+    """Hook for push()/send(): ``obj``'s writable() may have changed."""
+    map = getattr(obj, "_map", None)
+    if map is None:
+        return
+    lp = _loops.get(id(map))
+    if lp is not None and lp.map is map:
+        lp.touch(obj._fileno, obj)
+
+
+def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
+    """Serve the channels in ``map`` (default ``socket_map``).
+
+    Runs passes until the map is empty and no timer from ``call_later`` is
+    pending, or until ``count`` passes ran.  One pass waits at most
+    ``timeout`` seconds (None: until something happens), less when a timer
+    is due sooner, then dispatches the ready channels and runs the due
+    timers.  With an empty map but pending timers a pass just sleeps until
+    the next timer.
+
+    ``backend`` picks the event backend ("epoll", "kqueue", "poll",
+    "select", or "legacy" for the stdlib's own passes); None means the
+    module's ``default_backend``, else the best available.  ``use_poll``
+    only matters when that resolves to "select" or "legacy", where it
+    selects poll() as in the stdlib.
+    """
     if map is None:
         map = socket_map
+    name = _choose_backend(backend, use_poll)
+    if name == "legacy":
+        _legacy_loop(timeout, use_poll, map, count)
+        return
+    _get_loop(map, name).run(timeout, count)
+
+
+def _legacy_loop(timeout, use_poll, map, count):
+    # the stdlib's loop: rebuilds the interest set every pass
     if use_poll and hasattr(select, "poll"):
         one_pass = poll2
     else:
@@ -185,6 +298,71 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None):
         while map and count > 0:
             one_pass(timeout, map)
             count = count - 1
+
+
+def call_later(delay, callback, *args):
+    """Run ``callback(*args)`` from ``loop()`` after ``delay`` seconds.
+
+    Returns a handle whose ``cancel()`` drops the call.  Timers are shared
+    by every loop() in the process (call this from the loop's thread); a
+    pending timer keeps ``loop()`` running even with an empty map.  An
+    exception raised by the callback is reported on stderr and the loop
+    goes on (ExitNow, KeyboardInterrupt and SystemExit propagate).
+    """
+    return _timers.call_later(delay, callback, args)
+
+
+def set_idle_timeout(channel, seconds, callback=None):
+    """Call ``callback(channel)`` once ``channel`` saw no traffic for
+    ``seconds`` (default callback: ``channel.handle_close()``).
+
+    Traffic is any event the loop delivers to the channel, and any
+    ``push``/``send`` on it.  If the callback leaves the channel open it
+    fires again after another idle period.  ``seconds=None`` removes the
+    timeout.  Idle timeouts do not keep ``loop()`` running by themselves.
+    """
+    old = getattr(channel, "_idle_watch", None)
+    if old is not None and old.handle is not None:
+        old.handle.cancel()
+    channel._idle_watch = None
+    watch = None
+    if seconds is not None:
+        seconds = float(seconds)
+        watch = _loopk.IdleWatch(channel, seconds, callback, time.monotonic())
+        channel._idle_watch = watch
+        watch.handle = _timers.call_at(watch.last + seconds, _idle_check, (watch,), False)
+    map = getattr(channel, "_map", None)
+    lp = _loops.get(id(map)) if map is not None else None
+    if lp is not None and lp.map is map:
+        lp.set_watch(channel._fileno, channel, watch)
+
+
+def _idle_check(watch):
+    channel = watch.channel
+    watch.handle = None
+    if getattr(channel, "_idle_watch", None) is not watch:
+        return
+    fd = getattr(channel, "_fileno", None)
+    map = getattr(channel, "_map", None)
+    if fd is None or map is None or map.get(fd) is not channel:
+        channel._idle_watch = None  # closed: nothing to watch
+        return
+    now = time.monotonic()
+    due = watch.last + watch.timeout
+    if due > now:
+        watch.handle = _timers.call_at(due, _idle_check, (watch,), False)
+        return
+    watch.last = now
+    watch.handle = _timers.call_at(now + watch.timeout, _idle_check, (watch,), False)
+    try:
+        if watch.callback is None:
+            channel.handle_close()
+        else:
+            watch.callback(channel)
+    except _reraised_exceptions:
+        raise
+    except:  # noqa: E722 - the channel's own error path
+        channel.handle_error()
 
 
 class dispatcher:
@@ -236,12 +414,14 @@ class dispatcher:
         if map is None:
             map = self._map
         map[self._fileno] = self
+        _loop_note(map, self._fileno)
 
     def del_channel(self, map=None):
         fd = self._fileno
         if map is None:
             map = self._map
         if fd in map:
+            _loop_forget(map, fd, self)  # while the fd is still open
             del map[fd]
         self._fileno = None
 
@@ -313,6 +493,7 @@ class dispatcher:
         return conn, addr
 
     def send(self, data):
+        _loop_touch(self)  # output is queued: write interest may change
         try:
             return self.socket.send(data)
         except OSError as why:

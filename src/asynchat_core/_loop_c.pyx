@@ -1,0 +1,856 @@
+"""Compiled event loop: mirrors ``_loop_py`` (the specification) name for
+name.  Read that module's docstrings for the behaviour; comments here are
+about the compiled form only.
+
+As there,  ``asyncore.loop()`` keeps one ``Loop`` per socket map so that a
+channel's interest stays registered in the kernel between passes (and
+between ``loop(count=1)`` calls) and changes only when it changes.
+
+Two kinds of channel:
+
+* *state-driven*: ``readable``/``writable`` are the library's own
+  (``dispatcher``, ``dispatcher_with_send``, ``async_chat``).  Their answer
+  depends only on state that changes when the channel itself runs, or when
+  ``push``/``close_when_done``/``send`` (which notify the loop) are called,
+  so the loop asks again only after such a change.  Idle channels cost
+  nothing per pass.
+* *polled*: anything else.  ``readable()``/``writable()`` are called every
+  pass, as the stdlib does, and the kernel is told only about changes.
+
+Event bits are the ``poll()`` bits (identical to epoll's on Linux);
+backends that speak another language translate.
+"""
+
+import errno
+import heapq
+import os
+import select
+import sys
+import time
+import traceback
+
+__all__ = [
+    "BACKENDS", "available_backends", "best_backend", "Loop", "TimerQueue",
+    "TimerHandle", "IdleWatch", "make_poller",
+]
+
+EV_IN = getattr(select, "POLLIN", 1)
+EV_PRI = getattr(select, "POLLPRI", 2)
+EV_OUT = getattr(select, "POLLOUT", 4)
+EV_ERR = getattr(select, "POLLERR", 8)
+EV_HUP = getattr(select, "POLLHUP", 16)
+EV_NVAL = getattr(select, "POLLNVAL", 32)
+WANT_READ = EV_IN | EV_PRI
+WANT_WRITE = EV_OUT
+EV_GONE = EV_HUP | EV_ERR | EV_NVAL
+
+# accept() failing for lack of descriptors or memory: pause, don't close
+ACCEPT_LIMIT_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
+    if hasattr(errno, name)
+)
+_FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOENT})
+
+SWEEP_INTERVAL = 1.0  # seconds between re-checks of every state-driven channel
+ACCEPT_BACKOFF_MIN = 0.05
+ACCEPT_BACKOFF_MAX = 1.0
+
+_monotonic = time.monotonic
+
+
+# --------------------------------------------------------------- backends
+
+cdef class EpollPoller:
+    """Linux epoll, level-triggered."""
+    cdef object _ep
+
+    name = "epoll"
+
+    def __init__(self):
+        self._ep = select.epoll()
+
+    def register(self, fd, mask):
+        self._ep.register(fd, mask)
+
+    def modify(self, fd, mask):
+        self._ep.modify(fd, mask)
+
+    def unregister(self, fd):
+        self._ep.unregister(fd)
+
+    def poll(self, timeout):
+        # PEP 475: EINTR is retried with the remaining time, after handlers ran
+        return self._ep.poll(-1 if timeout is None else timeout)
+
+    def close(self):
+        self._ep.close()
+
+
+cdef class PollPoller:
+    """POSIX poll() with a persistent ``select.poll`` object."""
+    cdef object _p
+
+    name = "poll"
+
+    def __init__(self):
+        self._p = select.poll()
+
+    def register(self, fd, mask):
+        self._p.register(fd, mask)
+
+    def modify(self, fd, mask):
+        self._p.modify(fd, mask)
+
+    def unregister(self, fd):
+        self._p.unregister(fd)
+
+    def poll(self, timeout):
+        if timeout is None:
+            return self._p.poll()
+        # round up: truncating 0.0005 s to 0 ms would spin (the stdlib does)
+        ms = int(timeout * 1000)
+        if ms < timeout * 1000:
+            ms += 1
+        return self._p.poll(ms)
+
+    def close(self):
+        self._p = None
+
+
+cdef class SelectPoller:
+    """select(): limited to descriptors below FD_SETSIZE (usually 1024)."""
+    cdef dict _masks
+    cdef set _r, _w, _x
+
+    name = "select"
+
+    def __init__(self):
+        self._masks = {}
+        self._r = set()
+        self._w = set()
+        self._x = set()
+
+    def register(self, fd, mask):
+        if fd in self._masks:
+            raise FileExistsError(errno.EEXIST, "already registered")
+        self._set(fd, mask)
+
+    def modify(self, fd, mask):
+        if fd not in self._masks:
+            raise FileNotFoundError(errno.ENOENT, "not registered")
+        self._set(fd, mask)
+
+    def _set(self, fd, mask):
+        self._masks[fd] = mask
+        for bits, fds in ((EV_IN, self._r), (EV_OUT, self._w), (EV_PRI, self._x)):
+            if mask & bits:
+                fds.add(fd)
+            else:
+                fds.discard(fd)
+
+    def unregister(self, fd):
+        if self._masks.pop(fd, None) is None:
+            raise FileNotFoundError(errno.ENOENT, "not registered")
+        self._r.discard(fd)
+        self._w.discard(fd)
+        self._x.discard(fd)
+
+    def poll(self, timeout):
+        try:
+            r, w, x = select.select(self._r, self._w, self._x, timeout)
+        except OSError as err:
+            if err.errno != errno.EBADF:
+                raise
+            return self._bad_fds()
+        events = {}
+        for fds, bit in ((r, EV_IN), (w, EV_OUT), (x, EV_PRI)):
+            for fd in fds:
+                events[fd] = events.get(fd, 0) | bit
+        return list(events.items())
+
+    def _bad_fds(self):
+        # select() names no culprit: find the closed descriptors ourselves
+        bad = []
+        for fd in list(self._masks):
+            try:
+                os.fstat(fd)
+            except OSError:
+                bad.append((fd, EV_NVAL))
+        return bad
+
+    def close(self):
+        self._masks.clear()
+        self._r.clear()
+        self._w.clear()
+        self._x.clear()
+
+
+cdef class KqueuePoller:
+    """BSD/macOS kqueue: one read and one write filter per descriptor."""
+    cdef object _kq
+    cdef dict _masks
+
+    name = "kqueue"
+
+    def __init__(self):
+        self._kq = select.kqueue()
+        self._masks = {}
+
+    def _change(self, fd, old, new):
+        changes = []
+        for bit, filt in ((EV_IN, select.KQ_FILTER_READ), (EV_OUT, select.KQ_FILTER_WRITE)):
+            if new & bit and not old & bit:
+                changes.append(select.kevent(fd, filt, select.KQ_EV_ADD))
+            elif old & bit and not new & bit:
+                changes.append(select.kevent(fd, filt, select.KQ_EV_DELETE))
+        if changes:
+            self._kq.control(changes, 0, 0)
+
+    def register(self, fd, mask):
+        if fd in self._masks:
+            raise FileExistsError(errno.EEXIST, "already registered")
+        self._change(fd, 0, mask)
+        self._masks[fd] = mask
+
+    def modify(self, fd, mask):
+        old = self._masks.get(fd)
+        if old is None:
+            raise FileNotFoundError(errno.ENOENT, "not registered")
+        self._masks[fd] = mask
+        self._change(fd, old, mask)
+
+    def unregister(self, fd):
+        old = self._masks.pop(fd, None)
+        if old is None:
+            raise FileNotFoundError(errno.ENOENT, "not registered")
+        self._change(fd, old, 0)
+
+    def poll(self, timeout):
+        size = max(len(self._masks), 1) * 2
+        events = {}
+        for kev in self._kq.control(None, size, timeout):
+            fd = kev.ident
+            bits = events.get(fd, 0)
+            if kev.filter == select.KQ_FILTER_READ:
+                bits |= EV_IN
+            elif kev.filter == select.KQ_FILTER_WRITE:
+                bits |= EV_OUT
+            if kev.flags & select.KQ_EV_EOF:
+                bits |= EV_HUP
+            if kev.flags & select.KQ_EV_ERROR:
+                bits |= EV_ERR
+            events[fd] = bits
+        return list(events.items())
+
+    def close(self):
+        self._kq.close()
+
+
+BACKENDS = {
+    "epoll": EpollPoller,
+    "kqueue": KqueuePoller,
+    "poll": PollPoller,
+    "select": SelectPoller,
+}
+_PREFERENCE = ("epoll", "kqueue", "poll", "select")
+
+
+def available_backends():
+    """Names of the backends this platform supports, best first."""
+    names = []
+    for name, attr in (("epoll", "epoll"), ("kqueue", "kqueue"), ("poll", "poll"),
+                       ("select", "select")):
+        if hasattr(select, attr):
+            names.append(name)
+    return names
+
+
+def best_backend():
+    """The backend used when none is chosen."""
+    return available_backends()[0]
+
+
+def make_poller(name):
+    """A new poller object for backend ``name``."""
+    if name not in available_backends():
+        raise ValueError("backend %r is not available here (have: %s)"
+                         % (name, ", ".join(available_backends())))
+    return BACKENDS[name]()
+
+
+def _pending_bytes(fd):
+    # bytes still readable on fd (0 if unknown): decides whether a hang-up
+    # may close the channel yet
+    try:
+        import fcntl
+        import termios
+        import struct
+
+        raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+        return struct.unpack("i", raw)[0]
+    except (ImportError, OSError, AttributeError):
+        return 0
+
+
+def _report_exception(where):
+    # last resort when even handle_error failed; never raises
+    try:
+        sys.stderr.write("asynchat_core: uncaptured exception in %s\n" % (where,))
+        traceback.print_exc()
+    except Exception:
+        pass
+
+
+# ------------------------------------------------------------------ timers
+
+cdef class TimerHandle:
+    """A scheduled call; ``cancel()`` it to drop it."""
+    cdef public double when
+    cdef public unsigned long long seq
+    cdef public object callback, args, queue
+    cdef public bint cancelled, keepalive
+
+
+    def __init__(self, when, seq, callback, args, keepalive, queue):
+        self.when = when
+        self.seq = seq
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+        self.keepalive = keepalive
+        self.queue = queue
+
+    def __lt__(self, other):
+        if self.when != other.when:
+            return self.when < other.when
+        return self.seq < other.seq
+
+    def cancel(self):
+        """Stop the call from happening; harmless if it already ran."""
+        if not self.cancelled:
+            self.cancelled = True
+            queue = self.queue
+            if queue is not None:
+                self.queue = None
+                queue._discarded(self)
+
+    def __repr__(self):
+        state = "cancelled" if self.cancelled else "at %.3f" % self.when
+        return "<TimerHandle %s %r>" % (state, self.callback)
+
+
+cdef class TimerQueue:
+    """A heap of ``TimerHandle``s on the monotonic clock.
+
+    ``live`` counts pending handles that keep ``loop()`` running (user
+    timers; idle watches do not keep a loop alive on their own).
+    """
+    cdef public list heap
+    cdef public unsigned long long seq
+    cdef public Py_ssize_t live
+
+    def __init__(self):
+        self.heap = []
+        self.seq = 0
+        self.live = 0
+
+    def call_at(self, when, callback, args=(), keepalive=True):
+        self.seq += 1
+        handle = TimerHandle(when, self.seq, callback, args, keepalive, self)
+        heapq.heappush(self.heap, handle)
+        if keepalive:
+            self.live += 1
+        return handle
+
+    def call_later(self, delay, callback, args=(), keepalive=True):
+        return self.call_at(_monotonic() + delay, callback, args, keepalive)
+
+    def _discarded(self, handle):
+        if handle.keepalive:
+            self.live -= 1
+        heap = self.heap
+        # cancelled handles are popped lazily; compact if they dominate
+        if len(heap) > 64 and self.live * 2 < len(heap):
+            self.heap = [h for h in heap if not h.cancelled]
+            heapq.heapify(self.heap)
+
+    def pending(self):
+        """True if a user timer is still due to run."""
+        return self.live > 0
+
+    def wait_time(self, timeout, now):
+        """How long a pass may sleep: ``timeout`` cut short by the next timer."""
+        heap = self.heap
+        while heap and heap[0].cancelled:
+            heapq.heappop(heap)
+        if not heap:
+            return timeout
+        delay = heap[0].when - now
+        if delay < 0.0:
+            delay = 0.0
+        if timeout is None or delay < timeout:
+            return delay
+        return timeout
+
+    def run_due(self, now, reraised):
+        """Run the handles due by ``now`` (not ones they schedule)."""
+        heap = self.heap
+        due = []
+        while heap and (heap[0].cancelled or heap[0].when <= now):
+            handle = heapq.heappop(heap)
+            if not handle.cancelled:
+                due.append(handle)
+        for handle in due:
+            if handle.cancelled:
+                continue  # cancelled by an earlier callback of this batch
+            handle.cancelled = True
+            handle.queue = None
+            if handle.keepalive:
+                self.live -= 1
+            try:
+                handle.callback(*handle.args)
+            except reraised:
+                raise
+            except BaseException:
+                self.report_error(handle)
+
+    def report_error(self, handle):
+        """Called when a timer callback raised; the loop carries on."""
+        _report_exception("timer callback %r" % (handle.callback,))
+
+    def clear(self):
+        for handle in self.heap:
+            handle.cancelled = True
+            handle.queue = None
+        self.heap = []
+        self.live = 0
+
+
+cdef class IdleWatch:
+    """Per-channel idle timeout: see ``asyncore.set_idle_timeout``."""
+    cdef public object channel, callback, handle
+    cdef public double timeout, last
+
+
+    def __init__(self, channel, timeout, callback, now):
+        self.channel = channel
+        self.timeout = timeout
+        self.callback = callback
+        self.last = now
+        self.handle = None
+
+
+# -------------------------------------------------------------------- loop
+
+cdef class Entry:
+    """What the loop knows about the channel registered at one fd."""
+    cdef public object fd, obj, watch, resume
+    cdef public int kmask
+    cdef public bint polled, always, closed_once
+    cdef public double paused_until, backoff
+
+
+    def __init__(self, fd, obj):
+        self.fd = fd
+        self.obj = obj
+        self.kmask = 0          # interest the kernel has now
+        self.polled = False     # readable()/writable() asked every pass
+        self.always = False     # not pollable (regular file): always ready
+        self.closed_once = False
+        self.watch = None
+        self.paused_until = 0.0  # accept() back-off
+        self.backoff = 0.0
+        self.resume = None
+
+
+cdef class Loop:
+    cdef public object map, backend, poller, timers, known_readable, known_writable
+    cdef public object reraised, disconnected
+    cdef public dict entries, polled, always, kinds
+    cdef public set dirty
+    cdef public object pid
+    cdef public bint rebuild_needed, closed
+    cdef public double next_sweep
+    cdef public unsigned long long passes
+    """The persistent event loop of one socket map.
+
+    ``known_readable``/``known_writable`` are the library's own predicate
+    functions (state-driven channels); ``reraised`` the exceptions that
+    leave the loop; ``disconnected`` the errnos that mean "peer gone".
+    """
+
+    def __init__(self, map, backend, timers, known_readable, known_writable,
+                 reraised, disconnected):
+        self.map = map
+        self.backend = backend
+        self.poller = make_poller(backend)
+        self.timers = timers
+        self.known_readable = known_readable
+        self.known_writable = known_writable
+        self.reraised = reraised
+        self.disconnected = disconnected
+        self.entries = {}
+        self.polled = {}
+        self.always = {}
+        self.dirty = set()
+        self.kinds = {}
+        self.pid = os.getpid()
+        self.rebuild_needed = False
+        self.next_sweep = 0.0
+        self.closed = False
+        self.passes = 0
+
+    # ---- notifications from dispatcher/async_chat (cheap, any time)
+
+    def note(self, fd):
+        """The map entry at ``fd`` may have changed: look again next pass."""
+        self.dirty.add(fd)
+
+    def forget(self, fd, obj):
+        """``obj`` is leaving the map: drop its kernel interest while its
+        descriptor is still open (epoll cannot forget a closed one)."""
+        entry = self.entries.get(fd)
+        if entry is not None and entry.obj is obj:
+            self._set_kernel(entry, 0)
+            entry.watch = None
+            entry.obj = None  # events later in this pass are not for it
+        self.dirty.add(fd)
+
+    def touch(self, fd, obj):
+        """``obj`` changed state that its interest depends on (push...)."""
+        entry = self.entries.get(fd)
+        if entry is not None and entry.obj is obj:
+            watch = entry.watch
+            if watch is not None:
+                watch.last = _monotonic()
+        self.dirty.add(fd)
+
+    def set_watch(self, fd, obj, watch):
+        entry = self.entries.get(fd)
+        if entry is not None and entry.obj is obj:
+            entry.watch = watch
+
+    def close(self):
+        """Release the kernel object; the map is left as it is."""
+        if not self.closed:
+            self.closed = True
+            self.poller.close()
+            self.entries.clear()
+            self.polled.clear()
+            self.always.clear()
+
+    # ---- kernel interest
+
+    def _set_kernel(self, entry, mask):
+        old = entry.kmask
+        if mask == old:
+            return
+        fd = entry.fd
+        if entry.always:
+            entry.kmask = mask
+            if mask:
+                self.always[fd] = entry
+            else:
+                self.always.pop(fd, None)
+            return
+        try:
+            if not old:
+                self.poller.register(fd, mask)
+            elif not mask:
+                self.poller.unregister(fd)
+            else:
+                self.poller.modify(fd, mask)
+        except OSError as err:
+            code = err.errno
+            if code == errno.EPERM:
+                # epoll refuses regular files; poll/select call them ready
+                entry.always = True
+                entry.kmask = mask
+                if mask:
+                    self.always[fd] = entry
+                return
+            if code == errno.EEXIST:
+                self.poller.modify(fd, mask)
+            elif code in _FD_GONE_ERRNOS:
+                # the descriptor was closed behind our back; a dup of it
+                # could still be registered, so start the kernel set afresh
+                entry.kmask = 0
+                self.rebuild_needed = True
+                if mask:
+                    self.dirty.add(fd)
+                return
+            else:
+                raise
+        entry.kmask = mask
+
+    def _rebuild(self):
+        self.rebuild_needed = False
+        self.poller.close()
+        self.poller = make_poller(self.backend)
+        for entry in list(self.entries.values()):
+            mask = entry.kmask
+            if mask and not entry.always:
+                entry.kmask = 0
+                self._set_kernel(entry, mask)
+
+    # ---- interest of one channel
+
+    def _is_polled(self, obj):
+        cls = type(obj)
+        polled = self.kinds.get(cls)
+        if polled is None:
+            polled = not (getattr(cls, "readable", None) in self.known_readable
+                          and getattr(cls, "writable", None) in self.known_writable)
+            self.kinds[cls] = polled
+        if not polled:
+            inst = getattr(obj, "__dict__", None)
+            if inst and ("readable" in inst or "writable" in inst):
+                return True
+        return polled
+
+    def _interest(self, entry, now):
+        """Ask the channel what it wants; returns a kernel mask."""
+        obj = entry.obj
+        if entry.closed_once:
+            return 0
+        try:
+            wants_read = obj.readable()
+            wants_write = obj.writable()
+            mask = 0
+            if wants_read and entry.paused_until <= now:
+                mask = WANT_READ
+            if wants_write and not obj.accepting:
+                mask |= WANT_WRITE
+            return mask
+        except self.reraised:
+            raise
+        except BaseException:
+            self._fail(obj, entry.fd)
+            return 0
+
+    def _add(self, fd, obj):
+        entry = Entry(fd, obj)
+        entry.polled = self._is_polled(obj)
+        watch = getattr(obj, "_idle_watch", None)
+        if watch is not None and watch.channel is obj:
+            entry.watch = watch
+        self.entries[fd] = entry
+        if entry.polled:
+            self.polled[fd] = entry
+        return entry
+
+    def _drop(self, entry):
+        fd = entry.fd
+        self._set_kernel(entry, 0)
+        if entry.resume is not None:
+            entry.resume.cancel()
+            entry.resume = None
+        del self.entries[fd]
+        self.polled.pop(fd, None)
+        self.always.pop(fd, None)
+
+    def _flush(self, now):
+        dirty = self.dirty
+        self.dirty = set()
+        map = self.map
+        entries = self.entries
+        for fd in dirty:
+            obj = map.get(fd)
+            entry = entries.get(fd)
+            if entry is not None and (entry.obj is None or entry.obj is not obj):
+                self._drop(entry)
+                entry = None
+            if obj is None:
+                continue
+            if entry is None:
+                entry = self._add(fd, obj)
+            if not entry.polled:
+                self._set_kernel(entry, self._interest(entry, now))
+
+    def _resync(self, now):
+        # direct edits of the map, or a direct producer_fifo.append: look
+        # at everything once (bounded by SWEEP_INTERVAL or a size change)
+        self.next_sweep = now + SWEEP_INTERVAL
+        dirty = self.dirty
+        for fd in self.map:
+            dirty.add(fd)
+        for fd in self.entries:
+            dirty.add(fd)
+        self._flush(now)
+
+    # ---- error paths
+
+    def _fail(self, obj, fd):
+        """An exception escaped a handler: handle_error, and if that fails
+        too, close the channel so it cannot fail forever."""
+        try:
+            obj.handle_error()
+        except self.reraised:
+            raise
+        except BaseException:
+            _report_exception("handle_error of %r" % (type(obj).__name__,))
+            self._force_close(obj, fd)
+
+    def _force_close(self, obj, fd):
+        try:
+            obj.close()
+        except self.reraised:
+            raise
+        except BaseException:
+            pass
+        if self.map.get(fd) is obj:
+            del self.map[fd]
+            self.dirty.add(fd)
+        entry = self.entries.get(fd)
+        if entry is not None and entry.obj is obj:
+            self._set_kernel(entry, 0)
+
+    def _close_channel(self, entry):
+        """The loop's own handle_close call: at most once per channel."""
+        obj = entry.obj
+        fd = entry.fd
+        if not entry.closed_once:
+            entry.closed_once = True
+            try:
+                obj.handle_close()
+            except self.reraised:
+                raise
+            except BaseException:
+                self._fail(obj, fd)
+        if self.map.get(fd) is obj:
+            # handle_close kept the channel: stop the hang-up from spinning
+            self._set_kernel(entry, 0)
+
+    def _pause_accept(self, entry, now):
+        backoff = entry.backoff * 2.0
+        if backoff < ACCEPT_BACKOFF_MIN:
+            backoff = ACCEPT_BACKOFF_MIN
+        if backoff > ACCEPT_BACKOFF_MAX:
+            backoff = ACCEPT_BACKOFF_MAX
+        entry.backoff = backoff
+        entry.paused_until = now + backoff
+        self._set_kernel(entry, entry.kmask & ~WANT_READ)
+        if entry.resume is not None:
+            entry.resume.cancel()
+        entry.resume = self.timers.call_at(
+            entry.paused_until, self._resume_accept, (entry,), False)
+        try:
+            entry.obj.log_info(
+                "accept() failed (out of descriptors); pausing %.2fs" % backoff,
+                "warning")
+        except self.reraised:
+            raise
+        except BaseException:
+            pass
+
+    def _resume_accept(self, entry):
+        entry.resume = None
+        entry.paused_until = 0.0
+        self.dirty.add(entry.fd)
+
+    def _deliver(self, entry, method, now):
+        """Call one handle_*_event; True if the channel is still there."""
+        obj = entry.obj
+        try:
+            method()
+        except self.reraised:
+            raise
+        except OSError as err:
+            code = err.errno
+            if code in ACCEPT_LIMIT_ERRNOS and getattr(obj, "accepting", False):
+                self._pause_accept(entry, now)
+            elif code in self.disconnected:
+                self._close_channel(entry)
+            else:
+                self._fail(obj, entry.fd)
+        except BaseException:
+            self._fail(obj, entry.fd)
+        return self.map.get(entry.fd) is obj
+
+    def _dispatch(self, entry, ev, now):
+        """Deliver one fd's events, in the order read, write, expt, close."""
+        obj = entry.obj
+        fd = entry.fd
+        if obj is None or not entry.kmask or self.map.get(fd) is not obj:
+            return  # closed, or closed and its fd reused, earlier this pass
+        watch = entry.watch
+        if watch is not None:
+            watch.last = now
+        if not entry.polled:
+            self.dirty.add(fd)
+        read_done = False
+        if ev & (EV_IN | EV_HUP | EV_ERR) and entry.kmask & EV_IN:
+            if not self._deliver(entry, obj.handle_read_event, now):
+                return
+            read_done = True
+            if entry.backoff and entry.paused_until <= now:
+                entry.backoff = 0.0
+        if ev & EV_OUT:
+            if not self._deliver(entry, obj.handle_write_event, now):
+                return
+        if ev & EV_PRI:
+            if not self._deliver(entry, obj.handle_expt_event, now):
+                return
+        if ev & EV_GONE:
+            if ev & EV_NVAL or not read_done or _pending_bytes(fd) <= 0:
+                self._close_channel(entry)
+            # else: data arrived with the hang-up; read it on the next pass
+
+    # ---- one pass
+
+    def run_once(self, timeout):
+        """One pass: sync interest, wait, dispatch, run due timers."""
+        now = _monotonic()
+        self.passes += 1
+        if self.rebuild_needed:
+            self._rebuild()
+        if self.dirty:
+            self._flush(now)
+        if len(self.map) != len(self.entries) or now >= self.next_sweep:
+            self._resync(now)
+        map = self.map
+        for entry in list(self.polled.values()):
+            obj = entry.obj
+            if obj is not None and map.get(entry.fd) is obj:
+                self._set_kernel(entry, self._interest(entry, now))
+        wait = self.timers.wait_time(timeout, now)
+        if self.always:
+            wait = 0.0
+        events = self.poller.poll(wait)
+        now = _monotonic()
+        entries = self.entries
+        for fd, ev in events:
+            entry = entries.get(fd)
+            if entry is None:
+                self._stray(fd)
+                continue
+            self._dispatch(entry, ev, now)
+        if self.always:
+            for entry in list(self.always.values()):
+                self._dispatch(entry, entry.kmask & (EV_IN | EV_OUT), now)
+        if self.timers.heap:
+            self.timers.run_due(_monotonic(), self.reraised)
+
+    def _stray(self, fd):
+        # the kernel reports an fd we never registered (a dup'ed, closed
+        # channel): drop it, or rebuild the kernel set if it cannot be named
+        try:
+            self.poller.unregister(fd)
+        except (OSError, ValueError):
+            self.rebuild_needed = True
+
+    def run(self, timeout, count):
+        """``loop()``'s body: passes while there are channels or timers."""
+        if os.getpid() != self.pid:
+            # a forked child shares the parent's epoll/kqueue: get our own
+            self.pid = os.getpid()
+            self._rebuild()
+        map = self.map
+        timers = self.timers
+        if count is None:
+            while map or timers.live > 0:
+                self.run_once(timeout)
+        else:
+            while (map or timers.live > 0) and count > 0:
+                self.run_once(timeout)
+                count -= 1
