@@ -7,6 +7,40 @@ import os
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+# ASYNCHAT_CORE_REQUIRE_EXTENSIONS=1 turns a failed compile into a build error
+# (wheel builders set it: a platform wheel without its kernels is a bug).
+REQUIRE_EXT = os.environ.get("ASYNCHAT_CORE_REQUIRE_EXTENSIONS", "") not in ("", "0")
+
+
+class optional_build_ext(build_ext):
+    """Build the kernels if possible; without a compiler, install the pure twin."""
+
+    _warned = False
+
+    def run(self):
+        try:
+            build_ext.run(self)
+        except Exception as exc:  # no compiler at all: DistutilsPlatformError etc.
+            self._fallback(exc)
+
+    def build_extension(self, ext):
+        try:
+            build_ext.build_extension(self, ext)
+        except Exception as exc:  # CompileError, LinkError, DistutilsExecError
+            self._fallback(exc)
+
+    def _fallback(self, exc):
+        if REQUIRE_EXT:
+            raise exc
+        if not optional_build_ext._warned:
+            optional_build_ext._warned = True
+            sys.stderr.write(
+                "WARNING: asynchat_core: could not compile the Cython kernels "
+                "(%s: %s); installing the pure-Python implementation, which is "
+                "slower but behaves the same.\n" % (type(exc).__name__, exc)
+            )
 
 KERNELS = ["_chat_c", "_loop_c"]
 
@@ -38,4 +72,4 @@ def _extensions():
     return cythonize(exts, include_path=["src"], compiler_directives=directives)
 
 
-setup(ext_modules=_extensions())
+setup(ext_modules=_extensions(), cmdclass={"build_ext": optional_build_ext})
