@@ -1,0 +1,563 @@
+"""The event loop: backends, persistent interest, timers, and the stdlib's
+loop bugs, each tested on every backend Linux has, for both twins."""
+
+import errno
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+
+import pytest
+
+from asynchat_core import _loop_py, asyncore
+from asynchat_core import asynchat
+
+BACKENDS = [b for b in ("epoll", "kqueue", "poll", "select")
+            if b in _loop_py.available_backends()]
+
+
+def _twin(name):
+    if name == "python":
+        return _loop_py
+    from asynchat_core import _loop_c  # no fallback: a missing build must fail
+
+    return _loop_c
+
+
+@pytest.fixture(params=["python", "cython"])
+def twin(request, monkeypatch):
+    """Bind asyncore's loop to one twin, with fresh timers and loop cache."""
+    module = _twin(request.param)
+    monkeypatch.setattr(asyncore, "_loopk", module)
+    monkeypatch.setattr(asyncore, "_timers", module.TimerQueue())
+    monkeypatch.setattr(asyncore, "_loops", {})
+    return module
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, twin):
+    return request.param
+
+
+@pytest.fixture
+def cmap():
+    m = {}
+    yield m
+    asyncore.close_all(m, ignore_all=True)
+
+
+def run(cmap, backend, passes=1, timeout=0.05):
+    asyncore.loop(timeout=timeout, map=cmap, count=passes, backend=backend)
+
+
+def run_until(cmap, backend, cond, limit=3.0, timeout=0.02):
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        asyncore.loop(timeout=timeout, map=cmap, count=1, backend=backend)
+
+
+class Reader(asyncore.dispatcher):
+    """Reads everything, counts close calls, closes on EOF."""
+
+    chunk = 4096
+
+    def __init__(self, sock, cmap):
+        asyncore.dispatcher.__init__(self, sock, map=cmap)
+        self.data = []
+        self.closes = 0
+        self.reads = 0
+
+    def writable(self):
+        return False
+
+    def handle_read(self):
+        self.reads += 1
+        data = self.recv(self.chunk)
+        if data:
+            self.data.append(data)
+
+    def handle_close(self):
+        self.closes += 1
+        self.close()
+
+
+class Idle(asyncore.dispatcher):
+    def writable(self):
+        return False
+
+    def handle_read(self):
+        self.recv(4096)
+
+
+# ------------------------------------------------------------ stdlib bugs
+
+def test_data_with_hangup_read_before_close(backend, cmap):
+    a, b = socket.socketpair()
+    payload = os.urandom(100000)
+    reader = Reader(a, cmap)
+    b.sendall(payload)
+    b.close()  # AF_UNIX: the reader now sees POLLIN|POLLHUP
+    run_until(cmap, backend, lambda: not cmap)
+    assert b"".join(reader.data) == payload
+    assert reader.closes == 1
+
+
+def test_handle_close_at_most_once_when_kept_open(backend, cmap):
+    # a channel that ignores reads and whose handle_close does not close:
+    # the hang-up must call handle_close once, then neither again nor spin
+    class Stubborn(Reader):
+        def handle_read(self):
+            self.reads += 1
+
+        def handle_close(self):
+            self.closes += 1
+
+    a, b = socket.socketpair()
+    chan = Stubborn(a, cmap)
+    b.close()
+    start = time.monotonic()
+    run(cmap, backend, passes=4, timeout=0.05)
+    if backend == "select":
+        # select() has no hang-up event: like the stdlib, an unread EOF
+        # stays readable; the loop never calls handle_close itself
+        assert chan.closes == 0
+        return
+    assert time.monotonic() - start >= 0.15  # slept, did not spin
+    assert chan.closes == 1
+
+
+def test_reused_fd_gets_no_stale_event(backend, cmap):
+    fresh = []
+
+    class Fresh(Reader):
+        pass
+
+    class Killer(Reader):
+        def handle_read(self):
+            if self.other._fileno is not None:
+                old_fd = self.other._fileno
+                self.other.close()
+                x, y = socket.socketpair()
+                if x.fileno() != old_fd:  # make sure the number is reused
+                    os.dup2(x.fileno(), old_fd)
+                    x.close()
+                    x = socket.socket(fileno=old_fd)
+                fresh.append((Fresh(x, cmap), y))
+            Reader.handle_read(self)
+
+    a1, b1 = socket.socketpair()
+    a2, b2 = socket.socketpair()
+    k1, k2 = Killer(a1, cmap), Killer(a2, cmap)
+    k1.other, k2.other = k2, k1
+    run(cmap, backend, passes=1, timeout=0)  # register both
+    b1.send(b"x")
+    b2.send(b"y")
+    run(cmap, backend, passes=1, timeout=1.0)
+    assert len(fresh) == 1
+    assert fresh[0][0].reads == 0  # the old channel's event was not delivered
+    for _, peer in fresh:
+        peer.close()
+    b1.close()
+    b2.close()
+
+
+def test_exceptions_in_predicates_and_handle_error(backend, cmap, capsys):
+    class BadReadable(Reader):
+        def readable(self):
+            raise ValueError("readable broke")
+
+        def handle_error(self):
+            self.errors = getattr(self, "errors", 0) + 1
+            self.close()
+
+    class BadWritable(Reader):
+        def writable(self):
+            raise ValueError("writable broke")
+
+        def handle_error(self):
+            raise RuntimeError("handle_error broke too")
+
+    class BadHandler(Reader):
+        def handle_read(self):
+            raise KeyError("handler broke")
+
+        def handle_error(self):
+            raise RuntimeError("handle_error broke too")
+
+    pairs = [socket.socketpair() for _ in range(4)]
+    bad_r = BadReadable(pairs[0][0], cmap)
+    bad_w = BadWritable(pairs[1][0], cmap)
+    bad_h = BadHandler(pairs[2][0], cmap)
+    good = Reader(pairs[3][0], cmap)
+    for _, peer in pairs:
+        peer.send(b"hello")
+    run_until(cmap, backend, lambda: good.data)
+    assert good.data == [b"hello"]
+    assert bad_r.errors == 1
+    for chan in (bad_r, bad_w, bad_h):
+        assert chan not in cmap.values()
+    assert "handle_error broke too" in capsys.readouterr().err
+    for _, peer in pairs:
+        peer.close()
+
+
+def test_exitnow_propagates(backend, cmap):
+    class Quitter(Reader):
+        def handle_read(self):
+            raise asyncore.ExitNow("bye")
+
+    a, b = socket.socketpair()
+    Quitter(a, cmap)
+    b.send(b"x")
+    with pytest.raises(asyncore.ExitNow):
+        run(cmap, backend, passes=5)
+    b.close()
+
+
+def test_accept_emfile_pauses_listener(backend, cmap):
+    accepted = []
+    attempts = []
+
+    class Server(asyncore.dispatcher):
+        def handle_accept(self):
+            attempts.append(time.monotonic())
+            asyncore.dispatcher.handle_accept(self)
+
+        def handle_accepted(self, sock, addr):
+            accepted.append(sock)
+
+    server = Server(map=cmap)
+    server.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    run(cmap, backend, passes=1, timeout=0)  # the loop exists before the crunch
+    client = socket.create_connection(server.socket.getsockname())
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers = []
+    try:
+        while True:  # use up every descriptor
+            try:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as err:
+                assert err.errno == errno.EMFILE
+                break
+            if len(fillers) > 100000:
+                pytest.skip("cannot exhaust descriptors here")
+        run(cmap, backend, passes=8, timeout=0.05)
+        assert server in cmap.values() and server.accepting  # still listening
+        assert not accepted
+        assert len(attempts) <= 6  # backed off instead of spinning
+    finally:
+        for fd in fillers:
+            os.close(fd)
+    run_until(cmap, backend, lambda: accepted, limit=3.0)
+    for sock in accepted:
+        sock.close()
+    client.close()
+
+
+def test_closed_behind_back_with_dup(backend, cmap):
+    a, b = socket.socketpair()
+    keep_a, keep_b = socket.socketpair()
+    idle = Idle(keep_a, cmap)  # keeps the loop going
+    chan = Reader(a, cmap)
+    run(cmap, backend, passes=1, timeout=0)
+    dup = os.dup(a.fileno())  # the open file outlives the channel's fd
+    b.send(b"pending")
+    a.close()  # behind the loop's back: the channel is still in the map
+    start = time.monotonic()
+    run(cmap, backend, passes=5, timeout=0.05)
+    elapsed = time.monotonic() - start
+    assert chan.closes <= 1
+    assert elapsed >= 0.15  # no spinning on the stale registration
+    start = time.monotonic()
+    run(cmap, backend, passes=4, timeout=0.05)
+    assert time.monotonic() - start >= 0.15
+    assert idle in cmap.values()
+    os.close(dup)
+    for s in (b, keep_b):
+        s.close()
+
+
+def test_closed_behind_back_no_spin(backend, cmap):
+    a, b = socket.socketpair()
+    keep_a, keep_b = socket.socketpair()
+    Idle(keep_a, cmap)
+    chan = Reader(a, cmap)
+    run(cmap, backend, passes=1, timeout=0)
+    a.close()
+    b.close()
+    start = time.monotonic()
+    run(cmap, backend, passes=5, timeout=0.05)
+    assert time.monotonic() - start >= 0.15
+    assert chan.closes <= 1
+    keep_b.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
+def test_eintr_retried_and_handlers_prompt(backend, cmap):
+    a, b = socket.socketpair()
+    Idle(a, cmap)
+    fired = []
+
+    def on_alarm(signum, frame):
+        fired.append(time.monotonic())
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        start = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        run(cmap, backend, passes=1, timeout=0.3)
+        elapsed = time.monotonic() - start
+        assert fired and fired[0] - start < 0.2  # handler ran promptly
+        assert elapsed >= 0.25  # the wait resumed for the remaining time
+
+        def raising(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGALRM, raising)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            run(cmap, backend, passes=1, timeout=5.0)
+        assert time.monotonic() - start < 1.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        b.close()
+
+
+# ------------------------------------------------- persistent registration
+
+def test_overridden_readable_honoured_every_pass(backend, cmap):
+    class Gate(Reader):
+        open_ = False
+        asked = 0
+
+        def readable(self):
+            self.asked += 1
+            return self.open_
+
+    a, b = socket.socketpair()
+    gate = Gate(a, cmap)
+    b.send(b"data")
+    run(cmap, backend, passes=3, timeout=0.01)
+    assert gate.data == [] and gate.asked == 3
+    gate.open_ = True
+    run(cmap, backend, passes=1, timeout=0.5)
+    assert gate.data == [b"data"] and gate.asked == 4
+    b.close()
+
+
+def test_idle_state_driven_channels_cost_nothing(cmap, monkeypatch):
+    monkeypatch.setattr(asyncore, "_loopk", _loop_py)
+    monkeypatch.setattr(asyncore, "_timers", _loop_py.TimerQueue())
+    monkeypatch.setattr(asyncore, "_loops", {})
+    asked = []
+    real = _loop_py.Loop._interest
+
+    def counting(self, entry, now):
+        asked.append(entry.fd)
+        return real(self, entry, now)
+
+    class Chat(asynchat.async_chat):
+        def collect_incoming_data(self, data):
+            self.got = data
+
+        def found_terminator(self):
+            self.push(b"pong\n")
+
+    peers = []
+    for _ in range(50):
+        x, y = socket.socketpair()
+        chan = Chat(x, cmap)
+        chan.set_terminator(b"\n")
+        peers.append(y)
+    run(cmap, "epoll" if "epoll" in BACKENDS else "poll", passes=2, timeout=0)
+    monkeypatch.setattr(_loop_py.Loop, "_interest", counting)
+    for _ in range(10):
+        peers[0].send(b"ping\n")
+        run(cmap, "epoll" if "epoll" in BACKENDS else "poll", passes=1, timeout=0.5)
+        assert peers[0].recv(100) == b"pong\n"
+    # only the active channel is asked (once or twice per pass), not all 50
+    assert len(asked) <= 30
+    assert set(asked) == {chans_fd for chans_fd in set(asked)}
+    for y in peers:
+        y.close()
+
+
+def test_direct_map_edits_noticed(backend, cmap):
+    a, b = socket.socketpair()
+    chan = Reader(a, {})  # registered elsewhere
+    c, d = socket.socketpair()
+    Idle(c, cmap)
+    run(cmap, backend, passes=1, timeout=0)
+    cmap[a.fileno()] = chan  # direct dict edit
+    b.send(b"seen")
+    run_until(cmap, backend, lambda: chan.data)
+    del cmap[a.fileno()]
+    b.send(b"unseen")
+    run(cmap, backend, passes=2, timeout=0.02)
+    assert chan.data == [b"seen"]
+    a.close()
+    b.close()
+    d.close()
+
+
+def test_push_from_other_channel_sends_promptly(backend, cmap):
+    big = os.urandom(1 << 21)
+
+    class Sink(asynchat.async_chat):
+        def collect_incoming_data(self, data):
+            pass
+
+        def found_terminator(self):
+            pass
+
+    class Trigger(Reader):
+        def handle_read(self):
+            Reader.handle_read(self)
+            self.target.push(big)
+
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    sink = Sink(c, cmap)
+    sink.set_terminator(None)
+    trig = Trigger(a, cmap)
+    trig.target = sink
+    run(cmap, backend, passes=2, timeout=0)
+    d.setblocking(False)
+    b.send(b"go")
+    got = bytearray()
+    start = time.monotonic()
+    while len(got) < len(big):
+        asyncore.loop(timeout=5.0, map=cmap, count=1, backend=backend)
+        try:
+            got += d.recv(1 << 20)
+        except BlockingIOError:
+            pass
+        assert time.monotonic() - start < 0.9  # well before the 1 s sweep
+    assert bytes(got) == big
+    b.close()
+    d.close()
+
+
+# ------------------------------------------------------------------ timers
+
+def test_timer_order_cancel_and_errors(twin, capsys):
+    order = []
+    asyncore.call_later(0.03, order.append, "c")
+    asyncore.call_later(0.01, order.append, "a")
+    asyncore.call_later(0.02, order.append, "b1")
+    asyncore.call_later(0.02, order.append, "b2")  # same time: FIFO
+    dropped = asyncore.call_later(0.015, order.append, "never")
+    dropped.cancel()
+    dropped.cancel()  # harmless twice
+
+    def boom():
+        order.append("boom")
+        raise ValueError("timer broke")
+
+    asyncore.call_later(0.025, boom)
+    start = time.monotonic()
+    asyncore.loop(timeout=30.0, map={})  # no channels: runs until timers end
+    elapsed = time.monotonic() - start
+    assert order == ["a", "b1", "b2", "boom", "c"]
+    assert 0.025 <= elapsed < 1.0  # slept between timers, no 30 s wait
+    assert "timer broke" in capsys.readouterr().err
+    assert not asyncore._timers.pending()
+
+
+def test_timer_cuts_poll_timeout_and_count(backend, cmap):
+    a, b = socket.socketpair()
+    Idle(a, cmap)
+    hits = []
+    asyncore.call_later(0.05, hits.append, 1)
+    start = time.monotonic()
+    asyncore.loop(timeout=10.0, map=cmap, count=1, backend=backend)
+    assert hits == [1]
+    assert time.monotonic() - start < 1.0
+    # a cancelled timer neither wakes the loop nor keeps it alive
+    handle = asyncore.call_later(0.01, hits.append, 2)
+    handle.cancel()
+    asyncore.loop(timeout=0.05, map=cmap, count=2, backend=backend)
+    assert hits == [1]
+    b.close()
+
+
+def test_timer_scheduled_from_timer_runs_next_pass(twin):
+    seen = []
+
+    def first():
+        seen.append("first")
+        asyncore.call_later(0, seen.append, "second")
+
+    asyncore.call_later(0, first)
+    asyncore.loop(timeout=0.01, map={}, count=1)
+    assert seen == ["first"]
+    asyncore.loop(timeout=0.01, map={}, count=1)
+    assert seen == ["first", "second"]
+
+
+def test_idle_timeout_closes_quiet_channel(backend, cmap):
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    quiet = Reader(a, cmap)
+    busy = Reader(c, cmap)
+    asyncore.set_idle_timeout(quiet, 0.1)
+    asyncore.set_idle_timeout(busy, 0.1)
+    start = time.monotonic()
+    while time.monotonic() - start < 0.35:
+        d.send(b".")
+        asyncore.loop(timeout=0.03, map=cmap, count=1, backend=backend)
+    assert quiet.closes == 1 and quiet not in cmap.values()
+    assert busy in cmap.values()
+    fired = []
+    asyncore.set_idle_timeout(busy, 0.05, fired.append)
+    run_until(cmap, backend, lambda: fired)
+    assert fired == [busy] and busy in cmap.values()
+    asyncore.set_idle_timeout(busy, None)
+    for s in (b, d):
+        s.close()
+
+
+def test_legacy_backend_and_default_setting(twin, monkeypatch):
+    assert asyncore.available_backends()[0] == _loop_py.best_backend()
+    m = {}
+    a, b = socket.socketpair()
+    reader = Reader(a, m)
+    b.send(b"x")
+    asyncore.loop(timeout=0.1, map=m, count=1, backend="legacy")
+    assert reader.data == [b"x"]
+    monkeypatch.setattr(asyncore, "default_backend", "poll")
+    b.send(b"y")
+    asyncore.loop(timeout=0.1, map=m, count=1)
+    assert asyncore._loops[id(m)].backend == "poll"
+    assert reader.data == [b"x", b"y"]
+    with pytest.raises(ValueError):
+        asyncore.loop(timeout=0, map=m, count=1, backend="nonesuch")
+    asyncore.close_all(m)
+    b.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork semantics checked on Linux")
+def test_fork_child_gets_own_kernel_set(twin):
+    m = {}
+    a, b = socket.socketpair()
+    Reader(a, m)
+    asyncore.loop(timeout=0, map=m, count=1, backend=BACKENDS[0])
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            asyncore.loop(timeout=0, map=m, count=1, backend=BACKENDS[0])
+            code = 0 if asyncore._loops[id(m)].pid == os.getpid() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    asyncore.close_all(m)
+    b.close()
