@@ -1,0 +1,122 @@
+"""Kernel-level regressions found by the differential tests.
+
+Each test is a minimal reproducer: it runs the same tiny script on every
+implementation (the stdlib where it exists) and expects identical logs.
+"""
+import pytest
+
+from chat_harness import IMPLS, ScriptedSocket, bound_kernels, make_channel, step
+
+
+def run(impl, chunks, terminator, setup=None, **kw):
+    sock = ScriptedSocket(chunks)
+    with bound_kernels(impl):
+        chan = make_channel(impl, sock, terminator, **kw)
+        if setup is not None:
+            setup(chan)
+        for _ in chunks:
+            step(chan, "read")
+    return chan.log, bytes(sock.wire)
+
+
+def same_everywhere(*args, **kw):
+    results = {impl: run(impl, *args, **kw) for impl in IMPLS}
+    ref = results[IMPLS[0]]
+    for impl in IMPLS[1:]:
+        assert results[impl] == ref, impl
+    return ref
+
+
+def test_bytearray_buffer_then_more_input():
+    # user code assigned a bytearray to ac_in_buffer; CPython keeps going
+    # with bytearray slices (found: the Cython kernel raised AttributeError
+    # "attribute 'frame' of InBuffer objects is not writable")
+    log, _ = same_everywhere(
+        [b"\n"], b"\r\n", setup=lambda c: setattr(c, "ac_in_buffer", bytearray())
+    )
+    assert ("collect", "bytearray", b"\n") in log
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bytearray_buffer_with_int_terminator(impl):
+    log, _ = run(impl, [b"abcdef"], 4,
+                 setup=lambda c: setattr(c, "ac_in_buffer", bytearray(b"xy")))
+    assert log[:2] == [("collect", "bytearray", b"xyab"), ("found", 0)]
+
+
+@pytest.mark.parametrize("item", [b"", bytearray()])
+def test_empty_push_on_a_dead_connection(item):
+    # CPython's initiate_send drops an empty item and still calls
+    # send(b"") once, which reports a dead peer at once (handle_close);
+    # found: asynchat_core skips the empty item without a send() and never
+    # notices the reset until real data is queued.
+    results = {}
+    for impl in IMPLS:
+        sock = ScriptedSocket((), fail_at=0)
+        sock.empty_send_fails = True
+        with bound_kernels(impl):
+            chan = make_channel(impl, sock, b"\n")
+            step(chan, lambda c: c.push(item))
+        results[impl] = ([e for e in chan.log if e[0] != "state"], chan.connected)
+    if "stdlib" in results:
+        assert results["stdlib"] == ([("handle_close",)], False)
+    assert results["python"] == results["cython"] == ([("handle_close",)], False)
+
+
+class _PushThenEmpty:
+    def __init__(self, chan):
+        self.chan = chan
+        self.calls = 0
+
+    def more(self):
+        self.calls += 1
+        if self.calls == 1:
+            self.chan.push(b"<pushed>")
+        return b""
+
+
+def test_producer_pushing_and_returning_empty():
+    # A producer whose first more() pushes data and returns b"": CPython's
+    # outer initiate_send then deletes fifo[0], which by then is the second
+    # piece of the pushed data (out buffer size 1), so b"p" never goes out.
+    # found: asynchat_core sends every byte: b"<pushed>" vs CPython b"<ushed>".
+    results = {}
+    for impl in IMPLS:
+        sock = ScriptedSocket(())
+        with bound_kernels(impl):
+            chan = make_channel(impl, sock, b"\n", out_size=1)
+            step(chan, lambda c: c.push_with_producer(_PushThenEmpty(c)))
+            for _ in range(20):
+                step(chan, "write")
+        results[impl] = bytes(sock.wire)
+    if "stdlib" in results:
+        assert results["stdlib"] == b"<ushed>"
+    assert results["python"] == results["cython"] == results.get("stdlib", b"<ushed>")
+
+
+class _PushThenData(_PushThenEmpty):
+    def more(self):
+        super().more()
+        return b"!" if self.calls == 1 else b""
+
+
+def test_empty_item_ends_one_send_attempt():
+    # queue: [producer, b""]; the producer's more() pushes b"<pushed>".
+    # CPython's nested initiate_send drops the empty item, calls send(b"")
+    # and returns, so the producer's own b"!" goes out first: b"!<pushed>".
+    # found: asynchat_core skips the empty item and sends b"<" inside the
+    # nested call, so the peer receives b"<!pushed>" (reordered bytes).
+    results = {}
+    for impl in IMPLS:
+        sock = ScriptedSocket((), capacity=0)
+        with bound_kernels(impl):
+            chan = make_channel(impl, sock, b"\n", out_size=1)
+            step(chan, lambda c: c.push_with_producer(_PushThenData(c)))
+            step(chan, lambda c: c.push(b""))
+            sock.capacity = None
+            for _ in range(20):
+                step(chan, "write")
+        results[impl] = bytes(sock.wire)
+    if "stdlib" in results:
+        assert results["stdlib"] == b"!<pushed>"
+    assert results["python"] == results["cython"] == b"!<pushed>"
