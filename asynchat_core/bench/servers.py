@@ -1,0 +1,334 @@
+"""The benchmark servers, each written once.
+
+``make_*`` functions take a module pair ``(asyncore, asynchat)`` and build
+the channel classes the way asynchat users write them: ``set_terminator``,
+``collect_incoming_data``, ``found_terminator`` and ``push``, nothing
+private.  The asyncio classes implement the same logic as a competent
+asyncio user would (one ``transport.write`` per batch of replies).
+"""
+import socket
+
+HTTP_BODY = b"Hello, World!"
+HTTP_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Length: " + str(len(HTTP_BODY)).encode() + b"\r\n"
+    b"\r\n" + HTTP_BODY
+)
+
+_CONFIG = {b"save": b"", b"appendonly": b"no"}
+
+
+def _bulk(value):
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def resp_execute(store, args):
+    """Run one Redis command (a list of bytes) against ``store``; return the reply."""
+    name = args[0].upper()
+    if name == b"PING":
+        return b"+PONG\r\n" if len(args) == 1 else _bulk(args[1])
+    if name == b"SET" and len(args) >= 3:
+        store[args[1]] = args[2]
+        return b"+OK\r\n"
+    if name == b"GET" and len(args) == 2:
+        value = store.get(args[1])
+        return b"$-1\r\n" if value is None else _bulk(value)
+    if name == b"CONFIG" and len(args) == 3 and args[1].upper() == b"GET":
+        # redis-benchmark asks for "save" and "appendonly" before it starts
+        value = _CONFIG.get(args[2].lower())
+        if value is None:
+            return b"*0\r\n"
+        return b"*2\r\n" + _bulk(args[2]) + _bulk(value)
+    return b"-ERR unknown command '" + args[0][:64] + b"'\r\n"
+
+
+def make_chat_servers(asyncore, asynchat):
+    """Return ``{"resp": cls, "echo": cls, "http": cls}`` channel classes and ``Server``."""
+
+    class RespChannel(asynchat.async_chat):
+        """Inline commands and RESP arrays of bulk strings."""
+
+        def __init__(self, sock, store, map=None):
+            asynchat.async_chat.__init__(self, sock, map)
+            self.store = store
+            self.buf = []
+            self.args = None      # arguments of the array being read
+            self.missing = 0      # bulk strings still expected
+            self.in_bulk = False
+            self.set_terminator(b"\r\n")
+
+        def collect_incoming_data(self, data):
+            self.buf.append(data)
+
+        def found_terminator(self):
+            buf = self.buf
+            data = buf[0] if len(buf) == 1 else b"".join(buf)
+            self.buf = []
+            if self.in_bulk:
+                # the int terminator included the bulk string's CRLF
+                self.args.append(data[:-2])
+                self.in_bulk = False
+                self.set_terminator(b"\r\n")
+                self.missing -= 1
+                if not self.missing:
+                    args, self.args = self.args, None
+                    self.push(resp_execute(self.store, args))
+            elif self.args is not None:
+                if data[:1] != b"$":
+                    self.push(b"-ERR Protocol error: expected '$'\r\n")
+                    self.close_when_done()
+                    return
+                self.in_bulk = True
+                self.set_terminator(int(data[1:]) + 2)
+            elif data[:1] == b"*":
+                count = int(data[1:])
+                if count > 0:
+                    self.args = []
+                    self.missing = count
+            else:
+                args = data.split()
+                if args:
+                    self.push(resp_execute(self.store, args))
+
+    class EchoChannel(asynchat.async_chat):
+        """Sends every line back."""
+
+        def __init__(self, sock, store=None, map=None):
+            asynchat.async_chat.__init__(self, sock, map)
+            self.buf = []
+            self.set_terminator(b"\n")
+
+        def collect_incoming_data(self, data):
+            self.buf.append(data)
+
+        def found_terminator(self):
+            self.buf.append(b"\n")
+            self.push(b"".join(self.buf))
+            self.buf = []
+
+    class HttpChannel(asynchat.async_chat):
+        """HTTP/1.1 keep-alive: headers up to CRLFCRLF, then Content-Length bytes."""
+
+        def __init__(self, sock, store=None, map=None):
+            asynchat.async_chat.__init__(self, sock, map)
+            self.buf = []
+            self.request = None
+            self.set_terminator(b"\r\n\r\n")
+
+        def collect_incoming_data(self, data):
+            self.buf.append(data)
+
+        def found_terminator(self):
+            data = b"".join(self.buf)
+            self.buf = []
+            if self.request is not None:
+                request, self.request = self.request, None
+                self.set_terminator(b"\r\n\r\n")
+                self.respond(request, data)
+                return
+            lines = data.split(b"\r\n")
+            request = {"line": lines[0], "close": lines[0].endswith(b"HTTP/1.0")}
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection":
+                    request["close"] = value.strip().lower() == b"close"
+            if length:
+                self.request = request
+                self.set_terminator(length)
+            else:
+                self.respond(request, b"")
+
+        def respond(self, request, body):
+            self.push(HTTP_RESPONSE)
+            if request["close"]:
+                self.close_when_done()
+
+    class Server(asyncore.dispatcher):
+        """Accepts connections and wraps each in ``channel_class``."""
+
+        def __init__(self, channel_class, host="127.0.0.1", port=0):
+            asyncore.dispatcher.__init__(self)
+            self.channel_class = channel_class
+            self.store = {}
+            self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.set_reuse_addr()
+            self.bind((host, port))
+            self.listen(512)
+            self.port = self.socket.getsockname()[1]
+
+        def handle_accepted(self, sock, addr):
+            # asyncio and uvloop set TCP_NODELAY on their transports too
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.channel_class(sock, self.store)
+
+    return {"resp": RespChannel, "echo": EchoChannel, "http": HttpChannel}, Server
+
+
+def run_chat_server(asyncore, asynchat, kind, ready):
+    """Serve ``kind`` on a free loopback port until the process is stopped."""
+    classes, Server = make_chat_servers(asyncore, asynchat)
+    server = Server(classes[kind])
+    ready(server.port)
+    asyncore.loop(timeout=1.0)
+
+
+# -- asyncio equivalents ------------------------------------------------------
+
+def parse_resp(buf, pos):
+    """Parse complete commands from ``buf[pos:]``: return ``(commands, new_pos)``."""
+    commands = []
+    end = len(buf)
+    while pos < end:
+        if buf[pos] == 42:  # b"*"
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            count = int(buf[pos + 1:eol])
+            cursor = eol + 2
+            args = []
+            for _ in range(count):
+                eol = buf.find(b"\r\n", cursor)
+                if eol < 0:
+                    break
+                start = eol + 2
+                stop = start + int(buf[cursor + 1:eol])
+                if stop + 2 > end:
+                    break
+                args.append(buf[start:stop])
+                cursor = stop + 2
+            if len(args) < count:
+                break
+            pos = cursor
+            if args:
+                commands.append(args)
+        else:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            args = buf[pos:eol].split()
+            pos = eol + 2
+            if args:
+                commands.append(args)
+    return commands, pos
+
+
+def make_asyncio_protocols(asyncio):
+    """Return ``{"resp": cls, "echo": cls, "http": cls}`` asyncio Protocol classes."""
+
+    class RespProtocol(asyncio.Protocol):
+        def __init__(self, store):
+            self.store = store
+            self.buf = b""
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            buf = self.buf + data if self.buf else data
+            commands, pos = parse_resp(buf, 0)
+            self.buf = buf[pos:]
+            if commands:
+                store = self.store
+                self.transport.write(b"".join([resp_execute(store, args) for args in commands]))
+
+    class EchoProtocol(asyncio.Protocol):
+        def __init__(self, store=None):
+            self.pieces = []
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            start = 0
+            while True:
+                eol = data.find(b"\n", start)
+                if eol < 0:
+                    break
+                line = data[start:eol + 1]
+                if self.pieces:
+                    self.pieces.append(line)
+                    line = b"".join(self.pieces)
+                    self.pieces = []
+                self.transport.write(line)
+                start = eol + 1
+            if start < len(data):
+                self.pieces.append(data[start:] if start else data)
+
+    class HttpProtocol(asyncio.Protocol):
+        def __init__(self, store=None):
+            self.buf = b""
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            buf = self.buf + data if self.buf else data
+            pos = 0
+            replies = []
+            close = False
+            while True:
+                eoh = buf.find(b"\r\n\r\n", pos)
+                if eoh < 0:
+                    break
+                lines = buf[pos:eoh].split(b"\r\n")
+                length = 0
+                close = lines[0].endswith(b"HTTP/1.0")
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"connection":
+                        close = value.strip().lower() == b"close"
+                if eoh + 4 + length > len(buf):
+                    break
+                pos = eoh + 4 + length
+                replies.append(HTTP_RESPONSE)
+                if close:
+                    break
+            self.buf = buf[pos:]
+            if replies:
+                self.transport.write(b"".join(replies))
+            if close:
+                self.transport.close()
+
+    return {"resp": RespProtocol, "echo": EchoProtocol, "http": HttpProtocol}
+
+
+async def _echo_stream(reader, writer):
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        writer.write(line)
+    writer.close()
+
+
+def run_asyncio_server(loop_name, kind, streams, ready):
+    """Serve ``kind`` with asyncio (``loop_name`` "asyncio" or "uvloop")."""
+    import asyncio
+
+    if loop_name == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    store = {}
+    if streams:
+        if kind != "echo":
+            raise ValueError("streams variant exists for echo only")
+        # vmbench's readline server; 100 KiB lines need a larger limit
+        coro = asyncio.start_server(_echo_stream, "127.0.0.1", 0, limit=1 << 22)
+    else:
+        protocol = make_asyncio_protocols(asyncio)[kind]
+        coro = loop.create_server(lambda: protocol(store), "127.0.0.1", 0, backlog=512)
+    server = loop.run_until_complete(coro)
+    ready(server.sockets[0].getsockname()[1])
+    loop.run_forever()
