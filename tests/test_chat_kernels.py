@@ -120,3 +120,27 @@ def test_empty_item_ends_one_send_attempt():
     if "stdlib" in results:
         assert results["stdlib"] == b"!<pushed>"
     assert results["python"] == results["cython"] == b"!<pushed>"
+
+
+@pytest.mark.parametrize(
+    "plan,expected",
+    [
+        ([("push", b"A"), ("close",)], b"A"),
+        ([("push", b"A"), ("push", b"B"), ("close",)], b"AB"),
+        ([("push", b"A"), ("discard",)], b"A"),
+    ],
+    ids=["push-close", "push-push-close", "push-discard"],
+)
+def test_reply_pushed_before_close_in_found_terminator_is_sent(plan, expected):
+    # "self.push(b'error'); self.close()" inside found_terminator: CPython
+    # sends the reply at push() time, then closes.  found: asynchat_core
+    # defers the send to the end of handle_read, by which time the channel
+    # is closed (or the queue discarded), so the peer never gets the reply.
+    results = {}
+    for impl in IMPLS:
+        sock = ScriptedSocket([b"x\n"])
+        with bound_kernels(impl):
+            chan = make_channel(impl, sock, b"\n", found_plan={1: plan})
+            step(chan, "read")
+        results[impl] = bytes(sock.wire)
+    assert results == {impl: expected for impl in IMPLS}
