@@ -1,0 +1,165 @@
+"""Child processes of the benchmark: servers, load tools, CPU accounting.
+
+Everything listens on and connects to 127.0.0.1 only.  Every process
+started here is stopped by PID in ``stop()``, which callers run in
+``finally`` blocks.
+"""
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds used so far by process ``pid`` (Linux /proc)."""
+    with open("/proc/%d/stat" % pid) as f:
+        stat = f.read()
+    # the command name may contain spaces; fields resume after its ")"
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(proc):
+    """Stop ``proc`` (a Popen): SIGTERM, then SIGKILL after 3 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(3)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(3)
+
+
+def start_worker_server(target, kind, streams=False, timeout=30.0):
+    """Start a benchmark server for ``target``; return ``(proc, port)``."""
+    args = ["server", target.source, kind] + (["streams"] if streams else [])
+    proc = subprocess.Popen(
+        target.command(*args), env=target.environ(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("PORT "):
+            stop(proc)
+            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError("server did not start: %s" % (err[-1] if err else line or "timeout"))
+        return proc, int(line.split()[1])
+    except BaseException:
+        stop(proc)
+        raise
+
+
+def start_redis_server(timeout=10.0):
+    """Start ``redis-server`` (no persistence) on a free port; return ``(proc, port)``."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        raise FileNotFoundError("redis-server not found (apt install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--daemonize", "no", "--logfile", "", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("redis-server exited with %s" % proc.returncode)
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return proc, port
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer PING")
+    except BaseException:
+        stop(proc)
+        raise
+
+
+def _run(cmd, timeout):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (cmd[0], (out.stderr or out.stdout).strip()[-300:]))
+    return out.stdout
+
+
+def redis_benchmark(port, test, clients, pipeline, duration):
+    """Run one ``redis-benchmark`` test sized to last about ``duration`` s.
+
+    redis-benchmark counts requests, not time: a short first run estimates
+    the rate, and the measured run asks for ``rate * duration`` requests.
+    Returns ``(rate, requests)``.
+    """
+    exe = shutil.which("redis-benchmark")
+    # small first run: the slowest servers do ~10k req/s unpipelined
+    requests = 5000 if pipeline == 1 else 20000
+
+    def once(n):
+        cmd = [exe, "-h", "127.0.0.1", "-p", str(port), "-c", str(clients), "-n", str(n),
+               "-P", str(pipeline), "-t", test, "--csv"]
+        started = time.perf_counter()
+        text = _run(cmd, timeout=60 + 4 * duration)
+        wall = time.perf_counter() - started
+        for line in text.splitlines():
+            cells = [c.strip('"') for c in line.split(",")]
+            if len(cells) > 1 and cells[0].lower() == test:
+                try:
+                    return float(cells[1]), wall
+                except ValueError:
+                    continue
+        raise RuntimeError("no result in redis-benchmark output: %r" % text[-300:])
+
+    rate, wall = once(requests)
+    if wall < duration * 0.6:
+        requests = max(requests, int(rate * duration))
+        rate, wall = once(requests)
+    return rate, requests
+
+
+def wrk(port, clients, duration):
+    """Run ``wrk`` with one thread; return ``(rate, requests)``."""
+    exe = shutil.which("wrk")
+    cmd = [exe, "-t1", "-c%d" % clients, "-d%ds" % max(1, round(duration)),
+           "http://127.0.0.1:%d/" % port]
+    text = _run(cmd, timeout=60 + 4 * duration)
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    if not rate or not total:
+        raise RuntimeError("no result in wrk output: %r" % text[-300:])
+    if "Non-2xx" in text or "Socket errors" in text:
+        raise RuntimeError("wrk saw errors: %r" % text[-300:])
+    return float(rate.group(1)), int(total.group(1))
+
+
+def builtin_client(**params):
+    """Run the built-in client in its own process; return its result dict."""
+    cmd = [sys.executable, "-m", "asynchat_core.bench.worker", "client", json.dumps(params)]
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = _run_env(cmd, env, timeout=60 + 4 * params["duration"])
+    return json.loads(out)
+
+
+def _run_env(cmd, env, timeout):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if out.returncode != 0:
+        raise RuntimeError("load client failed: %s" % (out.stderr or out.stdout).strip()[-300:])
+    return out.stdout
