@@ -22,7 +22,8 @@ from itertools import islice
 
 __all__ = [
     "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
-    "chat_deliver", "chat_drain",
+    "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
+    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
 ]
 
 
@@ -284,3 +285,98 @@ def chat_drain(chan, fifo, flush):
             else:
                 del fifo[0]
         return
+
+
+# The functions below are async_chat's hot methods; asynchat.py binds them
+# into the class, so ``self.push(...)`` runs kernel code directly.
+
+# Called with the channel when its output queue goes from empty to
+# non-empty, so a loop with persistent registration can start watching for
+# writability without asking writable() every pass.
+_loop_hook = None
+
+
+def set_loop_hook(hook):
+    """Install ``hook(channel)`` (or None), called when output gets queued."""
+    global _loop_hook
+    _loop_hook = hook
+
+
+def chat_get_terminator(self):
+    """Return the current terminator."""
+    return self.terminator
+
+
+def chat_initiate_send(self):
+    """Try to send queued output now (one send() attempt)."""
+    chat_drain(self, self.producer_fifo, False)
+
+
+def chat_flush_owed(self):
+    """Make the sends that pushes deferred during handle_read."""
+    if self._ac_send_owed:
+        self._ac_send_owed = False
+        chat_drain(self, self.producer_fifo, True)
+
+
+def chat_handle_read(self):
+    """Read once from the socket and deliver every frame it completes.
+
+    ``push()`` calls made meanwhile are sent together at the end, unless
+    ``initiate_send`` is overridden (then each push sends, as in CPython).
+    """
+    try:
+        data = self.recv(self.ac_in_buffer_size)
+    except BlockingIOError:
+        return
+    except OSError:
+        self.handle_error()
+        return
+    if isinstance(data, str) and self.use_encoding:
+        # CPython 3.11 raises TypeError here (it passes the type ``str``);
+        # kept so that such code fails the same way.
+        data = bytes(str, self.encoding)
+    cls = type(self)
+    plain = (
+        cls.get_terminator is chat_get_terminator
+        and "get_terminator" not in self.__dict__
+    )
+    inbuf = self._ac_in
+    if self._ac_corked or cls.initiate_send is not chat_initiate_send:
+        chat_feed(self, inbuf, data, plain)
+        return
+    fifo = self.producer_fifo
+    was_empty = not fifo
+    self._ac_corked = True
+    try:
+        chat_feed(self, inbuf, data, plain)
+    finally:
+        self._ac_corked = False
+        chat_flush_owed(self)
+        if was_empty and _loop_hook is not None and self.producer_fifo:
+            _loop_hook(self)
+
+
+def chat_push(self, data):
+    """Queue ``data`` (bytes-like) for sending and try to send now."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("data argument must be byte-ish (%r)", type(data))
+    size = self.ac_out_buffer_size
+    fifo = self.producer_fifo
+    was_empty = not fifo
+    if len(data) > size:
+        for start in range(0, len(data), size):
+            fifo.append(data[start:start + size])
+    else:
+        fifo.append(data)
+    if self._ac_corked:
+        head = fifo[0]
+        if _is_joinable(head) and head:
+            # CPython would send part of the head now; it is sent, joined
+            # with what follows, when handle_read returns
+            self._ac_send_owed = True
+            return  # handle_read calls the loop hook when it ends
+        chat_flush_owed(self)
+    self.initiate_send()
+    if was_empty and _loop_hook is not None and fifo:
+        _loop_hook(self)

@@ -18,8 +18,10 @@ __all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge
 FrameTooLarge = _kernels.FrameTooLarge
 find_prefix_at_end = _kernels.find_prefix_at_end
 _InBuffer = _kernels.InBuffer
-_chat_feed = _kernels.chat_feed
-_chat_drain = _kernels.chat_drain
+_kernels.set_loop_hook(getattr(asyncore, "_loop_touch", None))
+
+# async_chat methods that are kernel functions bound into the class
+_KERNEL_METHODS = ("get_terminator", "handle_read", "push", "initiate_send")
 
 
 class async_chat(asyncore.dispatcher):
@@ -91,45 +93,10 @@ class async_chat(asyncore.dispatcher):
                 raise FrameTooLarge(term, limit)
         self.terminator = term
 
-    def get_terminator(self):
-        return self.terminator
-
-    def handle_read(self):
-        try:
-            data = self.recv(self.ac_in_buffer_size)
-        except BlockingIOError:
-            return
-        except OSError:
-            self.handle_error()
-            return
-        if isinstance(data, str) and self.use_encoding:
-            # CPython 3.11 raises TypeError here (it passes the type `str`);
-            # kept so that such code fails the same way.
-            data = bytes(str, self.encoding)
-        plain = (
-            type(self).get_terminator is async_chat.get_terminator
-            and "get_terminator" not in self.__dict__
-        )
-        if self._ac_corked or not self._cork_allowed():
-            _chat_feed(self, self._ac_in, data, plain)
-            return
-        self._ac_corked = True
-        try:
-            _chat_feed(self, self._ac_in, data, plain)
-        finally:
-            self._ac_corked = False
-            if self._ac_send_owed:
-                self._ac_send_owed = False
-                _chat_drain(self, self.producer_fifo, True)
-
-    def _cork_allowed(self):
-        # Deferring sends is only invisible when initiate_send is ours.
-        return type(self).initiate_send is async_chat.initiate_send
-
-    def _flush_owed(self):
-        if self._ac_send_owed:
-            self._ac_send_owed = False
-            _chat_drain(self, self.producer_fifo, True)
+    get_terminator = _kernels.chat_get_terminator
+    handle_read = _kernels.chat_handle_read
+    push = _kernels.chat_push
+    initiate_send = _kernels.chat_initiate_send
 
     def handle_write(self):
         self.initiate_send()
@@ -137,32 +104,10 @@ class async_chat(asyncore.dispatcher):
     def handle_close(self):
         self.close()
 
-    def push(self, data):
-        """Queue ``data`` (bytes-like) for sending and try to send now."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError("data argument must be byte-ish (%r)", type(data))
-        size = self.ac_out_buffer_size
-        fifo = self.producer_fifo
-        if len(data) > size:
-            for start in range(0, len(data), size):
-                fifo.append(data[start:start + size])
-        else:
-            fifo.append(data)
-        if self._ac_corked:
-            head = fifo[0]
-            kind = type(head)
-            if (kind is bytes or kind is bytearray) and head:
-                # CPython would send part of the head now; send it, joined
-                # with what follows, when handle_read returns
-                self._ac_send_owed = True
-                return
-            self._flush_owed()
-        self.initiate_send()
-
     def push_with_producer(self, producer):
         """Queue a producer (an object with ``more()``) and try to send now."""
         if self._ac_corked:
-            self._flush_owed()
+            _kernels.chat_flush_owed(self)
         self.producer_fifo.append(producer)
         self.initiate_send()
         asyncore._loop_touch(self)
@@ -178,12 +123,9 @@ class async_chat(asyncore.dispatcher):
     def close_when_done(self):
         """Close the channel once everything queued before this is sent."""
         if self._ac_corked:
-            self._flush_owed()
+            _kernels.chat_flush_owed(self)
         self.producer_fifo.append(None)
         asyncore._loop_touch(self)
-
-    def initiate_send(self):
-        _chat_drain(self, self.producer_fifo, False)
 
     def discard_buffers(self):
         """Drop all buffered input and queued output (emergencies only)."""
@@ -206,3 +148,20 @@ class simple_producer:
         else:
             piece, self.data = self.data, b""
         return piece
+
+
+def _use_kernels(module):
+    """Bind this module to a kernel module (``_chat_py`` or ``_chat_c``).
+
+    For tests and benchmarks that compare both twins in one process; returns
+    the module bound before, to restore it.
+    """
+    global _kernels, _InBuffer, find_prefix_at_end
+    previous = _kernels
+    _kernels = module
+    _InBuffer = module.InBuffer
+    find_prefix_at_end = module.find_prefix_at_end
+    for name in _KERNEL_METHODS:
+        setattr(async_chat, name, getattr(module, "chat_" + name))
+    module.set_loop_hook(getattr(asyncore, "_loop_touch", None))
+    return previous

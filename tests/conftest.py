@@ -46,11 +46,78 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture(params=KERNEL_NAMES)
-def kernels(request, monkeypatch):
+def kernels(request):
     """The kernel module under test, bound into asynchat_core.asynchat."""
     module = _kernel_module(request.param)
-    monkeypatch.setattr(ac_asynchat, "_InBuffer", module.InBuffer)
-    monkeypatch.setattr(ac_asynchat, "_chat_feed", module.chat_feed)
-    monkeypatch.setattr(ac_asynchat, "_chat_drain", module.chat_drain)
-    monkeypatch.setattr(ac_asynchat, "find_prefix_at_end", module.find_prefix_at_end)
+    previous = ac_asynchat._use_kernels(module)
+    request.addfinalizer(lambda: ac_asynchat._use_kernels(previous))
     return module
+
+
+def _open_fds():
+    try:
+        return set(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc (macOS, Windows): fd check skipped
+        return None
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """Fail a test that leaves fds, threads or socket_map entries behind.
+
+    Snapshots before and after each test, so fds pytest itself holds are
+    ignored; fds opened during the test get a short grace period for
+    sockets closed by a thread that is still finishing.
+    """
+    import threading
+    import time
+
+    from asynchat_core import asyncore as ac_asyncore
+
+    fds_before = _open_fds()
+    threads_before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+        fds = _open_fds()
+        leaked_fds = sorted(fds - fds_before) if fds is not None and fds_before is not None else []
+        if not (threads or leaked_fds) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    problems = []
+    if ac_asyncore.socket_map:
+        problems.append("asyncore.socket_map not empty: %r" % (ac_asyncore.socket_map,))
+        ac_asyncore.close_all(ignore_all=True)
+    if threads:
+        problems.append("threads left running: %r" % threads)
+    if leaked_fds:
+        targets = []
+        for fd in leaked_fds:
+            try:
+                targets.append("%s->%s" % (fd, os.readlink("/proc/self/fd/" + fd)))
+            except OSError:
+                targets.append(fd)  # closed meanwhile, or the listing's own fd
+        problems.append("fds leaked: %s" % ", ".join(targets))
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+# Hypothesis: reproducible (derandomized, no example database) so CI runs
+# are identical; HYPOTHESIS_PROFILE picks the size ("ci" by default).
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    pass
+else:
+    _common = dict(
+        derandomize=True,
+        database=None,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    settings.register_profile("ci", max_examples=2000, **_common)
+    settings.register_profile("nightly", max_examples=50000, **_common)
+    settings.register_profile("dev", max_examples=100, **_common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -24,7 +24,8 @@ from asynchat_core._chat_py import FrameTooLarge
 
 __all__ = [
     "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
-    "chat_deliver", "chat_drain",
+    "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
+    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
 ]
 
 
@@ -37,7 +38,7 @@ cdef class InBuffer:
 
     cdef public object data
     cdef public Py_ssize_t pos
-    cdef readonly Py_ssize_t frame  # written by the kernel only
+    cdef public Py_ssize_t frame
 
     def __init__(self, data=b""):
         self.data = data
@@ -144,10 +145,22 @@ def chat_feed(chan, InBuffer inbuf not None, data, bint plain_terminator):
     return chat_deliver(chan, inbuf, plain_terminator)
 
 
+cdef inline Py_ssize_t _held(InBuffer inbuf) noexcept:
+    # frame is public (the pure kernel writes it too): never trust its sign
+    return inbuf.frame if inbuf.frame > 0 else 0
+
+
+cdef inline void _add_frame(InBuffer inbuf, Py_ssize_t size) noexcept:
+    # saturating: a poked frame value must not overflow
+    cdef Py_ssize_t held = _held(inbuf)
+    inbuf.frame = PY_SSIZE_T_MAX if size > PY_SSIZE_T_MAX - held else held + size
+
+
 cdef inline int _check_frame(InBuffer inbuf, Py_ssize_t size, Py_ssize_t limit) except -1:
-    # limit < 0 means no cap; sizes are bounded by buffer lengths, no overflow
-    if limit >= 0 and size > limit - inbuf.frame:
-        raise FrameTooLarge(inbuf.frame + size, limit)
+    # limit < 0 means no cap; 0 <= held, so limit - held cannot overflow
+    cdef Py_ssize_t held = _held(inbuf)
+    if limit >= 0 and (held > limit or size > limit - held):
+        raise FrameTooLarge(held + size if size <= PY_SSIZE_T_MAX - held else PY_SSIZE_T_MAX, limit)
     return 0
 
 
@@ -204,12 +217,12 @@ def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
                 _check_frame(inbuf, size, limit)
                 partial = _prefix_at_end(base + pos, size, PyBytes_AS_STRING(term), term_len)
                 if not partial:
-                    inbuf.frame += size
+                    _add_frame(inbuf, size)
                     chan.collect_incoming_data(_slice(data, pos, total))
                     inbuf.assign(b"")
                 else:
                     if partial != size:
-                        inbuf.frame += size - partial
+                        _add_frame(inbuf, size - partial)
                         chan.collect_incoming_data(_slice(data, pos, total - partial))
                         _advance(inbuf, data, pos, size - partial, -partial)
                     return
@@ -220,7 +233,7 @@ def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
             if limit >= 0 and term > limit:
                 raise FrameTooLarge(term, limit)
             if term > size:
-                inbuf.frame += size
+                _add_frame(inbuf, size)
                 chan.collect_incoming_data(_slice(data, pos, total))
                 inbuf.assign(b"")
                 chan.terminator = chan.terminator - size
@@ -367,3 +380,101 @@ def chat_drain(chan, fifo, bint flush):
             else:
                 del fifo[0]
         return
+
+
+# The functions below are async_chat's hot methods; asynchat.py binds them
+# into the class (Cython 3 functions bind like Python ones), so
+# ``self.push(...)`` runs compiled code directly.
+
+# Called with the channel when its output queue goes from empty to
+# non-empty, so a loop with persistent registration can start watching for
+# writability without asking writable() every pass.
+cdef object _loop_hook = None
+
+
+def set_loop_hook(hook):
+    """Install ``hook(channel)`` (or None), called when output gets queued."""
+    global _loop_hook
+    _loop_hook = hook
+
+
+def chat_get_terminator(self):
+    """Return the current terminator."""
+    return self.terminator
+
+
+def chat_initiate_send(self):
+    """Try to send queued output now (one send() attempt)."""
+    chat_drain(self, self.producer_fifo, False)
+
+
+def chat_flush_owed(self):
+    """Make the sends that pushes deferred during handle_read."""
+    if self._ac_send_owed:
+        self._ac_send_owed = False
+        chat_drain(self, self.producer_fifo, True)
+
+
+def chat_handle_read(self):
+    """Read once from the socket and deliver every frame it completes.
+
+    ``push()`` calls made meanwhile are sent together at the end, unless
+    ``initiate_send`` is overridden (then each push sends, as in CPython).
+    """
+    try:
+        data = self.recv(self.ac_in_buffer_size)
+    except BlockingIOError:
+        return
+    except OSError:
+        self.handle_error()
+        return
+    if isinstance(data, str) and self.use_encoding:
+        # CPython 3.11 raises TypeError here (it passes the type ``str``);
+        # kept so that such code fails the same way.
+        data = bytes(str, self.encoding)
+    cls = type(self)
+    cdef bint plain = (
+        cls.get_terminator is chat_get_terminator
+        and "get_terminator" not in self.__dict__
+    )
+    inbuf = self._ac_in
+    if self._ac_corked or cls.initiate_send is not chat_initiate_send:
+        chat_feed(self, inbuf, data, plain)
+        return
+    fifo = self.producer_fifo
+    cdef bint was_empty = not fifo
+    self._ac_corked = True
+    try:
+        chat_feed(self, inbuf, data, plain)
+    finally:
+        self._ac_corked = False
+        chat_flush_owed(self)
+        if was_empty and _loop_hook is not None and self.producer_fifo:
+            _loop_hook(self)
+
+
+def chat_push(self, data):
+    """Queue ``data`` (bytes-like) for sending and try to send now."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("data argument must be byte-ish (%r)", type(data))
+    cdef Py_ssize_t size = self.ac_out_buffer_size
+    cdef Py_ssize_t length = len(data)
+    cdef Py_ssize_t start
+    fifo = self.producer_fifo
+    cdef bint was_empty = not fifo
+    if length > size:
+        for start in range(0, length, size):
+            fifo.append(data[start:start + size])
+    else:
+        fifo.append(data)
+    if self._ac_corked:
+        head = fifo[0]
+        if _is_joinable(head) and head:
+            # CPython would send part of the head now; it is sent, joined
+            # with what follows, when handle_read returns
+            self._ac_send_owed = True
+            return  # handle_read calls the loop hook when it ends
+        chat_flush_owed(self)
+    self.initiate_send()
+    if was_empty and _loop_hook is not None and fifo:
+        _loop_hook(self)
