@@ -784,11 +784,12 @@ class Loop:
             self._flush(now)
         if len(self.map) != len(self.entries) or now >= self.next_sweep:
             self._resync(now)
-        map = self.map
-        for entry in list(self.polled.values()):
-            obj = entry.obj
-            if obj is not None and map.get(entry.fd) is obj:
-                self._set_kernel(entry, self._interest(entry, now))
+        if self.polled:
+            map = self.map
+            for entry in list(self.polled.values()):
+                obj = entry.obj
+                if obj is not None and map.get(entry.fd) is obj:
+                    self._set_kernel(entry, self._interest(entry, now))
         wait = self.timers.wait_time(timeout, now)
         if self.always:
             wait = 0.0

@@ -541,7 +541,8 @@ cdef class Loop:
 
     # ---- kernel interest
 
-    def _set_kernel(self, entry, mask):
+    cpdef _set_kernel(self, Entry entry, int mask):
+        cdef int old
         old = entry.kmask
         if mask == old:
             return
@@ -608,8 +609,9 @@ cdef class Loop:
                 return True
         return polled
 
-    def _interest(self, entry, now):
+    cpdef int _interest(self, Entry entry, double now) except? -1:
         """Ask the channel what it wants; returns a kernel mask."""
+        cdef int mask
         obj = entry.obj
         if entry.closed_once:
             return 0
@@ -649,7 +651,9 @@ cdef class Loop:
         self.polled.pop(fd, None)
         self.always.pop(fd, None)
 
-    def _flush(self, now):
+    cpdef _flush(self, double now):
+        cdef Entry entry
+        cdef dict entries
         dirty = self.dirty
         self.dirty = set()
         map = self.map
@@ -705,7 +709,7 @@ cdef class Loop:
         if entry is not None and entry.obj is obj:
             self._set_kernel(entry, 0)
 
-    def _close_channel(self, entry):
+    cpdef _close_channel(self, Entry entry):
         """The loop's own handle_close call: at most once per channel."""
         obj = entry.obj
         fd = entry.fd
@@ -748,7 +752,7 @@ cdef class Loop:
         entry.paused_until = 0.0
         self.dirty.add(entry.fd)
 
-    def _deliver(self, entry, method, now):
+    cpdef bint _deliver(self, Entry entry, method, double now) except? -1:
         """Call one handle_*_event; True if the channel is still there."""
         obj = entry.obj
         try:
@@ -767,8 +771,9 @@ cdef class Loop:
             self._fail(obj, entry.fd)
         return self.map.get(entry.fd) is obj
 
-    def _dispatch(self, entry, ev, now):
+    cpdef _dispatch(self, Entry entry, int ev, double now):
         """Deliver one fd's events, in the order read, write, expt, close."""
+        cdef bint read_done
         obj = entry.obj
         fd = entry.fd
         if obj is None or not entry.kmask or self.map.get(fd) is not obj:
@@ -798,8 +803,12 @@ cdef class Loop:
 
     # ---- one pass
 
-    def run_once(self, timeout):
+    cpdef run_once(self, timeout):
         """One pass: sync interest, wait, dispatch, run due timers."""
+        cdef double now, wait_
+        cdef Entry entry
+        cdef dict entries
+        cdef int ev
         now = _monotonic()
         self.passes += 1
         if self.rebuild_needed:
@@ -808,11 +817,12 @@ cdef class Loop:
             self._flush(now)
         if len(self.map) != len(self.entries) or now >= self.next_sweep:
             self._resync(now)
-        map = self.map
-        for entry in list(self.polled.values()):
-            obj = entry.obj
-            if obj is not None and map.get(entry.fd) is obj:
-                self._set_kernel(entry, self._interest(entry, now))
+        if self.polled:
+            map = self.map
+            for entry in list(self.polled.values()):
+                obj = entry.obj
+                if obj is not None and map.get(entry.fd) is obj:
+                    self._set_kernel(entry, self._interest(entry, now))
         wait = self.timers.wait_time(timeout, now)
         if self.always:
             wait = 0.0

@@ -1,0 +1,230 @@
+"""Loop scaling: active request rate with N idle connections.
+
+    python benchmarks/scaling.py [--seconds 2] [--idle 0,1000,10000]
+                                 [--servers ...] [--markdown]
+
+For each server variant and each N, a server process accepts N idle
+connections (held open by a separate client process), then serves a few
+active clients doing line request/response ("ping\\n" -> "pong\\n") over
+``async_chat``.  Reported: active requests per second and the server's CPU
+time per request (user+system, from /proc), side by side in one run.
+
+Server variants: ``stdlib-select`` / ``stdlib-poll`` (the interpreter's own
+asyncore ``loop()``, 3.11 and older), ``epoll`` / ``poll`` / ``select``
+(asynchat_core's loop with that backend, compiled), ``epoll-py`` (the pure
+twin).  select() cannot watch descriptors >= FD_SETSIZE (1024): those
+cells report "n.a.".  Linux only (reads /proc for CPU time).
+"""
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import warnings
+
+ACTIVE = 4
+HERE = os.path.abspath(__file__)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def _raise_nofile(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+# ------------------------------------------------------------------ server
+
+def serve(variant, idle):
+    _raise_nofile(idle)
+    if variant.startswith("stdlib-"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import asynchat
+            import asyncore
+        loop_kw = {"use_poll": variant == "stdlib-poll"}
+    else:
+        sys.path.insert(0, ROOT)
+        from asynchat_core import asynchat, asyncore
+        import asynchat_core
+
+        want = "python" if variant.endswith("-py") else "cython"
+        assert asynchat_core.IMPLEMENTATION == want, asynchat_core.IMPLEMENTATION
+        loop_kw = {"backend": variant.split("-")[0]}
+
+    class Handler(asynchat.async_chat):
+        def __init__(self, sock):
+            asynchat.async_chat.__init__(self, sock)
+            self.set_terminator(b"\n")
+
+        def collect_incoming_data(self, data):
+            pass
+
+        def found_terminator(self):
+            self.push(b"pong\n")
+
+    class Server(asyncore.dispatcher):
+        def handle_accepted(self, sock, addr):
+            Handler(sock)
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    print(listener.getsockname()[1], flush=True)
+    # the idle connections are accepted before the loop starts: the
+    # measurement is the steady state, not the stdlib's O(N^2) accept phase
+    for _ in range(idle):
+        conn, _ = listener.accept()
+        Handler(conn)
+    listener.setblocking(False)
+    server = Server(listener)
+    server.accepting = True
+    print("ready", flush=True)
+    try:
+        asyncore.loop(timeout=1.0, **loop_kw)
+    except ValueError as err:  # select(): fd out of range
+        print("failed: %s" % err, flush=True)
+        sys.exit(3)
+
+
+def hold_idle(port, n):
+    _raise_nofile(n)
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+    print("ok", flush=True)
+    sys.stdin.read()  # until the driver closes our stdin
+    for s in socks:
+        s.close()
+
+
+# ------------------------------------------------------------------ driver
+
+def _cpu(pid):
+    with open("/proc/%d/stat" % pid) as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def measure(variant, idle, seconds):
+    env = dict(os.environ)
+    env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
+    if variant.endswith("-py"):
+        env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
+    server = subprocess.Popen([sys.executable, HERE, "--serve", variant, str(idle)],
+                              stdout=subprocess.PIPE, env=env, text=True)
+    holder = None
+    actives = []
+    try:
+        port = int(server.stdout.readline())
+        if idle:
+            holder = subprocess.Popen([sys.executable, HERE, "--hold", str(port), str(idle)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert holder.stdout.readline().strip() == "ok"
+        assert server.stdout.readline().strip() == "ready"
+        for _ in range(ACTIVE):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.settimeout(5.0)
+            actives.append(s)
+        try:
+            _round(actives)  # warm up; fails if the server died
+        except (OSError, socket.timeout):
+            line = server.stdout.readline().strip() if server.poll() is not None else ""
+            return None, None, line or "server stopped"
+        cpu0 = _cpu(server.pid)
+        start = time.monotonic()
+        done = 0
+        while time.monotonic() - start < seconds:
+            done += _round(actives)
+        elapsed = time.monotonic() - start
+        cpu = _cpu(server.pid) - cpu0
+        return done / elapsed, cpu / done * 1e6, ""
+    finally:
+        for s in actives:
+            s.close()
+        if holder is not None:
+            holder.stdin.close()
+            holder.wait(timeout=30)
+        server.kill()
+        server.wait(timeout=30)
+
+
+def _round(socks):
+    for s in socks:
+        s.sendall(b"ping\n")
+    for s in socks:
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = s.recv(64)
+            if not chunk:
+                raise OSError("server closed")
+            got += chunk
+    return len(socks)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", nargs=2, metavar=("VARIANT", "N"))
+    parser.add_argument("--hold", nargs=2, metavar=("PORT", "N"))
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--idle", default="0,1000,10000")
+    parser.add_argument("--servers", default=None)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args.serve[0], int(args.serve[1]))
+    if args.hold:
+        return hold_idle(int(args.hold[0]), int(args.hold[1]))
+
+    variants = ["epoll", "poll", "select", "epoll-py"]
+    if sys.version_info < (3, 12):
+        variants = ["stdlib-select", "stdlib-poll"] + variants
+    if args.servers:
+        variants = args.servers.split(",")
+    counts = [int(n) for n in args.idle.split(",")]
+    _raise_nofile(max(counts))
+    results = {}
+    for variant in variants:
+        for n in counts:
+            if n + 64 >= 1024 and variant.endswith("select"):
+                results[variant, n] = (None, None, "n.a. (select: fd >= 1024)")
+                continue
+            results[variant, n] = measure(variant, n, args.seconds)
+            rate, cpu, note = results[variant, n]
+            print("%-14s N=%-6d %s" % (variant, n, "%.0f req/s, %.1f us CPU/req" % (rate, cpu)
+                                        if rate else note), file=sys.stderr, flush=True)
+    _table(variants, counts, results, args.markdown)
+    return 0
+
+
+def _table(variants, counts, results, markdown):
+    head = ["server"] + ["N=%d req/s (CPU us/req)" % n for n in counts] + ["N=%d / N=0" % counts[-1]]
+    rows = []
+    for variant in variants:
+        row = [variant]
+        for n in counts:
+            rate, cpu, note = results[variant, n]
+            row.append("%.0f (%.1f)" % (rate, cpu) if rate else "n.a.")
+        first, last = results[variant, counts[0]][0], results[variant, counts[-1]][0]
+        row.append("%.0f%%" % (100.0 * last / first) if first and last else "n.a.")
+        rows.append(row)
+    print("Python %s, %d active clients, %s" % (sys.version.split()[0], ACTIVE, time.strftime("%Y-%m-%d")))
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    else:
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+        for row in [head] + rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
