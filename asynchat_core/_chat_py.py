@@ -232,20 +232,22 @@ def chat_drain(chan, fifo, flush):
     obs = chan.ac_out_buffer_size
     while fifo and chan.connected:
         first = fifo[0]
-        if not first:
+        empty = not first
+        if empty:
             del fifo[0]
             if first is None:
                 chan.handle_close()
                 return
-            continue
-        if _is_joinable(first):
+            # CPython still makes one send() of the empty item below and
+            # returns: that send is how a dead peer gets noticed
+        if not empty and _is_joinable(first):
             items = [first]
             total = len(first)
             if total >= obs:
                 data = first[:obs] if total > obs else first
             else:
                 for item in islice(fifo, 1, None):
-                    if not _is_joinable(item) or total + len(item) > obs:
+                    if not _is_joinable(item) or not item or total + len(item) > obs:
                         break
                     items.append(item)
                     total += len(item)
@@ -342,7 +344,8 @@ def chat_handle_read(self):
         and "get_terminator" not in self.__dict__
     )
     inbuf = self._ac_in
-    if self._ac_corked or cls.initiate_send is not chat_initiate_send:
+    if (self._ac_corked or not self.ac_coalesce_pushes
+            or cls.initiate_send is not chat_initiate_send):
         chat_feed(self, inbuf, data, plain)
         return
     fifo = self.producer_fifo

@@ -39,9 +39,12 @@ class async_chat(asyncore.dispatcher):
     #: Past it, handle_read raises FrameTooLarge, which reaches handle_error.
     ac_max_frame_size = None
 
-    # pushes made while handle_read delivers frames are sent together
-    _ac_corked = False
-    _ac_send_owed = False
+    #: Send the replies pushed while one read is handled in one send() when
+    #: handle_read returns (README, deviation 1).  False: one send per push,
+    #: as in CPython.
+    ac_coalesce_pushes = True
+    _ac_corked = False  # inside handle_read: pushes are deferred
+    _ac_send_owed = False  # deferred pushes wait to be sent
 
     def __init__(self, sock=None, map=None):
         self._ac_in = _InBuffer(b"")
@@ -101,6 +104,18 @@ class async_chat(asyncore.dispatcher):
     def handle_write(self):
         self.initiate_send()
 
+    def send(self, data):
+        # Deferred pushes were "sent" before this call in CPython's order.
+        if self._ac_send_owed:
+            _kernels.chat_flush_owed(self)
+        return asyncore.dispatcher.send(self, data)
+
+    def close(self):
+        # A reply pushed just before close() must still go out.
+        if self._ac_send_owed:
+            _kernels.chat_flush_owed(self)
+        asyncore.dispatcher.close(self)
+
     def handle_close(self):
         self.close()
 
@@ -129,6 +144,8 @@ class async_chat(asyncore.dispatcher):
 
     def discard_buffers(self):
         """Drop all buffered input and queued output (emergencies only)."""
+        if self._ac_send_owed:
+            _kernels.chat_flush_owed(self)  # CPython had sent these already
         self._ac_in.discard()
         del self.incoming[:]
         self.producer_fifo.clear()

@@ -117,9 +117,11 @@ def test_empty_item_ends_one_send_attempt():
             for _ in range(20):
                 step(chan, "write")
         results[impl] = bytes(sock.wire)
+    # (with capacity 0 the harness drops what send() refuses: CPython 3.11
+    # delivers b"pushed>", and so must both kernels)
     if "stdlib" in results:
-        assert results["stdlib"] == b"!<pushed>"
-    assert results["python"] == results["cython"] == b"!<pushed>"
+        assert results["stdlib"] == b"pushed>"
+    assert results["python"] == results["cython"] == b"pushed>"
 
 
 @pytest.mark.parametrize(

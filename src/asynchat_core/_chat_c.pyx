@@ -317,16 +317,18 @@ def chat_drain(chan, fifo, bint flush):
     cdef Py_ssize_t total, size
     cdef list items
     cdef object first, data
-    cdef bint skip_first
+    cdef bint skip_first, empty
     while fifo and chan.connected:
         first = fifo[0]
-        if not first:
+        empty = not first
+        if empty:
             del fifo[0]
             if first is None:
                 chan.handle_close()
                 return
-            continue
-        if _is_joinable(first):
+            # CPython still makes one send() of the empty item below and
+            # returns: that send is how a dead peer gets noticed
+        if not empty and _is_joinable(first):
             items = [first]
             total = _bytes_len(first)
             if total >= obs:
@@ -340,7 +342,7 @@ def chat_drain(chan, fifo, bint flush):
                     if not _is_joinable(item):
                         break
                     size = _bytes_len(item)
-                    if size > obs - total:
+                    if size == 0 or size > obs - total:
                         break
                     items.append(item)
                     total += size
@@ -438,7 +440,8 @@ def chat_handle_read(self):
         and "get_terminator" not in self.__dict__
     )
     inbuf = self._ac_in
-    if self._ac_corked or cls.initiate_send is not chat_initiate_send:
+    if (self._ac_corked or not self.ac_coalesce_pushes
+            or cls.initiate_send is not chat_initiate_send):
         chat_feed(self, inbuf, data, plain)
         return
     fifo = self.producer_fifo
