@@ -29,8 +29,8 @@ def parse_args(argv):
                    help="comma-separated implementations to run (default: every one found): "
                         "cython,pure,stdlib,asyncio,uvloop,redis-server (-streams variants follow "
                         "asyncio/uvloop)")
-    p.add_argument("--duration", type=float, default=1.0,
-                   help="seconds per socket measurement (default 1.0)")
+    p.add_argument("--duration", type=float, default=1.5,
+                   help="seconds per socket measurement (default 1.5)")
     p.add_argument("--kernel-seconds", type=float, default=0.4,
                    help="seconds per kernel workload and implementation (default 0.4)")
     p.add_argument("--kernel-workloads", default=",".join(KERNEL_WORKLOADS),
@@ -39,6 +39,10 @@ def parse_args(argv):
                    help="line echo message sizes in bytes (default 1024,10240; vmbench adds 102400)")
     p.add_argument("--clients", type=int, default=50, help="connections for RESP and HTTP (default 50)")
     p.add_argument("--echo-clients", type=int, default=10, help="connections for echo (default 10)")
+    p.add_argument("--echo-depth", type=int, default=0,
+                   help="echo messages in flight per connection (default 0: blocks of about "
+                        "32 KiB, so 32 for 1 KiB, 3 for 10 KiB, 1 for 100 KiB; 1 is vmbench's "
+                        "strict ping-pong)")
     p.add_argument("--pipeline", type=int, default=16, help="RESP pipelined depth (default 16)")
     p.add_argument("--resp-tests", default=",".join(RESP_TESTS),
                    help="redis-benchmark tests (default ping_inline,set,get)")
@@ -201,7 +205,7 @@ def run_echo(args, run, targets):
         try:
             for size in args.sizes:
                 case = "%g KiB" % (size / 1024.0)
-                depth = max(1, 32768 // size)
+                depth = args.echo_depth or max(1, 32768 // size)
 
                 def load():
                     r = procs.builtin_client(kind="echo", port=port, conns=args.echo_clients,

@@ -158,7 +158,7 @@ def make_workloads(asyncore, asynchat):
         "lines32-4k": (lines(4096), "frames/s"),
         "records100": (records(), "frames/s"),
         "resp-mix": (resp(), "commands/s"),
-        "push-small": (drain(b"y" * 32, 4096), "frames/s"),
+        "push-small": (drain(b"y" * 32, 1024), "frames/s"),
         "push-large": (drain(b"z" * (1 << 20), 4), "frames/s"),
     }
 

@@ -53,8 +53,10 @@ def check_targets(records):
             label, op, threshold, other, " (CPU us/request)" if metric == "cpu_us" else ""),
             "ratio": None, "status": "n/a"}
         if ours is None or theirs is None or not ours.get(metric) or not theirs.get(metric):
-            missing = "asynchat_core" if ours is None else other
-            item["status"] = "n/a (no %s figure)" % missing
+            if ours is None and theirs is None:
+                item["status"] = "not run"
+            else:
+                item["status"] = "n/a (no %s figure)" % ("asynchat_core" if ours is None else other)
         else:
             ratio = ours[metric] / theirs[metric]
             item["ratio"] = ratio
