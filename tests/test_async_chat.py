@@ -3,7 +3,6 @@ each implementation: the Cython and pure kernels of asynchat_core and, where
 the interpreter still has it, CPython's own module.  Real socketpairs."""
 import socket
 import sys
-import warnings
 
 import pytest
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from chat_harness import (
     HAVE_STDLIB,
     IMPLS,
+    Producer,
     ScriptedSocket,
     bound_kernels,
     drain,
@@ -250,8 +251,6 @@ def apply_out_op(chan, sock, op):
         action = lambda c: c.push_with_producer(  # noqa: E731
             c.simple_producer_class(op[1], op[2]))
     elif kind == "producer":
-        from chat_harness import Producer
-
         action = lambda c: c.push_with_producer(Producer(c, op[1], op[2]))  # noqa: E731
     elif kind == "cwd":
         action = lambda c: c.close_when_done()  # noqa: E731

@@ -6,7 +6,6 @@ import smtplib
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -122,11 +121,6 @@ class EchoServer(asyncore.dispatcher):
 
     def handle_accepted(self, sock, addr):
         EchoChannel(sock, self.map)
-
-
-def serve(map, stop):
-    while not stop.is_set():
-        asyncore.loop(timeout=0.02, map=map, count=1)
 
 
 @pytest.mark.parametrize("use_poll", [False, True], ids=["select", "poll"])
