@@ -13,6 +13,7 @@ The pass counts are printed in pytest's terminal summary.
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,10 @@ def _env_for(implementation):
 @functools.lru_cache(maxsize=None)
 def run_suite(target, module, implementation=None):
     """Run one suite in a subprocess and return its JSON report."""
-    with tempfile.TemporaryDirectory(prefix="ac-cpython-suite-") as cwd:
+    # mkdtemp + rmtree(ignore_errors): Windows may still hold a file the suite
+    # left open, and TemporaryDirectory only tolerates that from 3.10 on.
+    cwd = tempfile.mkdtemp(prefix="ac-cpython-suite-")
+    try:
         report_path = os.path.join(cwd, "report.json")
         cmd = [sys.executable, RUNNER, target, module, "--json", report_path]
         try:
@@ -86,16 +90,19 @@ def run_suite(target, module, implementation=None):
         if not os.path.exists(report_path):
             # The runner exits before writing a report when the suite file is
             # missing: that is a failure, never a skip.
-            pytest.fail("%s wrote no report (exit %d):\n%s" % (" ".join(cmd), proc.returncode, output[-4000:]))
+            pytest.fail("%s wrote no report (exit %d):\n%s"
+                        % (" ".join(cmd), proc.returncode, output[-4000:]))
         with open(report_path) as fh:
             report = json.load(fh)
+    finally:
+        shutil.rmtree(cwd, ignore_errors=True)
     report["returncode"] = proc.returncode
     report["output"] = output
-    label = implementation or "stdlib"
+    label = "%s[%s]" % (target, implementation) if implementation else target
     _summary.append(
-        "Python %s %-13s %-13s %-6s: %3d run, %3d passed, %d failed, %d skipped"
+        "Python %s %-13s %-21s: %3d run, %3d passed, %d failed, %d skipped"
         % (
-            report["python"], module, target, label, report["run"],
+            report["python"], module, label, report["run"],
             len(report["passed"]), len(report["failed"]), len(report["skipped"]),
         )
     )
