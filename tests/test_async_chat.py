@@ -273,12 +273,12 @@ def test_reply_from_found_terminator_over_loop(chat, pair):
     chan = make(chat, pair[0], found_terminator=Echo.found_terminator)
     m = chan._map
     pair[1].sendall(b"a\r\nb\r\nc\r\n")
-    ac_asyncore.loop(timeout=1, map=m, count=1)
+    chat.asyncore.loop(timeout=1, map=m, count=1)
     got = b""
     while len(got) < 9:
         got += pair[1].recv(100)
     assert got == b"<a><b><c>"
-    ac_asyncore.close_all(m)
+    chat.asyncore.close_all(m)
 
 
 def test_use_encoding_push_of_str(chat, pair):
