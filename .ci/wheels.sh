@@ -36,6 +36,8 @@ TOOLS_PY=${WHEELS_TOOLS_PYTHON:-${PYTHON_LIST[${#PYTHON_LIST[@]}-1]}}
 
 WORK=${1:-$(mktemp -d "${TMPDIR:-/tmp}/asynchat-wheels.XXXXXX")}
 mkdir -p "$WORK"
+# every step assumes a fresh directory (and no second run sharing it)
+[ -z "$(ls -A "$WORK")" ] || { echo "$WORK is not empty" >&2; exit 2; }
 if [ "${WHEELS_KEEP:-0}" = "0" ] && [ -z "${1:-}" ]; then
     trap 'rm -rf "$WORK"' EXIT
 fi
@@ -156,7 +158,7 @@ for py in "${PYTHON_LIST[@]}"; do
     "$py" -m venv "$venv"
     "$venv/bin/pip" install -q "$whl[test]" || fail "install $whl"
     run="$WORK/run-$tag"
-    mkdir -p "$run"
+    mkdir "$run"
     cp -r "$ROOT/tests" "$run/tests"
     (
         cd "$run"
@@ -185,7 +187,7 @@ build_warnings=$(grep -c "WARNING: asynchat_core: could not compile" "$WORK/nocc
 [ "$build_warnings" = "1" ] || fail "expected one build-time warning, got $build_warnings"
 grep "WARNING: asynchat_core: could not compile" "$WORK/nocc-install.log" | cut -c1-160
 run="$WORK/run-nocc"
-mkdir -p "$run"
+mkdir "$run"
 cp -r "$ROOT/tests" "$run/tests"
 (
     cd "$run"
