@@ -46,6 +46,9 @@ def parse_args(argv):
     p.add_argument("--pipeline", type=int, default=16, help="RESP pipelined depth (default 16)")
     p.add_argument("--resp-tests", default=",".join(RESP_TESTS),
                    help="redis-benchmark tests (default ping_inline,set,get)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure each socket case this many times per implementation, "
+                        "interleaved, and keep the best (default 1)")
     p.add_argument("--builtin-client", action="store_true",
                    help="use the built-in load client even where redis-benchmark/wrk exist")
     p.add_argument("--stdlib-python", default=None,
@@ -129,7 +132,7 @@ def run_kernel(args, run, targets):
             run.add("kernel", workload, name, r["rate"], r["unit"], **extra)
 
 
-def _measure(run, proc_pid, load):
+def _measure(proc_pid, load):
     cpu0 = procs.cpu_seconds(proc_pid)
     rate, requests, extra = load()
     cpu1 = procs.cpu_seconds(proc_pid)
@@ -138,17 +141,56 @@ def _measure(run, proc_pid, load):
     return rate, extra
 
 
-def _serve(run, name, targets, kind, streams=False):
-    """Start the server ``name`` for ``kind``; return ``(proc, port)`` or None."""
-    if name == "redis-server":
-        if not shutil.which("redis-server"):
-            run.skip("redis-server", "redis-server not found (apt install redis-server)")
-            return None
-        return procs.start_redis_server()
-    target = targets.get(name)
-    if target is None:
-        return None
-    return procs.start_worker_server(target, kind, streams)
+def _start_servers(run, scenario, names, targets, kind):
+    """Start one server per implementation; return ``{name: (proc, port)}``."""
+    servers = {}
+    for name in names:
+        try:
+            if name == "redis-server":
+                if not shutil.which("redis-server"):
+                    continue
+                servers[name] = procs.start_redis_server()
+                continue
+            base, streams = name.split("-")[0], name.endswith("-streams")
+            target = targets.get(base)
+            if target is None:
+                continue
+            servers[name] = procs.start_worker_server(target, kind, streams)
+        except Exception as exc:  # noqa: BLE001 - one failing server must not end the run
+            run.error("%s/%s server" % (scenario, name), exc)
+    return servers
+
+
+def _interleaved(args, run, scenario, names, targets, kind, cases, load_for):
+    """Measure every case on every server, implementations interleaved.
+
+    All servers run at once (idle ones cost nothing) and each case is
+    measured on every implementation in turn, ``--rounds`` times keeping
+    the best, so a burst of load from elsewhere on the machine hits the
+    figures being compared alike instead of one implementation's column.
+    """
+    servers = _start_servers(run, scenario, names, targets, kind)
+    try:
+        for name, (proc, port) in servers.items():
+            run.progress("%s: %s on port %d (pid %d)" % (scenario, name, port, proc.pid))
+        for case, params in cases:
+            best = {}
+            for _ in range(args.rounds):
+                for name, (proc, port) in servers.items():
+                    try:
+                        rate, extra = _measure(proc.pid, lambda: load_for(port, params))
+                    except Exception as exc:  # noqa: BLE001
+                        run.error("%s/%s/%s" % (scenario, name, case), exc)
+                        continue
+                    if name not in best or rate > best[name][0]:
+                        best[name] = (rate, extra)
+            for name in servers:
+                if name in best:
+                    rate, extra = best[name]
+                    run.add(scenario, case, name, rate, params["unit"], **extra)
+    finally:
+        for proc, _ in servers.values():
+            procs.stop(proc)
 
 
 def run_resp(args, run, targets):
@@ -156,70 +198,36 @@ def run_resp(args, run, targets):
     if not use_tool and not args.builtin_client:
         run.skip("redis-benchmark", "not found (apt install redis-tools); using the built-in client")
     load_name = "redis-benchmark" if use_tool else "built-in"
-    for name in _chosen(args, ("cython", "pure", "stdlib", "asyncio", "uvloop", "redis-server")):
-        try:
-            started = _serve(run, name, targets, "resp")
-        except Exception as exc:  # noqa: BLE001
-            run.error("resp/%s server" % name, exc)
-            continue
-        if started is None:
-            continue
-        proc, port = started
-        run.progress("resp: %s on port %d (%s)" % (name, port, load_name))
-        try:
-            for pipeline in (1, args.pipeline):
-                for test in args.resp_tests:
-                    case = "%s -P%d" % (test.upper(), pipeline)
+    names = _chosen(args, ("cython", "pure", "stdlib", "asyncio", "uvloop", "redis-server"))
+    cases = [("%s -P%d" % (test.upper(), pipeline),
+              {"test": test, "pipeline": pipeline, "unit": "req/s"})
+             for pipeline in (1, args.pipeline) for test in args.resp_tests]
 
-                    def load():
-                        if use_tool:
-                            rate, n = procs.redis_benchmark(port, test, args.clients, pipeline,
-                                                            args.duration)
-                            return rate, n, {}
-                        r = procs.builtin_client(kind="resp", port=port, conns=args.clients,
-                                                 depth=pipeline, duration=args.duration,
-                                                 command=test)
-                        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"]}
-                    try:
-                        rate, extra = _measure(run, proc.pid, load)
-                    except Exception as exc:  # noqa: BLE001
-                        run.error("resp/%s/%s" % (name, case), exc)
-                        continue
-                    run.add("resp", case, name, rate, "req/s", load=load_name, **extra)
-        finally:
-            procs.stop(proc)
+    def load(port, params):
+        if use_tool:
+            rate, n = procs.redis_benchmark(port, params["test"], args.clients,
+                                            params["pipeline"], args.duration)
+            return rate, n, {"load": load_name}
+        r = procs.builtin_client(kind="resp", port=port, conns=args.clients,
+                                 depth=params["pipeline"], duration=args.duration,
+                                 command=params["test"])
+        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": load_name}
+    _interleaved(args, run, "resp", names, targets, "resp", cases, load)
 
 
 def run_echo(args, run, targets):
-    for name in _chosen(args, ECHO_IMPLS):
-        base, streams = name.split("-")[0], name.endswith("-streams")
-        target = targets.get(base)
-        if target is None:
-            continue
-        try:
-            proc, port = procs.start_worker_server(target, "echo", streams)
-        except Exception as exc:  # noqa: BLE001
-            run.error("echo/%s server" % name, exc)
-            continue
-        run.progress("echo: %s on port %d" % (name, port))
-        try:
-            for size in args.sizes:
-                case = "%g KiB" % (size / 1024.0)
-                depth = args.echo_depth or max(1, 32768 // size)
+    names = _chosen(args, ECHO_IMPLS)
+    cases = [("%g KiB" % (size / 1024.0),
+              {"size": size, "depth": args.echo_depth or max(1, 32768 // size), "unit": "msg/s"})
+             for size in args.sizes]
 
-                def load():
-                    r = procs.builtin_client(kind="echo", port=port, conns=args.echo_clients,
-                                             depth=depth, duration=args.duration, size=size)
-                    return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "depth": depth}
-                try:
-                    rate, extra = _measure(run, proc.pid, load)
-                except Exception as exc:  # noqa: BLE001
-                    run.error("echo/%s/%s" % (name, case), exc)
-                    continue
-                run.add("echo", case, name, rate, "msg/s", load="built-in",
-                        mib_per_s=rate * size / 2**20, **extra)
-        finally:
-            procs.stop(proc)
+    def load(port, params):
+        r = procs.builtin_client(kind="echo", port=port, conns=args.echo_clients,
+                                 depth=params["depth"], duration=args.duration, size=params["size"])
+        return r["rate"], r["requests"], {
+            "client_cpu": r["client_cpu"], "depth": params["depth"], "load": "built-in",
+            "mib_per_s": r["rate"] * params["size"] / 2**20}
+    _interleaved(args, run, "echo", names, targets, "echo", cases, load)
 
 
 def run_http(args, run, targets):
@@ -227,32 +235,17 @@ def run_http(args, run, targets):
     if not use_tool and not args.builtin_client:
         run.skip("wrk", "not found (apt install wrk); using the built-in client")
     load_name = "wrk" if use_tool else "built-in"
-    for name in _chosen(args, ("cython", "pure", "stdlib", "asyncio", "uvloop")):
-        target = targets.get(name)
-        if target is None:
-            continue
-        try:
-            proc, port = procs.start_worker_server(target, "http")
-        except Exception as exc:  # noqa: BLE001
-            run.error("http/%s server" % name, exc)
-            continue
-        run.progress("http: %s on port %d (%s)" % (name, port, load_name))
-        try:
-            def load():
-                if use_tool:
-                    rate, n = procs.wrk(port, args.clients, args.duration)
-                    return rate, n, {}
-                r = procs.builtin_client(kind="http", port=port, conns=args.clients, depth=4,
-                                         duration=args.duration)
-                return r["rate"], r["requests"], {"client_cpu": r["client_cpu"]}
-            try:
-                rate, extra = _measure(run, proc.pid, load)
-            except Exception as exc:  # noqa: BLE001
-                run.error("http/%s" % name, exc)
-                continue
-            run.add("http", "GET keep-alive", name, rate, "req/s", load=load_name, **extra)
-        finally:
-            procs.stop(proc)
+    names = _chosen(args, ("cython", "pure", "stdlib", "asyncio", "uvloop"))
+
+    def load(port, params):
+        if use_tool:
+            rate, n = procs.wrk(port, args.clients, args.duration)
+            return rate, n, {"load": load_name}
+        r = procs.builtin_client(kind="http", port=port, conns=args.clients, depth=4,
+                                 duration=args.duration)
+        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": load_name}
+    _interleaved(args, run, "http", names, targets, "http",
+                 [("GET keep-alive", {"unit": "req/s"})], load)
 
 
 def environment(targets):
