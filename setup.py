@@ -36,10 +36,13 @@ class optional_build_ext(build_ext):
             raise exc
         if not optional_build_ext._warned:
             optional_build_ext._warned = True
+            detail = str(exc)
+            if len(detail) > 160:  # compiler command lines are long; keep the end
+                detail = "..." + detail[-157:]
             sys.stderr.write(
                 "WARNING: asynchat_core: could not compile the Cython kernels "
                 "(%s: %s); installing the pure-Python implementation, which is "
-                "slower but behaves the same.\n" % (type(exc).__name__, exc)
+                "slower but behaves the same.\n" % (type(exc).__name__, detail)
             )
 
 KERNELS = ["_chat_c", "_loop_c"]
