@@ -248,6 +248,32 @@ def run_http(args, run, targets):
                  [("GET keep-alive", {"unit": "req/s"})], load)
 
 
+def _measuring_options(argv):
+    """``argv`` without the output-file options, which do not change the figures."""
+    kept = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--json", "--plot", "--markdown"):
+            skip = "=" not in arg
+            continue
+        kept.append(arg)
+    return kept
+
+
+def _git_revision():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        out = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def environment(targets):
     """Versions and machine facts for the report header."""
     import platform
@@ -275,6 +301,7 @@ def environment(targets):
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "python": sys.version.split()[0],
         "asynchat_core": asynchat_core.__version__,
+        "git": _git_revision(),
         "machine": "%s, %d CPUs, %s" % (cpu or platform.machine(), os.cpu_count() or 0,
                                         platform.platform()),
         "implementations": {n: t.label for n, t in targets.items()},
@@ -301,7 +328,8 @@ def main(argv=None):
         run.progress("== %s" % scenario)
         runners[scenario](args, run, targets)
     env = environment(targets)
-    command = "python -m asynchat_core.bench" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
+    command = " ".join(["python -m asynchat_core.bench"] + _measuring_options(
+        sys.argv[1:] if argv is None else list(argv)))
     targets_checked = check_targets(run.records)
     sys.stdout.write(render_text(run.records, targets_checked, run.skipped, run.errors, env))
     sys.stdout.flush()

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -47,21 +48,24 @@ def stop(proc):
 def start_worker_server(target, kind, streams=False, timeout=30.0):
     """Start a benchmark server for ``target``; return ``(proc, port)``."""
     args = ["server", target.source, kind] + (["streams"] if streams else [])
-    proc = subprocess.Popen(
-        target.command(*args), env=target.environ(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        line = proc.stdout.readline().decode() if ready else ""
-        if not line.startswith("PORT "):
+    # stderr goes to a file: a server logging errors must never block on a full pipe
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            target.command(*args), env=target.environ(), stdout=subprocess.PIPE, stderr=errors,
+        )
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            line = proc.stdout.readline().decode() if ready else ""
+            if not line.startswith("PORT "):
+                stop(proc)
+                errors.seek(0)
+                err = errors.read().decode(errors="replace").strip().splitlines()
+                raise RuntimeError("server did not start: %s"
+                                   % (err[-1] if err else line.strip() or "timeout"))
+            return proc, int(line.split()[1])
+        except BaseException:
             stop(proc)
-            err = proc.stderr.read().decode(errors="replace").strip().splitlines()
-            raise RuntimeError("server did not start: %s" % (err[-1] if err else line or "timeout"))
-        return proc, int(line.split()[1])
-    except BaseException:
-        stop(proc)
-        raise
+            raise
 
 
 def start_redis_server(timeout=10.0):
