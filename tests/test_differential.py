@@ -55,9 +55,10 @@ cut_sizes = st.lists(
 )
 in_sizes = st.sampled_from([1, 2, 3, 7, 64, 4096, 65536])
 
-actions = st.one_of(
+_discard = st.just(("discard",))
+_action_list = [
     st.tuples(st.just("term"), terminators),
-    st.just(("discard",)),
+    _discard,
     st.just(("peek",)),
     st.tuples(st.just("assign"), st.one_of(small_bytes, small_bytes.map(bytearray))),
     st.just(("close",)),
@@ -70,7 +71,12 @@ actions = st.one_of(
     ),
     st.tuples(st.just("simple"), small_bytes, st.integers(1, 8)),
     st.tuples(st.just("raise"), st.sampled_from(["cb"])),
-)
+]
+actions = st.one_of(*_action_list)
+# discard_buffers() drops whatever is still queued, and how much is still
+# queued depends on send() boundaries, which differ on purpose; the output
+# properties leave it out (the input-side ones keep it)
+output_actions = st.one_of(*[a for a in _action_list if a is not _discard])
 # quiet callbacks only change the terminator or look at the buffer
 quiet_actions = st.one_of(
     st.tuples(st.just("term"), terminators), st.just(("peek",)), st.just(("discard",))
@@ -202,7 +208,7 @@ def split_log(log):
     stream=st.lists(frames, max_size=12).map(b"".join),
     sizes=cut_sizes,
     terminator=st.sampled_from(BYTE_TERMS),
-    found_plan=plans(actions),
+    found_plan=plans(output_actions),
     capacity=st.one_of(st.integers(0, 64), st.integers(0, 70 * KiB)),
     fail_at=st.one_of(st.none(), st.integers(0, 200)),
     fail_errno=st.sampled_from([errno.ECONNRESET, errno.EPIPE, errno.EIO]),
@@ -236,7 +242,6 @@ out_ops = st.one_of(
     ),
     st.just(("cwd",)),
     st.tuples(st.just("write"), st.integers(0, 100 * KiB)),
-    st.just(("discard",)),
 )
 
 
@@ -257,10 +262,9 @@ def apply_out_op(chan, sock, op):
             c.simple_producer_class(op[1], op[2]))
     elif kind == "producer":
         action = lambda c: c.push_with_producer(Producer(c, op[1], op[2]))  # noqa: E731
-    elif kind == "cwd":
-        action = lambda c: c.close_when_done()  # noqa: E731
     else:
-        action = lambda c: c.discard_buffers()  # noqa: E731
+        assert kind == "cwd", op
+        action = lambda c: c.close_when_done()  # noqa: E731
     step(chan, action)
 
 
