@@ -203,6 +203,13 @@ def _is_joinable(item):
     return kind is bytes or kind is bytearray
 
 
+def _uncount(chan, sent):
+    # output accounting for ac_out_high_water (only kept while it is set)
+    if chan.ac_out_high_water is not None:
+        queued = chan._ac_out_queued - sent
+        chan._ac_out_queued = queued if queued > 0 else 0
+
+
 def _consume_sent(fifo, items, sent):
     # Remove what one send() took from the head of the queue.  Stops if
     # a callback inside send() already changed the queue.
@@ -259,6 +266,11 @@ def chat_drain(chan, fifo, flush):
                 return
             if sent:
                 _consume_sent(fifo, items, sent)
+                _uncount(chan, sent)
+                if chan._ac_send_blocked:
+                    chan._ac_send_blocked = False
+            else:
+                chan._ac_send_blocked = True
             if flush and sent == len(data) and fifo and _is_joinable(fifo[0]):
                 continue
             return
@@ -281,7 +293,10 @@ def chat_drain(chan, fifo, flush):
         except OSError:
             chan.handle_error()
             return
+        if not sent and len(data):
+            chan._ac_send_blocked = True
         if sent:
+            _uncount(chan, sent)
             if sent < len(data) or obs < len(first):
                 fifo[0] = first[sent:]
             else:
@@ -367,6 +382,8 @@ def chat_push(self, data):
     size = self.ac_out_buffer_size
     fifo = self.producer_fifo
     was_empty = not fifo
+    if self.ac_out_high_water is not None:
+        self._ac_out_queued += len(data)
     if len(data) > size:
         for start in range(0, len(data), size):
             fifo.append(data[start:start + size])
@@ -380,6 +397,9 @@ def chat_push(self, data):
             self._ac_send_owed = True
             return  # handle_read calls the loop hook when it ends
         chat_flush_owed(self)
-    self.initiate_send()
+    if not self._ac_send_blocked:
+        # (a send just returned 0: retrying before the loop reports the
+        # socket writable would only re-join the queue for nothing)
+        self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)

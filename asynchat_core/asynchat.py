@@ -39,6 +39,16 @@ class async_chat(asyncore.dispatcher):
     #: Past it, handle_read raises FrameTooLarge, which reaches handle_error.
     ac_max_frame_size = None
 
+    #: Output back-pressure (None: off, as in CPython).  While more than
+    #: this many pushed bytes wait to be sent, readable() is false, so a
+    #: peer that sends requests but never reads replies is not read from
+    #: until the queue drains to ac_out_low_water (default: half of it).
+    ac_out_high_water = None
+    ac_out_low_water = None
+    _ac_out_queued = 0  # bytes pushed and not yet sent, while tracked
+    _ac_reading_paused = False
+    _ac_send_blocked = False  # the last send() took nothing
+
     #: Send the replies pushed while one read is handled in one send() when
     #: handle_read returns (README, deviation 1).  False: one send per push,
     #: as in CPython.
@@ -102,6 +112,7 @@ class async_chat(asyncore.dispatcher):
     initiate_send = _kernels.chat_initiate_send
 
     def handle_write(self):
+        self._ac_send_blocked = False  # the loop says the socket is writable
         self.initiate_send()
 
     def send(self, data):
@@ -129,6 +140,21 @@ class async_chat(asyncore.dispatcher):
 
     def readable(self):
         "predicate for inclusion in the readable for select()"
+        high = self.ac_out_high_water
+        if high is None:
+            return 1
+        if not self.producer_fifo:
+            self._ac_out_queued = 0  # resynchronise: nothing is queued
+        queued = self._ac_out_queued
+        if self._ac_reading_paused:
+            low = self.ac_out_low_water
+            if queued > (high // 2 if low is None else low):
+                return 0
+            self._ac_reading_paused = False
+            return 1
+        if queued > high:
+            self._ac_reading_paused = True
+            return 0
         return 1
 
     def writable(self):
@@ -149,6 +175,7 @@ class async_chat(asyncore.dispatcher):
         self._ac_in.discard()
         del self.incoming[:]
         self.producer_fifo.clear()
+        self._ac_out_queued = 0
 
 
 class simple_producer:

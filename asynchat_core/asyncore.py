@@ -248,6 +248,15 @@ def _loop_forget(map, fd, obj):
     lp = _loops.get(id(map))
     if lp is not None and lp.map is map:
         lp.forget(fd, obj)
+        if len(map) == 1:
+            _discard_loop(map)  # about to be empty: release the kernel object
+
+
+def _discard_loop(map):
+    lp = _loops.get(id(map))
+    if lp is not None and lp.map is map:
+        del _loops[id(map)]
+        lp.close()
 
 
 def _loop_touch(obj):
@@ -275,6 +284,9 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
     module's ``default_backend``, else the best available.  ``use_poll``
     only matters when that resolves to "select" or "legacy", where it
     selects poll() as in the stdlib.
+
+    The kernel object (epoll/kqueue) of a map lives while the map has
+    channels, across loop() calls, and is released when the map empties.
     """
     if map is None:
         map = socket_map
@@ -282,7 +294,14 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
     if name == "legacy":
         _legacy_loop(timeout, use_poll, map, count)
         return
-    _get_loop(map, name).run(timeout, count)
+    lp = _get_loop(map, name)
+    count = lp.run(timeout, count)
+    # closed mid-run (the map emptied) while timers or new channels remain
+    while lp.closed and (map or _timers.live > 0) and (count is None or count > 0):
+        lp = _get_loop(map, name)
+        count = lp.run(timeout, count)
+    if not map:
+        _discard_loop(map)  # nothing registered: keep no descriptor open
 
 
 def _legacy_loop(timeout, use_poll, map, count):
@@ -375,6 +394,9 @@ class dispatcher:
     closing = False
     addr = None
     ignore_log_types = frozenset({"warning"})
+    #: For a listener: how many accepted connections may be open at once
+    #: (None: unlimited, as in CPython); the rest go to handle_refused().
+    max_connections = None
 
     def __init__(self, sock=None, map=None):
         self._map = socket_map if map is None else map
@@ -601,8 +623,36 @@ class dispatcher:
 
     def handle_accept(self):
         pair = self.accept()
-        if pair is not None:
-            self.handle_accepted(*pair)
+        if pair is None:
+            return
+        if self.max_connections is not None and not self._admit(pair[0]):
+            self.handle_refused(*pair)
+            return
+        self.handle_accepted(*pair)
+
+    def _admit(self, sock):
+        # Count the sockets this listener accepted that are still open.
+        # Pruning is O(cap), so at the cap it runs at most every 10 ms.
+        accepted = self.__dict__.setdefault("_accepted_socks", [])
+        if len(accepted) >= self.max_connections:
+            now = time.monotonic()
+            if now < self.__dict__.get("_next_prune", 0.0):
+                return False
+            accepted[:] = [s for s in accepted if s.fileno() != -1]
+            self._next_prune = now + 0.01
+            if len(accepted) >= self.max_connections:
+                return False
+        accepted.append(sock)
+        return True
+
+    def handle_refused(self, sock, addr):
+        """A connection arrived while ``max_connections`` were open.
+
+        The default closes it at once; override to send a "busy" reply.
+        """
+        sock.close()
+        self.log_info("refused %r: max_connections=%d reached"
+                      % (addr, self.max_connections), "warning")
 
     def handle_accepted(self, sock, addr):
         sock.close()

@@ -157,3 +157,184 @@ def test_frame_too_large_reaches_handle_error_and_closes(kernels):
     finally:
         remote.close()
         chan.close()
+
+
+def _drain(sock, into):
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        into.extend(data)
+
+
+def test_back_pressure_pauses_reading_and_loses_nothing(kernels):
+    """A peer that sends requests but does not read replies stops being read
+    once queued output passes the high-water mark; nothing is lost."""
+    server_sock, client = socket.socketpair()
+    server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setblocking(False)
+    channel_map = {}
+    reply = b"r" * 1023 + b"\n"
+    high, per_read = 64 * 1024, 256
+
+    class Server(ac_asynchat.async_chat):
+        ac_out_high_water = high
+        ac_in_buffer_size = per_read
+
+        def __init__(self, sock):
+            ac_asynchat.async_chat.__init__(self, sock, map=channel_map)
+            self.set_terminator(b"\n")
+            self.answered = 0
+
+        def collect_incoming_data(self, data):
+            pass
+
+        def found_terminator(self):
+            self.answered += 1
+            self.push(reply)
+
+    server = Server(server_sock)
+    total = 3000
+    pending = memoryview(b"q\n" * total)
+    try:
+        most_queued, paused_seen, after_pause = 0, False, 0
+        for _ in range(400):
+            if paused_seen:
+                after_pause += 1
+                if after_pause > 20:  # it stays paused: enough seen
+                    break
+            if pending:
+                try:
+                    pending = pending[client.send(pending):]
+                except BlockingIOError:
+                    pass
+            asyncore.loop(timeout=0.01, map=channel_map, count=1)
+            most_queued = max(most_queued, server._ac_out_queued)
+            paused_seen = paused_seen or not server.readable()
+        # the replies to one read may land on top of the mark, no more
+        assert paused_seen
+        assert most_queued <= high + (per_read // 2) * len(reply)
+        assert server.answered < total  # it really stopped reading
+        received = bytearray()
+        for _ in range(3000):
+            _drain(client, received)
+            if len(received) == total * len(reply):
+                break
+            if pending:
+                try:
+                    pending = pending[client.send(pending):]
+                except BlockingIOError:
+                    pass
+            asyncore.loop(timeout=0.01, map=channel_map, count=1)
+        assert server.answered == total
+        assert bytes(received) == reply * total
+    finally:
+        server.close()
+        client.close()
+
+
+def test_push_after_a_refused_send_waits_for_writability(kernels):
+    """After send() returned 0, further pushes only queue (no re-join and
+    retry per push); the loop's write event sends everything, in order."""
+    server_sock, client = socket.socketpair()
+    server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setblocking(False)
+    channel_map = {}
+
+    class Counting(ac_asynchat.async_chat):
+        sends = 0
+
+        def collect_incoming_data(self, data):
+            pass
+
+        def found_terminator(self):
+            pass
+
+        def send(self, data):
+            Counting.sends += 1
+            return ac_asynchat.async_chat.send(self, data)
+
+    chan = Counting(server_sock, map=channel_map)
+    try:
+        expected = bytearray()
+        piece = 0
+        while not chan._ac_send_blocked:
+            item = b"%08d" % piece * 128
+            expected += item
+            chan.push(item)
+            piece += 1
+        before = Counting.sends
+        for n in range(1000):
+            item = b"%08d" % (piece + n) * 2
+            expected += item
+            chan.push(item)
+        assert Counting.sends == before  # queued only
+        received = bytearray()
+        for _ in range(2000):
+            asyncore.loop(timeout=0.01, map=channel_map, count=1)
+            _drain(client, received)
+            if len(received) == len(expected):
+                break
+        assert bytes(received) == bytes(expected)
+    finally:
+        chan.close()
+        client.close()
+
+
+def test_listener_connection_cap(kernels):
+    channel_map = {}
+    accepted = []
+
+    class Handler(ac_asynchat.async_chat):
+        def collect_incoming_data(self, data):
+            pass
+
+        def found_terminator(self):
+            pass
+
+    class Listener(asyncore.dispatcher):
+        max_connections = 3
+
+        def handle_accepted(self, sock, addr):
+            accepted.append(Handler(sock, map=channel_map))
+
+    listener = Listener(map=channel_map)
+    listener.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.socket.getsockname()[1]
+    clients = []
+    try:
+        for _ in range(5):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        for _ in range(50):
+            asyncore.loop(timeout=0.01, map=channel_map, count=1)
+        assert len(accepted) == 3
+        # the two refused clients see the connection closed
+        refused = 0
+        for c in clients:
+            c.settimeout(0.05)
+            try:
+                if c.recv(1) == b"":
+                    refused += 1
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                refused += 1
+        assert refused == 2
+        # a slot frees up: the next client is accepted (after the 10 ms gate)
+        accepted[0].close()
+        late = socket.create_connection(("127.0.0.1", port), timeout=5)
+        clients.append(late)
+        for _ in range(100):
+            asyncore.loop(timeout=0.01, map=channel_map, count=1)
+            if len(accepted) == 4:
+                break
+        assert len(accepted) == 4
+    finally:
+        for c in clients:
+            c.close()
+        asyncore.close_all(map=channel_map)

@@ -285,6 +285,14 @@ cdef object _join(list items, Py_ssize_t total):
     return out
 
 
+cdef int _uncount(chan, sent) except -1:
+    # output accounting for ac_out_high_water (only kept while it is set)
+    if chan.ac_out_high_water is not None:
+        queued = chan._ac_out_queued - sent
+        chan._ac_out_queued = queued if queued > 0 else 0
+    return 0
+
+
 cdef int _consume_sent(object fifo, list items, object sent) except -1:
     # Remove what one send() took from the head of the queue.  Stops if
     # a callback inside send() already changed the queue.  ``sent`` stays a
@@ -354,6 +362,11 @@ def chat_drain(chan, fifo, bint flush):
                 return
             if sent_obj:
                 _consume_sent(fifo, items, sent_obj)
+                _uncount(chan, sent_obj)
+                if chan._ac_send_blocked:
+                    chan._ac_send_blocked = False
+            else:
+                chan._ac_send_blocked = True
             if flush and sent_obj == len(data) and fifo and _is_joinable(fifo[0]):
                 continue
             return
@@ -376,7 +389,10 @@ def chat_drain(chan, fifo, bint flush):
         except OSError:
             chan.handle_error()
             return
+        if not sent_obj and len(data):
+            chan._ac_send_blocked = True
         if sent_obj:
+            _uncount(chan, sent_obj)
             if sent_obj < len(data) or obs < len(first):
                 fifo[0] = first[sent_obj:]
             else:
@@ -465,6 +481,8 @@ def chat_push(self, data):
     cdef Py_ssize_t start
     fifo = self.producer_fifo
     cdef bint was_empty = not fifo
+    if self.ac_out_high_water is not None:
+        self._ac_out_queued += length
     if length > size:
         for start in range(0, length, size):
             fifo.append(data[start:start + size])
@@ -478,6 +496,9 @@ def chat_push(self, data):
             self._ac_send_owed = True
             return  # handle_read calls the loop hook when it ends
         chat_flush_owed(self)
-    self.initiate_send()
+    if not self._ac_send_blocked:
+        # (a send just returned 0: retrying before the loop reports the
+        # socket writable would only re-join the queue for nothing)
+        self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)
