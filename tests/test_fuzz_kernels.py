@@ -11,7 +11,6 @@ log and the same bytes on the wire.
 Size: ``ASYNCHAT_CORE_FUZZ_EXAMPLES`` if set, else from ``HYPOTHESIS_PROFILE``
 ("dev": 300, "nightly": 100000, anything else incl. "ci": 10000 per kind).
 """
-import contextlib
 import errno
 import os
 
@@ -23,40 +22,10 @@ from chat_harness import (
     IMPLS,
     Boom,
     ScriptedSocket,
-    kernel_module,
+    bound_kernels,
     recorder_class,
     step,
 )
-
-from asynchat_core import asynchat as ac_asynchat
-from asynchat_core import asyncore as ac_asyncore
-
-# async_chat methods that are kernel functions bound into the class
-KERNEL_METHODS = ["get_terminator", "handle_read", "push", "initiate_send"]
-
-
-@contextlib.contextmanager
-def bound(impl):
-    """Bind asynchat_core.asynchat to one kernel module (stdlib: no-op)."""
-    if impl == "stdlib":
-        yield
-        return
-    module = kernel_module(impl)
-    cls = ac_asynchat.async_chat
-    saved_mod = {n: getattr(ac_asynchat, n) for n in ("_kernels", "_InBuffer")}
-    saved_cls = {m: cls.__dict__[m] for m in KERNEL_METHODS}
-    ac_asynchat._kernels = module
-    ac_asynchat._InBuffer = module.InBuffer
-    for m in KERNEL_METHODS:
-        setattr(cls, m, getattr(module, "chat_" + m))
-    module.set_loop_hook(getattr(ac_asyncore, "_loop_touch", None))
-    try:
-        yield
-    finally:
-        for n, v in saved_mod.items():
-            setattr(ac_asynchat, n, v)
-        for m, v in saved_cls.items():
-            setattr(cls, m, v)
 
 
 def _examples():
@@ -187,7 +156,7 @@ def run(impl, chunk_list, terminator, in_size, found_plan, collect_plan, ending)
     if ending is not None:
         script.append(ending)
     sock = ScriptedSocket(script)
-    with bound(impl):
+    with bound_kernels(impl):
         chan = fuzz_class(impl)(sock=None, map={})
         chan.log = []
         chan.n_collect = chan.n_found = 0

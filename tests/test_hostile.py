@@ -1,0 +1,176 @@
+"""Hostile peers against a real server in a subprocess.
+
+* flood: with ``ac_max_frame_size = 64 KiB`` a client streaming up to
+  100 MiB with no terminator is cut off after at most the cap plus one read,
+  the server's RSS grows < 8 MiB, and a well-behaved client's p99 request
+  latency stays < 50 ms during the attack;
+* slowloris: clients trickling one byte per second are closed by the idle
+  timeout.
+
+``ASYNCHAT_CORE_NIGHTLY=1`` runs more attackers and 1,000 tricklers.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NIGHTLY = os.environ.get("ASYNCHAT_CORE_NIGHTLY", "") not in ("", "0")
+KiB, MiB = 1024, 1024 * 1024
+CAP = 64 * KiB
+IN_BUFFER = 65536  # async_chat.ac_in_buffer_size, the size of one read
+
+
+class ServerProcess:
+    def __init__(self, *args):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [HERE, env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "hardening_server.py")] + list(args),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        )
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("PORT "), line
+        self.port = int(line.split()[1])
+
+    def connect(self):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+
+    def stop(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+def request(sock, line, reader):
+    sock.sendall(line + b"\n")
+    return reader.readline()
+
+
+def stats(server):
+    with server.connect() as s, s.makefile("rb") as r:
+        return json.loads(request(s, b"STATS", r))
+
+
+@pytest.fixture
+def capped_server():
+    server = ServerProcess("--cap", str(CAP))
+    yield server
+    server.stop()
+
+
+def flood(server, total, results):
+    """Send up to ``total`` bytes with no terminator; record how far it got."""
+    sent = 0
+    block = b"x" * (256 * KiB)
+    try:
+        with server.connect() as s:
+            while sent < total:
+                sent += s.send(block)
+    except OSError:
+        pass  # reset or broken pipe: the server cut us off
+    results.append(sent)
+
+
+def test_flood_is_cut_off_at_the_cap(capped_server):
+    results = []
+    flood(capped_server, 100 * MiB, results)
+    # the kernel's socket buffers hold a few MiB; the server never read more
+    assert results[0] < 100 * MiB
+    figures = stats(capped_server)
+    assert figures["frame_errors"] == 1
+    assert 0 < figures["max_read_by_cut"] <= CAP + IN_BUFFER
+    assert figures["channels"] == 2  # the listener and the STATS connection
+
+
+def test_flood_does_not_hurt_other_clients(capped_server):
+    with capped_server.connect() as s, s.makefile("rb") as r:
+        for i in range(50):  # warm up: imports, allocator pools
+            assert request(s, b"ECHO warm%d" % i, r) == b"warm%d\n" % i
+    before = stats(capped_server)["rss_kib"]
+
+    attackers = 16 if NIGHTLY else 4
+    rounds = 8 if NIGHTLY else 3
+    stop = []
+    results = []
+
+    def attack():
+        while not stop:
+            flood(capped_server, 100 * MiB, results)
+
+    threads = [threading.Thread(target=attack) for _ in range(attackers)]
+    for t in threads:
+        t.start()
+    latencies = []
+    try:
+        with capped_server.connect() as s, s.makefile("rb") as r:
+            deadline = time.monotonic() + (10 if NIGHTLY else 2)
+            i = 0
+            while time.monotonic() < deadline or len(results) < attackers * rounds:
+                t0 = time.perf_counter()
+                assert request(s, b"ECHO ping%d" % i, r) == b"ping%d\n" % i
+                latencies.append(time.perf_counter() - t0)
+                i += 1
+                time.sleep(0.002)
+                if time.monotonic() > deadline + 60:
+                    break
+    finally:
+        stop.append(True)
+        for t in threads:
+            t.join(30)
+    figures = stats(capped_server)
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print("flood: %d attacks, %d requests, p50 %.2f ms, p99 %.2f ms, RSS +%d KiB"
+          % (len(results), len(latencies), latencies[len(latencies) // 2] * 1e3,
+             p99 * 1e3, figures["rss_kib"] - before))
+    assert figures["frame_errors"] == len(results) >= attackers * rounds
+    assert all(sent < 100 * MiB for sent in results)
+    assert figures["max_read_by_cut"] <= CAP + IN_BUFFER
+    assert figures["other_errors"] == []
+    assert figures["rss_kib"] - before < 8 * 1024
+    assert p99 < 0.050
+
+
+def test_slowloris_closed_by_idle_timeout():
+    clients = 1000 if NIGHTLY else 200
+    server = ServerProcess("--idle", "0.5")
+    socks = []
+    try:
+        for _ in range(clients):
+            socks.append(server.connect())
+        start = time.monotonic()
+        closed = set()
+        while len(closed) < clients and time.monotonic() - start < 10:
+            for i, s in enumerate(socks):
+                if i in closed:
+                    continue
+                try:
+                    s.send(b"x")  # one byte per second per client, never a full line
+                    s.settimeout(0)
+                    if s.recv(1) == b"":
+                        closed.add(i)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed.add(i)
+            time.sleep(1.0)
+        elapsed = time.monotonic() - start
+        assert len(closed) == clients, "%d of %d still open" % (clients - len(closed), clients)
+        # closed by the 0.5 s idle timeout, not by some other limit
+        assert elapsed < 5
+        figures = stats(server)
+        assert figures["channels"] == 2
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()
