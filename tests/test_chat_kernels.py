@@ -146,3 +146,52 @@ def test_reply_pushed_before_close_in_found_terminator_is_sent(plan, expected):
             step(chan, "read")
         results[impl] = bytes(sock.wire)
     assert results == {impl: expected for impl in IMPLS}
+
+
+def test_push_larger_than_out_buffer_then_close_in_found_terminator():
+    # CPython's push() makes one send() of at most ac_out_buffer_size bytes;
+    # a close() right after drops the rest.  found: asynchat_core's flush
+    # before close() sends every piece, so the peer gets more bytes.
+    results = {}
+    for impl in IMPLS:
+        sock = ScriptedSocket([b"x\n"])
+        with bound_kernels(impl):
+            chan = make_channel(impl, sock, b"\n", out_size=4, found_plan={
+                1: [("push", b"abcdefgh"), ("close",)]})
+            step(chan, "read")
+        results[impl] = bytes(sock.wire)
+    assert results == {impl: b"abcd" for impl in IMPLS}
+
+
+class _PushingProducer:
+    def __init__(self, chan):
+        self.chan = chan
+        self.calls = 0
+
+    def more(self):
+        self.calls += 1
+        if self.calls == 1:
+            self.chan.push(b"<pushed>")
+            return b"!"
+        return b""
+
+
+def test_two_reentrant_producers_keep_cpython_byte_order():
+    # Two producers whose first more() pushes 8 bytes (out buffer size 7,
+    # so two items) and returns b"!".  CPython's nested initiate_send calls
+    # send one item each and the peer reads b"\r<pushed!!><pushed>".
+    # found: asynchat_core joins b"!" with b">" inside the nested call and
+    # the peer reads b"\r<pushed!>!<pushed>".
+    results = {}
+    for impl in IMPLS:
+        sock = ScriptedSocket((), capacity=0)
+        with bound_kernels(impl):
+            chan = make_channel(impl, sock, b"\n", out_size=7)
+            step(chan, lambda c: c.push(b"\r"))  # blocked data ahead of them
+            step(chan, lambda c: c.push_with_producer(_PushingProducer(c)))
+            step(chan, lambda c: c.push_with_producer(_PushingProducer(c)))
+            sock.capacity = None
+            for _ in range(20):
+                step(chan, "write")
+        results[impl] = bytes(sock.wire)
+    assert results == {impl: b"\r<pushed!!><pushed>" for impl in IMPLS}
