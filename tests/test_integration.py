@@ -137,8 +137,8 @@ def test_echo_server_with_200_concurrent_pipelining_clients(kernels, use_poll):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     clients = []
+    sel = selectors.DefaultSelector()
     try:
-        sel = selectors.DefaultSelector()
         expected = {}
         for n in range(200):
             c = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -169,6 +169,7 @@ def test_echo_server_with_200_concurrent_pipelining_clients(kernels, use_poll):
         thread.join(10)
         for c in clients:
             c.close()
+        sel.close()
         asyncore.close_all(map)
     assert not thread.is_alive()
     assert map == {}
