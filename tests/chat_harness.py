@@ -17,12 +17,11 @@ import warnings
 from asynchat_core import _chat_py
 from asynchat_core import asynchat as ac_asynchat
 
-try:
+std_asynchat = None
+if sys.version_info < (3, 12):  # on 3.12+ "asynchat" may be a PyPI backport
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import asynchat as std_asynchat  # removed in 3.12
-except ImportError:
-    std_asynchat = None
+        import asynchat as std_asynchat
 if std_asynchat is ac_asynchat:  # someone ran install() in this process
     raise RuntimeError("tests must not install() asynchat_core in-process")
 

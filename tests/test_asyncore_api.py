@@ -13,12 +13,11 @@ import pytest
 
 from asynchat_core import asyncore as ours
 
-try:
+stdlib_asyncore = None
+if sys.version_info < (3, 12):  # on 3.12+ "asyncore" may be a PyPI backport
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import asyncore as stdlib_asyncore
-except ImportError:
-    stdlib_asyncore = None
 assert stdlib_asyncore is not ours, "tests must not install() in-process"
 
 IMPLS = ["ours"] + (["stdlib"] if stdlib_asyncore else [])
