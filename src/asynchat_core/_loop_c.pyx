@@ -544,7 +544,7 @@ cdef class Loop:
     cpdef _set_kernel(self, Entry entry, int mask):
         cdef int old
         old = entry.kmask
-        if mask == old:
+        if mask == old or self.closed:
             return
         fd = entry.fd
         if entry.always:
@@ -586,6 +586,8 @@ cdef class Loop:
 
     def _rebuild(self):
         self.rebuild_needed = False
+        if self.closed:
+            return
         self.poller.close()
         self.poller = make_poller(self.backend)
         for entry in list(self.entries.values()):
@@ -809,6 +811,8 @@ cdef class Loop:
         cdef Entry entry
         cdef dict entries
         cdef int ev
+        if self.closed:
+            return
         now = _monotonic()
         self.passes += 1
         if self.rebuild_needed:
@@ -835,6 +839,8 @@ cdef class Loop:
                 self._stray(fd)
                 continue
             self._dispatch(entry, ev, now)
+            if self.closed:
+                return  # the map emptied and asyncore released us
         if self.always:
             for entry in list(self.always.values()):
                 self._dispatch(entry, entry.kmask & (EV_IN | EV_OUT), now)
@@ -844,13 +850,18 @@ cdef class Loop:
     def _stray(self, fd):
         # the kernel reports an fd we never registered (a dup'ed, closed
         # channel): drop it, or rebuild the kernel set if it cannot be named
+        if self.closed:
+            return
         try:
             self.poller.unregister(fd)
         except (OSError, ValueError):
             self.rebuild_needed = True
 
     def run(self, timeout, count):
-        """``loop()``'s body: passes while there are channels or timers."""
+        """``loop()``'s body: passes while there are channels or timers.
+
+        Returns the passes left of ``count`` (None if unbounded); stops
+        early if the loop was closed meanwhile (its map emptied)."""
         if os.getpid() != self.pid:
             # a forked child shares the parent's epoll/kqueue: get our own
             self.pid = os.getpid()
@@ -858,9 +869,10 @@ cdef class Loop:
         map = self.map
         timers = self.timers
         if count is None:
-            while map or timers.live > 0:
+            while (map or timers.live > 0) and not self.closed:
                 self.run_once(timeout)
         else:
-            while (map or timers.live > 0) and count > 0:
+            while (map or timers.live > 0) and count > 0 and not self.closed:
                 self.run_once(timeout)
                 count -= 1
+        return count
