@@ -124,6 +124,10 @@ def run(module, term, in_size, chunks, plan, cap):
             except ac_asynchat.FrameTooLarge:
                 chan.log.append(("too large",))
                 break
+            except Exception as exc:
+                # e.g. TypeError when a callback swaps an int terminator for
+                # bytes mid-count: the stdlib raises the same; both kernels must
+                chan.log.append(("raised", type(exc).__name__))
         return chan.log, bytes(chan.ac_in_buffer), chan.terminator, bytes(sock.wire)
     finally:
         ac_asynchat._use_kernels(previous)
