@@ -110,8 +110,10 @@ class World:
                 peer.close()
                 del self.peers[chan]
                 continue
+            if not chan.want_read and self.rnd.random() < 0.3:
+                chan.want_read = True  # a channel that reads nothing gets no callbacks
             try:
-                peer.send(bytes(self.rnd.choice(b"ab\nxy") for _ in range(self.rnd.randint(1, 40))))
+                peer.send(bytes(self.rnd.choice(b"ab\nxy") for _ in range(self.rnd.randint(1, 200))))
                 peer.recv(65536)
             except OSError:
                 pass
