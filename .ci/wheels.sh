@@ -162,6 +162,12 @@ for whl in "$WORK"/wheelhouse/*.whl; do
     echo "$name: auditwheel show agrees ($shown)"
 done
 
+# sdist_tests DIR: DIR/tests from the sdist, so tests match the built code
+sdist_tests() {
+    tar -xzf "$SDIST" -C "$1" --strip-components=1 --wildcards '*/tests/*'
+    [ -f "$1/tests/conftest.py" ] || fail "no tests/ in the sdist"
+}
+
 step "install each repaired wheel in a fresh venv and run the suite"
 for py in "${PYTHON_LIST[@]}"; do
     tag=$("$py" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
@@ -171,7 +177,7 @@ for py in "${PYTHON_LIST[@]}"; do
     "$venv/bin/pip" install -q "$whl[test]" || fail "install $whl"
     run="$WORK/run-$tag"
     mkdir "$run"
-    cp -r "$ROOT/tests" "$run/tests"
+    sdist_tests "$run"
     (
         cd "$run"
         "$venv/bin/python" - "$venv" <<'EOF' || exit 1
@@ -200,7 +206,7 @@ build_warnings=$(grep -c "WARNING: asynchat_core: could not compile" "$WORK/nocc
 grep "WARNING: asynchat_core: could not compile" "$WORK/nocc-install.log" | cut -c1-160
 run="$WORK/run-nocc"
 mkdir "$run"
-cp -r "$ROOT/tests" "$run/tests"
+sdist_tests "$run"
 (
     cd "$run"
     "$venv/bin/python" - <<'EOF' || exit 1
