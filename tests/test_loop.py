@@ -549,12 +549,13 @@ def test_fork_child_gets_own_kernel_set(twin):
     a, b = socket.socketpair()
     Reader(a, m)
     asyncore.loop(timeout=0, map=m, count=1, backend=BACKENDS[0])
+    parent_poller = asyncore._loops[id(m)].poller
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         code = 1
         try:
             asyncore.loop(timeout=0, map=m, count=1, backend=BACKENDS[0])
-            code = 0 if asyncore._loops[id(m)].pid == os.getpid() else 2
+            code = 0 if asyncore._loops[id(m)].poller is not parent_poller else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

@@ -57,6 +57,18 @@ ACCEPT_BACKOFF_MAX = 1.0
 
 _monotonic = time.monotonic
 
+# bumped in a forked child: its loops must not share the parent's epoll/kqueue
+_fork_generation = 0
+
+
+def _after_fork_in_child():
+    global _fork_generation
+    _fork_generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 # --------------------------------------------------------------- backends
 
@@ -255,24 +267,22 @@ BACKENDS = {
 _PREFERENCE = ("epoll", "kqueue", "poll", "select")
 
 
+_AVAILABLE = tuple(name for name in _PREFERENCE if hasattr(select, name))
+
+
 def available_backends():
     """Names of the backends this platform supports, best first."""
-    names = []
-    for name, attr in (("epoll", "epoll"), ("kqueue", "kqueue"), ("poll", "poll"),
-                       ("select", "select")):
-        if hasattr(select, attr):
-            names.append(name)
-    return names
+    return list(_AVAILABLE)
 
 
 def best_backend():
     """The backend used when none is chosen."""
-    return available_backends()[0]
+    return _AVAILABLE[0]
 
 
 def make_poller(name):
     """A new poller object for backend ``name``."""
-    if name not in available_backends():
+    if name not in _AVAILABLE:
         raise ValueError("backend %r is not available here (have: %s)"
                          % (name, ", ".join(available_backends())))
     return BACKENDS[name]()
@@ -468,7 +478,7 @@ cdef class Loop:
     cdef public object reraised, disconnected
     cdef public dict entries, polled, always, kinds
     cdef public set dirty
-    cdef public object pid
+    cdef public object generation
     cdef public bint rebuild_needed, closed
     cdef public double next_sweep
     cdef public unsigned long long passes
@@ -494,7 +504,7 @@ cdef class Loop:
         self.always = {}
         self.dirty = set()
         self.kinds = {}
-        self.pid = os.getpid()
+        self.generation = _fork_generation
         self.rebuild_needed = False
         self.next_sweep = 0.0
         self.closed = False
@@ -862,9 +872,9 @@ cdef class Loop:
 
         Returns the passes left of ``count`` (None if unbounded); stops
         early if the loop was closed meanwhile (its map emptied)."""
-        if os.getpid() != self.pid:
+        if self.generation != _fork_generation:
             # a forked child shares the parent's epoll/kqueue: get our own
-            self.pid = os.getpid()
+            self.generation = _fork_generation
             self._rebuild()
         map = self.map
         timers = self.timers
