@@ -40,9 +40,14 @@ rm -rf "$WORK/src" "$WORK/reports"
 mkdir -p "$WORK/src" "$WORK/reports"
 
 # A clean copy of the tree: tracked and new files, nothing ignored (no .so).
-(cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
-    | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
-    | tar --null -T - -cf -) | tar -xf - -C "$WORK/src"
+if git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1; then
+    (cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
+        | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
+        | tar --null -T - -cf -) | tar -xf - -C "$WORK/src"
+else  # an unpacked sdist or archive
+    (cd "$REPO" && tar --exclude='*.so' --exclude='*.c' --exclude=build \
+        --exclude='*.egg-info' --exclude=__pycache__ -cf - .) | tar -xf - -C "$WORK/src"
+fi
 
 if [ ! -e "$WORK/venv/.deps-ok" ]; then
     "$BASE_PY" -m venv --clear "$WORK/venv"
@@ -84,7 +89,7 @@ tests=$(ls -d $SAN_TESTS 2>/dev/null || true)
 echo "sanitize: running" $tests
 rc=0
 # shellcheck disable=SC2086
-"$WORK/venv/bin/pytest" -q -p no:cacheprovider -x $tests || rc=$?
+"$WORK/venv/bin/pytest" -q -p no:cacheprovider $tests || rc=$?
 
 reports=$(ls "$WORK/reports" 2>/dev/null | wc -l)
 if [ "$reports" -ne 0 ]; then

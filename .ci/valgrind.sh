@@ -40,7 +40,7 @@ PYTHONMALLOC=malloc valgrind --tool=memcheck --leak-check=full \
     --show-leak-kinds=definite --errors-for-leak-kinds=definite \
     --track-origins=no --num-callers=40 --child-silent-after-fork=yes \
     --xml=yes --xml-file="$WORK/memcheck.%p.xml" \
-    "$PY" -m pytest -q -p no:cacheprovider -x $tests || rc=$?
+    "$PY" -m pytest -q -p no:cacheprovider $tests || rc=$?
 
 "$PY" - "$WORK" <<'EOF'
 import glob, sys
