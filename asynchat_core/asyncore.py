@@ -515,7 +515,6 @@ class dispatcher:
         return conn, addr
 
     def send(self, data):
-        _loop_touch(self)  # output is queued: write interest may change
         try:
             return self.socket.send(data)
         except OSError as why:
@@ -685,6 +684,8 @@ class dispatcher_with_send(dispatcher):
             self.log_info("sending %s" % repr(data))
         self.out_buffer = self.out_buffer + data
         self.initiate_send()
+        if self.out_buffer:
+            _loop_touch(self)  # the rest waits for write interest
 
 
 def compact_traceback():
