@@ -10,9 +10,10 @@ active clients doing line request/response ("ping\\n" -> "pong\\n") over
 time per request (user+system, from /proc), side by side in one run.
 
 Server variants: ``stdlib-select`` / ``stdlib-poll`` (the interpreter's own
-asyncore ``loop()``, 3.11 and older), ``epoll`` / ``poll`` / ``select``
+asyncore and asynchat, 3.11 and older), ``epoll`` / ``poll`` / ``select``
 (asynchat_core's loop with that backend, compiled), ``epoll-py`` (the pure
-twin).  select() cannot watch descriptors >= FD_SETSIZE (1024): those
+twin), ``legacy-select`` / ``legacy-poll`` (asynchat_core's channels under
+the stdlib's per-pass loop, to separate loop cost from channel cost).  select() cannot watch descriptors >= FD_SETSIZE (1024): those
 cells report "n.a.".  Linux only (reads /proc for CPU time).
 """
 
@@ -56,7 +57,11 @@ def serve(variant, idle):
 
         want = "python" if variant.endswith("-py") else "cython"
         assert asynchat_core.IMPLEMENTATION == want, asynchat_core.IMPLEMENTATION
-        loop_kw = {"backend": variant.split("-")[0]}
+        if variant.startswith("legacy-"):
+            # our channels under the stdlib's per-pass loop: isolates the loop
+            loop_kw = {"backend": "legacy", "use_poll": variant == "legacy-poll"}
+        else:
+            loop_kw = {"backend": variant.split("-")[0]}
 
     class Handler(asynchat.async_chat):
         def __init__(self, sock):
