@@ -23,6 +23,7 @@ from itertools import islice
 __all__ = [
     "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
+    "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
 ]
 
@@ -198,6 +199,14 @@ def chat_deliver(chan, inbuf, plain_terminator):
                     return
 
 
+# how many producers' more() calls are running (any channel)
+_in_more = 0
+
+DRAIN_ONCE = 0
+DRAIN_FLUSH = 1
+DRAIN_EXACT = 2
+
+
 def _is_joinable(item):
     kind = type(item)
     return kind is bytes or kind is bytearray
@@ -226,17 +235,26 @@ def _consume_sent(fifo, items, sent):
             return
 
 
-def chat_drain(chan, fifo, flush):
+def chat_drain(chan, fifo, mode):
     """Send queued output: the body of ``async_chat.initiate_send``.
 
     As in CPython, one call makes one ``send()`` attempt (plus any
     ``more()`` calls and the ``None`` that ``close_when_done`` queued), and
     stops when the channel is not connected.  Leading ``bytes``/``bytearray``
-    items are joined up to ``ac_out_buffer_size``.  With ``flush`` true it
-    keeps sending while sends complete and the head of the queue is data:
-    this replays the sends that deferred ``push`` calls would have made.
+    items are joined up to ``ac_out_buffer_size``.  ``mode``:
+    ``DRAIN_ONCE`` (0) one attempt; ``DRAIN_FLUSH`` (1) keep sending while
+    sends complete and the head of the queue is data (the end-of-read flush
+    of deferred pushes, where nothing is dropped or overtaken);
+    ``DRAIN_EXACT`` (2) one attempt of one item, no joining: CPython's own
+    initiate_send, replayed where later data could be dropped or overtaken.
     """
+    global _in_more
     obs = chan.ac_out_buffer_size
+    if _in_more:
+        # re-entered from a producer's more(): the outer call will put that
+        # producer's data in front of the queue, so joining here could
+        # reorder bytes; send one item per attempt, as CPython does
+        mode = DRAIN_EXACT
     while fifo and chan.connected:
         first = fifo[0]
         empty = not first
@@ -250,7 +268,7 @@ def chat_drain(chan, fifo, flush):
         if not empty and _is_joinable(first):
             items = [first]
             total = len(first)
-            if total >= obs:
+            if total >= obs or mode == DRAIN_EXACT:
                 data = first[:obs] if total > obs else first
             else:
                 for item in islice(fifo, 1, None):
@@ -271,14 +289,18 @@ def chat_drain(chan, fifo, flush):
                     chan._ac_send_blocked = False
             else:
                 chan._ac_send_blocked = True
-            if flush and sent == len(data) and fifo and _is_joinable(fifo[0]):
+            if mode == DRAIN_FLUSH and sent == len(data) and fifo and _is_joinable(fifo[0]):
                 continue
             return
         try:
             data = first[:obs]
         except TypeError:
             # a producer: ask it for more, CPython style
-            data = first.more()
+            _in_more += 1
+            try:
+                data = first.more()
+            finally:
+                _in_more -= 1
             if data:
                 fifo.appendleft(data)
             else:
@@ -326,14 +348,28 @@ def chat_get_terminator(self):
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    chat_drain(self, self.producer_fifo, False)
+    chat_drain(self, self.producer_fifo, DRAIN_ONCE)
 
 
-def chat_flush_owed(self):
-    """Make the sends that pushes deferred during handle_read."""
-    if self._ac_send_owed:
-        self._ac_send_owed = False
-        chat_drain(self, self.producer_fifo, True)
+def chat_flush_owed(self, exact=False):
+    """Make the sends that pushes deferred during handle_read.
+
+    ``exact``: replay CPython's one-item send per deferred push, for when
+    the caller is about to drop or overtake queued data (close, a direct
+    send, discard_buffers...); otherwise join them.
+    """
+    owed = self._ac_send_owed
+    if not owed:
+        return
+    self._ac_send_owed = 0
+    fifo = self.producer_fifo
+    if not exact:
+        chat_drain(self, fifo, DRAIN_FLUSH)
+        return
+    for _ in range(owed):
+        if not fifo:
+            return
+        chat_drain(self, fifo, DRAIN_EXACT)
 
 
 def chat_handle_read(self):
@@ -394,9 +430,9 @@ def chat_push(self, data):
         if _is_joinable(head) and head:
             # CPython would send part of the head now; it is sent, joined
             # with what follows, when handle_read returns
-            self._ac_send_owed = True
+            self._ac_send_owed += 1
             return  # handle_read calls the loop hook when it ends
-        chat_flush_owed(self)
+        chat_flush_owed(self, True)
     if not self._ac_send_blocked:
         # (a send just returned 0: retrying before the loop reports the
         # socket writable would only re-join the queue for nothing)

@@ -54,7 +54,7 @@ class async_chat(asyncore.dispatcher):
     #: as in CPython.
     ac_coalesce_pushes = True
     _ac_corked = False  # inside handle_read: pushes are deferred
-    _ac_send_owed = False  # deferred pushes wait to be sent
+    _ac_send_owed = 0  # how many pushes deferred their send
 
     def __init__(self, sock=None, map=None):
         self._ac_in = _InBuffer(b"")
@@ -118,13 +118,13 @@ class async_chat(asyncore.dispatcher):
     def send(self, data):
         # Deferred pushes were "sent" before this call in CPython's order.
         if self._ac_send_owed:
-            _kernels.chat_flush_owed(self)
+            _kernels.chat_flush_owed(self, True)
         return asyncore.dispatcher.send(self, data)
 
     def close(self):
         # A reply pushed just before close() must still go out.
         if self._ac_send_owed:
-            _kernels.chat_flush_owed(self)
+            _kernels.chat_flush_owed(self, True)
         asyncore.dispatcher.close(self)
 
     def handle_close(self):
@@ -133,7 +133,7 @@ class async_chat(asyncore.dispatcher):
     def push_with_producer(self, producer):
         """Queue a producer (an object with ``more()``) and try to send now."""
         if self._ac_corked:
-            _kernels.chat_flush_owed(self)
+            _kernels.chat_flush_owed(self, True)
         self.producer_fifo.append(producer)
         self.initiate_send()
         asyncore._loop_touch(self)
@@ -164,14 +164,14 @@ class async_chat(asyncore.dispatcher):
     def close_when_done(self):
         """Close the channel once everything queued before this is sent."""
         if self._ac_corked:
-            _kernels.chat_flush_owed(self)
+            _kernels.chat_flush_owed(self, True)
         self.producer_fifo.append(None)
         asyncore._loop_touch(self)
 
     def discard_buffers(self):
         """Drop all buffered input and queued output (emergencies only)."""
         if self._ac_send_owed:
-            _kernels.chat_flush_owed(self)  # CPython had sent these already
+            _kernels.chat_flush_owed(self, True)  # CPython had sent these already
         self._ac_in.discard()
         del self.incoming[:]
         self.producer_fifo.clear()

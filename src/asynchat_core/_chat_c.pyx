@@ -25,6 +25,7 @@ from asynchat_core._chat_py import FrameTooLarge
 __all__ = [
     "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
+    "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
 ]
 
@@ -253,6 +254,19 @@ def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
             return _spec.chat_deliver(chan, inbuf, plain_terminator)
 
 
+# how many producers' more() calls are running (any channel)
+cdef Py_ssize_t _in_more = 0
+
+cdef enum:
+    _ONCE = 0
+    _FLUSH = 1
+    _EXACT = 2
+
+DRAIN_ONCE = _ONCE
+DRAIN_FLUSH = _FLUSH
+DRAIN_EXACT = _EXACT
+
+
 cdef inline bint _is_joinable(object item):
     return type(item) is bytes or type(item) is bytearray
 
@@ -311,17 +325,26 @@ cdef int _consume_sent(object fifo, list items, object sent) except -1:
     return 0
 
 
-def chat_drain(chan, fifo, bint flush):
+def chat_drain(chan, fifo, int mode):
     """Send queued output: the body of ``async_chat.initiate_send``.
 
     As in CPython, one call makes one ``send()`` attempt (plus any
     ``more()`` calls and the ``None`` that ``close_when_done`` queued), and
     stops when the channel is not connected.  Leading ``bytes``/``bytearray``
-    items are joined up to ``ac_out_buffer_size``.  With ``flush`` true it
-    keeps sending while sends complete and the head of the queue is data:
-    this replays the sends that deferred ``push`` calls would have made.
+    items are joined up to ``ac_out_buffer_size``.  ``mode``:
+    ``DRAIN_ONCE`` (0) one attempt; ``DRAIN_FLUSH`` (1) keep sending while
+    sends complete and the head of the queue is data (the end-of-read flush
+    of deferred pushes, where nothing is dropped or overtaken);
+    ``DRAIN_EXACT`` (2) one attempt of one item, no joining: CPython's own
+    initiate_send, replayed where later data could be dropped or overtaken.
     """
+    global _in_more
     cdef Py_ssize_t obs = chan.ac_out_buffer_size
+    if _in_more:
+        # re-entered from a producer's more(): the outer call will put that
+        # producer's data in front of the queue, so joining here could
+        # reorder bytes; send one item per attempt, as CPython does
+        mode = _EXACT
     cdef Py_ssize_t total, size
     cdef list items
     cdef object first, data
@@ -339,7 +362,7 @@ def chat_drain(chan, fifo, bint flush):
         if not empty and _is_joinable(first):
             items = [first]
             total = _bytes_len(first)
-            if total >= obs:
+            if total >= obs or mode == _EXACT:
                 data = first[:obs] if total > obs else first
             else:
                 skip_first = True
@@ -367,14 +390,18 @@ def chat_drain(chan, fifo, bint flush):
                     chan._ac_send_blocked = False
             else:
                 chan._ac_send_blocked = True
-            if flush and sent_obj == len(data) and fifo and _is_joinable(fifo[0]):
+            if mode == _FLUSH and sent_obj == len(data) and fifo and _is_joinable(fifo[0]):
                 continue
             return
         try:
             data = first[:obs]
         except TypeError:
             # a producer: ask it for more, CPython style
-            data = first.more()
+            _in_more += 1
+            try:
+                data = first.more()
+            finally:
+                _in_more -= 1
             if data:
                 fifo.appendleft(data)
             else:
@@ -423,14 +450,28 @@ def chat_get_terminator(self):
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    chat_drain(self, self.producer_fifo, False)
+    chat_drain(self, self.producer_fifo, _ONCE)
 
 
-def chat_flush_owed(self):
-    """Make the sends that pushes deferred during handle_read."""
-    if self._ac_send_owed:
-        self._ac_send_owed = False
-        chat_drain(self, self.producer_fifo, True)
+def chat_flush_owed(self, exact=False):
+    """Make the sends that pushes deferred during handle_read.
+
+    ``exact``: replay CPython's one-item send per deferred push, for when
+    the caller is about to drop or overtake queued data (close, a direct
+    send, discard_buffers...); otherwise join them.
+    """
+    owed = self._ac_send_owed
+    if not owed:
+        return
+    self._ac_send_owed = 0
+    fifo = self.producer_fifo
+    if not exact:
+        chat_drain(self, fifo, _FLUSH)
+        return
+    for _ in range(owed):
+        if not fifo:
+            return
+        chat_drain(self, fifo, _EXACT)
 
 
 def chat_handle_read(self):
@@ -493,9 +534,9 @@ def chat_push(self, data):
         if _is_joinable(head) and head:
             # CPython would send part of the head now; it is sent, joined
             # with what follows, when handle_read returns
-            self._ac_send_owed = True
+            self._ac_send_owed += 1
             return  # handle_read calls the loop hook when it ends
-        chat_flush_owed(self)
+        chat_flush_owed(self, True)
     if not self._ac_send_blocked:
         # (a send just returned 0: retrying before the loop reports the
         # socket writable would only re-join the queue for nothing)
