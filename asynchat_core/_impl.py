@@ -9,6 +9,8 @@ import os
 import sys
 import warnings
 
+__all__ = ["ENV_VAR", "IMPLEMENTATION", "chat_kernels", "loop_kernels"]
+
 ENV_VAR = "ASYNCHAT_CORE_NO_EXTENSIONS"
 
 

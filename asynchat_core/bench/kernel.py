@@ -171,7 +171,7 @@ def measure(setup, seconds, repeats=5):
     run = setup()
     run()  # warm up
     start = time.perf_counter()
-    frames = run()
+    run()
     elapsed = time.perf_counter() - start
     per_batch = max(1, int((seconds / repeats) / max(elapsed, 1e-6)))
     best = 0.0
