@@ -33,6 +33,12 @@ class async_chat(asyncore.dispatcher):
     encoding: str
     # cap in bytes on one input frame; None means unlimited (CPython's behaviour)
     ac_max_frame_size: Optional[int]
+    # output back-pressure: reading pauses above high water until the queue
+    # drains to low water (default: half of high); None disables it
+    ac_out_high_water: Optional[int]
+    ac_out_low_water: Optional[int]
+    # one send() for the replies pushed while handling one read
+    ac_coalesce_pushes: bool
     # Any, not _Terminator: legacy code compares it to ints and bytes freely,
     # and set_terminator() is the checked way to change it
     terminator: Any

@@ -83,6 +83,8 @@ class dispatcher:
     closing: bool
     addr: Optional[_Address]
     ignore_log_types: frozenset[str]
+    # listeners: cap on accepted connections open at once (None: unlimited)
+    max_connections: Optional[int]
     # None until create_socket()/set_socket(); typed as present because every
     # legacy handler dereferences it without a check
     socket: Any
@@ -119,6 +121,7 @@ class dispatcher:
     def handle_connect(self) -> None: ...
     def handle_accept(self) -> None: ...
     def handle_accepted(self, sock: _Socket, addr: Any) -> None: ...
+    def handle_refused(self, sock: _Socket, addr: Any) -> None: ...
     def handle_close(self) -> None: ...
 
 class dispatcher_with_send(dispatcher):
