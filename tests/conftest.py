@@ -120,4 +120,7 @@ else:
     settings.register_profile("ci", max_examples=2000, **_common)
     settings.register_profile("nightly", max_examples=50000, **_common)
     settings.register_profile("dev", max_examples=100, **_common)
+    # .ci/run: "ci" on its 3.11 run (where the stdlib is the reference),
+    # "quick" on the other interpreter/kernel runs to fit CI's time budget
+    settings.register_profile("quick", max_examples=200, **_common)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
