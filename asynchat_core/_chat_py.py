@@ -390,10 +390,11 @@ def chat_handle_read(self):
         # kept so that such code fails the same way.
         data = bytes(str, self.encoding)
     cls = type(self)
-    plain = (
-        cls.get_terminator is chat_get_terminator
-        and "get_terminator" not in self.__dict__
-    )
+    # (not self.__dict__: touching it materialises the instance dict, which
+    # slows every later attribute access on CPython 3.11+)
+    getter = self.get_terminator
+    plain = getattr(getter, "__func__", None) is chat_get_terminator
+
     inbuf = self._ac_in
     if (self._ac_corked or not self.ac_coalesce_pushes
             or cls.initiate_send is not chat_initiate_send):

@@ -12,6 +12,8 @@ holds a reference to, and every offset is checked against that object's
 length before use.
 """
 
+from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION
+from cpython.object cimport PyObject
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memchr, memcmp, memcpy
@@ -492,10 +494,11 @@ def chat_handle_read(self):
         # kept so that such code fails the same way.
         data = bytes(str, self.encoding)
     cls = type(self)
-    cdef bint plain = (
-        cls.get_terminator is chat_get_terminator
-        and "get_terminator" not in self.__dict__
-    )
+    # (not self.__dict__: touching it materialises the instance dict, which
+    # slows every later attribute access on CPython 3.11+)
+    getter = self.get_terminator
+    cdef bint plain = (PyMethod_Check(getter)
+                       and PyMethod_GET_FUNCTION(getter) == <PyObject *>chat_get_terminator)
     inbuf = self._ac_in
     if (self._ac_corked or not self.ac_coalesce_pushes
             or cls.initiate_send is not chat_initiate_send):
