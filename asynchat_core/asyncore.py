@@ -46,6 +46,11 @@ _DISCONNECTED = frozenset(
 
 socket_map = {}
 
+# send() flag that turns SIGPIPE into EPIPE (Linux, BSD); macOS has none
+# and gets SO_NOSIGPIPE on its sockets instead (see set_socket)
+_MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_SO_NOSIGPIPE = getattr(socket, "SO_NOSIGPIPE", None)
+
 # repr() shows the legacy module names, as log lines and tests expect
 _LEGACY_MODULE_NAMES = {
     "asynchat_core.asyncore": "asyncore",
@@ -456,6 +461,11 @@ class dispatcher:
     def set_socket(self, sock, map=None):
         self.socket = sock
         self._fileno = sock.fileno()
+        if _SO_NOSIGPIPE is not None and not _MSG_NOSIGNAL:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_NOSIGPIPE, 1)
+            except (OSError, AttributeError, TypeError):
+                pass  # not a socket (a mock, a file wrapper)
         self.add_channel(map)
 
     def set_reuse_addr(self):
@@ -515,25 +525,38 @@ class dispatcher:
         return conn, addr
 
     def send(self, data):
-        try:
-            return self.socket.send(data)
-        except OSError as why:
-            if why.errno == EWOULDBLOCK:
-                return 0
-            if why.errno in _DISCONNECTED:
-                self.handle_close()
-                return 0
-            raise
+        sock = self.socket
+        while True:
+            try:
+                if type(sock) is socket.socket and _MSG_NOSIGNAL:
+                    # a reset peer must not kill the process even where
+                    # SIGPIPE has its default action (plain sockets only:
+                    # SSL sockets and file wrappers take no flags)
+                    return sock.send(data, _MSG_NOSIGNAL)
+                return sock.send(data)
+            except InterruptedError:
+                continue  # a wrapped socket may not retry EINTR itself
+            except OSError as why:
+                if why.errno == EWOULDBLOCK:
+                    return 0
+                if why.errno in _DISCONNECTED:
+                    self.handle_close()
+                    return 0
+                raise
 
     def recv(self, buffer_size):
-        try:
-            data = self.socket.recv(buffer_size)
-        except OSError as why:
-            # some platforms report a vanished peer as ENOTCONN
-            if why.errno in _DISCONNECTED:
-                self.handle_close()
-                return b""
-            raise
+        while True:
+            try:
+                data = self.socket.recv(buffer_size)
+                break
+            except InterruptedError:
+                continue  # a wrapped socket may not retry EINTR itself
+            except OSError as why:
+                # some platforms report a vanished peer as ENOTCONN
+                if why.errno in _DISCONNECTED:
+                    self.handle_close()
+                    return b""
+                raise
         if not data:
             # readable with nothing to read: the peer closed
             self.handle_close()
