@@ -9,7 +9,7 @@ data, raises, or itself calls ``push`` / ``close`` / ``discard_buffers`` /
 log and the same bytes on the wire.
 
 Size per terminator kind: ``ASYNCHAT_CORE_FUZZ_EXAMPLES`` if set, else from
-``HYPOTHESIS_PROFILE`` ("dev": 300, "nightly": 100000, otherwise 10000; 300
+``HYPOTHESIS_PROFILE`` ("dev"/"quick": 300, "nightly": 100000, otherwise 10000; 300
 in the ``ASYNCHAT_CORE_NO_EXTENSIONS=1`` run, since each example compares
 both kernels in-process whatever the selected implementation).
 """
@@ -35,8 +35,9 @@ def _examples():
     if forced:
         return int(forced)
     profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-    if profile in ("dev", "nightly"):
-        return {"dev": 300, "nightly": 100000}[profile]
+    sizes = {"dev": 300, "quick": 300, "nightly": 100000}
+    if profile in sizes:
+        return sizes[profile]
     if os.environ.get("ASYNCHAT_CORE_NO_EXTENSIONS", "") not in ("", "0"):
         # every example already compares both kernels in-process; the run
         # with compiled kernels does the full size, this one a smoke run
