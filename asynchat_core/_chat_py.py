@@ -18,12 +18,14 @@ close the channel, so all state is re-read after each callback, exactly as
 CPython 3.11's ``asynchat`` does.
 """
 
+import sys
 from itertools import islice
 
 __all__ = [
     "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
-    "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT",
+    "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT", "chat_set_terminator",
+    "chat__collect_incoming_data", "chat__get_data",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
 ]
 
@@ -198,6 +200,8 @@ def chat_deliver(chan, inbuf, plain_terminator):
                         _advance(inbuf, data, pos, size - partial, -partial)
                     return
 
+
+_MAXSIZE = sys.maxsize
 
 # how many producers' more() calls are running (any channel)
 _in_more = 0
@@ -440,3 +444,31 @@ def chat_push(self, data):
         self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)
+
+
+def chat_set_terminator(self, term):
+    """Set the input delimiter: bytes of any length, a byte count, or None."""
+    if isinstance(term, str) and self.use_encoding:
+        term = bytes(term, self.encoding)
+    elif isinstance(term, int):
+        if term < 0:
+            raise ValueError("the number of received bytes must be positive")
+        if term > _MAXSIZE:
+            # CPython accepts it, but no frame that long can ever complete
+            raise ValueError("the number of received bytes must be <= sys.maxsize")
+        limit = self.ac_max_frame_size
+        if limit is not None and term > limit:
+            raise FrameTooLarge(term, limit)
+    self.terminator = term
+
+
+def chat__collect_incoming_data(self, data):
+    """Default collector: append ``data`` to ``self.incoming``."""
+    self.incoming.append(data)
+
+
+def chat__get_data(self):
+    """Return and clear what ``_collect_incoming_data`` gathered."""
+    data = b"".join(self.incoming)
+    del self.incoming[:]
+    return data

@@ -7,7 +7,6 @@ the kernels chosen by ``asynchat_core._impl`` (Cython, or the pure-Python
 specification).  Deliberate deviations are listed in the README.
 """
 
-import sys
 from collections import deque
 
 from . import asyncore
@@ -21,7 +20,10 @@ _InBuffer = _kernels.InBuffer
 _kernels.set_loop_hook(getattr(asyncore, "_loop_touch", None))
 
 # async_chat methods that are kernel functions bound into the class
-_KERNEL_METHODS = ("get_terminator", "handle_read", "push", "initiate_send")
+_KERNEL_METHODS = (
+    "get_terminator", "handle_read", "push", "initiate_send", "set_terminator",
+    "_collect_incoming_data", "_get_data",
+)
 
 
 class async_chat(asyncore.dispatcher):
@@ -80,32 +82,14 @@ class async_chat(asyncore.dispatcher):
     def collect_incoming_data(self, data):
         raise NotImplementedError("must be implemented in subclass")
 
-    def _collect_incoming_data(self, data):
-        self.incoming.append(data)
-
-    def _get_data(self):
-        data = b"".join(self.incoming)
-        del self.incoming[:]
-        return data
-
     def found_terminator(self):
         raise NotImplementedError("must be implemented in subclass")
 
-    def set_terminator(self, term):
-        """Set the input delimiter: bytes of any length, a byte count, or None."""
-        if isinstance(term, str) and self.use_encoding:
-            term = bytes(term, self.encoding)
-        elif isinstance(term, int):
-            if term < 0:
-                raise ValueError("the number of received bytes must be positive")
-            if term > sys.maxsize:
-                # CPython accepts it, but no frame that long can ever complete
-                raise ValueError("the number of received bytes must be <= sys.maxsize")
-            limit = self.ac_max_frame_size
-            if limit is not None and term > limit:
-                raise FrameTooLarge(term, limit)
-        self.terminator = term
-
+    # hot methods are kernel functions bound into the class (overridable
+    # like any method); _use_kernels() rebinds them
+    set_terminator = _kernels.chat_set_terminator
+    _collect_incoming_data = _kernels.chat__collect_incoming_data
+    _get_data = _kernels.chat__get_data
     get_terminator = _kernels.chat_get_terminator
     handle_read = _kernels.chat_handle_read
     push = _kernels.chat_push

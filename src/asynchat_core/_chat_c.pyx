@@ -21,13 +21,16 @@ from libc.string cimport memchr, memcmp, memcpy
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
 
+import sys
+
 from asynchat_core import _chat_py as _spec
 from asynchat_core._chat_py import FrameTooLarge
 
 __all__ = [
     "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
-    "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT",
+    "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT", "chat_set_terminator",
+    "chat__collect_incoming_data", "chat__get_data",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
 ]
 
@@ -255,6 +258,8 @@ def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
         else:
             return _spec.chat_deliver(chan, inbuf, plain_terminator)
 
+
+cdef object _MAXSIZE = sys.maxsize
 
 # how many producers' more() calls are running (any channel)
 cdef Py_ssize_t _in_more = 0
@@ -546,3 +551,31 @@ def chat_push(self, data):
         self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)
+
+
+def chat_set_terminator(self, term):
+    """Set the input delimiter: bytes of any length, a byte count, or None."""
+    if isinstance(term, str) and self.use_encoding:
+        term = bytes(term, self.encoding)
+    elif isinstance(term, int):
+        if term < 0:
+            raise ValueError("the number of received bytes must be positive")
+        if term > _MAXSIZE:
+            # CPython accepts it, but no frame that long can ever complete
+            raise ValueError("the number of received bytes must be <= sys.maxsize")
+        limit = self.ac_max_frame_size
+        if limit is not None and term > limit:
+            raise FrameTooLarge(term, limit)
+    self.terminator = term
+
+
+def chat__collect_incoming_data(self, data):
+    """Default collector: append ``data`` to ``self.incoming``."""
+    self.incoming.append(data)
+
+
+def chat__get_data(self):
+    """Return and clear what ``_collect_incoming_data`` gathered."""
+    data = b"".join(self.incoming)
+    del self.incoming[:]
+    return data
