@@ -22,7 +22,8 @@ import sys
 from itertools import islice
 
 __all__ = [
-    "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
+    "FrameTooLarge", "InBuffer", "TerminatorSlot", "terminator_slot", "UNSET",
+    "TERM_CALL", "TERM_ATTR", "TERM_SLOT", "terminator_mode", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
     "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
@@ -47,19 +48,70 @@ class FrameTooLarge(ValueError):
         self.limit = limit
 
 
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<terminator not set>"
+
+
+UNSET = _Unset()
+
+
+class TerminatorSlot:
+    """``async_chat.terminator``: stored in the channel's ``InBuffer``.
+
+    Reads, assignments and ``del`` behave as for a plain instance
+    attribute (AttributeError until set).
+    """
+
+    __slots__ = ()
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        try:
+            value = obj._ac_in.terminator
+        except AttributeError:
+            value = UNSET
+        if value is UNSET:
+            raise AttributeError(
+                "%r object has no attribute 'terminator'" % type(obj).__name__
+            )
+        return value
+
+    def __set__(self, obj, value):
+        try:
+            inbuf = obj._ac_in
+        except AttributeError:
+            # set before async_chat.__init__ ran
+            inbuf = obj._ac_in = InBuffer(b"")
+        inbuf.terminator = value
+
+    def __delete__(self, obj):
+        self.__get__(obj, None)  # AttributeError if not set
+        obj._ac_in.terminator = UNSET
+
+
+terminator_slot = TerminatorSlot()
+
+
 class InBuffer:
     """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``.
 
     ``frame`` counts the bytes of the current frame already handed to
     ``collect_incoming_data``, for the ``ac_max_frame_size`` cap.
+    ``terminator`` backs ``async_chat.terminator`` (``UNSET`` until set), so
+    the kernel reads it without an attribute lookup per frame.
     """
 
-    __slots__ = ("data", "pos", "frame")
+    __slots__ = ("data", "pos", "frame", "terminator")
 
     def __init__(self, data=b""):
         self.data = data
         self.pos = 0
         self.frame = 0
+        self.terminator = UNSET
 
     def value(self):
         """Return the unread input, compacting it first (what users see)."""
@@ -115,19 +167,34 @@ def _advance(inbuf, data, pos, offset, slice_start):
         inbuf.assign(inbuf.value()[slice_start:])
 
 
-def chat_feed(chan, inbuf, data, plain_terminator):
+# how chat_deliver finds the terminator
+TERM_CALL = 0   # get_terminator() is overridden: call it every time
+TERM_ATTR = 1   # read and write chan.terminator
+TERM_SLOT = 2   # async_chat's own descriptor: use inbuf.terminator
+
+
+def terminator_mode(chan):
+    """The TERM_* mode for ``chan`` (checked once per read)."""
+    getter = chan.get_terminator
+    if getattr(getter, "__func__", None) is not chat_get_terminator:
+        return TERM_CALL
+    if getattr(type(chan), "terminator", None) is terminator_slot:
+        return TERM_SLOT
+    return TERM_ATTR
+
+
+def chat_feed(chan, inbuf, data, mode):
     """Append received ``data`` to ``inbuf`` and deliver what it completes.
 
-    This is ``async_chat.handle_read`` after its ``recv()``.
-    ``plain_terminator`` says ``get_terminator`` is not overridden, so
-    ``chan.terminator`` may be read directly.
+    This is ``async_chat.handle_read`` after its ``recv()``; ``mode`` is
+    ``terminator_mode(chan)``.
     """
     current = inbuf.data
     if inbuf.pos >= len(current) and type(current) is bytes and type(data) is bytes:
         inbuf.assign(data)
     else:
         inbuf.assign(inbuf.value() + data)
-    chat_deliver(chan, inbuf, plain_terminator)
+    chat_deliver(chan, inbuf, mode)
 
 
 def _frame_limit(chan):
@@ -142,7 +209,33 @@ def _check_frame(inbuf, size, limit):
         raise FrameTooLarge(inbuf.frame + size, limit)
 
 
-def chat_deliver(chan, inbuf, plain_terminator):
+def _get_term(chan, inbuf, mode):
+    if mode == TERM_SLOT:
+        term = inbuf.terminator
+        if term is UNSET:
+            return chan.terminator  # raises AttributeError as CPython does
+        return term
+    if mode == TERM_ATTR:
+        return chan.terminator
+    return chan.get_terminator()
+
+
+def _set_term(chan, inbuf, mode, value):
+    if mode == TERM_SLOT:
+        inbuf.terminator = value
+    else:
+        chan.terminator = value
+
+
+def _term_now(chan, inbuf, mode):
+    # the attribute itself, as CPython re-reads self.terminator
+    if mode == TERM_SLOT:
+        term = inbuf.terminator
+        return chan.terminator if term is UNSET else term
+    return chan.terminator
+
+
+def chat_deliver(chan, inbuf, mode):
     """Run the terminator loop over the buffered input until it needs more."""
     limit = _frame_limit(chan)
     while True:
@@ -151,7 +244,7 @@ def chat_deliver(chan, inbuf, plain_terminator):
         size = len(data) - pos
         if size <= 0:
             return
-        term = chan.terminator if plain_terminator else chan.get_terminator()
+        term = _get_term(chan, inbuf, mode)
         if not term:
             inbuf.frame = 0  # a stream without frames: nothing is held
             chan.collect_incoming_data(data[pos:] if pos else data)
@@ -163,7 +256,7 @@ def chat_deliver(chan, inbuf, plain_terminator):
                 inbuf.frame += size
                 chan.collect_incoming_data(data[pos:] if pos else data)
                 inbuf.assign(b"")
-                chan.terminator = chan.terminator - size
+                _set_term(chan, inbuf, mode, _term_now(chan, inbuf, mode) - size)
             else:
                 # term may be negative if set without set_terminator():
                 # CPython then slices with a negative index.
@@ -171,7 +264,7 @@ def chat_deliver(chan, inbuf, plain_terminator):
                 chan.collect_incoming_data(data[pos:pos + split])
                 _advance(inbuf, data, pos, split, term)
                 inbuf.frame = 0
-                chan.terminator = 0
+                _set_term(chan, inbuf, mode, 0)
                 chan.found_terminator()
         else:
             term_len = len(term)
@@ -394,21 +487,18 @@ def chat_handle_read(self):
         # kept so that such code fails the same way.
         data = bytes(str, self.encoding)
     cls = type(self)
-    # (not self.__dict__: touching it materialises the instance dict, which
-    # slows every later attribute access on CPython 3.11+)
-    getter = self.get_terminator
-    plain = getattr(getter, "__func__", None) is chat_get_terminator
+    mode = terminator_mode(self)
 
     inbuf = self._ac_in
     if (self._ac_corked or not self.ac_coalesce_pushes
             or cls.initiate_send is not chat_initiate_send):
-        chat_feed(self, inbuf, data, plain)
+        chat_feed(self, inbuf, data, mode)
         return
     fifo = self.producer_fifo
     was_empty = not fifo
     self._ac_corked = True
     try:
-        chat_feed(self, inbuf, data, plain)
+        chat_feed(self, inbuf, data, mode)
     finally:
         self._ac_corked = False
         chat_flush_owed(self)

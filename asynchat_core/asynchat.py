@@ -58,8 +58,18 @@ class async_chat(asyncore.dispatcher):
     _ac_corked = False  # inside handle_read: pushes are deferred
     _ac_send_owed = 0  # how many pushes deferred their send
 
+    #: The input delimiter (see set_terminator); stored in the channel's
+    #: input state so the kernel reads it without a lookup per frame.
+    terminator = _kernels.terminator_slot
+
     def __init__(self, sock=None, map=None):
-        self._ac_in = _InBuffer(b"")
+        try:
+            inbuf = object.__getattribute__(self, "_ac_in")
+        except AttributeError:
+            self._ac_in = _InBuffer(b"")
+        else:
+            # a terminator set before __init__ survives, as in CPython
+            inbuf.discard()
         self.incoming = []
         self.producer_fifo = deque()
         asyncore.dispatcher.__init__(self, sock, map)
@@ -191,5 +201,6 @@ def _use_kernels(module):
     find_prefix_at_end = module.find_prefix_at_end
     for name in _KERNEL_METHODS:
         setattr(async_chat, name, getattr(module, "chat_" + name))
+    async_chat.terminator = module.terminator_slot
     module.set_loop_hook(getattr(asyncore, "_loop_touch", None))
     return previous

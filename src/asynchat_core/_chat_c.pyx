@@ -27,7 +27,8 @@ from asynchat_core import _chat_py as _spec
 from asynchat_core._chat_py import FrameTooLarge
 
 __all__ = [
-    "FrameTooLarge", "InBuffer", "find_prefix_at_end", "chat_feed",
+    "FrameTooLarge", "InBuffer", "TerminatorSlot", "terminator_slot", "UNSET",
+    "TERM_CALL", "TERM_ATTR", "TERM_SLOT", "terminator_mode", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
     "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
@@ -35,21 +36,73 @@ __all__ = [
 ]
 
 
+cdef class _Unset:
+    def __repr__(self):
+        return "<terminator not set>"
+
+
+UNSET = _Unset()
+cdef object _UNSET = UNSET
+
+
+cdef class TerminatorSlot:
+    """``async_chat.terminator``: stored in the channel's ``InBuffer``.
+
+    Reads, assignments and ``del`` behave as for a plain instance
+    attribute (AttributeError until set).
+    """
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            return self
+        try:
+            value = (<InBuffer?>obj._ac_in).terminator
+        except (AttributeError, TypeError):
+            value = _UNSET
+        if value is _UNSET:
+            raise AttributeError(
+                "%r object has no attribute 'terminator'" % type(obj).__name__
+            )
+        return value
+
+    def __set__(self, obj, value):
+        cdef InBuffer inbuf
+        try:
+            inbuf = obj._ac_in
+        except AttributeError:
+            # set before async_chat.__init__ ran
+            inbuf = InBuffer(b"")
+            obj._ac_in = inbuf
+        inbuf.terminator = value
+
+    def __delete__(self, obj):
+        self.__get__(obj, None)  # AttributeError if not set
+        (<InBuffer>obj._ac_in).terminator = _UNSET
+
+
+terminator_slot = TerminatorSlot()
+cdef object _terminator_slot = terminator_slot
+
+
 cdef class InBuffer:
     """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``.
 
     ``frame`` counts the bytes of the current frame already handed to
     ``collect_incoming_data``, for the ``ac_max_frame_size`` cap.
+    ``terminator`` backs ``async_chat.terminator`` (``UNSET`` until set), so
+    the kernel reads it without an attribute lookup per frame.
     """
 
     cdef public object data
     cdef public Py_ssize_t pos
     cdef public Py_ssize_t frame
+    cdef public object terminator
 
     def __init__(self, data=b""):
         self.data = data
         self.pos = 0
         self.frame = 0
+        self.terminator = UNSET
 
     cpdef object value(self):
         """Return the unread input, compacting it first (what users see)."""
@@ -134,12 +187,33 @@ cdef inline int _advance(InBuffer inbuf, object data, Py_ssize_t pos,
     return 0
 
 
-def chat_feed(chan, InBuffer inbuf not None, data, bint plain_terminator):
+# how chat_deliver finds the terminator
+cdef enum:
+    _TERM_CALL = 0   # get_terminator() is overridden: call it every time
+    _TERM_ATTR = 1   # read and write chan.terminator
+    _TERM_SLOT = 2   # async_chat's own descriptor: use inbuf.terminator
+
+TERM_CALL = _TERM_CALL
+TERM_ATTR = _TERM_ATTR
+TERM_SLOT = _TERM_SLOT
+
+
+cpdef int terminator_mode(chan) except -1:
+    """The TERM_* mode for ``chan`` (checked once per read)."""
+    getter = chan.get_terminator
+    if not (PyMethod_Check(getter)
+            and PyMethod_GET_FUNCTION(getter) == <PyObject *>chat_get_terminator):
+        return _TERM_CALL
+    if getattr(type(chan), "terminator", None) is _terminator_slot:
+        return _TERM_SLOT
+    return _TERM_ATTR
+
+
+def chat_feed(chan, InBuffer inbuf not None, data, int mode):
     """Append received ``data`` to ``inbuf`` and deliver what it completes.
 
-    This is ``async_chat.handle_read`` after its ``recv()``.
-    ``plain_terminator`` says ``get_terminator`` is not overridden, so
-    ``chan.terminator`` may be read directly.
+    This is ``async_chat.handle_read`` after its ``recv()``; ``mode`` is
+    ``terminator_mode(chan)``.
     """
     current = inbuf.data
     if (type(current) is bytes and type(data) is bytes
@@ -148,7 +222,7 @@ def chat_feed(chan, InBuffer inbuf not None, data, bint plain_terminator):
         inbuf.pos = 0
     else:
         inbuf.assign(inbuf.value() + data)
-    return chat_deliver(chan, inbuf, plain_terminator)
+    return chat_deliver(chan, inbuf, mode)
 
 
 cdef inline Py_ssize_t _held(InBuffer inbuf) noexcept:
@@ -182,7 +256,34 @@ cdef Py_ssize_t _frame_limit(chan) except -2:
     return value
 
 
-def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
+cdef inline object _get_term(chan, InBuffer inbuf, int mode):
+    if mode == _TERM_SLOT:
+        term = inbuf.terminator
+        if term is _UNSET:
+            return chan.terminator  # raises AttributeError as CPython does
+        return term
+    if mode == _TERM_ATTR:
+        return chan.terminator
+    return chan.get_terminator()
+
+
+cdef inline int _set_term(chan, InBuffer inbuf, int mode, value) except -1:
+    if mode == _TERM_SLOT:
+        inbuf.terminator = value
+    else:
+        chan.terminator = value
+    return 0
+
+
+cdef inline object _term_now(chan, InBuffer inbuf, int mode):
+    # the attribute itself, as CPython re-reads self.terminator
+    if mode == _TERM_SLOT:
+        term = inbuf.terminator
+        return chan.terminator if term is _UNSET else term
+    return chan.terminator
+
+
+def chat_deliver(chan, InBuffer inbuf not None, int mode):
     """Run the terminator loop over the buffered input until it needs more."""
     cdef object data, term
     cdef Py_ssize_t pos, total, size, count, index, term_len, partial
@@ -192,12 +293,12 @@ def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
         data = inbuf.data
         pos = inbuf.pos
         if type(data) is not bytes or pos < 0:
-            return _spec.chat_deliver(chan, inbuf, plain_terminator)
+            return _spec.chat_deliver(chan, inbuf, mode)
         total = PyBytes_GET_SIZE(data)
         size = total - pos
         if size <= 0:
             return
-        term = chan.terminator if plain_terminator else chan.get_terminator()
+        term = _get_term(chan, inbuf, mode)
 
         if term is None:
             inbuf.frame = 0  # a stream without frames: nothing is held
@@ -235,14 +336,14 @@ def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
         elif isinstance(term, int):
             if term < 0:
                 # CPython slices with a negative count: generic path
-                return _spec.chat_deliver(chan, inbuf, plain_terminator)
+                return _spec.chat_deliver(chan, inbuf, mode)
             if limit >= 0 and term > limit:
                 raise FrameTooLarge(term, limit)
             if term > size:
                 _add_frame(inbuf, size)
                 chan.collect_incoming_data(_slice(data, pos, total))
                 inbuf.assign(b"")
-                chan.terminator = chan.terminator - size
+                _set_term(chan, inbuf, mode, _term_now(chan, inbuf, mode) - size)
                 continue
             count = term
             if count == 0:
@@ -253,10 +354,10 @@ def chat_deliver(chan, InBuffer inbuf not None, bint plain_terminator):
             chan.collect_incoming_data(_slice(data, pos, pos + count))
             _advance(inbuf, data, pos, count, count)
             inbuf.frame = 0
-            chan.terminator = 0
+            _set_term(chan, inbuf, mode, 0)
             chan.found_terminator()
         else:
-            return _spec.chat_deliver(chan, inbuf, plain_terminator)
+            return _spec.chat_deliver(chan, inbuf, mode)
 
 
 cdef object _MAXSIZE = sys.maxsize
@@ -499,21 +600,17 @@ def chat_handle_read(self):
         # kept so that such code fails the same way.
         data = bytes(str, self.encoding)
     cls = type(self)
-    # (not self.__dict__: touching it materialises the instance dict, which
-    # slows every later attribute access on CPython 3.11+)
-    getter = self.get_terminator
-    cdef bint plain = (PyMethod_Check(getter)
-                       and PyMethod_GET_FUNCTION(getter) == <PyObject *>chat_get_terminator)
+    cdef int mode = terminator_mode(self)
     inbuf = self._ac_in
     if (self._ac_corked or not self.ac_coalesce_pushes
             or cls.initiate_send is not chat_initiate_send):
-        chat_feed(self, inbuf, data, plain)
+        chat_feed(self, inbuf, data, mode)
         return
     fifo = self.producer_fifo
     cdef bint was_empty = not fifo
     self._ac_corked = True
     try:
-        chat_feed(self, inbuf, data, plain)
+        chat_feed(self, inbuf, data, mode)
     finally:
         self._ac_corked = False
         chat_flush_owed(self)
