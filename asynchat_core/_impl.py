@@ -1,9 +1,10 @@
 """Chooses the kernel implementation, once, for the whole package.
 
 ``ASYNCHAT_CORE_NO_EXTENSIONS`` (any value but "" or "0") forces the pure
-Python twin; off CPython the twin is always used.  If the compiled module is
-missing (installed where no compiler was available) the twin is used with a
-single warning instead of failing at import.
+Python twins; off CPython they are always used.  If a compiled module is
+missing (installed where no compiler was available) both twins are used,
+with a single warning, instead of failing at import: the chat and loop
+kernels always come from the same implementation.
 """
 import os
 import sys
@@ -20,37 +21,31 @@ def _extensions_wanted():
     return os.environ.get(ENV_VAR, "") in ("", "0")
 
 
-if _extensions_wanted():
+def _load_compiled():
     try:
-        from . import _chat_c as chat_kernels
+        from . import _chat_c, _loop_c
     except ImportError as exc:  # pragma: no cover - depends on the install
+        # (exc's own text is misleading here: Python reports the package as
+        # "partially initialized", as it is while it imports its kernels)
+        del exc
         warnings.warn(
-            "asynchat_core: compiled kernels unavailable (%s); "
-            "using the pure-Python implementation" % (exc,),
+            "asynchat_core: compiled kernels not installed; using the "
+            "pure-Python implementation (same behaviour, slower). Install a "
+            "wheel, or set %s=1 to choose it explicitly." % (ENV_VAR,),
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        from . import _chat_py as chat_kernels
+        return None
+    return _chat_c, _loop_c
 
-        IMPLEMENTATION = "python"
-    else:
-        IMPLEMENTATION = "cython"
+
+_compiled = _load_compiled() if _extensions_wanted() else None
+if _compiled is not None:
+    chat_kernels, loop_kernels = _compiled
+    IMPLEMENTATION = "cython"
 else:
     from . import _chat_py as chat_kernels
+    from . import _loop_py as loop_kernels
 
     IMPLEMENTATION = "python"
-
-# The event loop kernel follows the same choice.
-if IMPLEMENTATION == "cython":
-    try:
-        from . import _loop_c as loop_kernels
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        warnings.warn(
-            "asynchat_core: compiled loop unavailable (%s); "
-            "using the pure-Python loop" % (exc,),
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        from . import _loop_py as loop_kernels
-else:
-    from . import _loop_py as loop_kernels
+del _compiled
