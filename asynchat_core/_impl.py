@@ -24,10 +24,9 @@ def _extensions_wanted():
 def _load_compiled():
     try:
         from . import _chat_c, _loop_c
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        # (exc's own text is misleading here: Python reports the package as
-        # "partially initialized", as it is while it imports its kernels)
-        del exc
+    except ImportError:  # pragma: no cover - depends on the install
+        # (the ImportError's own text is misleading here: Python calls the
+        # package "partially initialized", as it is while importing these)
         warnings.warn(
             "asynchat_core: compiled kernels not installed; using the "
             "pure-Python implementation (same behaviour, slower). Install a "
