@@ -80,19 +80,24 @@ class EpollPoller:
         self._ep = select.epoll()
 
     def register(self, fd, mask):
+        """Watch ``fd`` for the poll bits in ``mask``."""
         self._ep.register(fd, mask)
 
     def modify(self, fd, mask):
+        """Change the bits watched on ``fd``."""
         self._ep.modify(fd, mask)
 
     def unregister(self, fd):
+        """Stop watching ``fd``."""
         self._ep.unregister(fd)
 
     def poll(self, timeout):
+        """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, bits)]``."""
         # PEP 475: EINTR is retried with the remaining time, after handlers ran
         return self._ep.poll(-1 if timeout is None else timeout)
 
     def close(self):
+        """Close the epoll descriptor."""
         self._ep.close()
 
 
@@ -105,15 +110,19 @@ class PollPoller:
         self._p = select.poll()
 
     def register(self, fd, mask):
+        """Watch ``fd`` for the poll bits in ``mask``."""
         self._p.register(fd, mask)
 
     def modify(self, fd, mask):
+        """Change the bits watched on ``fd``."""
         self._p.modify(fd, mask)
 
     def unregister(self, fd):
+        """Stop watching ``fd``."""
         self._p.unregister(fd)
 
     def poll(self, timeout):
+        """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, bits)]``."""
         if timeout is None:
             return self._p.poll()
         # round up: truncating 0.0005 s to 0 ms would spin (the stdlib does)
@@ -123,6 +132,7 @@ class PollPoller:
         return self._p.poll(ms)
 
     def close(self):
+        """Drop the poll object."""
         self._p = None
 
 
@@ -138,11 +148,13 @@ class SelectPoller:
         self._x = set()
 
     def register(self, fd, mask):
+        """Watch ``fd`` for the poll bits in ``mask``."""
         if fd in self._masks:
             raise FileExistsError(errno.EEXIST, "already registered")
         self._set(fd, mask)
 
     def modify(self, fd, mask):
+        """Change the bits watched on ``fd``."""
         if fd not in self._masks:
             raise FileNotFoundError(errno.ENOENT, "not registered")
         self._set(fd, mask)
@@ -156,6 +168,7 @@ class SelectPoller:
                 fds.discard(fd)
 
     def unregister(self, fd):
+        """Stop watching ``fd``."""
         if self._masks.pop(fd, None) is None:
             raise FileNotFoundError(errno.ENOENT, "not registered")
         self._r.discard(fd)
@@ -163,6 +176,7 @@ class SelectPoller:
         self._x.discard(fd)
 
     def poll(self, timeout):
+        """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, bits)]``."""
         try:
             r, w, x = select.select(self._r, self._w, self._x, timeout)
         except OSError as err:
@@ -186,6 +200,7 @@ class SelectPoller:
         return bad
 
     def close(self):
+        """Forget every registered descriptor."""
         self._masks.clear()
         self._r.clear()
         self._w.clear()
@@ -212,12 +227,14 @@ class KqueuePoller:
             self._kq.control(changes, 0, 0)
 
     def register(self, fd, mask):
+        """Add read/write filters for the bits in ``mask``."""
         if fd in self._masks:
             raise FileExistsError(errno.EEXIST, "already registered")
         self._change(fd, 0, mask)
         self._masks[fd] = mask
 
     def modify(self, fd, mask):
+        """Add or delete filters so ``fd`` matches ``mask``."""
         old = self._masks.get(fd)
         if old is None:
             raise FileNotFoundError(errno.ENOENT, "not registered")
@@ -225,12 +242,14 @@ class KqueuePoller:
         self._change(fd, old, mask)
 
     def unregister(self, fd):
+        """Delete every filter on ``fd``."""
         old = self._masks.pop(fd, None)
         if old is None:
             raise FileNotFoundError(errno.ENOENT, "not registered")
         self._change(fd, old, 0)
 
     def poll(self, timeout):
+        """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, bits)]``."""
         size = max(len(self._masks), 1) * 2
         events = {}
         for kev in self._kq.control(None, size, timeout):
@@ -248,6 +267,7 @@ class KqueuePoller:
         return list(events.items())
 
     def close(self):
+        """Close the kqueue descriptor."""
         self._kq.close()
 
 
@@ -352,6 +372,7 @@ class TimerQueue:
         self.live = 0
 
     def call_at(self, when, callback, args=(), keepalive=True):
+        """Schedule ``callback(*args)`` at monotonic time ``when``; return its handle."""
         self.seq += 1
         handle = TimerHandle(when, self.seq, callback, args, keepalive, self)
         heapq.heappush(self.heap, handle)
@@ -360,6 +381,7 @@ class TimerQueue:
         return handle
 
     def call_later(self, delay, callback, args=(), keepalive=True):
+        """Schedule ``callback(*args)`` ``delay`` seconds from now; return its handle."""
         return self.call_at(_monotonic() + delay, callback, args, keepalive)
 
     def _discarded(self, handle):
@@ -416,6 +438,7 @@ class TimerQueue:
         _report_exception("timer callback %r" % (handle.callback,))
 
     def clear(self):
+        """Cancel and drop every pending timer."""
         for handle in self.heap:
             handle.cancelled = True
             handle.queue = None
@@ -512,6 +535,7 @@ class Loop:
         self.dirty.add(fd)
 
     def set_watch(self, fd, obj, watch):
+        """Attach an idle ``watch`` to the entry of ``obj`` on ``fd`` (None detaches)."""
         entry = self.entries.get(fd)
         if entry is not None and entry.obj is obj:
             entry.watch = watch

@@ -90,9 +90,11 @@ class async_chat(asyncore.dispatcher):
             inbuf.assign(value)
 
     def collect_incoming_data(self, data):
+        """Receive bytes that came before the terminator; subclasses must override."""
         raise NotImplementedError("must be implemented in subclass")
 
     def found_terminator(self):
+        """Called when the terminator was seen; subclasses must override."""
         raise NotImplementedError("must be implemented in subclass")
 
     # hot methods are kernel functions bound into the class (overridable
@@ -106,22 +108,26 @@ class async_chat(asyncore.dispatcher):
     initiate_send = _kernels.chat_initiate_send
 
     def handle_write(self):
+        """The socket is writable: send more of the queued output."""
         self._ac_send_blocked = False  # the loop says the socket is writable
         self.initiate_send()
 
     def send(self, data):
+        """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
         # Deferred pushes were "sent" before this call in CPython's order.
         if self._ac_send_owed:
             _kernels.chat_flush_owed(self, True)
         return asyncore.dispatcher.send(self, data)
 
     def close(self):
+        """Flush deferred output, then close the channel."""
         # A reply pushed just before close() must still go out.
         if self._ac_send_owed:
             _kernels.chat_flush_owed(self, True)
         asyncore.dispatcher.close(self)
 
     def handle_close(self):
+        """The peer closed: close this end too."""
         self.close()
 
     def push_with_producer(self, producer):
@@ -180,6 +186,7 @@ class simple_producer:
         self.buffer_size = buffer_size
 
     def more(self):
+        """Return the next piece of data, ``b""`` when exhausted."""
         if len(self.data) > self.buffer_size:
             piece = self.data[:self.buffer_size]
             self.data = self.data[self.buffer_size:]

@@ -438,12 +438,14 @@ class dispatcher:
         return "<%s at %#x>" % (" ".join(parts), id(self))
 
     def add_channel(self, map=None):
+        """Register this channel in ``map`` (default: the channel's own map)."""
         if map is None:
             map = self._map
         map[self._fileno] = self
         _loop_note(map, self._fileno)
 
     def del_channel(self, map=None):
+        """Remove this channel from ``map`` and forget its descriptor."""
         fd = self._fileno
         if map is None:
             map = self._map
@@ -453,12 +455,14 @@ class dispatcher:
         self._fileno = None
 
     def create_socket(self, family=socket.AF_INET, type=socket.SOCK_STREAM):
+        """Make a new non-blocking socket and adopt it as this channel's socket."""
         self.family_and_type = family, type
         sock = socket.socket(family, type)
         sock.setblocking(False)
         self.set_socket(sock)
 
     def set_socket(self, sock, map=None):
+        """Adopt ``sock`` (already created) and register the channel."""
         self.socket = sock
         self._fileno = sock.fileno()
         if _SO_NOSIGPIPE is not None and not _MSG_NOSIGNAL:
@@ -480,23 +484,28 @@ class dispatcher:
 
     # predicates the loop asks every pass
     def readable(self):
+        """Whether the loop should watch this channel for input (default: always)."""
         return True
 
     def writable(self):
+        """Whether the loop should watch this channel for output (default: always)."""
         return True
 
     # socket methods
     def listen(self, num):
+        """Mark the channel as a listener and start accepting connections."""
         self.accepting = True
         if os.name == "nt" and num > 5:
             num = 5
         return self.socket.listen(num)
 
     def bind(self, addr):
+        """Bind the socket to ``addr`` and remember it."""
         self.addr = addr
         return self.socket.bind(addr)
 
     def connect(self, address):
+        """Start a non-blocking connect; ``handle_connect`` runs once it completes."""
         self.connected = False
         self.connecting = True
         err = self.socket.connect_ex(address)
@@ -525,6 +534,7 @@ class dispatcher:
         return conn, addr
 
     def send(self, data):
+        """Send what the socket takes now; return the byte count (0 if it would block)."""
         sock = self.socket
         while True:
             try:
@@ -545,6 +555,7 @@ class dispatcher:
                 raise
 
     def recv(self, buffer_size):
+        """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
         while True:
             try:
                 data = self.socket.recv(buffer_size)
@@ -564,6 +575,7 @@ class dispatcher:
         return data
 
     def close(self):
+        """Unregister the channel and close its socket."""
         self.connected = False
         self.accepting = False
         self.connecting = False
@@ -577,14 +589,17 @@ class dispatcher:
 
     # logging hooks, meant to be overridden
     def log(self, message):
+        """Write ``message`` to stderr (a debugging hook)."""
         sys.stderr.write("log: %s\n" % str(message))
 
     def log_info(self, message, type="info"):
+        """Print ``message`` unless its ``type`` is in ``ignore_log_types``."""
         if type not in self.ignore_log_types:
             print("%s: %s" % (type, message))
 
     # event dispatch
     def handle_read_event(self):
+        """The loop saw input: accept, finish a connect, or read."""
         if self.accepting:
             # a listening socket spawns connected sockets instead of reading
             self.handle_accept()
@@ -596,6 +611,7 @@ class dispatcher:
             self.handle_read()
 
     def handle_connect_event(self):
+        """A pending connect finished: raise its error or call ``handle_connect``."""
         err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err != 0:
             raise OSError(err, _strerror(err))
@@ -604,6 +620,7 @@ class dispatcher:
         self.connecting = False
 
     def handle_write_event(self):
+        """The loop saw the socket writable: finish a connect, then write."""
         if self.accepting:
             return  # spurious for a listening socket: ignore it
         if not self.connected and self.connecting:
@@ -611,6 +628,7 @@ class dispatcher:
         self.handle_write()
 
     def handle_expt_event(self):
+        """The loop saw an exceptional condition: a socket error closes, else ``handle_expt``."""
         # an exceptional condition is either a socket error or OOB data
         err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err != 0:
@@ -619,6 +637,7 @@ class dispatcher:
             self.handle_expt()
 
     def handle_error(self):
+        """An event handler raised: log the traceback and close the channel."""
         nil, t, v, tbinfo = compact_traceback()
         try:
             self_repr = repr(self)
@@ -632,18 +651,23 @@ class dispatcher:
         self.handle_close()
 
     def handle_expt(self):
+        """Urgent (out-of-band) data arrived; the default only logs a warning."""
         self.log_info("unhandled incoming priority event", "warning")
 
     def handle_read(self):
+        """Input is ready; override to read it (the default logs a warning)."""
         self.log_info("unhandled read event", "warning")
 
     def handle_write(self):
+        """Output is possible; override to write (the default logs a warning)."""
         self.log_info("unhandled write event", "warning")
 
     def handle_connect(self):
+        """An outgoing connection was established; override to react."""
         self.log_info("unhandled connect event", "warning")
 
     def handle_accept(self):
+        """A listener is readable: accept one connection and hand it on."""
         pair = self.accept()
         if pair is None:
             return
@@ -677,10 +701,12 @@ class dispatcher:
                       % (addr, self.max_connections), "warning")
 
     def handle_accepted(self, sock, addr):
+        """A connection was accepted; override to serve ``sock`` (the default closes it)."""
         sock.close()
         self.log_info("unhandled accepted event", "warning")
 
     def handle_close(self):
+        """The peer closed or an error ended the channel; the default closes it."""
         self.log_info("unhandled close event", "warning")
         self.close()
 
@@ -693,16 +719,20 @@ class dispatcher_with_send(dispatcher):
         self.out_buffer = b""
 
     def initiate_send(self):
+        """Write as much buffered output as the socket takes now."""
         sent = dispatcher.send(self, self.out_buffer[:65536])
         self.out_buffer = self.out_buffer[sent:]
 
     def handle_write(self):
+        """The socket is writable: flush more of the buffer."""
         self.initiate_send()
 
     def writable(self):
+        """Watch for output while connecting or while bytes are buffered."""
         return (not self.connected) or len(self.out_buffer)
 
     def send(self, data):
+        """Append ``data`` to the output buffer and try to send some of it now."""
         if self.debug:
             self.log_info("sending %s" % repr(data))
         self.out_buffer = self.out_buffer + data
@@ -760,12 +790,15 @@ if os.name == "posix":
             self.close()
 
         def recv(self, *args):
+            """Read from the descriptor (``os.read``)."""
             return os.read(self.fd, *args)
 
         def send(self, *args):
+            """Write to the descriptor (``os.write``)."""
             return os.write(self.fd, *args)
 
         def getsockopt(self, level, optname, buflen=None):
+            """Answer ``SO_ERROR`` with 0; no other option exists for a file."""
             if level == socket.SOL_SOCKET and optname == socket.SO_ERROR and not buflen:
                 return 0
             raise NotImplementedError(
@@ -776,12 +809,14 @@ if os.name == "posix":
         write = send
 
         def close(self):
+            """Close the duplicated descriptor (idempotent)."""
             if self.fd < 0:
                 return
             fd, self.fd = self.fd, -1
             os.close(fd)
 
         def fileno(self):
+            """The duplicated descriptor, or -1 once closed."""
             return self.fd
 
     class file_dispatcher(dispatcher):
@@ -798,6 +833,7 @@ if os.name == "posix":
             os.set_blocking(fd, False)
 
         def set_file(self, fd):
+            """Wrap a duplicate of ``fd`` and register the channel."""
             self.socket = file_wrapper(fd)
             self._fileno = self.socket.fileno()
             self.add_channel()

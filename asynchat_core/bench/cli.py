@@ -18,6 +18,7 @@ ECHO_IMPLS = ("cython", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop"
 
 
 def parse_args(argv):
+    """Parse the command line into an ``argparse.Namespace``."""
     p = argparse.ArgumentParser(
         prog="python -m asynchat_core.bench",
         description="Benchmark asynchat_core against the stdlib asynchat, asyncio, "
@@ -81,11 +82,13 @@ class Run:
         self.started = time.monotonic()
 
     def progress(self, text):
+        """Print a timestamped progress line to stderr unless quiet."""
         if not self.quiet:
             sys.stderr.write("[%5.1fs] %s\n" % (time.monotonic() - self.started, text))
             sys.stderr.flush()
 
     def add(self, scenario, case, impl, rate, unit, **extra):
+        """Record one measurement and report it."""
         record = {"scenario": scenario, "case": case, "impl": impl, "rate": rate, "unit": unit}
         record.update(extra)
         self.records.append(record)
@@ -96,11 +99,13 @@ class Run:
             scenario, case, impl, "{:,.0f}".format(rate), unit, note))
 
     def skip(self, what, reason):
+        """Note, once, that ``what`` was skipped and why."""
         if what not in self.skipped:
             self.skipped[what] = reason
             self.progress("  skipped %s: %s" % (what, reason))
 
     def error(self, what, exc):
+        """Record a failed measurement; the run carries on."""
         self.errors.append("%s: %s" % (what, exc))
         self.progress("  ERROR %s: %s" % (what, exc))
 
@@ -111,6 +116,7 @@ def _chosen(args, names):
 
 
 def run_kernel(args, run, targets):
+    """Run the in-process kernel workloads for each chat implementation."""
     for name in _chosen(args, ("cython", "pure", "stdlib")):
         target = targets.get(name)
         if target is None:
@@ -194,6 +200,7 @@ def _interleaved(args, run, scenario, names, targets, kind, cases, load_for):
 
 
 def run_resp(args, run, targets):
+    """Benchmark the RESP (Redis protocol) servers."""
     use_tool = bool(shutil.which("redis-benchmark")) and not args.builtin_client
     if not use_tool and not args.builtin_client:
         run.skip("redis-benchmark", "not found (apt install redis-tools); using the built-in client")
@@ -216,6 +223,7 @@ def run_resp(args, run, targets):
 
 
 def run_echo(args, run, targets):
+    """Benchmark the echo servers over the chosen message sizes."""
     names = _chosen(args, ECHO_IMPLS)
     cases = [("%g KiB" % (size / 1024.0),
               {"size": size, "depth": args.echo_depth or max(1, 32768 // size), "unit": "msg/s"})
@@ -231,6 +239,7 @@ def run_echo(args, run, targets):
 
 
 def run_http(args, run, targets):
+    """Benchmark the HTTP servers."""
     use_tool = bool(shutil.which("wrk")) and not args.builtin_client
     if not use_tool and not args.builtin_client:
         run.skip("wrk", "not found (apt install wrk); using the built-in client")
@@ -316,6 +325,7 @@ def environment(targets):
 
 
 def main(argv=None):
+    """Run the chosen scenarios and write the report; return the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     run = Run(args.quiet)
     targets, skipped = discover(args.stdlib_python)

@@ -49,9 +49,11 @@ class Target:
         self.label = label
 
     def command(self, *args):
+        """The argv that starts a worker for this target with ``args``."""
         return [self.python, "-m", "asynchat_core.bench.worker"] + list(args)
 
     def environ(self):
+        """The environment for the worker: this target's settings and this checkout on the path."""
         env = dict(os.environ)
         env.pop(NO_EXT, None)
         env.update(self.env)

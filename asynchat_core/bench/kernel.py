@@ -32,11 +32,13 @@ class FakeSocket:
         self.sent = 0
 
     def recv(self, size):
+        """Return the next chunk, cycling (``size`` is ignored)."""
         chunk = self.chunks[self.index]
         self.index = (self.index + 1) % len(self.chunks)
         return chunk
 
     def send(self, data):
+        """Accept up to ``send_limit`` bytes, or raise EAGAIN while blocked."""
         if self.blocked:
             raise BlockingIOError(errno.EAGAIN, "would block")
         self.sends += 1
@@ -45,9 +47,11 @@ class FakeSocket:
         return n
 
     def fileno(self):
+        """No real descriptor: -1."""
         return -1
 
     def close(self):
+        """Nothing to release."""
         pass
 
 

@@ -28,6 +28,7 @@ def cpu_seconds(pid):
 
 
 def free_port():
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

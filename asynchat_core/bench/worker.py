@@ -45,6 +45,7 @@ def _ready(port):
 
 
 def main(argv):
+    """Run one worker role (``kernel`` or ``server``) from ``argv``."""
     role = argv[0]
     if role == "kernel":
         from .impls import load_modules
