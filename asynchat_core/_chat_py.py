@@ -485,7 +485,7 @@ def chat_handle_read(self):
     if isinstance(data, str) and self.use_encoding:
         # CPython 3.11 raises TypeError here (it passes the type ``str``);
         # kept so that such code fails the same way.
-        data = bytes(str, self.encoding)
+        data = bytes(str, self.encoding)  # type: ignore[call-overload]
     cls = type(self)
     mode = terminator_mode(self)
 

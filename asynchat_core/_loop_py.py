@@ -133,7 +133,7 @@ class PollPoller:
 
     def close(self):
         """Drop the poll object."""
-        self._p = None
+        self._p = None  # type: ignore[assignment]
 
 
 class SelectPoller:
@@ -183,7 +183,7 @@ class SelectPoller:
             if err.errno != errno.EBADF:
                 raise
             return self._bad_fds()
-        events = {}
+        events: "dict[int, int]" = {}
         for fds, bit in ((r, EV_IN), (w, EV_OUT), (x, EV_PRI)):
             for fd in fds:
                 events[fd] = events.get(fd, 0) | bit
@@ -213,16 +213,16 @@ class KqueuePoller:
     name = "kqueue"
 
     def __init__(self):
-        self._kq = select.kqueue()
+        self._kq = select.kqueue()  # type: ignore[attr-defined, unused-ignore]
         self._masks = {}
 
     def _change(self, fd, old, new):
         changes = []
-        for bit, filt in ((EV_IN, select.KQ_FILTER_READ), (EV_OUT, select.KQ_FILTER_WRITE)):
+        for bit, filt in ((EV_IN, select.KQ_FILTER_READ), (EV_OUT, select.KQ_FILTER_WRITE)):  # type: ignore[attr-defined, unused-ignore]
             if new & bit and not old & bit:
-                changes.append(select.kevent(fd, filt, select.KQ_EV_ADD))
+                changes.append(select.kevent(fd, filt, select.KQ_EV_ADD))  # type: ignore[attr-defined, unused-ignore]
             elif old & bit and not new & bit:
-                changes.append(select.kevent(fd, filt, select.KQ_EV_DELETE))
+                changes.append(select.kevent(fd, filt, select.KQ_EV_DELETE))  # type: ignore[attr-defined, unused-ignore]
         if changes:
             self._kq.control(changes, 0, 0)
 
@@ -251,17 +251,17 @@ class KqueuePoller:
     def poll(self, timeout):
         """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, bits)]``."""
         size = max(len(self._masks), 1) * 2
-        events = {}
+        events: "dict[int, int]" = {}
         for kev in self._kq.control(None, size, timeout):
             fd = kev.ident
             bits = events.get(fd, 0)
-            if kev.filter == select.KQ_FILTER_READ:
+            if kev.filter == select.KQ_FILTER_READ:  # type: ignore[attr-defined, unused-ignore]
                 bits |= EV_IN
-            elif kev.filter == select.KQ_FILTER_WRITE:
+            elif kev.filter == select.KQ_FILTER_WRITE:  # type: ignore[attr-defined, unused-ignore]
                 bits |= EV_OUT
-            if kev.flags & select.KQ_EV_EOF:
+            if kev.flags & select.KQ_EV_EOF:  # type: ignore[attr-defined, unused-ignore]
                 bits |= EV_HUP
-            if kev.flags & select.KQ_EV_ERROR:
+            if kev.flags & select.KQ_EV_ERROR:  # type: ignore[attr-defined, unused-ignore]
                 bits |= EV_ERR
             events[fd] = bits
         return list(events.items())
@@ -841,7 +841,8 @@ class Loop:
                 continue
             self._dispatch(entry, ev, now)
             if self.closed:
-                return  # the map emptied and asyncore released us
+                # _dispatch may close us; mypy keeps the earlier narrowing
+                return  # type: ignore[unreachable]  # the map emptied and asyncore released us
         if self.always:
             for entry in list(self.always.values()):
                 self._dispatch(entry, entry.kmask & (EV_IN | EV_OUT), now)

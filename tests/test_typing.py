@@ -1,6 +1,6 @@
 """Typing: the stubs describe the runtime, and a legacy-style server type-checks.
 
-The mypy checks run only where mypy is installed (the ``test`` extra has it);
+The mypy checks run only where mypy is installed (the ``typing`` extra);
 they check whichever ``asynchat_core`` is imported, so the same tests run
 against the source tree, an editable install, or an installed wheel.  The
 sample server itself always runs over loopback, so it cannot drift from the
@@ -34,7 +34,9 @@ def _mypy_available():
     return True
 
 
-needs_mypy = pytest.mark.skipif(not _mypy_available(), reason="mypy not installed")
+needs_mypy = pytest.mark.skipif(
+    not _mypy_available(), reason="mypy not installed (pip install -e '.[typing]')"
+)
 
 
 def _run(args, cwd, env=None):

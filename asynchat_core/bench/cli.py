@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any, Dict, Tuple
 
 from . import procs
 from .impls import discover
@@ -180,7 +181,7 @@ def _interleaved(args, run, scenario, names, targets, kind, cases, load_for):
         for name, (proc, port) in servers.items():
             run.progress("%s: %s on port %d (pid %d)" % (scenario, name, port, proc.pid))
         for case, params in cases:
-            best = {}
+            best: Dict[str, Tuple[float, Any]] = {}
             for _ in range(args.rounds):
                 for name, (proc, port) in servers.items():
                     try:

@@ -4,6 +4,7 @@ The kernel implementation of asynchat_core is chosen once, at import, so
 every implementation runs in its own process: a ``Target`` says which
 interpreter and environment start it and which module pair it loads.
 """
+import importlib
 import os
 import shutil
 import subprocess
@@ -30,8 +31,9 @@ def load_modules(source):
     if source == "stdlib":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            import asynchat
-            import asyncore
+            # by name: removed from the stdlib (and its stubs) in 3.12
+            asynchat = importlib.import_module("asynchat")
+            asyncore = importlib.import_module("asyncore")
         if getattr(asyncore, "__name__", "") != "asyncore" or "asynchat_core" in asyncore.__file__:
             raise ImportError("asyncore resolves to asynchat_core, not the stdlib")
         return asyncore, asynchat

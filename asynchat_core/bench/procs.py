@@ -55,8 +55,10 @@ def start_worker_server(target, kind, streams=False, timeout=30.0):
             target.command(*args), env=target.environ(), stdout=subprocess.PIPE, stderr=errors,
         )
         try:
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
-            line = proc.stdout.readline().decode() if ready else ""
+            out = proc.stdout
+            assert out is not None  # stdout=PIPE
+            ready, _, _ = select.select([out], [], [], timeout)
+            line = out.readline().decode() if ready else ""
             if not line.startswith("PORT "):
                 stop(proc)
                 errors.seek(0)

@@ -7,6 +7,7 @@ private.  The asyncio classes implement the same logic as a competent
 asyncio user would (one ``transport.write`` per batch of replies).
 """
 import socket
+from typing import Any, Awaitable, Dict
 
 HTTP_BODY = b"Hello, World!"
 HTTP_RESPONSE = (
@@ -45,8 +46,11 @@ def resp_execute(store, args):
 
 def make_chat_servers(asyncore, asynchat):
     """Return ``{"resp": cls, "echo": cls, "http": cls}`` channel classes and ``Server``."""
+    # the module pair is chosen at run time: its classes are untyped bases
+    Chat: Any = asynchat.async_chat
+    Dispatcher: Any = asyncore.dispatcher
 
-    class RespChannel(asynchat.async_chat):
+    class RespChannel(Chat):
         """Inline commands and RESP arrays of bulk strings."""
 
         def __init__(self, sock, store, map=None):
@@ -67,7 +71,7 @@ def make_chat_servers(asyncore, asynchat):
             self.buf = []
             if self.in_bulk:
                 # the int terminator included the bulk string's CRLF
-                self.args.append(data[:-2])
+                self.args.append(data[:-2])  # type: ignore[union-attr]  # in_bulk: a list
                 self.in_bulk = False
                 self.set_terminator(b"\r\n")
                 self.missing -= 1
@@ -91,7 +95,7 @@ def make_chat_servers(asyncore, asynchat):
                 if args:
                     self.push(resp_execute(self.store, args))
 
-    class EchoChannel(asynchat.async_chat):
+    class EchoChannel(Chat):
         """Sends every line back."""
 
         def __init__(self, sock, store=None, map=None):
@@ -107,7 +111,7 @@ def make_chat_servers(asyncore, asynchat):
             self.push(b"".join(self.buf))
             self.buf = []
 
-    class HttpChannel(asynchat.async_chat):
+    class HttpChannel(Chat):
         """HTTP/1.1 keep-alive: headers up to CRLFCRLF, then Content-Length bytes."""
 
         def __init__(self, sock, store=None, map=None):
@@ -148,7 +152,7 @@ def make_chat_servers(asyncore, asynchat):
             if request["close"]:
                 self.close_when_done()
 
-    class Server(asyncore.dispatcher):
+    class Server(Dispatcher):
         """Accepts connections and wraps each in ``channel_class``."""
 
         def __init__(self, channel_class, host="127.0.0.1", port=0):
@@ -219,8 +223,9 @@ def parse_resp(buf, pos):
 
 def make_asyncio_protocols(asyncio):
     """Return ``{"resp": cls, "echo": cls, "http": cls}`` asyncio Protocol classes."""
+    Protocol: Any = asyncio.Protocol  # asyncio itself is passed in
 
-    class RespProtocol(asyncio.Protocol):
+    class RespProtocol(Protocol):
         def __init__(self, store):
             self.store = store
             self.buf = b""
@@ -236,7 +241,7 @@ def make_asyncio_protocols(asyncio):
                 store = self.store
                 self.transport.write(b"".join([resp_execute(store, args) for args in commands]))
 
-    class EchoProtocol(asyncio.Protocol):
+    class EchoProtocol(Protocol):
         def __init__(self, store=None):
             self.pieces = []
 
@@ -259,7 +264,7 @@ def make_asyncio_protocols(asyncio):
             if start < len(data):
                 self.pieces.append(data[start:] if start else data)
 
-    class HttpProtocol(asyncio.Protocol):
+    class HttpProtocol(Protocol):
         def __init__(self, store=None):
             self.buf = b""
 
@@ -313,6 +318,7 @@ def run_asyncio_server(loop_name, kind, streams, ready):
     """Serve ``kind`` with asyncio (``loop_name`` "asyncio" or "uvloop")."""
     import asyncio
 
+    loop: asyncio.AbstractEventLoop
     if loop_name == "uvloop":
         import uvloop
 
@@ -320,7 +326,8 @@ def run_asyncio_server(loop_name, kind, streams, ready):
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    store = {}
+    store: Dict[bytes, bytes] = {}
+    coro: Awaitable[Any]
     if streams:
         if kind != "echo":
             raise ValueError("streams variant exists for echo only")
