@@ -4,10 +4,12 @@ loop bugs, each tested on every backend Linux has, for both twins."""
 import errno
 import os
 import resource
+import select
 import signal
 import socket
 import sys
 import time
+import types
 
 import pytest
 
@@ -564,3 +566,125 @@ def test_fork_child_gets_own_kernel_set(twin):
     assert os.WEXITSTATUS(status) == 0
     asyncore.close_all(m)
     b.close()
+
+
+# ------------------------------------------- select() the way Windows has it
+
+class _OsWithoutFstat(types.ModuleType):
+    """``os`` as the loop twins see it on Windows: fstat() fails on sockets."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def fstat(fd):
+        raise OSError(errno.EBADF, "fstat() knows no sockets here")
+
+
+@pytest.fixture
+def windows_select(twin, monkeypatch):
+    """Make select.select behave as Winsock's: three empty sets are EINVAL
+    (WSAEINVAL) and a closed descriptor is ENOTSOCK (WSAENOTSOCK), and make
+    os.fstat fail, for the twin, as it does there for every socket."""
+    real_select = select.select
+    calls = []
+
+    def fake_select(r, w, x, timeout=None):
+        r, w, x = list(r), list(w), list(x)
+        calls.append((r, w, x, timeout))
+        if not (r or w or x):
+            raise OSError(errno.EINVAL, "WSAEINVAL: no descriptors")
+        for fd in r + w + x:
+            try:
+                real_fstat(fd)
+            except OSError:
+                raise OSError(errno.ENOTSOCK, "WSAENOTSOCK: not a socket") from None
+        return real_select(r, w, x, timeout)
+
+    real_fstat = os.fstat
+    monkeypatch.setattr(select, "select", fake_select)
+    monkeypatch.setattr(twin, "os", _OsWithoutFstat("os"))
+    return calls
+
+
+def test_select_nothing_registered_sleeps(twin, windows_select):
+    poller = twin.SelectPoller()
+    start = time.monotonic()
+    assert poller.poll(0.05) == []
+    assert time.monotonic() - start >= 0.045
+    assert poller.poll(0) == []
+    a, b = socket.socketpair()
+    poller.register(a.fileno(), twin.WANT_READ)
+    poller.modify(a.fileno(), 0)  # registered, but with no interest
+    assert poller.poll(0.01) == []
+    assert windows_select == []  # never asked select() about empty sets
+    poller.modify(a.fileno(), twin.WANT_READ)
+    b.send(b"x")
+    assert poller.poll(1.0) == [(a.fileno(), twin.EV_IN)]
+    with pytest.raises(ValueError):
+        twin.SelectPoller().poll(-1)  # as select() itself rejects it
+    a.close()
+    b.close()
+
+
+def test_select_timers_only_loop_sleeps_until_each(twin, windows_select):
+    order = []
+    asyncore.call_later(0.04, order.append, "b")
+    asyncore.call_later(0.02, order.append, "a")
+    start = time.monotonic()
+    asyncore.loop(timeout=30.0, map={}, backend="select")
+    elapsed = time.monotonic() - start
+    assert order == ["a", "b"]
+    assert 0.035 <= elapsed < 1.0
+
+
+def test_select_channel_without_interest_waits_for_timer(twin, cmap, windows_select):
+    a, b = socket.socketpair()
+
+    class Mute(Idle):
+        def readable(self):
+            return False
+
+    chan = Mute(a, cmap)
+    hits = []
+    asyncore.call_later(0.05, hits.append, 1)
+    start = time.monotonic()
+    asyncore.loop(timeout=10.0, map=cmap, count=1, backend="select")
+    assert hits == [1]
+    assert 0.04 <= time.monotonic() - start < 1.0
+    assert chan in cmap.values()
+    b.close()
+
+
+def test_select_closed_descriptor_found_without_fstat(twin, cmap, windows_select):
+    a, b = socket.socketpair()
+    keep_a, keep_b = socket.socketpair()
+    idle = Idle(keep_a, cmap)
+    chan = Reader(a, cmap)
+    run(cmap, "select", passes=1, timeout=0)
+    a.close()  # behind the loop's back
+    start = time.monotonic()
+    run(cmap, "select", passes=4, timeout=0.05)
+    assert time.monotonic() - start >= 0.1  # no spinning on the bad descriptor
+    assert chan.closes == 1
+    assert chan not in cmap.values() and idle in cmap.values()
+    b.close()
+    keep_b.close()
+
+
+def test_select_bad_fd_probe_reraises_other_errors(twin, monkeypatch):
+    poller = twin.SelectPoller()
+    a, b = socket.socketpair()
+    poller.register(a.fileno(), twin.WANT_READ)
+
+    def failing(r, w, x, timeout=None):
+        raise OSError(errno.EBADF if len(r) > 1 or timeout != 0 else errno.ENOMEM, "x")
+
+    c, d = socket.socketpair()
+    poller.register(c.fileno(), twin.WANT_READ)
+    monkeypatch.setattr(select, "select", failing)
+    with pytest.raises(OSError) as info:
+        poller.poll(0.01)  # EBADF for the set, then an unrelated probe error
+    assert info.value.errno == errno.ENOMEM
+    for s in (a, b, c, d):
+        s.close()

@@ -50,6 +50,12 @@ ACCEPT_LIMIT_ERRNOS = frozenset(
     if hasattr(errno, name)
 )
 _FD_GONE_ERRNOS = frozenset({errno.EBADF, errno.ENOENT})
+# select() on a closed descriptor: EBADF on POSIX; on Windows a closed socket
+# is WSAENOTSOCK (10038, also errno.ENOTSOCK there)
+_SELECT_BAD_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("EBADF", "ENOTSOCK", "WSAENOTSOCK")
+    if hasattr(errno, name)
+)
 
 SWEEP_INTERVAL = 1.0  # seconds between re-checks of every state-driven channel
 ACCEPT_BACKOFF_MIN = 0.05
@@ -129,6 +135,21 @@ cdef class PollPoller:
         self._p = None
 
 
+def _select_bad(err):
+    return err.errno in _SELECT_BAD_ERRNOS or getattr(err, "winerror", None) == 10038
+
+
+def _idle_wait(timeout):
+    # select() with nothing to watch only sleeps; Windows rejects three
+    # empty sets (WSAEINVAL), so sleep here on every platform.  With no
+    # timeout nothing can wake the pass, as with the other backends: only
+    # a signal (KeyboardInterrupt) ends it.
+    if timeout is None:
+        while True:
+            time.sleep(3600.0)
+    time.sleep(timeout)
+
+
 cdef class SelectPoller:
     """select(): limited to descriptors below FD_SETSIZE (usually 1024)."""
     cdef dict _masks
@@ -168,10 +189,13 @@ cdef class SelectPoller:
         self._x.discard(fd)
 
     def poll(self, timeout):
+        if not (self._r or self._w or self._x):
+            _idle_wait(timeout)
+            return []
         try:
             r, w, x = select.select(self._r, self._w, self._x, timeout)
         except OSError as err:
-            if err.errno != errno.EBADF:
+            if not _select_bad(err):
                 raise
             return self._bad_fds()
         events = {}
@@ -181,12 +205,15 @@ cdef class SelectPoller:
         return list(events.items())
 
     def _bad_fds(self):
-        # select() names no culprit: find the closed descriptors ourselves
+        # select() names no culprit: probe each descriptor alone (not with
+        # fstat(), which knows no sockets on Windows)
         bad = []
         for fd in list(self._masks):
             try:
-                os.fstat(fd)
-            except OSError:
+                select.select([fd], [], [], 0)
+            except OSError as err:
+                if not _select_bad(err):
+                    raise
                 bad.append((fd, EV_NVAL))
         return bad
 
