@@ -316,6 +316,18 @@ def _uncount(chan, sent):
         chan._ac_out_queued = queued if queued > 0 else 0
 
 
+def _all_joinable(fifo):
+    # Joining is only invisible while the queue holds nothing but data: a
+    # producer or a close_when_done() None behind joined items would reach
+    # the head after fewer sends than in CPython, so more() / handle_close
+    # would run on an earlier pass.
+    for item in fifo:
+        kind = type(item)
+        if kind is not bytes and kind is not bytearray:
+            return False
+    return True
+
+
 def _consume_sent(fifo, items, sent):
     # Remove what one send() took from the head of the queue.  Stops if
     # a callback inside send() already changed the queue.
@@ -365,7 +377,7 @@ def chat_drain(chan, fifo, mode):
         if not empty and _is_joinable(first):
             items = [first]
             total = len(first)
-            if total >= obs or mode == DRAIN_EXACT:
+            if total >= obs or mode == DRAIN_EXACT or not _all_joinable(fifo):
                 data = first[:obs] if total > obs else first
             else:
                 for item in islice(fifo, 1, None):
@@ -460,7 +472,7 @@ def chat_flush_owed(self, exact=False):
         return
     self._ac_send_owed = 0
     fifo = self.producer_fifo
-    if not exact:
+    if not exact and _all_joinable(fifo):
         chat_drain(self, fifo, DRAIN_FLUSH)
         return
     for _ in range(owed):
@@ -528,9 +540,12 @@ def chat_push(self, data):
             self._ac_send_owed += 1
             return  # handle_read calls the loop hook when it ends
         chat_flush_owed(self, True)
-    if not self._ac_send_blocked:
-        # (a send just returned 0: retrying before the loop reports the
-        # socket writable would only re-join the queue for nothing)
+    head = fifo[0] if fifo else None
+    if not (self._ac_send_blocked and _is_joinable(head) and head):
+        # (skipped: a send just returned 0 and CPython's initiate_send would
+        # only retry sending the data at the head; re-joining the queue for
+        # that before the loop reports the socket writable is wasted work.
+        # Any other head -- a producer, None -- is handled now, as CPython.)
         self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)

@@ -407,6 +407,17 @@ cdef object _join(list items, Py_ssize_t total):
     return out
 
 
+cdef bint _all_joinable(object fifo) except -1:
+    # Joining is only invisible while the queue holds nothing but data: a
+    # producer or a close_when_done() None behind joined items would reach
+    # the head after fewer sends than in CPython, so more() / handle_close
+    # would run on an earlier pass.
+    for item in fifo:
+        if not _is_joinable(item):
+            return False
+    return True
+
+
 cdef int _uncount(chan, sent) except -1:
     # output accounting for ac_out_high_water (only kept while it is set)
     if chan.ac_out_high_water is not None:
@@ -470,7 +481,7 @@ def chat_drain(chan, fifo, int mode):
         if not empty and _is_joinable(first):
             items = [first]
             total = _bytes_len(first)
-            if total >= obs or mode == _EXACT:
+            if total >= obs or mode == _EXACT or not _all_joinable(fifo):
                 data = first[:obs] if total > obs else first
             else:
                 skip_first = True
@@ -573,7 +584,7 @@ def chat_flush_owed(self, exact=False):
         return
     self._ac_send_owed = 0
     fifo = self.producer_fifo
-    if not exact:
+    if not exact and _all_joinable(fifo):
         chat_drain(self, fifo, _FLUSH)
         return
     for _ in range(owed):
@@ -642,9 +653,12 @@ def chat_push(self, data):
             self._ac_send_owed += 1
             return  # handle_read calls the loop hook when it ends
         chat_flush_owed(self, True)
-    if not self._ac_send_blocked:
-        # (a send just returned 0: retrying before the loop reports the
-        # socket writable would only re-join the queue for nothing)
+    head = fifo[0] if fifo else None
+    if not (self._ac_send_blocked and _is_joinable(head) and head):
+        # (skipped: a send just returned 0 and CPython's initiate_send would
+        # only retry sending the data at the head; re-joining the queue for
+        # that before the loop reports the socket writable is wasted work.
+        # Any other head -- a producer, None -- is handled now, as CPython.)
         self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)
