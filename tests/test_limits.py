@@ -159,6 +159,16 @@ def test_frame_too_large_reaches_handle_error_and_closes(kernels):
         chan.close()
 
 
+def _send_some(sock, pending):
+    # non-blocking: send what the socket takes, return the rest
+    if pending:
+        try:
+            pending = pending[sock.send(pending):]
+        except BlockingIOError:
+            pass
+    return pending
+
+
 def _drain(sock, into):
     while True:
         try:
@@ -206,11 +216,7 @@ def test_back_pressure_pauses_reading_and_loses_nothing(kernels):
                 after_pause += 1
                 if after_pause > 20:  # it stays paused: enough seen
                     break
-            if pending:
-                try:
-                    pending = pending[client.send(pending):]
-                except BlockingIOError:
-                    pass
+            pending = _send_some(client, pending)
             asyncore.loop(timeout=0.01, map=channel_map, count=1)
             most_queued = max(most_queued, server._ac_out_queued)
             paused_seen = paused_seen or not server.readable()
@@ -223,11 +229,7 @@ def test_back_pressure_pauses_reading_and_loses_nothing(kernels):
             _drain(client, received)
             if len(received) == total * len(reply):
                 break
-            if pending:
-                try:
-                    pending = pending[client.send(pending):]
-                except BlockingIOError:
-                    pass
+            pending = _send_some(client, pending)
             asyncore.loop(timeout=0.01, map=channel_map, count=1)
         assert server.answered == total
         assert bytes(received) == reply * total
