@@ -25,7 +25,7 @@ __all__ = [
     "FrameTooLarge", "InBuffer", "TerminatorSlot", "terminator_slot", "UNSET",
     "TERM_CALL", "TERM_ATTR", "TERM_SLOT", "terminator_mode", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
-    "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT", "chat_set_terminator",
+    "chat_send_joined", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
 ]
@@ -296,14 +296,6 @@ def chat_deliver(chan, inbuf, mode):
 
 _MAXSIZE = sys.maxsize
 
-# how many producers' more() calls are running (any channel)
-_in_more = 0
-
-DRAIN_ONCE = 0
-DRAIN_FLUSH = 1
-DRAIN_EXACT = 2
-
-
 def _is_joinable(item):
     kind = type(item)
     return kind is bytes or kind is bytearray
@@ -316,14 +308,10 @@ def _uncount(chan, sent):
         chan._ac_out_queued = queued if queued > 0 else 0
 
 
-def _all_joinable(fifo):
-    # Joining is only invisible while the queue holds nothing but data: a
-    # producer or a close_when_done() None behind joined items would reach
-    # the head after fewer sends than in CPython, so more() / handle_close
-    # would run on an earlier pass.
-    for item in fifo:
-        kind = type(item)
-        if kind is not bytes and kind is not bytearray:
+def _leading_data(fifo, count):
+    # the first ``count`` queued items (or all, if fewer) are non-empty data
+    for item in islice(fifo, count):
+        if not _is_joinable(item) or not item:
             return False
     return True
 
@@ -344,79 +332,38 @@ def _consume_sent(fifo, items, sent):
             return
 
 
-def chat_drain(chan, fifo, mode):
+def chat_drain(chan, fifo):
     """Send queued output: the body of ``async_chat.initiate_send``.
 
-    As in CPython, one call makes one ``send()`` attempt (plus any
-    ``more()`` calls and the ``None`` that ``close_when_done`` queued), and
-    stops when the channel is not connected.  Leading ``bytes``/``bytearray``
-    items are joined up to ``ac_out_buffer_size``.  ``mode``:
-    ``DRAIN_ONCE`` (0) one attempt; ``DRAIN_FLUSH`` (1) keep sending while
-    sends complete and the head of the queue is data (the end-of-read flush
-    of deferred pushes, where nothing is dropped or overtaken);
-    ``DRAIN_EXACT`` (2) one attempt of one item, no joining: CPython's own
-    initiate_send, replayed where later data could be dropped or overtaken.
+    Exactly CPython's: one ``send()`` attempt of the item at the head (after
+    any ``more()`` calls and the ``None`` that ``close_when_done`` queued),
+    nothing while the channel is not connected.  Joining several items into
+    one send happens only in ``chat_send_joined``, for pushes deferred
+    during ``handle_read``: anywhere else it would let a producer or a
+    ``close_when_done()`` queued later reach the head after fewer write
+    events than in CPython.
     """
-    global _in_more
     obs = chan.ac_out_buffer_size
-    if _in_more:
-        # re-entered from a producer's more(): the outer call will put that
-        # producer's data in front of the queue, so joining here could
-        # reorder bytes; send one item per attempt, as CPython does
-        mode = DRAIN_EXACT
     while fifo and chan.connected:
         first = fifo[0]
-        empty = not first
-        if empty:
+        if not first:
             del fifo[0]
             if first is None:
                 chan.handle_close()
                 return
             # CPython still makes one send() of the empty item below and
             # returns: that send is how a dead peer gets noticed
-        if not empty and _is_joinable(first):
-            items = [first]
-            total = len(first)
-            if total >= obs or mode == DRAIN_EXACT or not _all_joinable(fifo):
-                data = first[:obs] if total > obs else first
-            else:
-                for item in islice(fifo, 1, None):
-                    if not _is_joinable(item) or not item or total + len(item) > obs:
-                        break
-                    items.append(item)
-                    total += len(item)
-                data = first if len(items) == 1 else b"".join(items)
-            try:
-                sent = chan.send(data)
-            except OSError:
-                chan.handle_error()
-                return
-            if sent:
-                _consume_sent(fifo, items, sent)
-                _uncount(chan, sent)
-                if chan._ac_send_blocked:
-                    chan._ac_send_blocked = False
-            else:
-                chan._ac_send_blocked = True
-            if mode == DRAIN_FLUSH and sent == len(data) and fifo and _is_joinable(fifo[0]):
-                continue
-            return
         try:
             data = first[:obs]
         except TypeError:
             # a producer: ask it for more, CPython style
-            _in_more += 1
-            try:
-                data = first.more()
-            finally:
-                _in_more -= 1
+            data = first.more()
             if data:
                 fifo.appendleft(data)
             else:
                 del fifo[0]
             continue
-        # any other sliceable item (memoryview, str with use_encoding):
-        # one item per send, exactly as CPython does
+        # data (str only with use_encoding): one item per send
         if isinstance(data, str) and chan.use_encoding:
             data = bytes(data, chan.encoding)
         try:
@@ -424,14 +371,19 @@ def chat_drain(chan, fifo, mode):
         except OSError:
             chan.handle_error()
             return
-        if not sent and len(data):
-            chan._ac_send_blocked = True
-        if sent:
-            _uncount(chan, sent)
-            if sent < len(data) or obs < len(first):
-                fifo[0] = first[sent:]
-            else:
-                del fifo[0]
+        if not sent:
+            if len(data):
+                chan._ac_send_blocked = True
+            return
+        _uncount(chan, sent)
+        if chan._ac_send_blocked:
+            chan._ac_send_blocked = False
+        if not fifo or fifo[0] is not first:
+            return  # changed meanwhile (another thread): leave it alone
+        if sent < len(data) or obs < len(first):
+            fifo[0] = first[sent:]
+        else:
+            del fifo[0]
         return
 
 
@@ -457,28 +409,72 @@ def chat_get_terminator(self):
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    chat_drain(self, self.producer_fifo, DRAIN_ONCE)
+    chat_drain(self, self.producer_fifo)
 
 
 def chat_flush_owed(self, exact=False):
     """Make the sends that pushes deferred during handle_read.
 
-    ``exact``: replay CPython's one-item send per deferred push, for when
-    the caller is about to drop or overtake queued data (close, a direct
-    send, discard_buffers...); otherwise join them.
+    Each deferred push owes one CPython ``initiate_send``.  When those would
+    only send the data at the head, the items are joined
+    (``chat_send_joined``); otherwise, or with ``exact`` (the caller is
+    about to drop or overtake queued data), they are replayed one by one.
     """
     owed = self._ac_send_owed
     if not owed:
         return
     self._ac_send_owed = 0
     fifo = self.producer_fifo
-    if not exact and _all_joinable(fifo):
-        chat_drain(self, fifo, DRAIN_FLUSH)
+    if not exact and _leading_data(fifo, owed):
+        chat_send_joined(self, fifo, owed)
         return
     for _ in range(owed):
         if not fifo:
             return
-        chat_drain(self, fifo, DRAIN_EXACT)
+        chat_drain(self, fifo)
+
+
+def chat_send_joined(chan, fifo, attempts):
+    """Send what ``attempts`` CPython send attempts would, in fewer sends.
+
+    The first ``attempts`` queued items must be non-empty data.  CPython
+    sends one item (at most ``ac_out_buffer_size`` bytes) per attempt and,
+    once a send falls short, the rest send nothing; joining the same items
+    into sends of at most ``ac_out_buffer_size`` bytes, stopping at the
+    first short send, puts the same bytes on the wire.
+    """
+    obs = chan.ac_out_buffer_size
+    while attempts > 0 and fifo and chan.connected:
+        items = []
+        total = 0
+        for item in islice(fifo, attempts):
+            if not _is_joinable(item):
+                raise TypeError("chat_send_joined: queued item is not bytes/bytearray")
+            size = len(item)
+            if items and total + size > obs:
+                break
+            items.append(item)
+            total += size
+        first = items[0]
+        if len(items) == 1:
+            data = first[:obs] if total > obs else first
+        else:
+            data = b"".join(items)
+        try:
+            sent = chan.send(data)
+        except OSError:
+            chan.handle_error()
+            return
+        if not sent:
+            chan._ac_send_blocked = True
+            return
+        _consume_sent(fifo, items, sent)
+        _uncount(chan, sent)
+        if chan._ac_send_blocked:
+            chan._ac_send_blocked = False
+        if sent != len(data):
+            return
+        attempts -= len(items)
 
 
 def chat_handle_read(self):

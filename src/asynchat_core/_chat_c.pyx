@@ -30,7 +30,7 @@ __all__ = [
     "FrameTooLarge", "InBuffer", "TerminatorSlot", "terminator_slot", "UNSET",
     "TERM_CALL", "TERM_ATTR", "TERM_SLOT", "terminator_mode", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
-    "DRAIN_ONCE", "DRAIN_FLUSH", "DRAIN_EXACT", "chat_set_terminator",
+    "chat_send_joined", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
 ]
@@ -362,19 +362,6 @@ def chat_deliver(chan, InBuffer inbuf not None, int mode):
 
 cdef object _MAXSIZE = sys.maxsize
 
-# how many producers' more() calls are running (any channel)
-cdef Py_ssize_t _in_more = 0
-
-cdef enum:
-    _ONCE = 0
-    _FLUSH = 1
-    _EXACT = 2
-
-DRAIN_ONCE = _ONCE
-DRAIN_FLUSH = _FLUSH
-DRAIN_EXACT = _EXACT
-
-
 cdef inline bint _is_joinable(object item):
     return type(item) is bytes or type(item) is bytearray
 
@@ -407,14 +394,14 @@ cdef object _join(list items, Py_ssize_t total):
     return out
 
 
-cdef bint _all_joinable(object fifo) except -1:
-    # Joining is only invisible while the queue holds nothing but data: a
-    # producer or a close_when_done() None behind joined items would reach
-    # the head after fewer sends than in CPython, so more() / handle_close
-    # would run on an earlier pass.
+cdef bint _leading_data(object fifo, Py_ssize_t count) except -1:
+    # the first ``count`` queued items (or all, if fewer) are non-empty data
     for item in fifo:
-        if not _is_joinable(item):
+        if count <= 0:
+            break
+        if not _is_joinable(item) or _bytes_len(item) == 0:
             return False
+        count -= 1
     return True
 
 
@@ -444,106 +431,110 @@ cdef int _consume_sent(object fifo, list items, object sent) except -1:
     return 0
 
 
-def chat_drain(chan, fifo, int mode):
+def chat_drain(chan, fifo):
     """Send queued output: the body of ``async_chat.initiate_send``.
 
-    As in CPython, one call makes one ``send()`` attempt (plus any
-    ``more()`` calls and the ``None`` that ``close_when_done`` queued), and
-    stops when the channel is not connected.  Leading ``bytes``/``bytearray``
-    items are joined up to ``ac_out_buffer_size``.  ``mode``:
-    ``DRAIN_ONCE`` (0) one attempt; ``DRAIN_FLUSH`` (1) keep sending while
-    sends complete and the head of the queue is data (the end-of-read flush
-    of deferred pushes, where nothing is dropped or overtaken);
-    ``DRAIN_EXACT`` (2) one attempt of one item, no joining: CPython's own
-    initiate_send, replayed where later data could be dropped or overtaken.
+    Exactly CPython's: one ``send()`` attempt of the item at the head (after
+    any ``more()`` calls and the ``None`` that ``close_when_done`` queued),
+    nothing while the channel is not connected.  Joining several items into
+    one send happens only in ``chat_send_joined``, for pushes deferred
+    during ``handle_read``: anywhere else it would let a producer or a
+    ``close_when_done()`` queued later reach the head after fewer write
+    events than in CPython.
     """
-    global _in_more
     cdef Py_ssize_t obs = chan.ac_out_buffer_size
-    if _in_more:
-        # re-entered from a producer's more(): the outer call will put that
-        # producer's data in front of the queue, so joining here could
-        # reorder bytes; send one item per attempt, as CPython does
-        mode = _EXACT
-    cdef Py_ssize_t total, size
-    cdef list items
     cdef object first, data
-    cdef bint skip_first, empty
     while fifo and chan.connected:
         first = fifo[0]
-        empty = not first
-        if empty:
+        if not first:
             del fifo[0]
             if first is None:
                 chan.handle_close()
                 return
             # CPython still makes one send() of the empty item below and
             # returns: that send is how a dead peer gets noticed
-        if not empty and _is_joinable(first):
-            items = [first]
-            total = _bytes_len(first)
-            if total >= obs or mode == _EXACT or not _all_joinable(fifo):
-                data = first[:obs] if total > obs else first
-            else:
-                skip_first = True
-                for item in fifo:
-                    if skip_first:
-                        skip_first = False
-                        continue
-                    if not _is_joinable(item):
-                        break
-                    size = _bytes_len(item)
-                    if size == 0 or size > obs - total:
-                        break
-                    items.append(item)
-                    total += size
-                data = first if len(items) == 1 else _join(items, total)
-            try:
-                sent_obj = chan.send(data)
-            except OSError:
-                chan.handle_error()
-                return
-            if sent_obj:
-                _consume_sent(fifo, items, sent_obj)
-                _uncount(chan, sent_obj)
-                if chan._ac_send_blocked:
-                    chan._ac_send_blocked = False
-            else:
-                chan._ac_send_blocked = True
-            if mode == _FLUSH and sent_obj == len(data) and fifo and _is_joinable(fifo[0]):
-                continue
-            return
         try:
             data = first[:obs]
         except TypeError:
             # a producer: ask it for more, CPython style
-            _in_more += 1
-            try:
-                data = first.more()
-            finally:
-                _in_more -= 1
+            data = first.more()
             if data:
                 fifo.appendleft(data)
             else:
                 del fifo[0]
             continue
-        # any other sliceable item (memoryview, str with use_encoding):
-        # one item per send, exactly as CPython does
+        # data (str only with use_encoding): one item per send
         if isinstance(data, str) and chan.use_encoding:
             data = bytes(data, chan.encoding)
         try:
-            sent_obj = chan.send(data)
+            sent = chan.send(data)
         except OSError:
             chan.handle_error()
             return
-        if not sent_obj and len(data):
-            chan._ac_send_blocked = True
-        if sent_obj:
-            _uncount(chan, sent_obj)
-            if sent_obj < len(data) or obs < len(first):
-                fifo[0] = first[sent_obj:]
-            else:
-                del fifo[0]
+        if not sent:
+            if len(data):
+                chan._ac_send_blocked = True
+            return
+        _uncount(chan, sent)
+        if chan._ac_send_blocked:
+            chan._ac_send_blocked = False
+        if not fifo or fifo[0] is not first:
+            return  # changed meanwhile (another thread): leave it alone
+        if sent < len(data) or obs < len(first):
+            fifo[0] = first[sent:]
+        else:
+            del fifo[0]
         return
+
+
+def chat_send_joined(chan, fifo, Py_ssize_t attempts):
+    """Send what ``attempts`` CPython send attempts would, in fewer sends.
+
+    The first ``attempts`` queued items must be non-empty data.  CPython
+    sends one item (at most ``ac_out_buffer_size`` bytes) per attempt and,
+    once a send falls short, the rest send nothing; joining the same items
+    into sends of at most ``ac_out_buffer_size`` bytes, stopping at the
+    first short send, puts the same bytes on the wire.
+    """
+    cdef Py_ssize_t obs = chan.ac_out_buffer_size
+    cdef Py_ssize_t total, size, taken
+    cdef list items
+    cdef object first, data
+    while attempts > 0 and fifo and chan.connected:
+        items = []
+        total = 0
+        taken = 0
+        for item in fifo:
+            if taken >= attempts:
+                break
+            if not _is_joinable(item):
+                raise TypeError("chat_send_joined: queued item is not bytes/bytearray")
+            size = _bytes_len(item)
+            if taken and size > obs - total:
+                break
+            items.append(item)
+            total += size
+            taken += 1
+        first = items[0]
+        if taken == 1:
+            data = first[:obs] if total > obs else first
+        else:
+            data = _join(items, total)
+        try:
+            sent = chan.send(data)
+        except OSError:
+            chan.handle_error()
+            return
+        if not sent:
+            chan._ac_send_blocked = True
+            return
+        _consume_sent(fifo, items, sent)
+        _uncount(chan, sent)
+        if chan._ac_send_blocked:
+            chan._ac_send_blocked = False
+        if sent != len(data):
+            return
+        attempts -= taken
 
 
 # The functions below are async_chat's hot methods; asynchat.py binds them
@@ -569,28 +560,29 @@ def chat_get_terminator(self):
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    chat_drain(self, self.producer_fifo, _ONCE)
+    chat_drain(self, self.producer_fifo)
 
 
 def chat_flush_owed(self, exact=False):
     """Make the sends that pushes deferred during handle_read.
 
-    ``exact``: replay CPython's one-item send per deferred push, for when
-    the caller is about to drop or overtake queued data (close, a direct
-    send, discard_buffers...); otherwise join them.
+    Each deferred push owes one CPython ``initiate_send``.  When those would
+    only send the data at the head, the items are joined
+    (``chat_send_joined``); otherwise, or with ``exact`` (the caller is
+    about to drop or overtake queued data), they are replayed one by one.
     """
     owed = self._ac_send_owed
     if not owed:
         return
     self._ac_send_owed = 0
     fifo = self.producer_fifo
-    if not exact and _all_joinable(fifo):
-        chat_drain(self, fifo, _FLUSH)
+    if not exact and _leading_data(fifo, owed):
+        chat_send_joined(self, fifo, owed)
         return
     for _ in range(owed):
         if not fifo:
             return
-        chat_drain(self, fifo, _EXACT)
+        chat_drain(self, fifo)
 
 
 def chat_handle_read(self):
