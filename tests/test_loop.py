@@ -453,6 +453,7 @@ def test_push_from_other_channel_sends_promptly(backend, cmap):
 
 def test_timer_order_cancel_and_errors(twin, capsys):
     order = []
+    start = time.monotonic()  # before scheduling: a preemption may follow
     asyncore.call_later(0.03, order.append, "c")
     asyncore.call_later(0.01, order.append, "a")
     asyncore.call_later(0.02, order.append, "b1")
@@ -466,7 +467,6 @@ def test_timer_order_cancel_and_errors(twin, capsys):
         raise ValueError("timer broke")
 
     asyncore.call_later(0.025, boom)
-    start = time.monotonic()
     asyncore.loop(timeout=30.0, map={})  # no channels: runs until timers end
     elapsed = time.monotonic() - start
     assert order == ["a", "b1", "b2", "boom", "c"]
@@ -629,9 +629,9 @@ def test_select_nothing_registered_sleeps(twin, windows_select):
 
 def test_select_timers_only_loop_sleeps_until_each(twin, windows_select):
     order = []
+    start = time.monotonic()  # before scheduling: a preemption may follow
     asyncore.call_later(0.04, order.append, "b")
     asyncore.call_later(0.02, order.append, "a")
-    start = time.monotonic()
     asyncore.loop(timeout=30.0, map={}, backend="select")
     elapsed = time.monotonic() - start
     assert order == ["a", "b"]
@@ -647,8 +647,8 @@ def test_select_channel_without_interest_waits_for_timer(twin, cmap, windows_sel
 
     chan = Mute(a, cmap)
     hits = []
+    start = time.monotonic()  # before scheduling: a preemption may follow
     asyncore.call_later(0.05, hits.append, 1)
-    start = time.monotonic()
     asyncore.loop(timeout=10.0, map=cmap, count=1, backend="select")
     assert hits == [1]
     assert 0.04 <= time.monotonic() - start < 1.0
