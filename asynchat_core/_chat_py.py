@@ -445,7 +445,7 @@ def chat_send_joined(chan, fifo, attempts):
     """
     obs = chan.ac_out_buffer_size
     while attempts > 0 and fifo and chan.connected:
-        items = []  # type: list
+        items = []  # type: list[bytes]
         total = 0
         for item in islice(fifo, attempts):
             if not _is_joinable(item):
