@@ -539,9 +539,9 @@ def chat_push(self, data):
     head = fifo[0] if fifo else None
     if not (self._ac_send_blocked and _is_joinable(head) and head):
         # (skipped: a send just returned 0 and CPython's initiate_send would
-        # only retry sending the data at the head; re-joining the queue for
-        # that before the loop reports the socket writable is wasted work.
-        # Any other head -- a producer, None -- is handled now, as CPython.)
+        # only retry sending the data at the head, a system call that takes
+        # nothing until the loop reports the socket writable.  Any other
+        # head -- a producer, None -- is handled now, as CPython.)
         self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)

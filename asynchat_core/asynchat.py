@@ -17,7 +17,7 @@ __all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge
 FrameTooLarge = _kernels.FrameTooLarge
 find_prefix_at_end = _kernels.find_prefix_at_end
 _InBuffer = _kernels.InBuffer
-_kernels.set_loop_hook(getattr(asyncore, "_loop_touch", None))
+_kernels.set_loop_hook(asyncore._loop_touch)
 
 # async_chat methods that are kernel functions bound into the class
 _KERNEL_METHODS = (
@@ -209,5 +209,5 @@ def _use_kernels(module):
     for name in _KERNEL_METHODS:
         setattr(async_chat, name, getattr(module, "chat_" + name))
     async_chat.terminator = module.terminator_slot
-    module.set_loop_hook(getattr(asyncore, "_loop_touch", None))
+    module.set_loop_hook(asyncore._loop_touch)
     return previous

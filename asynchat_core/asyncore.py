@@ -402,6 +402,8 @@ class dispatcher:
     #: For a listener: how many accepted connections may be open at once
     #: (None: unlimited, as in CPython); the rest go to handle_refused().
     max_connections = None
+    _accepted_socks = None  # sockets accepted under max_connections
+    _next_prune = 0.0
 
     def __init__(self, sock=None, map=None):
         self._map = socket_map if map is None else map
@@ -679,10 +681,12 @@ class dispatcher:
     def _admit(self, sock):
         # Count the sockets this listener accepted that are still open.
         # Pruning is O(cap), so at the cap it runs at most every 10 ms.
-        accepted = self.__dict__.setdefault("_accepted_socks", [])
+        accepted = self._accepted_socks
+        if accepted is None:
+            accepted = self._accepted_socks = []
         if len(accepted) >= self.max_connections:
             now = time.monotonic()
-            if now < self.__dict__.get("_next_prune", 0.0):
+            if now < self._next_prune:
                 return False
             accepted[:] = [s for s in accepted if s.fileno() != -1]
             self._next_prune = now + 0.01
