@@ -18,7 +18,9 @@ close the channel, so all state is re-read after each callback, exactly as
 CPython 3.11's ``asynchat`` does.
 """
 
+import socket
 import sys
+from errno import EBADF, ECONNABORTED, ECONNRESET, ENOTCONN, EPIPE, ESHUTDOWN, EWOULDBLOCK
 from itertools import islice
 
 __all__ = [
@@ -28,6 +30,9 @@ __all__ = [
     "chat_send_joined", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
+    "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
+    "chan_handle_read_event", "chan_handle_write_event",
+    "chat_readable", "chat_writable", "chat_handle_write", "chat_send",
 ]
 
 
@@ -573,3 +578,132 @@ def chat__get_data(self):
     data = b"".join(self.incoming)
     del self.incoming[:]
     return data
+
+
+# ---------------------------------------------------------------------------
+# The hot methods of ``asyncore.dispatcher`` (``chan_*``) and the rest of
+# ``async_chat``'s: bound into those classes like the ones above, so that a
+# request served by the library's own code runs no Python frame but the
+# user's handlers.
+
+#: errnos meaning "the peer is gone": they close the channel, not report it
+DISCONNECTED = frozenset({ECONNRESET, ENOTCONN, ESHUTDOWN, ECONNABORTED, EPIPE, EBADF})
+
+# send() flag that turns SIGPIPE into EPIPE (Linux, BSD); macOS has none and
+# its sockets get SO_NOSIGPIPE instead (asyncore's set_socket)
+_MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_socket_type = socket.socket
+
+
+def chan_recv(self, buffer_size):
+    """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
+    while True:
+        try:
+            data = self.socket.recv(buffer_size)
+            break
+        except InterruptedError:
+            continue  # a wrapped socket may not retry EINTR itself
+        except OSError as why:
+            # some platforms report a vanished peer as ENOTCONN
+            if why.errno in DISCONNECTED:
+                self.handle_close()
+                return b""
+            raise
+    if not data:
+        # readable with nothing to read: the peer closed
+        self.handle_close()
+        return b""
+    return data
+
+
+def chan_send(self, data):
+    """Send what the socket takes now; return the byte count (0 if it would block)."""
+    sock = self.socket
+    while True:
+        try:
+            if type(sock) is _socket_type and _MSG_NOSIGNAL:
+                # a reset peer must not kill the process even where SIGPIPE
+                # has its default action (plain sockets only: SSL sockets
+                # and file wrappers take no flags)
+                return sock.send(data, _MSG_NOSIGNAL)
+            return sock.send(data)
+        except InterruptedError:
+            continue  # a wrapped socket may not retry EINTR itself
+        except OSError as why:
+            if why.errno == EWOULDBLOCK:
+                return 0
+            if why.errno in DISCONNECTED:
+                self.handle_close()
+                return 0
+            raise
+
+
+def chan_readable(self):
+    """Whether the loop should watch for input (always, by default)."""
+    return True
+
+
+def chan_writable(self):
+    """Whether the loop should watch for writability (always, by default)."""
+    return True
+
+
+def chan_handle_read_event(self):
+    """The loop saw input: accept, finish a connect, or read."""
+    if self.accepting:
+        # a listening socket spawns connected sockets instead of reading
+        self.handle_accept()
+    elif not self.connected:
+        if self.connecting:
+            self.handle_connect_event()
+        self.handle_read()
+    else:
+        self.handle_read()
+
+
+def chan_handle_write_event(self):
+    """The loop saw the socket writable: finish a connect, then write."""
+    if self.accepting:
+        return  # spurious for a listening socket: ignore it
+    if not self.connected and self.connecting:
+        self.handle_connect_event()
+    self.handle_write()
+
+
+def chat_readable(self):
+    """Watch for input unless output back-pressure paused reading."""
+    high = self.ac_out_high_water
+    if high is None:
+        return 1
+    if not self.producer_fifo:
+        self._ac_out_queued = 0  # resynchronise: nothing is queued
+    queued = self._ac_out_queued
+    if self._ac_reading_paused:
+        low = self.ac_out_low_water
+        if queued > (high // 2 if low is None else low):
+            return 0
+        self._ac_reading_paused = False
+        return 1
+    if queued > high:
+        self._ac_reading_paused = True
+        return 0
+    return 1
+
+
+def chat_writable(self):
+    """Watch for writability while output is queued or a connect is pending."""
+    return self.producer_fifo or (not self.connected)
+
+
+def chat_handle_write(self):
+    """The socket is writable: send more of the queued output."""
+    self._ac_send_blocked = False  # the loop says the socket is writable
+    self.initiate_send()
+
+
+def chat_send(self, data):
+    """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
+    # Deferred pushes were "sent" before this call in CPython's order.
+    if self._ac_send_owed:
+        chat_flush_owed(self, True)
+    return chan_send(self, data)

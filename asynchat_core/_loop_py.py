@@ -56,6 +56,10 @@ _SELECT_BAD_ERRNOS = frozenset(
     if hasattr(errno, name)
 )
 
+# the event handlers _deliver calls
+DELIVER_READ, DELIVER_WRITE, DELIVER_EXPT = 0, 1, 2
+_EVENT_METHODS = ("handle_read_event", "handle_write_event", "handle_expt_event")
+
 SWEEP_INTERVAL = 1.0  # seconds between re-checks of every state-driven channel
 ACCEPT_BACKOFF_MIN = 0.05
 ACCEPT_BACKOFF_MAX = 1.0
@@ -787,11 +791,12 @@ class Loop:
         entry.paused_until = 0.0
         self.dirty.add(entry.fd)
 
-    def _deliver(self, entry, method, now):
-        """Call one handle_*_event; True if the channel is still there."""
+    def _deliver(self, entry, kind, now):
+        """Call one handle_*_event (``kind``: DELIVER_READ/WRITE/EXPT); True
+        if the channel is still there."""
         obj = entry.obj
         try:
-            method()
+            getattr(obj, _EVENT_METHODS[kind])()
         except self.reraised:
             raise
         except OSError as err:
@@ -819,16 +824,16 @@ class Loop:
             self.dirty.add(fd)
         read_done = False
         if ev & (EV_IN | EV_HUP | EV_ERR) and entry.kmask & EV_IN:
-            if not self._deliver(entry, obj.handle_read_event, now):
+            if not self._deliver(entry, DELIVER_READ, now):
                 return
             read_done = True
             if entry.backoff and entry.paused_until <= now:
                 entry.backoff = 0.0
         if ev & EV_OUT:
-            if not self._deliver(entry, obj.handle_write_event, now):
+            if not self._deliver(entry, DELIVER_WRITE, now):
                 return
         if ev & EV_PRI:
-            if not self._deliver(entry, obj.handle_expt_event, now):
+            if not self._deliver(entry, DELIVER_EXPT, now):
                 return
         if ev & EV_GONE:
             if ev & EV_NVAL or not read_done or _pending_bytes(fd) <= 0:

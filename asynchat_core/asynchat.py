@@ -22,7 +22,7 @@ _kernels.set_loop_hook(asyncore._loop_touch)
 # async_chat methods that are kernel functions bound into the class
 _KERNEL_METHODS = (
     "get_terminator", "handle_read", "push", "initiate_send", "set_terminator",
-    "_collect_incoming_data", "_get_data",
+    "_collect_incoming_data", "_get_data", "readable", "writable", "handle_write", "send",
 )
 
 
@@ -106,18 +106,10 @@ class async_chat(asyncore.dispatcher):
     handle_read = _kernels.chat_handle_read
     push = _kernels.chat_push
     initiate_send = _kernels.chat_initiate_send
-
-    def handle_write(self):
-        """The socket is writable: send more of the queued output."""
-        self._ac_send_blocked = False  # the loop says the socket is writable
-        self.initiate_send()
-
-    def send(self, data):
-        """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
-        # Deferred pushes were "sent" before this call in CPython's order.
-        if self._ac_send_owed:
-            _kernels.chat_flush_owed(self, True)
-        return asyncore.dispatcher.send(self, data)
+    handle_write = _kernels.chat_handle_write
+    send = _kernels.chat_send
+    readable = _kernels.chat_readable
+    writable = _kernels.chat_writable
 
     def close(self):
         """Flush deferred output, then close the channel."""
@@ -137,29 +129,6 @@ class async_chat(asyncore.dispatcher):
         self.producer_fifo.append(producer)
         self.initiate_send()
         asyncore._loop_touch(self)
-
-    def readable(self):
-        "predicate for inclusion in the readable for select()"
-        high = self.ac_out_high_water
-        if high is None:
-            return 1
-        if not self.producer_fifo:
-            self._ac_out_queued = 0  # resynchronise: nothing is queued
-        queued = self._ac_out_queued
-        if self._ac_reading_paused:
-            low = self.ac_out_low_water
-            if queued > (high // 2 if low is None else low):
-                return 0
-            self._ac_reading_paused = False
-            return 1
-        if queued > high:
-            self._ac_reading_paused = True
-            return 0
-        return 1
-
-    def writable(self):
-        "predicate for inclusion in the writable for select()"
-        return self.producer_fifo or (not self.connected)
 
     def close_when_done(self):
         """Close the channel once everything queued before this is sent."""
@@ -210,4 +179,5 @@ def _use_kernels(module):
         setattr(async_chat, name, getattr(module, "chat_" + name))
     async_chat.terminator = module.terminator_slot
     module.set_loop_hook(asyncore._loop_touch)
+    asyncore._use_kernels(module)
     return previous

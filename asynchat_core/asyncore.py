@@ -18,17 +18,18 @@ from errno import (
     EALREADY,
     EBADF,
     ECONNABORTED,
-    ECONNRESET,
+    ECONNRESET,  # noqa: F401 (module attribute, as in the stdlib)
     EINPROGRESS,
     EINVAL,
     EISCONN,
     ENOTCONN,
-    EPIPE,
-    ESHUTDOWN,
+    EPIPE,  # noqa: F401 (module attribute, as in the stdlib)
+    ESHUTDOWN,  # noqa: F401 (module attribute, as in the stdlib)
     EWOULDBLOCK,
     errorcode,
 )
 
+from ._impl import chat_kernels as _kernels
 from ._impl import loop_kernels as _loopk
 
 __all__ = [
@@ -40,9 +41,7 @@ if os.name == "posix":
     __all__ += ["file_dispatcher", "file_wrapper"]
 
 # errnos meaning "the peer is gone": they close the channel, not report it
-_DISCONNECTED = frozenset(
-    {ECONNRESET, ENOTCONN, ESHUTDOWN, ECONNABORTED, EPIPE, EBADF}
-)
+_DISCONNECTED = _kernels.DISCONNECTED
 
 socket_map = {}
 
@@ -239,6 +238,22 @@ def _get_loop(map, backend):
                      _reraised_exceptions, _DISCONNECTED)
     _loops[key] = lp
     return lp
+
+
+_DISPATCHER_KERNELS = (
+    "send", "recv", "readable", "writable", "handle_read_event", "handle_write_event",
+)
+
+
+def _use_kernels(module):
+    """Rebind dispatcher's kernel methods to ``module`` (see asynchat._use_kernels)."""
+    global _kernels, _known_predicates
+    _kernels = module
+    for name in _DISPATCHER_KERNELS:
+        setattr(dispatcher, name, getattr(module, "chan_" + name))
+    _known_predicates = None  # the loops know the previous functions
+    for key in list(_loops):
+        _loops.pop(key).close()
 
 
 def _loop_note(map, fd):
@@ -484,15 +499,6 @@ class dispatcher:
         except OSError:
             pass
 
-    # predicates the loop asks every pass
-    def readable(self):
-        """Whether the loop should watch this channel for input (default: always)."""
-        return True
-
-    def writable(self):
-        """Whether the loop should watch this channel for output (default: always)."""
-        return True
-
     # socket methods
     def listen(self, num):
         """Mark the channel as a listener and start accepting connections."""
@@ -535,46 +541,15 @@ class dispatcher:
             raise
         return conn, addr
 
-    def send(self, data):
-        """Send what the socket takes now; return the byte count (0 if it would block)."""
-        sock = self.socket
-        while True:
-            try:
-                if type(sock) is socket.socket and _MSG_NOSIGNAL:
-                    # a reset peer must not kill the process even where
-                    # SIGPIPE has its default action (plain sockets only:
-                    # SSL sockets and file wrappers take no flags)
-                    return sock.send(data, _MSG_NOSIGNAL)
-                return sock.send(data)
-            except InterruptedError:
-                continue  # a wrapped socket may not retry EINTR itself
-            except OSError as why:
-                if why.errno == EWOULDBLOCK:
-                    return 0
-                if why.errno in _DISCONNECTED:
-                    self.handle_close()
-                    return 0
-                raise
-
-    def recv(self, buffer_size):
-        """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
-        while True:
-            try:
-                data = self.socket.recv(buffer_size)
-                break
-            except InterruptedError:
-                continue  # a wrapped socket may not retry EINTR itself
-            except OSError as why:
-                # some platforms report a vanished peer as ENOTCONN
-                if why.errno in _DISCONNECTED:
-                    self.handle_close()
-                    return b""
-                raise
-        if not data:
-            # readable with nothing to read: the peer closed
-            self.handle_close()
-            return b""
-        return data
+    # hot methods: kernel functions bound into the class (overridable like
+    # any method), so the library's own code runs no Python frame per event
+    send = _kernels.chan_send
+    recv = _kernels.chan_recv
+    # the predicates the loop asks (when overridden: every pass)
+    readable = _kernels.chan_readable
+    writable = _kernels.chan_writable
+    handle_read_event = _kernels.chan_handle_read_event
+    handle_write_event = _kernels.chan_handle_write_event
 
     def close(self):
         """Unregister the channel and close its socket."""
@@ -600,18 +575,6 @@ class dispatcher:
             print("%s: %s" % (type, message))
 
     # event dispatch
-    def handle_read_event(self):
-        """The loop saw input: accept, finish a connect, or read."""
-        if self.accepting:
-            # a listening socket spawns connected sockets instead of reading
-            self.handle_accept()
-        elif not self.connected:
-            if self.connecting:
-                self.handle_connect_event()
-            self.handle_read()
-        else:
-            self.handle_read()
-
     def handle_connect_event(self):
         """A pending connect finished: raise its error or call ``handle_connect``."""
         err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -620,14 +583,6 @@ class dispatcher:
         self.handle_connect()
         self.connected = True
         self.connecting = False
-
-    def handle_write_event(self):
-        """The loop saw the socket writable: finish a connect, then write."""
-        if self.accepting:
-            return  # spurious for a listening socket: ignore it
-        if not self.connected and self.connecting:
-            self.handle_connect_event()
-        self.handle_write()
 
     def handle_expt_event(self):
         """The loop saw an exceptional condition: a socket error closes, else ``handle_expt``."""

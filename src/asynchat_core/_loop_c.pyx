@@ -57,6 +57,13 @@ _SELECT_BAD_ERRNOS = frozenset(
     if hasattr(errno, name)
 )
 
+# the event handlers _deliver calls
+cdef enum:
+    _DELIVER_READ = 0
+    _DELIVER_WRITE = 1
+    _DELIVER_EXPT = 2
+DELIVER_READ, DELIVER_WRITE, DELIVER_EXPT = _DELIVER_READ, _DELIVER_WRITE, _DELIVER_EXPT
+
 SWEEP_INTERVAL = 1.0  # seconds between re-checks of every state-driven channel
 ACCEPT_BACKOFF_MIN = 0.05
 ACCEPT_BACKOFF_MAX = 1.0
@@ -791,11 +798,18 @@ cdef class Loop:
         entry.paused_until = 0.0
         self.dirty.add(entry.fd)
 
-    cpdef bint _deliver(self, Entry entry, method, double now) except? -1:
-        """Call one handle_*_event; True if the channel is still there."""
+    cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1:
+        """Call one handle_*_event (``kind``: DELIVER_READ/WRITE/EXPT); True
+        if the channel is still there."""
         obj = entry.obj
         try:
-            method()
+            # method calls by name: no bound method object per event
+            if kind == _DELIVER_READ:
+                obj.handle_read_event()
+            elif kind == _DELIVER_WRITE:
+                obj.handle_write_event()
+            else:
+                obj.handle_expt_event()
         except self.reraised:
             raise
         except OSError as err:
@@ -824,16 +838,16 @@ cdef class Loop:
             self.dirty.add(fd)
         read_done = False
         if ev & (EV_IN | EV_HUP | EV_ERR) and entry.kmask & EV_IN:
-            if not self._deliver(entry, obj.handle_read_event, now):
+            if not self._deliver(entry, _DELIVER_READ, now):
                 return
             read_done = True
             if entry.backoff and entry.paused_until <= now:
                 entry.backoff = 0.0
         if ev & EV_OUT:
-            if not self._deliver(entry, obj.handle_write_event, now):
+            if not self._deliver(entry, _DELIVER_WRITE, now):
                 return
         if ev & EV_PRI:
-            if not self._deliver(entry, obj.handle_expt_event, now):
+            if not self._deliver(entry, _DELIVER_EXPT, now):
                 return
         if ev & EV_GONE:
             if ev & EV_NVAL or not read_done or _pending_bytes(fd) <= 0:
