@@ -29,7 +29,7 @@ __all__ = [
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
     "chat_send_joined", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
-    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
+    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook", "chan_state",
     "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
     "chan_handle_read_event", "chan_handle_write_event",
     "chat_readable", "chat_writable", "chat_handle_write", "chat_send",
@@ -101,22 +101,40 @@ class TerminatorSlot:
 terminator_slot = TerminatorSlot()
 
 
-class InBuffer:
-    """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``.
+def chan_state(chan):
+    """The channel's ``InBuffer``, created if ``async_chat.__init__`` did
+    not run (CPython's push/send work without it)."""
+    try:
+        return chan._ac_in
+    except AttributeError:
+        state = chan._ac_in = InBuffer(b"")
+        return state
 
-    ``frame`` counts the bytes of the current frame already handed to
-    ``collect_incoming_data``, for the ``ac_max_frame_size`` cap.
-    ``terminator`` backs ``async_chat.terminator`` (``UNSET`` until set), so
-    the kernel reads it without an attribute lookup per frame.
+
+class InBuffer:
+    """The kernels' state of one channel (``async_chat._ac_in``).
+
+    Unread input: ``data[pos:]`` is ``ac_in_buffer``.  ``frame`` counts the
+    bytes of the current frame already handed to ``collect_incoming_data``,
+    for the ``ac_max_frame_size`` cap.  ``terminator`` backs
+    ``async_chat.terminator`` (``UNSET`` until set).
+
+    Output flags: ``corked`` while ``handle_read`` defers pushes, ``owed``
+    how many pushes deferred their send, ``blocked`` when the last send
+    took nothing.  Kept here, not on the channel, so the kernels read them
+    as fields, not attribute lookups.
     """
 
-    __slots__ = ("data", "pos", "frame", "terminator")
+    __slots__ = ("data", "pos", "frame", "terminator", "corked", "owed", "blocked")
 
     def __init__(self, data=b""):
         self.data = data
         self.pos = 0
         self.frame = 0
         self.terminator = UNSET
+        self.corked = False
+        self.owed = 0
+        self.blocked = False
 
     def value(self):
         """Return the unread input, compacting it first (what users see)."""
@@ -378,11 +396,10 @@ def chat_drain(chan, fifo):
             return
         if not sent:
             if len(data):
-                chan._ac_send_blocked = True
+                chan_state(chan).blocked = True
             return
         _uncount(chan, sent)
-        if chan._ac_send_blocked:
-            chan._ac_send_blocked = False
+        chan_state(chan).blocked = False
         if not fifo or fifo[0] is not first:
             return  # changed meanwhile (another thread): leave it alone
         if sent < len(data) or obs < len(first):
@@ -425,10 +442,11 @@ def chat_flush_owed(self, exact=False):
     (``chat_send_joined``); otherwise, or with ``exact`` (the caller is
     about to drop or overtake queued data), they are replayed one by one.
     """
-    owed = self._ac_send_owed
+    state = chan_state(self)
+    owed = state.owed
     if not owed:
         return
-    self._ac_send_owed = 0
+    state.owed = 0
     fifo = self.producer_fifo
     if not exact and _leading_data(fifo, owed):
         chat_send_joined(self, fifo, owed)
@@ -471,12 +489,11 @@ def chat_send_joined(chan, fifo, attempts):
             chan.handle_error()
             return
         if not sent:
-            chan._ac_send_blocked = True
+            chan_state(chan).blocked = True
             return
         _consume_sent(fifo, items, sent)
         _uncount(chan, sent)
-        if chan._ac_send_blocked:
-            chan._ac_send_blocked = False
+        chan_state(chan).blocked = False
         if sent != len(data):
             return
         attempts -= len(items)
@@ -503,17 +520,17 @@ def chat_handle_read(self):
     mode = terminator_mode(self)
 
     inbuf = self._ac_in
-    if (self._ac_corked or not self.ac_coalesce_pushes
+    if (inbuf.corked or not self.ac_coalesce_pushes
             or cls.initiate_send is not chat_initiate_send):
         chat_feed(self, inbuf, data, mode)
         return
     fifo = self.producer_fifo
     was_empty = not fifo
-    self._ac_corked = True
+    inbuf.corked = True
     try:
         chat_feed(self, inbuf, data, mode)
     finally:
-        self._ac_corked = False
+        inbuf.corked = False
         chat_flush_owed(self)
         if was_empty and _loop_hook is not None and self.producer_fifo:
             _loop_hook(self)
@@ -533,16 +550,17 @@ def chat_push(self, data):
             fifo.append(data[start:start + size])
     else:
         fifo.append(data)
-    if self._ac_corked:
+    state = chan_state(self)
+    if state.corked:
         head = fifo[0]
         if _is_joinable(head) and head:
             # CPython would send part of the head now; it is sent, joined
             # with what follows, when handle_read returns
-            self._ac_send_owed += 1
+            state.owed += 1
             return  # handle_read calls the loop hook when it ends
         chat_flush_owed(self, True)
     head = fifo[0] if fifo else None
-    if not (self._ac_send_blocked and _is_joinable(head) and head):
+    if not (state.blocked and _is_joinable(head) and head):
         # (skipped: a send just returned 0 and CPython's initiate_send would
         # only retry sending the data at the head, a system call that takes
         # nothing until the loop reports the socket writable.  Any other
@@ -697,13 +715,13 @@ def chat_writable(self):
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
-    self._ac_send_blocked = False  # the loop says the socket is writable
+    chan_state(self).blocked = False  # the loop says the socket is writable
     self.initiate_send()
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
     # Deferred pushes were "sent" before this call in CPython's order.
-    if self._ac_send_owed:
+    if chan_state(self).owed:
         chat_flush_owed(self, True)
     return chan_send(self, data)

@@ -49,14 +49,11 @@ class async_chat(asyncore.dispatcher):
     ac_out_low_water = None
     _ac_out_queued = 0  # bytes pushed and not yet sent, while tracked
     _ac_reading_paused = False
-    _ac_send_blocked = False  # the last send() took nothing
 
     #: Send the replies pushed while one read is handled in one send() when
     #: handle_read returns (README, deviation 1).  False: one send per push,
     #: as in CPython.
     ac_coalesce_pushes = True
-    _ac_corked = False  # inside handle_read: pushes are deferred
-    _ac_send_owed = 0  # how many pushes deferred their send
 
     #: The input delimiter (see set_terminator); stored in the channel's
     #: input state so the kernel reads it without a lookup per frame.
@@ -114,7 +111,7 @@ class async_chat(asyncore.dispatcher):
     def close(self):
         """Flush deferred output, then close the channel."""
         # A reply pushed just before close() must still go out.
-        if self._ac_send_owed:
+        if _kernels.chan_state(self).owed:
             _kernels.chat_flush_owed(self, True)
         asyncore.dispatcher.close(self)
 
@@ -124,7 +121,7 @@ class async_chat(asyncore.dispatcher):
 
     def push_with_producer(self, producer):
         """Queue a producer (an object with ``more()``) and try to send now."""
-        if self._ac_corked:
+        if _kernels.chan_state(self).corked:
             _kernels.chat_flush_owed(self, True)
         self.producer_fifo.append(producer)
         self.initiate_send()
@@ -132,14 +129,14 @@ class async_chat(asyncore.dispatcher):
 
     def close_when_done(self):
         """Close the channel once everything queued before this is sent."""
-        if self._ac_corked:
+        if _kernels.chan_state(self).corked:
             _kernels.chat_flush_owed(self, True)
         self.producer_fifo.append(None)
         asyncore._loop_touch(self)
 
     def discard_buffers(self):
         """Drop all buffered input and queued output (emergencies only)."""
-        if self._ac_send_owed:
+        if _kernels.chan_state(self).owed:
             _kernels.chat_flush_owed(self, True)  # CPython had sent these already
         self._ac_in.discard()
         del self.incoming[:]

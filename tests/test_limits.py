@@ -263,7 +263,7 @@ def test_push_after_a_refused_send_waits_for_writability(kernels):
     try:
         expected = bytearray()
         piece = 0
-        while not chan._ac_send_blocked:
+        while not chan._ac_in.blocked:
             item = b"%08d" % piece * 128
             expected += item
             chan.push(item)

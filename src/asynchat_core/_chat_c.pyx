@@ -34,7 +34,7 @@ __all__ = [
     "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
     "chat_send_joined", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
-    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
+    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook", "chan_state",
     "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
     "chan_handle_read_event", "chan_handle_write_event",
     "chat_readable", "chat_writable", "chat_handle_write", "chat_send",
@@ -90,24 +90,35 @@ cdef object _terminator_slot = terminator_slot
 
 
 cdef class InBuffer:
-    """Unread input of one channel: ``data[pos:]`` is ``ac_in_buffer``.
+    """The kernels' state of one channel (``async_chat._ac_in``).
 
-    ``frame`` counts the bytes of the current frame already handed to
-    ``collect_incoming_data``, for the ``ac_max_frame_size`` cap.
-    ``terminator`` backs ``async_chat.terminator`` (``UNSET`` until set), so
-    the kernel reads it without an attribute lookup per frame.
+    Unread input: ``data[pos:]`` is ``ac_in_buffer``.  ``frame`` counts the
+    bytes of the current frame already handed to ``collect_incoming_data``,
+    for the ``ac_max_frame_size`` cap.  ``terminator`` backs
+    ``async_chat.terminator`` (``UNSET`` until set).
+
+    Output flags: ``corked`` while ``handle_read`` defers pushes, ``owed``
+    how many pushes deferred their send, ``blocked`` when the last send
+    took nothing.  Kept here, not on the channel, so the kernels read them
+    as fields, not attribute lookups.
     """
 
     cdef public object data
     cdef public Py_ssize_t pos
     cdef public Py_ssize_t frame
     cdef public object terminator
+    cdef public bint corked
+    cdef public Py_ssize_t owed
+    cdef public bint blocked
 
     def __init__(self, data=b""):
         self.data = data
         self.pos = 0
         self.frame = 0
         self.terminator = UNSET
+        self.corked = False
+        self.owed = 0
+        self.blocked = False
 
     cpdef object value(self):
         """Return the unread input, compacting it first (what users see)."""
@@ -126,6 +137,21 @@ cdef class InBuffer:
         self.data = b""
         self.pos = 0
         self.frame = 0
+
+
+cdef InBuffer _state(chan):
+    try:
+        return <InBuffer?>chan._ac_in
+    except AttributeError:
+        state = InBuffer(b"")
+        chan._ac_in = state
+        return state
+
+
+def chan_state(chan):
+    """The channel's ``InBuffer``, created if ``async_chat.__init__`` did
+    not run (CPython's push/send work without it)."""
+    return _state(chan)
 
 
 cdef Py_ssize_t _find(const char *hay, Py_ssize_t hay_len,
@@ -214,12 +240,7 @@ cpdef int terminator_mode(chan) except -1:
     return _TERM_ATTR
 
 
-def chat_feed(chan, InBuffer inbuf not None, data, int mode):
-    """Append received ``data`` to ``inbuf`` and deliver what it completes.
-
-    This is ``async_chat.handle_read`` after its ``recv()``; ``mode`` is
-    ``terminator_mode(chan)``.
-    """
+cdef object _feed(chan, InBuffer inbuf, data, int mode):
     current = inbuf.data
     if (type(current) is bytes and type(data) is bytes
             and inbuf.pos >= PyBytes_GET_SIZE(current)):
@@ -227,7 +248,16 @@ def chat_feed(chan, InBuffer inbuf not None, data, int mode):
         inbuf.pos = 0
     else:
         inbuf.assign(inbuf.value() + data)
-    return chat_deliver(chan, inbuf, mode)
+    return _deliver(chan, inbuf, mode)
+
+
+def chat_feed(chan, InBuffer inbuf not None, data, int mode):
+    """Append received ``data`` to ``inbuf`` and deliver what it completes.
+
+    This is ``async_chat.handle_read`` after its ``recv()``; ``mode`` is
+    ``terminator_mode(chan)``.
+    """
+    return _feed(chan, inbuf, data, mode)
 
 
 cdef inline Py_ssize_t _held(InBuffer inbuf) noexcept:
@@ -288,8 +318,7 @@ cdef inline object _term_now(chan, InBuffer inbuf, int mode):
     return chan.terminator
 
 
-def chat_deliver(chan, InBuffer inbuf not None, int mode):
-    """Run the terminator loop over the buffered input until it needs more."""
+cdef object _deliver(chan, InBuffer inbuf, int mode):
     cdef object data, term
     cdef Py_ssize_t pos, total, size, count, index, term_len, partial
     cdef const char *base
@@ -365,7 +394,13 @@ def chat_deliver(chan, InBuffer inbuf not None, int mode):
             return _spec.chat_deliver(chan, inbuf, mode)
 
 
+def chat_deliver(chan, InBuffer inbuf not None, int mode):
+    """Run the terminator loop over the buffered input until it needs more."""
+    return _deliver(chan, inbuf, mode)
+
+
 cdef object _MAXSIZE = sys.maxsize
+
 
 cdef inline bint _is_joinable(object item):
     return type(item) is bytes or type(item) is bytearray
@@ -436,17 +471,7 @@ cdef int _consume_sent(object fifo, list items, object sent) except -1:
     return 0
 
 
-def chat_drain(chan, fifo):
-    """Send queued output: the body of ``async_chat.initiate_send``.
-
-    Exactly CPython's: one ``send()`` attempt of the item at the head (after
-    any ``more()`` calls and the ``None`` that ``close_when_done`` queued),
-    nothing while the channel is not connected.  Joining several items into
-    one send happens only in ``chat_send_joined``, for pushes deferred
-    during ``handle_read``: anywhere else it would let a producer or a
-    ``close_when_done()`` queued later reach the head after fewer write
-    events than in CPython.
-    """
+cdef object _drain(chan, fifo):
     cdef Py_ssize_t obs = chan.ac_out_buffer_size
     cdef object first, data
     while fifo and chan.connected:
@@ -478,11 +503,10 @@ def chat_drain(chan, fifo):
             return
         if not sent:
             if len(data):
-                chan._ac_send_blocked = True
+                _state(chan).blocked = True
             return
         _uncount(chan, sent)
-        if chan._ac_send_blocked:
-            chan._ac_send_blocked = False
+        _state(chan).blocked = False
         if not fifo or fifo[0] is not first:
             return  # changed meanwhile (another thread): leave it alone
         if sent < len(data) or obs < len(first):
@@ -492,15 +516,21 @@ def chat_drain(chan, fifo):
         return
 
 
-def chat_send_joined(chan, fifo, Py_ssize_t attempts):
-    """Send what ``attempts`` CPython send attempts would, in fewer sends.
+def chat_drain(chan, fifo):
+    """Send queued output: the body of ``async_chat.initiate_send``.
 
-    The first ``attempts`` queued items must be non-empty data.  CPython
-    sends one item (at most ``ac_out_buffer_size`` bytes) per attempt and,
-    once a send falls short, the rest send nothing; joining the same items
-    into sends of at most ``ac_out_buffer_size`` bytes, stopping at the
-    first short send, puts the same bytes on the wire.
+    Exactly CPython's: one ``send()`` attempt of the item at the head (after
+    any ``more()`` calls and the ``None`` that ``close_when_done`` queued),
+    nothing while the channel is not connected.  Joining several items into
+    one send happens only in ``chat_send_joined``, for pushes deferred
+    during ``handle_read``: anywhere else it would let a producer or a
+    ``close_when_done()`` queued later reach the head after fewer write
+    events than in CPython.
     """
+    return _drain(chan, fifo)
+
+
+cdef object _send_joined(chan, fifo, Py_ssize_t attempts):
     cdef Py_ssize_t obs = chan.ac_out_buffer_size
     cdef Py_ssize_t total, size, taken
     cdef list items
@@ -531,16 +561,26 @@ def chat_send_joined(chan, fifo, Py_ssize_t attempts):
             chan.handle_error()
             return
         if not sent:
-            chan._ac_send_blocked = True
+            _state(chan).blocked = True
             return
         _consume_sent(fifo, items, sent)
         _uncount(chan, sent)
-        if chan._ac_send_blocked:
-            chan._ac_send_blocked = False
+        _state(chan).blocked = False
         if sent != len(data):
             return
         attempts -= taken
 
+
+def chat_send_joined(chan, fifo, Py_ssize_t attempts):
+    """Send what ``attempts`` CPython send attempts would, in fewer sends.
+
+    The first ``attempts`` queued items must be non-empty data.  CPython
+    sends one item (at most ``ac_out_buffer_size`` bytes) per attempt and,
+    once a send falls short, the rest send nothing; joining the same items
+    into sends of at most ``ac_out_buffer_size`` bytes, stopping at the
+    first short send, puts the same bytes on the wire.
+    """
+    return _send_joined(chan, fifo, attempts)
 
 # The functions below are async_chat's hot methods; asynchat.py binds them
 # into the class (Cython 3 functions bind like Python ones), so
@@ -549,6 +589,8 @@ def chat_send_joined(chan, fifo, Py_ssize_t attempts):
 # Called with the channel when its output queue goes from empty to
 # non-empty, so a loop with persistent registration can start watching for
 # writability without asking writable() every pass.
+
+
 cdef object _loop_hook = None
 
 
@@ -565,7 +607,23 @@ def chat_get_terminator(self):
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    chat_drain(self, self.producer_fifo)
+    _drain(self, self.producer_fifo)
+
+
+cdef object _flush_owed(self, bint exact):
+    cdef InBuffer state = _state(self)
+    cdef Py_ssize_t owed = state.owed
+    if not owed:
+        return
+    state.owed = 0
+    fifo = self.producer_fifo
+    if not exact and _leading_data(fifo, owed):
+        _send_joined(self, fifo, owed)
+        return
+    for _ in range(owed):
+        if not fifo:
+            return
+        _drain(self, fifo)
 
 
 def chat_flush_owed(self, exact=False):
@@ -576,18 +634,7 @@ def chat_flush_owed(self, exact=False):
     (``chat_send_joined``); otherwise, or with ``exact`` (the caller is
     about to drop or overtake queued data), they are replayed one by one.
     """
-    owed = self._ac_send_owed
-    if not owed:
-        return
-    self._ac_send_owed = 0
-    fifo = self.producer_fifo
-    if not exact and _leading_data(fifo, owed):
-        chat_send_joined(self, fifo, owed)
-        return
-    for _ in range(owed):
-        if not fifo:
-            return
-        chat_drain(self, fifo)
+    return _flush_owed(self, exact)
 
 
 def chat_handle_read(self):
@@ -609,19 +656,19 @@ def chat_handle_read(self):
         data = bytes(str, self.encoding)
     cls = type(self)
     cdef int mode = terminator_mode(self)
-    inbuf = self._ac_in
-    if (self._ac_corked or not self.ac_coalesce_pushes
+    cdef InBuffer inbuf = <InBuffer?>self._ac_in
+    if (inbuf.corked or not self.ac_coalesce_pushes
             or cls.initiate_send is not chat_initiate_send):
-        chat_feed(self, inbuf, data, mode)
+        _feed(self, inbuf, data, mode)
         return
     fifo = self.producer_fifo
     cdef bint was_empty = not fifo
-    self._ac_corked = True
+    inbuf.corked = True
     try:
-        chat_feed(self, inbuf, data, mode)
+        _feed(self, inbuf, data, mode)
     finally:
-        self._ac_corked = False
-        chat_flush_owed(self)
+        inbuf.corked = False
+        _flush_owed(self, False)
         if was_empty and _loop_hook is not None and self.producer_fifo:
             _loop_hook(self)
 
@@ -642,16 +689,17 @@ def chat_push(self, data):
             fifo.append(data[start:start + size])
     else:
         fifo.append(data)
-    if self._ac_corked:
+    cdef InBuffer state = _state(self)
+    if state.corked:
         head = fifo[0]
         if _is_joinable(head) and head:
             # CPython would send part of the head now; it is sent, joined
             # with what follows, when handle_read returns
-            self._ac_send_owed += 1
+            state.owed += 1
             return  # handle_read calls the loop hook when it ends
-        chat_flush_owed(self, True)
+        _flush_owed(self, True)
     head = fifo[0] if fifo else None
-    if not (self._ac_send_blocked and _is_joinable(head) and head):
+    if not (state.blocked and _is_joinable(head) and head):
         # (skipped: a send just returned 0 and CPython's initiate_send would
         # only retry sending the data at the head, a system call that takes
         # nothing until the loop reports the socket writable.  Any other
@@ -695,8 +743,14 @@ def chat__get_data(self):
 # own code then runs no Python frame but the user's handlers.
 
 DISCONNECTED = _spec.DISCONNECTED
+
+
 cdef object _DISCONNECTED = DISCONNECTED
+
+
 cdef object _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+
+
 cdef object _socket_type = socket.socket
 
 
@@ -797,12 +851,12 @@ def chat_writable(self):
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
-    self._ac_send_blocked = False
+    _state(self).blocked = False
     self.initiate_send()
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
-    if self._ac_send_owed:
-        chat_flush_owed(self, True)
+    if _state(self).owed:
+        _flush_owed(self, True)
     return chan_send(self, data)
