@@ -346,6 +346,15 @@ def _pending_bytes(fd):
         return 0
 
 
+def _from_class(obj, name):
+    # obj.<name> is its class's method, not an instance attribute: checked
+    # on the bound method, since reading obj.__dict__ would materialise the
+    # instance dict on 3.11+ and slow every attribute access after it
+    bound = getattr(obj, name, None)
+    return (getattr(bound, "__self__", None) is obj
+            and getattr(bound, "__func__", None) is getattr(type(obj), name, None))
+
+
 def _report_exception(where):
     # last resort when even handle_error failed; never raises
     try:
@@ -645,10 +654,8 @@ class Loop:
             polled = not (getattr(cls, "readable", None) in self.known_readable
                           and getattr(cls, "writable", None) in self.known_writable)
             self.kinds[cls] = polled
-        if not polled:
-            inst = getattr(obj, "__dict__", None)
-            if inst and ("readable" in inst or "writable" in inst):
-                return True
+        if not polled and not (_from_class(obj, "readable") and _from_class(obj, "writable")):
+            return True  # an instance attribute overrides a predicate
         return polled
 
     def _interest(self, entry, now):

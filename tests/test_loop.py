@@ -354,6 +354,35 @@ def test_overridden_readable_honoured_every_pass(backend, cmap):
     b.close()
 
 
+def test_instance_attribute_predicate_honoured(backend, cmap):
+    # readable() assigned on an instance of a class whose predicates are the
+    # library's own: the loop must ask it every pass, as the stdlib does
+    class Chat(asynchat.async_chat):
+        def collect_incoming_data(self, data):
+            self.got.append(data)
+
+        def found_terminator(self):
+            pass
+
+    a, b = socket.socketpair()
+    chan = Chat(a, cmap)
+    chan.got = []
+    chan.set_terminator(b"\n")
+    asked = []
+
+    def closed_gate():
+        asked.append(1)
+        return False
+
+    chan.readable = closed_gate
+    b.send(b"data\n")
+    run(cmap, backend, passes=3, timeout=0.01)
+    assert chan.got == [] and len(asked) >= 3
+    del chan.readable
+    run_until(cmap, backend, lambda: chan.got == [b"data"])
+    b.close()
+
+
 def test_idle_state_driven_channels_cost_nothing(cmap, monkeypatch):
     monkeypatch.setattr(asyncore, "_loopk", _loop_py)
     monkeypatch.setattr(asyncore, "_timers", _loop_py.TimerQueue())

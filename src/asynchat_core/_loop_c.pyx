@@ -43,6 +43,9 @@ EV_NVAL = getattr(select, "POLLNVAL", 32)
 WANT_READ = EV_IN | EV_PRI
 WANT_WRITE = EV_OUT
 EV_GONE = EV_HUP | EV_ERR | EV_NVAL
+# the same as C ints, for the per-event paths
+cdef int _IN = EV_IN, _PRI = EV_PRI, _OUT = EV_OUT, _ERR = EV_ERR, _HUP = EV_HUP
+cdef int _NVAL = EV_NVAL, _GONE = EV_GONE, _WANT_READ = WANT_READ, _WANT_WRITE = WANT_WRITE
 
 # accept() failing for lack of descriptors or memory: pause, don't close
 ACCEPT_LIMIT_ERRNOS = frozenset(
@@ -334,6 +337,15 @@ def _pending_bytes(fd):
         return struct.unpack("i", raw)[0]
     except (ImportError, OSError, AttributeError):
         return 0
+
+
+def _from_class(obj, name):
+    # obj.<name> is its class's method, not an instance attribute: checked
+    # on the bound method, since reading obj.__dict__ would materialise the
+    # instance dict on 3.11+ and slow every attribute access after it
+    bound = getattr(obj, name, None)
+    return (getattr(bound, "__self__", None) is obj
+            and getattr(bound, "__func__", None) is getattr(type(obj), name, None))
 
 
 def _report_exception(where):
@@ -649,10 +661,8 @@ cdef class Loop:
             polled = not (getattr(cls, "readable", None) in self.known_readable
                           and getattr(cls, "writable", None) in self.known_writable)
             self.kinds[cls] = polled
-        if not polled:
-            inst = getattr(obj, "__dict__", None)
-            if inst and ("readable" in inst or "writable" in inst):
-                return True
+        if not polled and not (_from_class(obj, "readable") and _from_class(obj, "writable")):
+            return True  # an instance attribute overrides a predicate
         return polled
 
     cpdef int _interest(self, Entry entry, double now) except? -1:
@@ -666,9 +676,9 @@ cdef class Loop:
             wants_write = obj.writable()
             mask = 0
             if wants_read and entry.paused_until <= now:
-                mask = WANT_READ
+                mask = _WANT_READ
             if wants_write and not obj.accepting:
-                mask |= WANT_WRITE
+                mask |= _WANT_WRITE
             return mask
         except self.reraised:
             raise
@@ -837,20 +847,20 @@ cdef class Loop:
         if not entry.polled:
             self.dirty.add(fd)
         read_done = False
-        if ev & (EV_IN | EV_HUP | EV_ERR) and entry.kmask & EV_IN:
+        if ev & (_IN | _HUP | _ERR) and entry.kmask & _IN:
             if not self._deliver(entry, _DELIVER_READ, now):
                 return
             read_done = True
             if entry.backoff and entry.paused_until <= now:
                 entry.backoff = 0.0
-        if ev & EV_OUT:
+        if ev & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
                 return
-        if ev & EV_PRI:
+        if ev & _PRI:
             if not self._deliver(entry, _DELIVER_EXPT, now):
                 return
-        if ev & EV_GONE:
-            if ev & EV_NVAL or not read_done or _pending_bytes(fd) <= 0:
+        if ev & _GONE:
+            if ev & _NVAL or not read_done or _pending_bytes(fd) <= 0:
                 self._close_channel(entry)
             # else: data arrived with the hang-up; read it on the next pass
 
@@ -894,7 +904,7 @@ cdef class Loop:
                 return  # the map emptied and asyncore released us
         if self.always:
             for entry in list(self.always.values()):
-                self._dispatch(entry, entry.kmask & (EV_IN | EV_OUT), now)
+                self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
         if self.timers.heap:
             self.timers.run_due(_monotonic(), self.reraised)
 
