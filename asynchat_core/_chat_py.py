@@ -448,7 +448,8 @@ def chat_flush_owed(self, exact=False):
         return
     state.owed = 0
     fifo = self.producer_fifo
-    if not exact and _leading_data(fifo, owed):
+    # (one owed send is one drain either way: joining has nothing to join)
+    if owed > 1 and not exact and _leading_data(fifo, owed):
         chat_send_joined(self, fifo, owed)
         return
     for _ in range(owed):

@@ -617,7 +617,8 @@ cdef object _flush_owed(self, bint exact):
         return
     state.owed = 0
     fifo = self.producer_fifo
-    if not exact and _leading_data(fifo, owed):
+    # (one owed send is one drain either way: joining has nothing to join)
+    if owed > 1 and not exact and _leading_data(fifo, owed):
         _send_joined(self, fifo, owed)
         return
     for _ in range(owed):
