@@ -1,13 +1,16 @@
 """Loop scaling: active request rate with N idle connections.
 
     python benchmarks/scaling.py [--seconds 2] [--idle 0,1000,10000]
-                                 [--servers ...] [--markdown]
+                                 [--servers ...] [--repeat R] [--markdown]
 
 For each server variant and each N, a server process accepts N idle
 connections (held open by a separate client process), then serves a few
 active clients doing line request/response ("ping\\n" -> "pong\\n") over
 ``async_chat``.  Reported: active requests per second and the server's CPU
 time per request (user+system, from /proc), side by side in one run.
+With ``--repeat R`` every cell is measured R times, the servers taking
+turns in a rotating order, and the median is reported: on a shared machine
+one cell can swing by 2x, a rotation spreads that noise over all servers.
 
 Server variants: ``stdlib-select`` / ``stdlib-poll`` (the interpreter's own
 asyncore and asynchat, 3.11 and older), ``epoll`` / ``poll`` / ``select``
@@ -180,6 +183,8 @@ def main(argv):
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--idle", default="0,1000,10000")
     parser.add_argument("--servers", default=None)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each cell this many times (median reported)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     if args.serve:
@@ -194,21 +199,35 @@ def main(argv):
         variants = args.servers.split(",")
     counts = [int(n) for n in args.idle.split(",")]
     _raise_nofile(max(counts))
-    results = {}
-    for variant in variants:
+    samples = {}
+    for round_ in range(args.repeat):
+        shift = round_ % len(variants)
+        order = variants[shift:] + variants[:shift]  # each server leads in turn
         for n in counts:
-            if n + 64 >= 1024 and variant.endswith("select"):
-                results[variant, n] = (None, None, "n.a. (select: fd >= 1024)")
-                continue
-            results[variant, n] = measure(variant, n, args.seconds)
-            rate, cpu, note = results[variant, n]
-            print("%-14s N=%-6d %s" % (variant, n, "%.0f req/s, %.1f us CPU/req" % (rate, cpu)
-                                        if rate else note), file=sys.stderr, flush=True)
-    _table(variants, counts, results, args.markdown)
+            for variant in order:
+                if n + 64 >= 1024 and variant.endswith("select"):
+                    samples[variant, n] = [(None, None, "n.a. (select: fd >= 1024)")]
+                    continue
+                rate, cpu, note = measure(variant, n, args.seconds)
+                samples.setdefault((variant, n), []).append((rate, cpu, note))
+                print("%-14s N=%-6d %s" % (variant, n, "%.0f req/s, %.1f us CPU/req" % (rate, cpu)
+                                            if rate else note), file=sys.stderr, flush=True)
+    results = {key: _median(cells) for key, cells in samples.items()}
+    _table(variants, counts, results, args.markdown, args.repeat)
     return 0
 
 
-def _table(variants, counts, results, markdown):
+def _median(cells):
+    """Median rate of a cell's measurements, with the CPU figure of the same
+    measurement(s); the last note if none succeeded."""
+    good = sorted((c for c in cells if c[0]), key=lambda c: c[0])
+    if not good:
+        return cells[-1]
+    mid = good[(len(good) - 1) // 2: len(good) // 2 + 1]
+    return (sum(c[0] for c in mid) / len(mid), sum(c[1] for c in mid) / len(mid), "")
+
+
+def _table(variants, counts, results, markdown, repeat=1):
     head = ["server"] + ["N=%d req/s (CPU us/req)" % n for n in counts] + ["N=%d / N=0" % counts[-1]]
     rows = []
     for variant in variants:
@@ -219,7 +238,8 @@ def _table(variants, counts, results, markdown):
         first, last = results[variant, counts[0]][0], results[variant, counts[-1]][0]
         row.append("%.0f%%" % (100.0 * last / first) if first and last else "n.a.")
         rows.append(row)
-    print("Python %s, %d active clients, %s" % (sys.version.split()[0], ACTIVE, time.strftime("%Y-%m-%d")))
+    print("Python %s, %d active clients, %s, median of %d" % (
+        sys.version.split()[0], ACTIVE, time.strftime("%Y-%m-%d"), repeat))
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
@@ -229,6 +249,21 @@ def _table(variants, counts, results, markdown):
         widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
         for row in [head] + rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    _print_vs_stdlib(variants, counts[0], results)
+
+
+def _print_vs_stdlib(variants, n, results):
+    # the N=0 target: each of our servers against each stdlib loop
+    ours = [v for v in variants if not v.startswith(("stdlib-", "legacy-"))]
+    theirs = [v for v in variants if v.startswith("stdlib-") and results[v, n][0]]
+    for v in ours:
+        rate, cpu, _ = results[v, n]
+        if not rate:
+            continue
+        for t in theirs:
+            t_rate, t_cpu, _ = results[t, n]
+            print("N=%d: %s vs %s: %.2fx the requests/s, %.2fx the CPU/request"
+                  % (n, v, t, rate / t_rate, cpu / t_cpu))
 
 
 if __name__ == "__main__":
