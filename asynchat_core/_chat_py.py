@@ -32,7 +32,7 @@ __all__ = [
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook", "chan_state",
     "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
     "chan_handle_read_event", "chan_handle_write_event",
-    "chat_readable", "chat_writable", "chat_handle_write", "chat_send",
+    "chat_readable", "chat_writable", "chat_handle_write", "chat_send", "set_dispatcher_class",
 ]
 
 
@@ -725,4 +725,15 @@ def chat_send(self, data):
     # Deferred pushes were "sent" before this call in CPython's order.
     if chan_state(self).owed:
         chat_flush_owed(self, True)
-    return chan_send(self, data)
+    # asyncore.dispatcher.send looked up now: patching it on the class
+    # reaches async_chat too, as in CPython, where async_chat inherits it
+    return _dispatcher_class.send(self, data)
+
+
+_dispatcher_class = None
+
+
+def set_dispatcher_class(cls):
+    """Tell the kernels which class is ``asyncore.dispatcher``."""
+    global _dispatcher_class
+    _dispatcher_class = cls

@@ -249,6 +249,7 @@ def _use_kernels(module):
     """Rebind dispatcher's kernel methods to ``module`` (see asynchat._use_kernels)."""
     global _kernels, _known_predicates
     _kernels = module
+    module.set_dispatcher_class(dispatcher)
     for name in _DISPATCHER_KERNELS:
         setattr(dispatcher, name, getattr(module, "chan_" + name))
     _known_predicates = None  # the loops know the previous functions
@@ -668,6 +669,9 @@ class dispatcher:
         """The peer closed or an error ended the channel; the default closes it."""
         self.log_info("unhandled close event", "warning")
         self.close()
+
+
+_kernels.set_dispatcher_class(dispatcher)
 
 
 class dispatcher_with_send(dispatcher):

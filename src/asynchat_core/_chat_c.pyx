@@ -37,7 +37,7 @@ __all__ = [
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook", "chan_state",
     "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
     "chan_handle_read_event", "chan_handle_write_event",
-    "chat_readable", "chat_writable", "chat_handle_write", "chat_send",
+    "chat_readable", "chat_writable", "chat_handle_write", "chat_send", "set_dispatcher_class",
 ]
 
 
@@ -776,6 +776,10 @@ def chan_recv(self, buffer_size):
 
 def chan_send(self, data):
     """Send what the socket takes now; return the byte count (0 if it would block)."""
+    return _chan_send(self, data)
+
+
+cdef object _chan_send(self, data):
     sock = self.socket
     while True:
         try:
@@ -860,4 +864,16 @@ def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
     if _state(self).owed:
         _flush_owed(self, True)
-    return chan_send(self, data)
+    send = _dispatcher_class.send  # looked up now, as in the pure kernel
+    if send is chan_send:
+        return _chan_send(self, data)
+    return send(self, data)
+
+
+cdef object _dispatcher_class = None
+
+
+def set_dispatcher_class(cls):
+    """Tell the kernels which class is ``asyncore.dispatcher``."""
+    global _dispatcher_class
+    _dispatcher_class = cls
