@@ -81,7 +81,8 @@ case "$impl" in
 esac
 # The module must really be instrumented (linked against the sanitizer runtimes).
 so="$("$PY" -c 'import asynchat_core._chat_c as c; print(c.__file__)')"
-env -u LD_PRELOAD ldd "$so" | grep -q libasan || { echo "sanitize: $so lacks ASan" >&2; exit 1; }
+# (grep without -q: with pipefail, an early exit would SIGPIPE ldd and fail)
+env -u LD_PRELOAD ldd "$so" | grep libasan >/dev/null || { echo "sanitize: $so lacks ASan" >&2; exit 1; }
 
 # shellcheck disable=SC2086  # SAN_TESTS is a list of paths/globs
 tests=$(ls -d $SAN_TESTS 2>/dev/null || true)
