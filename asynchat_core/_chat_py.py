@@ -22,6 +22,7 @@ import socket
 import sys
 from errno import EBADF, ECONNABORTED, ECONNRESET, ENOTCONN, EPIPE, ESHUTDOWN, EWOULDBLOCK
 from itertools import islice
+from typing import Any
 
 __all__ = [
     "FrameTooLarge", "InBuffer", "TerminatorSlot", "terminator_slot", "UNSET",
@@ -730,7 +731,7 @@ def chat_send(self, data):
     return _dispatcher_class.send(self, data)
 
 
-_dispatcher_class = None
+_dispatcher_class: Any = None  # asyncore.dispatcher, set when asyncore loads
 
 
 def set_dispatcher_class(cls):
