@@ -724,8 +724,7 @@ def chat_handle_write(self):
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
     # Deferred pushes were "sent" before this call in CPython's order.
-    if chan_state(self).owed:
-        chat_flush_owed(self, True)
+    chat_flush_owed(self, True)
     # asyncore.dispatcher.send looked up now: patching it on the class
     # reaches async_chat too, as in CPython, where async_chat inherits it
     return _dispatcher_class.send(self, data)

@@ -111,8 +111,7 @@ class async_chat(asyncore.dispatcher):
     def close(self):
         """Flush deferred output, then close the channel."""
         # A reply pushed just before close() must still go out.
-        if _kernels.chan_state(self).owed:
-            _kernels.chat_flush_owed(self, True)
+        _kernels.chat_flush_owed(self, True)
         asyncore.dispatcher.close(self)
 
     def handle_close(self):
@@ -121,23 +120,20 @@ class async_chat(asyncore.dispatcher):
 
     def push_with_producer(self, producer):
         """Queue a producer (an object with ``more()``) and try to send now."""
-        if _kernels.chan_state(self).corked:
-            _kernels.chat_flush_owed(self, True)
+        _kernels.chat_flush_owed(self, True)  # pushes deferred before it go first
         self.producer_fifo.append(producer)
         self.initiate_send()
         asyncore._loop_touch(self)
 
     def close_when_done(self):
         """Close the channel once everything queued before this is sent."""
-        if _kernels.chan_state(self).corked:
-            _kernels.chat_flush_owed(self, True)
+        _kernels.chat_flush_owed(self, True)
         self.producer_fifo.append(None)
         asyncore._loop_touch(self)
 
     def discard_buffers(self):
         """Drop all buffered input and queued output (emergencies only)."""
-        if _kernels.chan_state(self).owed:
-            _kernels.chat_flush_owed(self, True)  # CPython had sent these already
+        _kernels.chat_flush_owed(self, True)  # CPython had sent these already
         self._ac_in.discard()
         del self.incoming[:]
         self.producer_fifo.clear()

@@ -744,14 +744,8 @@ def chat__get_data(self):
 # own code then runs no Python frame but the user's handlers.
 
 DISCONNECTED = _spec.DISCONNECTED
-
-
 cdef object _DISCONNECTED = DISCONNECTED
-
-
 cdef object _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
-
-
 cdef object _socket_type = socket.socket
 
 
@@ -862,8 +856,7 @@ def chat_handle_write(self):
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
-    if _state(self).owed:
-        _flush_owed(self, True)
+    _flush_owed(self, True)
     send = _dispatcher_class.send  # looked up now, as in the pure kernel
     if send is chan_send:
         return _chan_send(self, data)
