@@ -9,9 +9,10 @@ Two ideas make these kernels fast without changing what users see:
   moves ``pos`` instead of copying the rest of the buffer, so a read holding
   thousands of frames costs linear, not quadratic, time.  ``ac_in_buffer`` is
   materialised only when user code actually reads it.
-* ``chat_drain`` joins consecutive queued ``bytes``/``bytearray`` items into
-  one ``send()`` of at most ``ac_out_buffer_size`` bytes; the peer receives
-  the same byte stream, with fewer system calls.
+* Replies pushed for pipelined requests (a frame followed by more input in
+  the same read) are held in ``OutputState.pending`` and go out in one
+  ``send()`` with the next reply; the queue, the callbacks and the byte
+  stream are CPython's (see ``OutputState`` for the rules).
 
 Every user callback may change the terminator, the buffers or the queue, or
 close the channel, so all state is re-read after each callback, exactly as
@@ -20,17 +21,17 @@ CPython 3.11's ``asynchat`` does.
 
 import socket
 import sys
+import threading
 from errno import EBADF, ECONNABORTED, ECONNRESET, ENOTCONN, EPIPE, ESHUTDOWN, EWOULDBLOCK
-from itertools import islice
 from typing import Any
 
 __all__ = [
     "FrameTooLarge", "InBuffer", "TerminatorSlot", "terminator_slot", "UNSET",
+    "OutputState", "SocketSlot", "socket_slot", "chan_output",
     "TERM_CALL", "TERM_ATTR", "TERM_SLOT", "terminator_mode", "find_prefix_at_end", "chat_feed",
-    "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
-    "chat_send_joined", "chat_set_terminator",
+    "chat_deliver", "chat_drain", "chat_flush", "chat_get_terminator", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
-    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook", "chan_state",
+    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
     "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
     "chan_handle_read_event", "chan_handle_write_event",
     "chat_readable", "chat_writable", "chat_handle_write", "chat_send", "set_dispatcher_class",
@@ -102,16 +103,6 @@ class TerminatorSlot:
 terminator_slot = TerminatorSlot()
 
 
-def chan_state(chan):
-    """The channel's ``InBuffer``, created if ``async_chat.__init__`` did
-    not run (CPython's push/send work without it)."""
-    try:
-        return chan._ac_in
-    except AttributeError:
-        state = chan._ac_in = InBuffer(b"")
-        return state
-
-
 class InBuffer:
     """The kernels' state of one channel (``async_chat._ac_in``).
 
@@ -120,22 +111,15 @@ class InBuffer:
     for the ``ac_max_frame_size`` cap.  ``terminator`` backs
     ``async_chat.terminator`` (``UNSET`` until set).
 
-    Output flags: ``corked`` while ``handle_read`` defers pushes, ``owed``
-    how many pushes deferred their send, ``blocked`` when the last send
-    took nothing.  Kept here, not on the channel, so the kernels read them
-    as fields, not attribute lookups.
     """
 
-    __slots__ = ("data", "pos", "frame", "terminator", "corked", "owed", "blocked")
+    __slots__ = ("data", "pos", "frame", "terminator")
 
     def __init__(self, data=b""):
         self.data = data
         self.pos = 0
         self.frame = 0
         self.terminator = UNSET
-        self.corked = False
-        self.owed = 0
-        self.blocked = False
 
     def value(self):
         """Return the unread input, compacting it first (what users see)."""
@@ -207,18 +191,19 @@ def terminator_mode(chan):
     return TERM_ATTR
 
 
-def chat_feed(chan, inbuf, data, mode):
+def chat_feed(chan, inbuf, data, mode, out=None):
     """Append received ``data`` to ``inbuf`` and deliver what it completes.
 
     This is ``async_chat.handle_read`` after its ``recv()``; ``mode`` is
-    ``terminator_mode(chan)``.
+    ``terminator_mode(chan)``; ``out`` the ``OutputState`` whose
+    ``batching`` to set around ``found_terminator``, or None.
     """
     current = inbuf.data
     if inbuf.pos >= len(current) and type(current) is bytes and type(data) is bytes:
         inbuf.assign(data)
     else:
         inbuf.assign(inbuf.value() + data)
-    chat_deliver(chan, inbuf, mode)
+    chat_deliver(chan, inbuf, mode, out)
 
 
 def _frame_limit(chan):
@@ -259,7 +244,20 @@ def _term_now(chan, inbuf, mode):
     return chan.terminator
 
 
-def chat_deliver(chan, inbuf, mode):
+def _found(chan, inbuf, out):
+    # found_terminator, batching replies while more input follows this
+    # frame (OutputState, rule 2)
+    if out is None:
+        chan.found_terminator()
+        return
+    out.batching = len(inbuf.data) > inbuf.pos
+    try:
+        chan.found_terminator()
+    finally:
+        out.batching = False
+
+
+def chat_deliver(chan, inbuf, mode, out=None):
     """Run the terminator loop over the buffered input until it needs more."""
     limit = _frame_limit(chan)
     while True:
@@ -289,7 +287,7 @@ def chat_deliver(chan, inbuf, mode):
                 _advance(inbuf, data, pos, split, term)
                 inbuf.frame = 0
                 _set_term(chan, inbuf, mode, 0)
-                chan.found_terminator()
+                _found(chan, inbuf, out)
         else:
             term_len = len(term)
             index = data.find(term, pos)
@@ -301,7 +299,7 @@ def chat_deliver(chan, inbuf, mode):
                     chan.collect_incoming_data(data[pos:pos + index])
                 _advance(inbuf, data, pos, index + term_len, index + term_len)
                 inbuf.frame = 0
-                chan.found_terminator()
+                _found(chan, inbuf, out)
             else:
                 _check_frame(inbuf, size, limit)
                 partial = _prefix_at_end(data, pos, term)
@@ -319,10 +317,99 @@ def chat_deliver(chan, inbuf, mode):
 
 
 _MAXSIZE = sys.maxsize
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    _WOULD_BLOCK = (BlockingIOError,)
+else:
+    # a TLS socket that needs the peer (or room) before it can go on
+    _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
-def _is_joinable(item):
-    kind = type(item)
-    return kind is bytes or kind is bytearray
+
+class OutputState:
+    """The output path of one channel (``async_chat._ac_out``); the only
+    owner of output state besides the public ``producer_fifo``.
+
+    The rules, which make coalescing invisible to the channel's own code:
+
+    1. ``producer_fifo`` is drained exactly as CPython 3.11 does: one item
+       (at most ``ac_out_buffer_size`` bytes) per ``initiate_send``, with
+       ``more()``, ``close_when_done()``'s None and ``handle_close`` at the
+       same moments.
+    2. ``batching`` is true only while ``found_terminator`` runs for a frame
+       that is followed by more input in the same read: the peer pipelined,
+       so it is not waiting for this reply.  Only then, and only when the
+       channel's ``send`` is the library's own, a send the drain makes
+       takes the bytes into ``pending`` and reports them all sent, so the
+       queue evolves as in CPython with a socket that takes everything.
+    3. ``pending`` precedes everything in ``producer_fifo`` on the wire.  It
+       is sent (``chat_flush``) in one ``send()``, together with the next
+       item if both fit in ``ac_out_buffer_size``: by the next send made
+       outside a batch, when ``handle_read`` returns, before it would pass
+       ``ac_out_buffer_size``, and before anything reads or replaces
+       ``socket`` (a TLS wrap, a direct write) or calls ``send``,
+       ``close`` or ``discard_buffers``.  What the socket does not take
+       goes back to the head of ``producer_fifo``.
+    4. ``lock`` (reentrant) is held around every ``recv`` and every send
+       attempt of the kernels, so a ``push()`` from another thread never
+       uses the socket (a TLS socket above all) while the loop's thread
+       does, and no queued item is sent twice.
+    5. ``sock`` backs ``async_chat.socket``.
+    """
+
+    __slots__ = ("sock", "pending", "batching", "lock")
+
+    def __init__(self):
+        self.sock = UNSET
+        self.pending = bytearray()
+        self.batching = False
+        self.lock = threading.RLock()
+
+
+def chan_output(chan):
+    """The channel's ``OutputState``, created if ``async_chat.__init__``
+    did not run (CPython's push/send work without it)."""
+    try:
+        return chan._ac_out
+    except AttributeError:
+        out = chan._ac_out = OutputState()
+        return out
+
+
+class SocketSlot:
+    """``async_chat.socket``: kept in the channel's ``OutputState``.
+
+    Reading or replacing it sends the replies still held in ``pending``
+    first, so code that wraps the socket in TLS or writes to it directly
+    sees CPython's order on the wire.
+    """
+
+    __slots__ = ()
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        out = chan_output(obj)
+        if out.pending:
+            chat_flush(obj)
+        sock = out.sock
+        if sock is UNSET:
+            raise AttributeError("%r object has no attribute 'socket'" % type(obj).__name__)
+        return sock
+
+    def __set__(self, obj, value):
+        out = chan_output(obj)
+        if out.pending:
+            chat_flush(obj)
+        out.sock = value
+
+    def __delete__(self, obj):
+        self.__get__(obj, None)  # AttributeError if not set
+        chan_output(obj).sock = UNSET
+
+
+socket_slot = SocketSlot()
 
 
 def _uncount(chan, sent):
@@ -332,82 +419,128 @@ def _uncount(chan, sent):
         chan._ac_out_queued = queued if queued > 0 else 0
 
 
-def _leading_data(fifo, count):
-    # the first ``count`` queued items (or all, if fewer) are non-empty data
-    for item in islice(fifo, count):
-        if not _is_joinable(item) or not item:
-            return False
-    return True
+def _requeue(chan, rest):
+    # bytes taken as sent that the socket refused: first in line again
+    fifo = chan.producer_fifo
+    was_empty = not fifo
+    fifo.appendleft(rest)
+    if chan.ac_out_high_water is not None:
+        chan._ac_out_queued += len(rest)
+    if was_empty and _loop_hook is not None:
+        _loop_hook(chan)
 
 
-def _consume_sent(fifo, items, sent):
-    # Remove what one send() took from the head of the queue.  Stops if
-    # a callback inside send() already changed the queue.
-    for item in items:
-        if not fifo or fifo[0] is not item:
-            return
-        size = len(item)
-        if sent >= size:
-            fifo.popleft()
-            sent -= size
-        else:
-            if sent:
-                fifo[0] = item[sent:]
-            return
+def _raw_send(chan, data):
+    # asyncore.dispatcher.send, looked up now: patching it on the class
+    # reaches async_chat too, as in CPython, where async_chat inherits it
+    return _dispatcher_class.send(chan, data)
+
+
+def _flush(chan, out, data=None):
+    """Send ``pending`` (followed by ``data``, if given) in one send().
+
+    Returns how many bytes of ``data`` went out; what is left of
+    ``pending`` is queued again.  The caller holds ``out.lock``.
+    """
+    held = len(out.pending)
+    if held and data is not None and held + len(data) > chan.ac_out_buffer_size:
+        if _flush(chan, out) < 0:
+            return 0
+        held = 0
+    if held:
+        buf = bytes(out.pending)
+        out.pending = bytearray()
+        if data is not None:
+            buf += data
+    elif data is None:
+        return 0
+    else:
+        return _raw_send(chan, data)
+    try:
+        sent = _raw_send(chan, buf)
+    except OSError:
+        chan.handle_error()
+        return -1
+    if sent >= held:
+        return sent - held
+    _requeue(chan, buf[sent:held])
+    return -1
+
+
+def chat_flush(self):
+    """Send the replies held in ``pending`` now (rule 3 of OutputState)."""
+    out = chan_output(self)
+    if out.pending:
+        with out.lock:
+            _flush(self, out)
+
+
+def _send_item(chan, out, data):
+    """One send attempt of the drain: CPython's ``self.send(data)``."""
+    send = chan.send
+    if getattr(send, "__func__", None) is not chat_send or not isinstance(data, _BYTES_LIKE):
+        # an overridden send(), or an odd item: exactly CPython's call
+        if out.pending and _flush(chan, out) < 0:
+            return 0
+        return send(data)
+    if out.batching:
+        if len(out.pending) + len(data) > chan.ac_out_buffer_size and out.pending:
+            if _flush(chan, out) < 0:
+                return 0  # the socket is full: data waits behind what it refused
+        out.pending += data
+        return len(data)
+    sent = _flush(chan, out, data)
+    return sent if sent > 0 else 0
 
 
 def chat_drain(chan, fifo):
     """Send queued output: the body of ``async_chat.initiate_send``.
 
-    Exactly CPython's: one ``send()`` attempt of the item at the head (after
-    any ``more()`` calls and the ``None`` that ``close_when_done`` queued),
-    nothing while the channel is not connected.  Joining several items into
-    one send happens only in ``chat_send_joined``, for pushes deferred
-    during ``handle_read``: anywhere else it would let a producer or a
-    ``close_when_done()`` queued later reach the head after fewer write
-    events than in CPython.
+    CPython's exactly (rule 1 of ``OutputState``): one send attempt of
+    the item at the head, after any ``more()`` calls and the ``None`` that
+    ``close_when_done`` queued; nothing while the channel is not
+    connected.
     """
-    obs = chan.ac_out_buffer_size
-    while fifo and chan.connected:
-        first = fifo[0]
-        if not first:
-            del fifo[0]
-            if first is None:
-                chan.handle_close()
+    out = chan_output(chan)
+    with out.lock:
+        obs = chan.ac_out_buffer_size
+        while fifo and chan.connected:
+            first = fifo[0]
+            if not first:
+                del fifo[0]
+                if first is None:
+                    chan.handle_close()
+                    return
+                # CPython still makes one send() of the empty item below and
+                # returns: that send is how a dead peer gets noticed
+            try:
+                data = first[:obs]
+            except TypeError:
+                # a producer: ask it for more, CPython style
+                data = first.more()
+                if data:
+                    fifo.appendleft(data)
+                else:
+                    del fifo[0]
+                continue
+            # data (str only with use_encoding): one item per send
+            if isinstance(data, str) and chan.use_encoding:
+                data = bytes(data, chan.encoding)
+            try:
+                sent = _send_item(chan, out, data)
+            except OSError:
+                chan.handle_error()
                 return
-            # CPython still makes one send() of the empty item below and
-            # returns: that send is how a dead peer gets noticed
-        try:
-            data = first[:obs]
-        except TypeError:
-            # a producer: ask it for more, CPython style
-            data = first.more()
-            if data:
-                fifo.appendleft(data)
+            if not sent:
+                return
+            _uncount(chan, sent)
+            if not fifo or fifo[0] is not first:
+                return  # changed meanwhile: leave it alone
+            if sent < len(data) or obs < len(first):
+                fifo[0] = first[sent:]
             else:
                 del fifo[0]
-            continue
-        # data (str only with use_encoding): one item per send
-        if isinstance(data, str) and chan.use_encoding:
-            data = bytes(data, chan.encoding)
-        try:
-            sent = chan.send(data)
-        except OSError:
-            chan.handle_error()
             return
-        if not sent:
-            if len(data):
-                chan_state(chan).blocked = True
-            return
-        _uncount(chan, sent)
-        chan_state(chan).blocked = False
-        if not fifo or fifo[0] is not first:
-            return  # changed meanwhile (another thread): leave it alone
-        if sent < len(data) or obs < len(first):
-            fifo[0] = first[sent:]
-        else:
-            del fifo[0]
-        return
 
 
 # The functions below are async_chat's hot methods; asynchat.py binds them
@@ -435,81 +568,17 @@ def chat_initiate_send(self):
     chat_drain(self, self.producer_fifo)
 
 
-def chat_flush_owed(self, exact=False):
-    """Make the sends that pushes deferred during handle_read.
-
-    Each deferred push owes one CPython ``initiate_send``.  When those would
-    only send the data at the head, the items are joined
-    (``chat_send_joined``); otherwise, or with ``exact`` (the caller is
-    about to drop or overtake queued data), they are replayed one by one.
-    """
-    state = chan_state(self)
-    owed = state.owed
-    if not owed:
-        return
-    state.owed = 0
-    fifo = self.producer_fifo
-    # (one owed send is one drain either way: joining has nothing to join)
-    if owed > 1 and not exact and _leading_data(fifo, owed):
-        chat_send_joined(self, fifo, owed)
-        return
-    for _ in range(owed):
-        if not fifo:
-            return
-        chat_drain(self, fifo)
-
-
-def chat_send_joined(chan, fifo, attempts):
-    """Send what ``attempts`` CPython send attempts would, in fewer sends.
-
-    The first ``attempts`` queued items must be non-empty data.  CPython
-    sends one item (at most ``ac_out_buffer_size`` bytes) per attempt and,
-    once a send falls short, the rest send nothing; joining the same items
-    into sends of at most ``ac_out_buffer_size`` bytes, stopping at the
-    first short send, puts the same bytes on the wire.
-    """
-    obs = chan.ac_out_buffer_size
-    while attempts > 0 and fifo and chan.connected:
-        items = []  # type: list[bytes]
-        total = 0
-        for item in islice(fifo, attempts):
-            if not _is_joinable(item):
-                raise TypeError("chat_send_joined: queued item is not bytes/bytearray")
-            size = len(item)
-            if items and total + size > obs:
-                break
-            items.append(item)
-            total += size
-        first = items[0]
-        if len(items) == 1:
-            data = first[:obs] if total > obs else first
-        else:
-            data = b"".join(items)
-        try:
-            sent = chan.send(data)
-        except OSError:
-            chan.handle_error()
-            return
-        if not sent:
-            chan_state(chan).blocked = True
-            return
-        _consume_sent(fifo, items, sent)
-        _uncount(chan, sent)
-        chan_state(chan).blocked = False
-        if sent != len(data):
-            return
-        attempts -= len(items)
-
-
 def chat_handle_read(self):
     """Read once from the socket and deliver every frame it completes.
 
-    ``push()`` calls made meanwhile are sent together at the end, unless
-    ``initiate_send`` is overridden (then each push sends, as in CPython).
+    Replies pushed for a frame that more input follows are sent joined
+    with the next one (``OutputState``, rule 2).
     """
+    out = chan_output(self)
     try:
-        data = self.recv(self.ac_in_buffer_size)
-    except BlockingIOError:
+        with out.lock:
+            data = self.recv(self.ac_in_buffer_size)
+    except _WOULD_BLOCK:
         return
     except OSError:
         self.handle_error()
@@ -518,29 +587,21 @@ def chat_handle_read(self):
         # CPython 3.11 raises TypeError here (it passes the type ``str``);
         # kept so that such code fails the same way.
         data = bytes(str, self.encoding)  # type: ignore[call-overload]
-    cls = type(self)
     mode = terminator_mode(self)
-
-    inbuf = self._ac_in
-    if (inbuf.corked or not self.ac_coalesce_pushes
-            or cls.initiate_send is not chat_initiate_send):
-        chat_feed(self, inbuf, data, mode)
+    if not self.ac_coalesce_pushes:
+        chat_feed(self, self._ac_in, data, mode)
         return
-    fifo = self.producer_fifo
-    was_empty = not fifo
-    inbuf.corked = True
     try:
-        chat_feed(self, inbuf, data, mode)
+        chat_feed(self, self._ac_in, data, mode, out)
     finally:
-        inbuf.corked = False
-        chat_flush_owed(self)
-        if was_empty and _loop_hook is not None and self.producer_fifo:
-            _loop_hook(self)
+        out.batching = False
+        if out.pending:
+            chat_flush(self)
 
 
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if not isinstance(data, _BYTES_LIKE):
         raise TypeError("data argument must be byte-ish (%r)", type(data))
     size = self.ac_out_buffer_size
     fifo = self.producer_fifo
@@ -552,22 +613,7 @@ def chat_push(self, data):
             fifo.append(data[start:start + size])
     else:
         fifo.append(data)
-    state = chan_state(self)
-    if state.corked:
-        head = fifo[0]
-        if _is_joinable(head) and head:
-            # CPython would send part of the head now; it is sent, joined
-            # with what follows, when handle_read returns
-            state.owed += 1
-            return  # handle_read calls the loop hook when it ends
-        chat_flush_owed(self, True)
-    head = fifo[0] if fifo else None
-    if not (state.blocked and _is_joinable(head) and head):
-        # (skipped: a send just returned 0 and CPython's initiate_send would
-        # only retry sending the data at the head, a system call that takes
-        # nothing until the loop reports the socket writable.  Any other
-        # head -- a producer, None -- is handled now, as CPython.)
-        self.initiate_send()
+    self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)
 
@@ -649,6 +695,8 @@ def chan_send(self, data):
             return sock.send(data)
         except InterruptedError:
             continue  # a wrapped socket may not retry EINTR itself
+        except _WOULD_BLOCK:
+            return 0  # (a TLS socket's SSLWantWriteError/SSLWantReadError too)
         except OSError as why:
             if why.errno == EWOULDBLOCK:
                 return 0
@@ -717,17 +765,16 @@ def chat_writable(self):
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
-    chan_state(self).blocked = False  # the loop says the socket is writable
     self.initiate_send()
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
-    # Deferred pushes were "sent" before this call in CPython's order.
-    chat_flush_owed(self, True)
-    # asyncore.dispatcher.send looked up now: patching it on the class
-    # reaches async_chat too, as in CPython, where async_chat inherits it
-    return _dispatcher_class.send(self, data)
+    out = chan_output(self)
+    with out.lock:
+        if out.pending and _flush(self, out) < 0:
+            return 0  # the socket is full: CPython's send would take nothing too
+        return _raw_send(self, data)
 
 
 _dispatcher_class: Any = None  # asyncore.dispatcher, set when asyncore loads

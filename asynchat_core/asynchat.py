@@ -17,6 +17,7 @@ __all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge
 FrameTooLarge = _kernels.FrameTooLarge
 find_prefix_at_end = _kernels.find_prefix_at_end
 _InBuffer = _kernels.InBuffer
+_OutputState = _kernels.OutputState
 _kernels.set_loop_hook(asyncore._loop_touch)
 
 # async_chat methods that are kernel functions bound into the class
@@ -50,14 +51,18 @@ class async_chat(asyncore.dispatcher):
     _ac_out_queued = 0  # bytes pushed and not yet sent, while tracked
     _ac_reading_paused = False
 
-    #: Send the replies pushed while one read is handled in one send() when
-    #: handle_read returns (README, deviation 1).  False: one send per push,
-    #: as in CPython.
+    #: Join the replies to pipelined requests (a frame followed by more
+    #: input in the same read) with the next reply in one send() (README,
+    #: deviation 1).  False: one send per push, as in CPython.
     ac_coalesce_pushes = True
 
     #: The input delimiter (see set_terminator); stored in the channel's
     #: input state so the kernel reads it without a lookup per frame.
     terminator = _kernels.terminator_slot
+
+    #: The channel's socket, kept in its output state: reading or replacing
+    #: it first sends the replies held for pipelined requests.
+    socket = _kernels.socket_slot
 
     def __init__(self, sock=None, map=None):
         try:
@@ -67,6 +72,10 @@ class async_chat(asyncore.dispatcher):
         else:
             # a terminator set before __init__ survives, as in CPython
             inbuf.discard()
+        try:
+            object.__getattribute__(self, "_ac_out")
+        except AttributeError:
+            self._ac_out = _OutputState()
         self.incoming = []
         self.producer_fifo = deque()
         asyncore.dispatcher.__init__(self, sock, map)
@@ -109,9 +118,9 @@ class async_chat(asyncore.dispatcher):
     writable = _kernels.chat_writable
 
     def close(self):
-        """Flush deferred output, then close the channel."""
-        # A reply pushed just before close() must still go out.
-        _kernels.chat_flush_owed(self, True)
+        """Close the channel, after the replies held for pipelined requests."""
+        # CPython had sent them at push() time
+        _kernels.chat_flush(self)
         asyncore.dispatcher.close(self)
 
     def handle_close(self):
@@ -120,20 +129,18 @@ class async_chat(asyncore.dispatcher):
 
     def push_with_producer(self, producer):
         """Queue a producer (an object with ``more()``) and try to send now."""
-        _kernels.chat_flush_owed(self, True)  # pushes deferred before it go first
         self.producer_fifo.append(producer)
         self.initiate_send()
         asyncore._loop_touch(self)
 
     def close_when_done(self):
         """Close the channel once everything queued before this is sent."""
-        _kernels.chat_flush_owed(self, True)
         self.producer_fifo.append(None)
         asyncore._loop_touch(self)
 
     def discard_buffers(self):
         """Drop all buffered input and queued output (emergencies only)."""
-        _kernels.chat_flush_owed(self, True)  # CPython had sent these already
+        _kernels.chat_flush(self)  # CPython had sent these already
         self._ac_in.discard()
         del self.incoming[:]
         self.producer_fifo.clear()
@@ -163,14 +170,16 @@ def _use_kernels(module):
     For tests and benchmarks that compare both twins in one process; returns
     the module bound before, to restore it.
     """
-    global _kernels, _InBuffer, find_prefix_at_end
+    global _kernels, _InBuffer, _OutputState, find_prefix_at_end
     previous = _kernels
     _kernels = module
     _InBuffer = module.InBuffer
+    _OutputState = module.OutputState
     find_prefix_at_end = module.find_prefix_at_end
     for name in _KERNEL_METHODS:
         setattr(async_chat, name, getattr(module, "chat_" + name))
     async_chat.terminator = module.terminator_slot
+    async_chat.socket = module.socket_slot
     module.set_loop_hook(asyncore._loop_touch)
     asyncore._use_kernels(module)
     return previous

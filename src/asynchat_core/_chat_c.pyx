@@ -13,6 +13,10 @@ length before use.
 """
 
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION
+from cpython.pythread cimport (
+    NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock, PyThread_free_lock,
+    PyThread_get_thread_ident, PyThread_release_lock, PyThread_type_lock,
+)
 from cpython.object cimport PyObject
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -30,11 +34,11 @@ from asynchat_core._chat_py import FrameTooLarge
 
 __all__ = [
     "FrameTooLarge", "InBuffer", "TerminatorSlot", "terminator_slot", "UNSET",
+    "OutputState", "SocketSlot", "socket_slot", "chan_output",
     "TERM_CALL", "TERM_ATTR", "TERM_SLOT", "terminator_mode", "find_prefix_at_end", "chat_feed",
-    "chat_deliver", "chat_drain", "chat_flush_owed", "chat_get_terminator",
-    "chat_send_joined", "chat_set_terminator",
+    "chat_deliver", "chat_drain", "chat_flush", "chat_get_terminator", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
-    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook", "chan_state",
+    "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
     "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
     "chan_handle_read_event", "chan_handle_write_event",
     "chat_readable", "chat_writable", "chat_handle_write", "chat_send", "set_dispatcher_class",
@@ -61,9 +65,11 @@ cdef class TerminatorSlot:
         if obj is None:
             return self
         try:
-            value = (<InBuffer?>obj._ac_in).terminator
-        except (AttributeError, TypeError):
+            state = obj._ac_in
+        except AttributeError:
             value = _UNSET
+        else:
+            value = _inbuf_check(obj, state).terminator
         if value is _UNSET:
             raise AttributeError(
                 "%r object has no attribute 'terminator'" % type(obj).__name__
@@ -73,16 +79,18 @@ cdef class TerminatorSlot:
     def __set__(self, obj, value):
         cdef InBuffer inbuf
         try:
-            inbuf = obj._ac_in
+            state = obj._ac_in
         except AttributeError:
             # set before async_chat.__init__ ran
             inbuf = InBuffer(b"")
             obj._ac_in = inbuf
+        else:
+            inbuf = _inbuf_check(obj, state)
         inbuf.terminator = value
 
     def __delete__(self, obj):
         self.__get__(obj, None)  # AttributeError if not set
-        (<InBuffer>obj._ac_in).terminator = _UNSET
+        _inbuf(obj).terminator = _UNSET
 
 
 terminator_slot = TerminatorSlot()
@@ -96,29 +104,18 @@ cdef class InBuffer:
     bytes of the current frame already handed to ``collect_incoming_data``,
     for the ``ac_max_frame_size`` cap.  ``terminator`` backs
     ``async_chat.terminator`` (``UNSET`` until set).
-
-    Output flags: ``corked`` while ``handle_read`` defers pushes, ``owed``
-    how many pushes deferred their send, ``blocked`` when the last send
-    took nothing.  Kept here, not on the channel, so the kernels read them
-    as fields, not attribute lookups.
     """
 
     cdef public object data
     cdef public Py_ssize_t pos
     cdef public Py_ssize_t frame
     cdef public object terminator
-    cdef public bint corked
-    cdef public Py_ssize_t owed
-    cdef public bint blocked
 
     def __init__(self, data=b""):
         self.data = data
         self.pos = 0
         self.frame = 0
         self.terminator = UNSET
-        self.corked = False
-        self.owed = 0
-        self.blocked = False
 
     cpdef object value(self):
         """Return the unread input, compacting it first (what users see)."""
@@ -139,19 +136,16 @@ cdef class InBuffer:
         self.frame = 0
 
 
-cdef InBuffer _state(chan):
-    try:
-        return <InBuffer?>chan._ac_in
-    except AttributeError:
-        state = InBuffer(b"")
-        chan._ac_in = state
-        return state
+cdef InBuffer _inbuf_check(chan, state):
+    # Python code may have put anything in _ac_in: never trust its type
+    if not isinstance(state, InBuffer):
+        raise TypeError("%s._ac_in must be an InBuffer, not %s"
+                        % (type(chan).__name__, type(state).__name__))
+    return <InBuffer>state
 
 
-def chan_state(chan):
-    """The channel's ``InBuffer``, created if ``async_chat.__init__`` did
-    not run (CPython's push/send work without it)."""
-    return _state(chan)
+cdef inline InBuffer _inbuf(chan):
+    return _inbuf_check(chan, chan._ac_in)
 
 
 cdef Py_ssize_t _find(const char *hay, Py_ssize_t hay_len,
@@ -240,7 +234,7 @@ cpdef int terminator_mode(chan) except -1:
     return _TERM_ATTR
 
 
-cdef object _feed(chan, InBuffer inbuf, data, int mode):
+cdef object _feed(chan, InBuffer inbuf, data, int mode, OutputState out):
     current = inbuf.data
     if (type(current) is bytes and type(data) is bytes
             and inbuf.pos >= PyBytes_GET_SIZE(current)):
@@ -248,16 +242,17 @@ cdef object _feed(chan, InBuffer inbuf, data, int mode):
         inbuf.pos = 0
     else:
         inbuf.assign(inbuf.value() + data)
-    return _deliver(chan, inbuf, mode)
+    return _deliver(chan, inbuf, mode, out)
 
 
-def chat_feed(chan, InBuffer inbuf not None, data, int mode):
+def chat_feed(chan, InBuffer inbuf not None, data, int mode, OutputState out=None):
     """Append received ``data`` to ``inbuf`` and deliver what it completes.
 
     This is ``async_chat.handle_read`` after its ``recv()``; ``mode`` is
-    ``terminator_mode(chan)``.
+    ``terminator_mode(chan)``; ``out`` the ``OutputState`` whose
+    ``batching`` to set around ``found_terminator``, or None.
     """
-    return _feed(chan, inbuf, data, mode)
+    return _feed(chan, inbuf, data, mode, out)
 
 
 cdef inline Py_ssize_t _held(InBuffer inbuf) noexcept:
@@ -318,7 +313,21 @@ cdef inline object _term_now(chan, InBuffer inbuf, int mode):
     return chan.terminator
 
 
-cdef object _deliver(chan, InBuffer inbuf, int mode):
+cdef int _found(chan, InBuffer inbuf, OutputState out) except -1:
+    # found_terminator, batching replies while more input follows this
+    # frame (OutputState, rule 2)
+    if out is None:
+        chan.found_terminator()
+        return 0
+    out.batching = len(inbuf.data) > inbuf.pos
+    try:
+        chan.found_terminator()
+    finally:
+        out.batching = False
+    return 0
+
+
+cdef object _deliver(chan, InBuffer inbuf, int mode, OutputState out):
     cdef object data, term
     cdef Py_ssize_t pos, total, size, count, index, term_len, partial
     cdef const char *base
@@ -327,7 +336,7 @@ cdef object _deliver(chan, InBuffer inbuf, int mode):
         data = inbuf.data
         pos = inbuf.pos
         if type(data) is not bytes or pos < 0:
-            return _spec.chat_deliver(chan, inbuf, mode)
+            return _spec.chat_deliver(chan, inbuf, mode, out)
         total = PyBytes_GET_SIZE(data)
         size = total - pos
         if size <= 0:
@@ -353,7 +362,7 @@ cdef object _deliver(chan, InBuffer inbuf, int mode):
                     chan.collect_incoming_data(_slice(data, pos, pos + index))
                 _advance(inbuf, data, pos, index + term_len, index + term_len)
                 inbuf.frame = 0
-                chan.found_terminator()
+                _found(chan, inbuf, out)
             else:
                 _check_frame(inbuf, size, limit)
                 partial = _prefix_at_end(base + pos, size, PyBytes_AS_STRING(term), term_len)
@@ -370,7 +379,7 @@ cdef object _deliver(chan, InBuffer inbuf, int mode):
         elif isinstance(term, int):
             if term < 0:
                 # CPython slices with a negative count: generic path
-                return _spec.chat_deliver(chan, inbuf, mode)
+                return _spec.chat_deliver(chan, inbuf, mode, out)
             if limit >= 0 and term > limit:
                 raise FrameTooLarge(term, limit)
             if term > size:
@@ -389,60 +398,127 @@ cdef object _deliver(chan, InBuffer inbuf, int mode):
             _advance(inbuf, data, pos, count, count)
             inbuf.frame = 0
             _set_term(chan, inbuf, mode, 0)
-            chan.found_terminator()
+            _found(chan, inbuf, out)
         else:
-            return _spec.chat_deliver(chan, inbuf, mode)
+            return _spec.chat_deliver(chan, inbuf, mode, out)
 
 
-def chat_deliver(chan, InBuffer inbuf not None, int mode):
+def chat_deliver(chan, InBuffer inbuf not None, int mode, OutputState out=None):
     """Run the terminator loop over the buffered input until it needs more."""
-    return _deliver(chan, inbuf, mode)
+    return _deliver(chan, inbuf, mode, out)
 
 
 cdef object _MAXSIZE = sys.maxsize
+cdef object _BYTES_LIKE = (bytes, bytearray, memoryview)
+cdef object _WOULD_BLOCK = _spec._WOULD_BLOCK
 
 
-cdef inline bint _is_joinable(object item):
-    return type(item) is bytes or type(item) is bytearray
+cdef class OutputState:
+    """The output path of one channel (``async_chat._ac_out``); the only
+    owner of output state besides the public ``producer_fifo``.
+
+    The rules are those of ``_chat_py.OutputState`` (the specification):
+    CPython's drain of ``producer_fifo``; ``batching`` only while
+    ``found_terminator`` runs for a frame that more input follows;
+    ``pending`` precedes the queue on the wire and is sent before the next
+    send outside a batch, when ``handle_read`` returns, and before
+    ``socket`` is read or replaced, ``send``, ``close`` or
+    ``discard_buffers``; a reentrant lock around every kernel ``recv`` and
+    send attempt; ``sock`` backs ``async_chat.socket``.
+    """
+
+    cdef public object sock
+    cdef public bytearray pending
+    cdef public bint batching
+    cdef PyThread_type_lock _lock
+    cdef long _owner
+    cdef Py_ssize_t _depth
+
+    def __cinit__(self):
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError("cannot allocate the channel's output lock")
+        self.sock = _UNSET
+        self.pending = bytearray()
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            PyThread_free_lock(self._lock)
+            self._lock = NULL
+
+    cdef int enter(self) except -1:
+        # reentrant: the holder may call back into the kernels (more(),
+        # handle_close, a send override); others wait without the GIL
+        cdef long me = PyThread_get_thread_ident()
+        if self._depth > 0 and self._owner == me:
+            self._depth += 1
+            return 0
+        if not PyThread_acquire_lock(self._lock, NOWAIT_LOCK):
+            with nogil:
+                PyThread_acquire_lock(self._lock, WAIT_LOCK)
+        self._owner = me
+        self._depth = 1
+        return 0
+
+    cdef void leave(self) noexcept:
+        if self._depth <= 0:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = 0
+            PyThread_release_lock(self._lock)
 
 
-cdef inline const char *_bytes_ptr(object item):
-    if type(item) is bytes:
-        return PyBytes_AS_STRING(item)
-    return PyByteArray_AS_STRING(item)
+cdef OutputState _output(chan):
+    try:
+        out = chan._ac_out
+    except AttributeError:
+        state = OutputState()
+        chan._ac_out = state
+        return state
+    if not isinstance(out, OutputState):
+        raise TypeError("%s._ac_out must be an OutputState, not %s"
+                        % (type(chan).__name__, type(out).__name__))
+    return <OutputState>out
 
 
-cdef inline Py_ssize_t _bytes_len(object item):
-    if type(item) is bytes:
-        return PyBytes_GET_SIZE(item)
-    return PyByteArray_GET_SIZE(item)
+def chan_output(chan):
+    """The channel's ``OutputState``, created if ``async_chat.__init__``
+    did not run (CPython's push/send work without it)."""
+    return _output(chan)
 
 
-cdef object _join(list items, Py_ssize_t total):
-    # b"".join(items) for bytes/bytearray items whose sizes add up to total
-    cdef object out = PyBytes_FromStringAndSize(NULL, total)
-    cdef char *dst = PyBytes_AS_STRING(out)
-    cdef Py_ssize_t used = 0, size
-    for item in items:
-        size = _bytes_len(item)
-        if size > total - used:
-            raise RuntimeError("queued item changed size while being joined")
-        memcpy(dst + used, _bytes_ptr(item), <size_t>size)
-        used += size
-    if used != total:
-        raise RuntimeError("queued item changed size while being joined")
-    return out
+cdef class SocketSlot:
+    """``async_chat.socket``: kept in the channel's ``OutputState``.
+
+    Reading or replacing it sends the replies still held in ``pending``
+    first, so code that wraps the socket in TLS or writes to it directly
+    sees CPython's order on the wire.
+    """
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            return self
+        cdef OutputState out = _output(obj)
+        if out.pending:
+            _chat_flush(obj, out)
+        sock = out.sock
+        if sock is _UNSET:
+            raise AttributeError("%r object has no attribute 'socket'" % type(obj).__name__)
+        return sock
+
+    def __set__(self, obj, value):
+        cdef OutputState out = _output(obj)
+        if out.pending:
+            _chat_flush(obj, out)
+        out.sock = value
+
+    def __delete__(self, obj):
+        self.__get__(obj, None)  # AttributeError if not set
+        _output(obj).sock = _UNSET
 
 
-cdef bint _leading_data(object fifo, Py_ssize_t count) except -1:
-    # the first ``count`` queued items (or all, if fewer) are non-empty data
-    for item in fifo:
-        if count <= 0:
-            break
-        if not _is_joinable(item) or _bytes_len(item) == 0:
-            return False
-        count -= 1
-    return True
+socket_slot = SocketSlot()
 
 
 cdef int _uncount(chan, sent) except -1:
@@ -453,25 +529,102 @@ cdef int _uncount(chan, sent) except -1:
     return 0
 
 
-cdef int _consume_sent(object fifo, list items, object sent) except -1:
-    # Remove what one send() took from the head of the queue.  Stops if
-    # a callback inside send() already changed the queue.  ``sent`` stays a
-    # Python object: an overridden send() may return any number.
-    for item in items:
-        if not fifo or fifo[0] is not item:
-            return 0
-        size = len(item)
-        if sent >= size:
-            fifo.popleft()
-            sent -= size
-        else:
-            if sent:
-                fifo[0] = item[sent:]
-            return 0
+cdef int _requeue(chan, rest) except -1:
+    # bytes taken as sent that the socket refused: first in line again
+    fifo = chan.producer_fifo
+    cdef bint was_empty = not fifo
+    fifo.appendleft(rest)
+    if chan.ac_out_high_water is not None:
+        chan._ac_out_queued += len(rest)
+    if was_empty and _loop_hook is not None:
+        _loop_hook(chan)
     return 0
 
 
+cdef inline object _raw_send(chan, data):
+    # asyncore.dispatcher.send, looked up now: patching it on the class
+    # reaches async_chat too, as in CPython, where async_chat inherits it
+    send = _dispatcher_class.send
+    if send is chan_send:
+        return _chan_send(chan, data)
+    return send(chan, data)
+
+
+cdef object _flush(chan, OutputState out, object data):
+    # Send pending (followed by data, unless None) in one send().  Returns
+    # how many bytes of data went out, or -1 if pending did not all go
+    # (the rest is queued again).  The caller holds out's lock.
+    cdef Py_ssize_t held = len(out.pending)
+    cdef bytes buf
+    if held and data is not None and held + len(data) > chan.ac_out_buffer_size:
+        if _flush(chan, out, None) < 0:
+            return 0
+        held = 0
+    if held:
+        buf = bytes(out.pending)
+        out.pending = bytearray()
+        if data is not None:
+            buf += data
+    elif data is None:
+        return 0
+    else:
+        return _raw_send(chan, data)
+    try:
+        sent = _raw_send(chan, buf)
+    except OSError:
+        chan.handle_error()
+        return -1
+    if sent >= held:
+        return sent - held
+    _requeue(chan, buf[sent:held])
+    return -1
+
+
+cdef int _chat_flush(chan, OutputState out) except -1:
+    out.enter()
+    try:
+        _flush(chan, out, None)
+    finally:
+        out.leave()
+    return 0
+
+
+def chat_flush(self):
+    """Send the replies held in ``pending`` now (rule 3 of OutputState)."""
+    cdef OutputState out = _output(self)
+    if out.pending:
+        _chat_flush(self, out)
+
+
+cdef object _send_item(chan, OutputState out, data):
+    # one send attempt of the drain: CPython's self.send(data)
+    send = chan.send
+    if not (PyMethod_Check(send) and PyMethod_GET_FUNCTION(send) == <PyObject *>chat_send
+            and isinstance(data, _BYTES_LIKE)):
+        # an overridden send(), or an odd item: exactly CPython's call
+        if out.pending and _flush(chan, out, None) < 0:
+            return 0
+        return send(data)
+    if out.batching:
+        if out.pending and len(out.pending) + len(data) > chan.ac_out_buffer_size:
+            if _flush(chan, out, None) < 0:
+                return 0  # the socket is full: data waits behind what it refused
+        out.pending += data
+        return len(data)
+    sent = _flush(chan, out, data)
+    return sent if sent > 0 else 0
+
+
 cdef object _drain(chan, fifo):
+    cdef OutputState out = _output(chan)
+    out.enter()
+    try:
+        _drain_locked(chan, fifo, out)
+    finally:
+        out.leave()
+
+
+cdef object _drain_locked(chan, fifo, OutputState out):
     cdef Py_ssize_t obs = chan.ac_out_buffer_size
     cdef object first, data
     while fifo and chan.connected:
@@ -497,18 +650,15 @@ cdef object _drain(chan, fifo):
         if isinstance(data, str) and chan.use_encoding:
             data = bytes(data, chan.encoding)
         try:
-            sent = chan.send(data)
+            sent = _send_item(chan, out, data)
         except OSError:
             chan.handle_error()
             return
         if not sent:
-            if len(data):
-                _state(chan).blocked = True
             return
         _uncount(chan, sent)
-        _state(chan).blocked = False
         if not fifo or fifo[0] is not first:
-            return  # changed meanwhile (another thread): leave it alone
+            return  # changed meanwhile: leave it alone
         if sent < len(data) or obs < len(first):
             fifo[0] = first[sent:]
         else:
@@ -519,68 +669,12 @@ cdef object _drain(chan, fifo):
 def chat_drain(chan, fifo):
     """Send queued output: the body of ``async_chat.initiate_send``.
 
-    Exactly CPython's: one ``send()`` attempt of the item at the head (after
-    any ``more()`` calls and the ``None`` that ``close_when_done`` queued),
-    nothing while the channel is not connected.  Joining several items into
-    one send happens only in ``chat_send_joined``, for pushes deferred
-    during ``handle_read``: anywhere else it would let a producer or a
-    ``close_when_done()`` queued later reach the head after fewer write
-    events than in CPython.
+    CPython's exactly (rule 1 of ``OutputState``): one send attempt of
+    the item at the head, after any ``more()`` calls and the ``None`` that
+    ``close_when_done`` queued; nothing while the channel is not
+    connected.
     """
     return _drain(chan, fifo)
-
-
-cdef object _send_joined(chan, fifo, Py_ssize_t attempts):
-    cdef Py_ssize_t obs = chan.ac_out_buffer_size
-    cdef Py_ssize_t total, size, taken
-    cdef list items
-    cdef object first, data
-    while attempts > 0 and fifo and chan.connected:
-        items = []
-        total = 0
-        taken = 0
-        for item in fifo:
-            if taken >= attempts:
-                break
-            if not _is_joinable(item):
-                raise TypeError("chat_send_joined: queued item is not bytes/bytearray")
-            size = _bytes_len(item)
-            if taken and size > obs - total:
-                break
-            items.append(item)
-            total += size
-            taken += 1
-        first = items[0]
-        if taken == 1:
-            data = first[:obs] if total > obs else first
-        else:
-            data = _join(items, total)
-        try:
-            sent = chan.send(data)
-        except OSError:
-            chan.handle_error()
-            return
-        if not sent:
-            _state(chan).blocked = True
-            return
-        _consume_sent(fifo, items, sent)
-        _uncount(chan, sent)
-        _state(chan).blocked = False
-        if sent != len(data):
-            return
-        attempts -= taken
-
-
-def chat_send_joined(chan, fifo, Py_ssize_t attempts):
-    """Send what ``attempts`` CPython send attempts would, in fewer sends.
-
-    The first ``attempts`` queued items must be non-empty data.  CPython
-    sends one item (at most ``ac_out_buffer_size`` bytes) per attempt and,
-    once a send falls short, the rest send nothing; joining the same items
-    into sends of at most ``ac_out_buffer_size`` bytes, stopping at the
-    first short send, puts the same bytes on the wire.
-    """
-    return _send_joined(chan, fifo, attempts)
 
 # The functions below are async_chat's hot methods; asynchat.py binds them
 # into the class (Cython 3 functions bind like Python ones), so
@@ -610,73 +704,47 @@ def chat_initiate_send(self):
     _drain(self, self.producer_fifo)
 
 
-cdef object _flush_owed(self, bint exact):
-    cdef InBuffer state = _state(self)
-    cdef Py_ssize_t owed = state.owed
-    if not owed:
-        return
-    state.owed = 0
-    fifo = self.producer_fifo
-    # (one owed send is one drain either way: joining has nothing to join)
-    if owed > 1 and not exact and _leading_data(fifo, owed):
-        _send_joined(self, fifo, owed)
-        return
-    for _ in range(owed):
-        if not fifo:
-            return
-        _drain(self, fifo)
-
-
-def chat_flush_owed(self, exact=False):
-    """Make the sends that pushes deferred during handle_read.
-
-    Each deferred push owes one CPython ``initiate_send``.  When those would
-    only send the data at the head, the items are joined
-    (``chat_send_joined``); otherwise, or with ``exact`` (the caller is
-    about to drop or overtake queued data), they are replayed one by one.
-    """
-    return _flush_owed(self, exact)
-
-
 def chat_handle_read(self):
     """Read once from the socket and deliver every frame it completes.
 
-    ``push()`` calls made meanwhile are sent together at the end, unless
-    ``initiate_send`` is overridden (then each push sends, as in CPython).
+    Replies pushed for a frame that more input follows are sent joined
+    with the next one (``OutputState``, rule 2).
     """
+    cdef OutputState out = _output(self)
+    out.enter()
     try:
         data = self.recv(self.ac_in_buffer_size)
-    except BlockingIOError:
+    except _WOULD_BLOCK:
+        out.leave()
         return
     except OSError:
+        out.leave()  # handle_error runs without the lock, as in the spec
         self.handle_error()
         return
+    except BaseException:
+        out.leave()
+        raise
+    out.leave()
     if isinstance(data, str) and self.use_encoding:
         # CPython 3.11 raises TypeError here (it passes the type ``str``);
         # kept so that such code fails the same way.
         data = bytes(str, self.encoding)
-    cls = type(self)
     cdef int mode = terminator_mode(self)
-    cdef InBuffer inbuf = <InBuffer?>self._ac_in
-    if (inbuf.corked or not self.ac_coalesce_pushes
-            or cls.initiate_send is not chat_initiate_send):
-        _feed(self, inbuf, data, mode)
+    cdef InBuffer inbuf = _inbuf(self)
+    if not self.ac_coalesce_pushes:
+        _feed(self, inbuf, data, mode, None)
         return
-    fifo = self.producer_fifo
-    cdef bint was_empty = not fifo
-    inbuf.corked = True
     try:
-        _feed(self, inbuf, data, mode)
+        _feed(self, inbuf, data, mode, out)
     finally:
-        inbuf.corked = False
-        _flush_owed(self, False)
-        if was_empty and _loop_hook is not None and self.producer_fifo:
-            _loop_hook(self)
+        out.batching = False
+        if out.pending:
+            _chat_flush(self, out)
 
 
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if not isinstance(data, _BYTES_LIKE):
         raise TypeError("data argument must be byte-ish (%r)", type(data))
     cdef Py_ssize_t size = self.ac_out_buffer_size
     cdef Py_ssize_t length = len(data)
@@ -690,22 +758,7 @@ def chat_push(self, data):
             fifo.append(data[start:start + size])
     else:
         fifo.append(data)
-    cdef InBuffer state = _state(self)
-    if state.corked:
-        head = fifo[0]
-        if _is_joinable(head) and head:
-            # CPython would send part of the head now; it is sent, joined
-            # with what follows, when handle_read returns
-            state.owed += 1
-            return  # handle_read calls the loop hook when it ends
-        _flush_owed(self, True)
-    head = fifo[0] if fifo else None
-    if not (state.blocked and _is_joinable(head) and head):
-        # (skipped: a send just returned 0 and CPython's initiate_send would
-        # only retry sending the data at the head, a system call that takes
-        # nothing until the loop reports the socket writable.  Any other
-        # head -- a producer, None -- is handled now, as CPython.)
-        self.initiate_send()
+    self.initiate_send()
     if was_empty and _loop_hook is not None and fifo:
         _loop_hook(self)
 
@@ -782,6 +835,8 @@ cdef object _chan_send(self, data):
             return sock.send(data)
         except InterruptedError:
             continue
+        except _WOULD_BLOCK:
+            return 0  # (a TLS socket's SSLWantWriteError/SSLWantReadError too)
         except OSError as why:
             code = why.errno
             if code == EWOULDBLOCK:
@@ -850,17 +905,19 @@ def chat_writable(self):
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
-    _state(self).blocked = False
     self.initiate_send()
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
-    _flush_owed(self, True)
-    send = _dispatcher_class.send  # looked up now, as in the pure kernel
-    if send is chan_send:
-        return _chan_send(self, data)
-    return send(self, data)
+    cdef OutputState out = _output(self)
+    out.enter()
+    try:
+        if out.pending and _flush(self, out, None) < 0:
+            return 0  # the socket is full: CPython's send would take nothing too
+        return _raw_send(self, data)
+    finally:
+        out.leave()
 
 
 cdef object _dispatcher_class = None
