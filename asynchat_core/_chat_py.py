@@ -251,10 +251,8 @@ def _found(chan, inbuf, out):
         chan.found_terminator()
         return
     out.batching = len(inbuf.data) > inbuf.pos
-    try:
-        chan.found_terminator()
-    finally:
-        out.batching = False
+    chan.found_terminator()
+    out.batching = False  # (if it raised, handle_read resets it)
 
 
 def chat_deliver(chan, inbuf, mode, out=None):
@@ -588,7 +586,10 @@ def chat_handle_read(self):
         # kept so that such code fails the same way.
         data = bytes(str, self.encoding)  # type: ignore[call-overload]
     mode = terminator_mode(self)
-    if not self.ac_coalesce_pushes:
+    if not (self.ac_coalesce_pushes
+            and getattr(self.send, "__func__", None) is chat_send
+            and getattr(self.initiate_send, "__func__", None) is chat_initiate_send):
+        # overridden output methods see CPython's calls, one per push
         chat_feed(self, self._ac_in, data, mode)
         return
     try:
@@ -606,6 +607,13 @@ def chat_push(self, data):
     size = self.ac_out_buffer_size
     fifo = self.producer_fifo
     was_empty = not fifo
+    out = chan_output(self)
+    if out.batching and was_empty and len(data) <= size and self.connected:
+        # what the drain would do with this lone item (rule 2), directly
+        with out.lock:
+            if not out.pending or len(out.pending) + len(data) <= size or _flush(self, out) >= 0:
+                out.pending += data
+                return
     if self.ac_out_high_water is not None:
         self._ac_out_queued += len(data)
     if len(data) > size:

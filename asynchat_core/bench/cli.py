@@ -15,7 +15,7 @@ from .report import check_targets, render_markdown, render_text, write_plot
 SCENARIOS = ("kernel", "resp", "echo", "http")
 KERNEL_WORKLOADS = ("lines32-64k", "lines32-4k", "records100", "resp-mix", "push-small", "push-large")
 RESP_TESTS = ("ping_inline", "set", "get")
-ECHO_IMPLS = ("cython", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop", "uvloop-streams")
+ECHO_IMPLS = ("cython", "baseline", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop", "uvloop-streams")
 
 
 def parse_args(argv):
@@ -56,6 +56,9 @@ def parse_args(argv):
     p.add_argument("--stdlib-python", default=None,
                    help="interpreter whose stdlib asyncore/asynchat is the baseline "
                         "(default: this one, or python3.11 on 3.12+ without pyasynchat)")
+    p.add_argument("--baseline", metavar="DIR", default=None,
+                   help="also measure asynchat_core from the checkout DIR (kernels built in "
+                        "place), e.g. an earlier revision, side by side as 'baseline'")
     p.add_argument("--json", metavar="FILE", help="write the raw figures as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw a bar chart (needs matplotlib)")
     p.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown (BENCHMARKS.md)")
@@ -118,7 +121,7 @@ def _chosen(args, names):
 
 def run_kernel(args, run, targets):
     """Run the in-process kernel workloads for each chat implementation."""
-    for name in _chosen(args, ("cython", "pure", "stdlib")):
+    for name in _chosen(args, ("cython", "baseline", "pure", "stdlib")):
         target = targets.get(name)
         if target is None:
             continue
@@ -206,7 +209,7 @@ def run_resp(args, run, targets):
     if not use_tool and not args.builtin_client:
         run.skip("redis-benchmark", "not found (apt install redis-tools); using the built-in client")
     load_name = "redis-benchmark" if use_tool else "built-in"
-    names = _chosen(args, ("cython", "pure", "stdlib", "asyncio", "uvloop", "redis-server"))
+    names = _chosen(args, ("cython", "baseline", "pure", "stdlib", "asyncio", "uvloop", "redis-server"))
     cases = [("%s -P%d" % (test.upper(), pipeline),
               {"test": test, "pipeline": pipeline, "unit": "req/s"})
              for pipeline in (1, args.pipeline) for test in args.resp_tests]
@@ -245,7 +248,7 @@ def run_http(args, run, targets):
     if not use_tool and not args.builtin_client:
         run.skip("wrk", "not found (apt install wrk); using the built-in client")
     load_name = "wrk" if use_tool else "built-in"
-    names = _chosen(args, ("cython", "pure", "stdlib", "asyncio", "uvloop"))
+    names = _chosen(args, ("cython", "baseline", "pure", "stdlib", "asyncio", "uvloop"))
 
     def load(port, params):
         if use_tool:
@@ -329,7 +332,7 @@ def main(argv=None):
     """Run the chosen scenarios and write the report; return the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     run = Run(args.quiet)
-    targets, skipped = discover(args.stdlib_python)
+    targets, skipped = discover(args.stdlib_python, args.baseline)
     for name, reason in skipped.items():
         run.skip(name, reason)
     if "resp" in args.scenarios and not shutil.which("redis-server"):

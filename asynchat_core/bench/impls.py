@@ -14,7 +14,7 @@ import warnings
 NO_EXT = "ASYNCHAT_CORE_NO_EXTENSIONS"
 
 # module-pair implementations, in table order
-CHAT_IMPLS = ("cython", "pure", "stdlib")
+CHAT_IMPLS = ("cython", "baseline", "pure", "stdlib")
 ASYNCIO_IMPLS = ("asyncio", "uvloop")
 
 
@@ -43,12 +43,14 @@ def load_modules(source):
 class Target:
     """How to start a worker process for one implementation."""
 
-    def __init__(self, name, python, env, source, label):
+    def __init__(self, name, python, env, source, label, root=None):
         self.name = name
         self.python = python
         self.env = env
         self.source = source
         self.label = label
+        # the checkout whose asynchat_core the worker imports (default: this one)
+        self.root = root
 
     def command(self, *args):
         """The argv that starts a worker for this target with ``args``."""
@@ -60,7 +62,7 @@ class Target:
         env.pop(NO_EXT, None)
         env.update(self.env)
         # the worker must import this checkout even from another interpreter
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        root = self.root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
@@ -92,8 +94,26 @@ def _find_python311():
     return None
 
 
-def discover(stdlib_python=None):
-    """Return ``(targets, skipped)``: a dict name -> Target, and name -> reason."""
+def _baseline_target(me, root):
+    # asynchat_core from another checkout with its compiled kernels built
+    # in place (an earlier revision, to compare side by side in one run)
+    root = os.path.abspath(root)
+    rev = ""
+    try:
+        rev = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        pass
+    label = "asynchat_core baseline (%s%s)" % (os.path.basename(root), "@" + rev if rev else "")
+    return Target("baseline", me, {}, "asynchat_core", label, root=root)
+
+
+def discover(stdlib_python=None, baseline=None):
+    """Return ``(targets, skipped)``: a dict name -> Target, and name -> reason.
+
+    ``baseline``: the path of another asynchat_core checkout (kernels built
+    in place) to measure as the "baseline" implementation.
+    """
     targets = {}
     skipped = {}
     me = sys.executable
@@ -105,6 +125,15 @@ def discover(stdlib_python=None):
     if impl != "cython":
         del targets["cython"]
         skipped["cython"] = "compiled kernels not importable (%s)" % (err or impl)
+    if baseline:
+        target = _baseline_target(me, baseline)
+        probe_root = "import asynchat_core, os; print(asynchat_core.IMPLEMENTATION, os.path.dirname(os.path.dirname(asynchat_core.__file__)))"
+        out, err = _probe(me, target.environ(), probe_root)
+        if out == "cython " + target.root:
+            targets["baseline"] = target
+        else:
+            skipped["baseline"] = "%s: not an asynchat_core checkout with built kernels (%s)" % (
+                baseline, err or out)
 
     probe_std = (
         "import warnings; warnings.simplefilter('ignore');"

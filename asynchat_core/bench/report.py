@@ -1,7 +1,7 @@
 """Tables, targets, Markdown and the bar chart of a benchmark run."""
 import os
 
-IMPL_ORDER = ("cython", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop",
+IMPL_ORDER = ("cython", "baseline", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop",
               "uvloop-streams", "redis-server")
 SCENARIO_TITLES = {
     "kernel": "Scenario 1: kernels in process (no sockets)",
@@ -10,7 +10,7 @@ SCENARIO_TITLES = {
     "http": "Scenario 4: HTTP/1.1 keep-alive, 50 clients",
 }
 # ratio columns: asynchat_core (Cython) against each of these
-RATIO_AGAINST = ("stdlib", "pure", "asyncio", "asyncio-streams", "uvloop", "uvloop-streams",
+RATIO_AGAINST = ("stdlib", "baseline", "pure", "asyncio", "asyncio-streams", "uvloop", "uvloop-streams",
                  "redis-server")
 
 # (scenario, case, comparator, metric, op, threshold, label)

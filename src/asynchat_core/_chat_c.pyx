@@ -319,11 +319,13 @@ cdef int _found(chan, InBuffer inbuf, OutputState out) except -1:
     if out is None:
         chan.found_terminator()
         return 0
-    out.batching = len(inbuf.data) > inbuf.pos
-    try:
-        chan.found_terminator()
-    finally:
-        out.batching = False
+    data = inbuf.data
+    if type(data) is bytes:
+        out.batching = PyBytes_GET_SIZE(data) > inbuf.pos
+    else:
+        out.batching = len(data) > inbuf.pos
+    chan.found_terminator()
+    out.batching = False  # (if it raised, handle_read resets it)
     return 0
 
 
@@ -596,11 +598,15 @@ def chat_flush(self):
         _chat_flush(self, out)
 
 
+cdef inline bint _is_method(bound, function):
+    # bound is function bound to an instance (not overridden anywhere)
+    return PyMethod_Check(bound) and PyMethod_GET_FUNCTION(bound) == <PyObject *>function
+
+
 cdef object _send_item(chan, OutputState out, data):
     # one send attempt of the drain: CPython's self.send(data)
     send = chan.send
-    if not (PyMethod_Check(send) and PyMethod_GET_FUNCTION(send) == <PyObject *>chat_send
-            and isinstance(data, _BYTES_LIKE)):
+    if not (_is_method(send, chat_send) and isinstance(data, _BYTES_LIKE)):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
             return 0
@@ -731,7 +737,9 @@ def chat_handle_read(self):
         data = bytes(str, self.encoding)
     cdef int mode = terminator_mode(self)
     cdef InBuffer inbuf = _inbuf(self)
-    if not self.ac_coalesce_pushes:
+    if not (self.ac_coalesce_pushes and _is_method(self.send, chat_send)
+            and _is_method(self.initiate_send, chat_initiate_send)):
+        # overridden output methods see CPython's calls, one per push
         _feed(self, inbuf, data, mode, None)
         return
     try:
@@ -751,6 +759,17 @@ def chat_push(self, data):
     cdef Py_ssize_t start
     fifo = self.producer_fifo
     cdef bint was_empty = not fifo
+    cdef OutputState out = _output(self)
+    if out.batching and was_empty and length <= size and self.connected:
+        # what the drain would do with this lone item (rule 2), directly
+        out.enter()
+        try:
+            if (not out.pending or len(out.pending) + length <= size
+                    or _flush(self, out, None) >= 0):
+                out.pending += data
+                return
+        finally:
+            out.leave()
     if self.ac_out_high_water is not None:
         self._ac_out_queued += length
     if length > size:
