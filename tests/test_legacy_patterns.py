@@ -149,10 +149,16 @@ def test_pasv_then_accept_ftplib(impl, server):
 
 
 @VARIANTS
-def test_pasv_then_accept_raw(impl, server, pipelined):
+def test_pasv_then_accept_raw(impl, server, pipelined, monkeypatch):
     """The same PASV handler with a raw client, sending one command at a time
     or the whole session (USER..QUIT) in one send(): with pipelining the
-    RETR is already buffered while PASV blocks in accept()."""
+    RETR is already buffered while PASV blocks in accept().
+
+    Pipelined, asynchat_core holds the 227 while the handler blocks (README
+    deviation 1): a server that blocks on a pipelining peer turns
+    ``ac_coalesce_pushes`` off, which this test does."""
+    if pipelined and impl.name != "stdlib":
+        monkeypatch.setattr(impl.asynchat.async_chat, "ac_coalesce_pushes", False)
     port = server.listen(handler_factory(impl, FTPHandler))
     server.start()
     commands = [b"USER u\r\n", b"PASS p\r\n", b"TYPE I\r\n", b"PASV\r\n",
@@ -835,3 +841,42 @@ def test_push_from_worker_threads(impl, server, pings):
     if problems and impl.name == "stdlib":
         pytest.xfail("CPython 3.11 itself fails here: %s" % "; ".join(problems))
     assert not problems, "connection %d: %s" % (attempt + 1, "; ".join(problems))
+
+
+def test_deviation_reply_held_only_while_pipelined_input_follows(impl):
+    """README deviation 1, pinned: a reply pushed for a frame that more input
+    in the same read follows reaches the socket with the next reply (so a
+    handler that blocks on the peer right after such a push waits); a reply
+    to the last frame is on the socket before push() returns."""
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    seen = []
+
+    class Probe(impl.asynchat.async_chat):
+        def __init__(self, sock):
+            super().__init__(sock, map={})
+            self.set_terminator(b"\n")
+
+        def collect_incoming_data(self, data):
+            pass
+
+        def found_terminator(self):
+            self.push(b"reply\n")
+            try:
+                seen.append(b.recv(100))
+            except BlockingIOError:
+                seen.append(None)
+
+    chan = Probe(a)
+    try:
+        b.sendall(b"one\ntwo\n")
+        chan.handle_read()
+        b.sendall(b"three\n")
+        chan.handle_read()
+    finally:
+        chan.close()
+        b.close()
+    if impl.name == "stdlib":
+        assert seen == [b"reply\n", b"reply\n", b"reply\n"]
+    else:
+        assert seen == [None, b"reply\nreply\n", b"reply\n"]
