@@ -364,6 +364,14 @@ class OutputState:
         self.batching = False
         self.lock = threading.RLock()
 
+    def __enter__(self):
+        """Hold ``lock`` (rule 4): no kernel recv or send on this channel meanwhile."""
+        self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.lock.release()
+
 
 def chan_output(chan):
     """The channel's ``OutputState``, created if ``async_chat.__init__``

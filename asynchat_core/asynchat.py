@@ -119,9 +119,11 @@ class async_chat(asyncore.dispatcher):
 
     def close(self):
         """Close the channel, after the replies held for pipelined requests."""
-        # CPython had sent them at push() time
-        _kernels.chat_flush(self)
-        asyncore.dispatcher.close(self)
+        # with the output lock: another thread's push() never sends on a
+        # socket being closed
+        with _kernels.chan_output(self):
+            _kernels.chat_flush(self)  # CPython had sent them at push() time
+            asyncore.dispatcher.close(self)
 
     def handle_close(self):
         """The peer closed: close this end too."""

@@ -463,12 +463,20 @@ cdef class OutputState:
         return 0
 
     cdef void leave(self) noexcept:
-        if self._depth <= 0:
-            return
+        if self._depth <= 0 or self._owner != PyThread_get_thread_ident():
+            return  # not ours: never release another thread's hold
         self._depth -= 1
         if self._depth == 0:
             self._owner = 0
             PyThread_release_lock(self._lock)
+
+    def __enter__(self):
+        """Hold the lock (rule 4): no kernel recv or send on this channel meanwhile."""
+        self.enter()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.leave()
 
 
 cdef OutputState _output(chan):
