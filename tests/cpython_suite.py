@@ -1,23 +1,40 @@
-"""Run CPython's own test_asyncore / test_asynchat against a target.
+"""Run one of CPython's own test suites against a target.
 
-    python tests/cpython_suite.py TARGET MODULE [--json FILE]
+    python tests/cpython_suite.py TARGET MODULE [--json FILE] [--timeout SECONDS]
 
 TARGET is ``asynchat_core`` (after ``install()``; the kernels follow
 ``ASYNCHAT_CORE_NO_EXTENSIONS``) or ``stdlib`` (the interpreter's own
-modules, for the baseline).  MODULE is ``test_asyncore`` or
-``test_asynchat``.  The test files are read from an installed interpreter
-at run time and never copied into this repository: the interpreter's own
-``test`` package on 3.9-3.11, a CPython 3.11 installation on 3.12+
+modules, for the baseline).  MODULE is a CPython test module that uses
+asyncore or asynchat: ``test_asyncore``, ``test_asynchat`` or a client
+such as ``test_ftplib``; ``test_os:TestSendfile`` runs one class of it.
+The test files are read from an installed interpreter at run time and
+never copied into this repository: the interpreter's own ``test`` package
+on 3.9-3.11, a CPython 3.11 installation on 3.12+
 (``ASYNCHAT_CORE_CPY311_TESTS`` may name its ``test`` directory).
+
+The JSON report lists the test ids per outcome, the threads the suite left
+running, and, when the suite does not import on this interpreter, the
+ImportError (exit status 2 then; 0 when every test passed, 1 otherwise).
+``--timeout`` makes faulthandler dump every thread's stack shortly before
+the caller's deadline, so a hang shows where it hangs.
 """
 
+import faulthandler
 import glob
 import importlib.util
 import json
 import os
 import sys
+import threading
+import time
+import types
 import unittest
 import warnings
+
+EXIT_LOAD_ERROR = 2
+# How long threads a suite started may take to finish after its last test;
+# test.support.threading_helper.threading_cleanup() allows the same.
+THREAD_GRACE = 1.0
 
 
 def find_suite_file(module):
@@ -43,28 +60,69 @@ def find_suite_file(module):
     return None
 
 
-def load_suite(target, module):
-    if target == "asynchat_core":
-        import asynchat_core
+class _SiblingFinder:
+    """Imports ``test.test_*`` modules from DIRECTORY.
 
-        asynchat_core.install()
-    elif target != "stdlib":
-        raise SystemExit("unknown target %r" % target)
-    path = find_suite_file(module)
-    if path is None:
-        raise SystemExit("CPython's %s.py not found for Python %s" % (module, sys.version))
-    spec = importlib.util.spec_from_file_location("test." + module, path)
+    On 3.12+ a 3.11 suite that imports another one (test_poplib takes
+    ``SSLConnection`` from ``test.test_ftplib``) must get the 3.11 file,
+    which uses asyncore, not this interpreter's, which uses test.support's
+    private copy: mixing the two hangs the SSL tests.
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, name = fullname.partition(".")
+        if package != "test" or not name.startswith("test_") or "." in name:
+            return None
+        candidate = os.path.join(self.directory, name + ".py")
+        if not os.path.exists(candidate):
+            return None
+        return importlib.util.spec_from_file_location(fullname, candidate)
+
+
+def import_suite(name, path):
+    """Import the test module at PATH as ``test.NAME``.
+
+    An ImportError propagates: on 3.12+ a 3.11 suite may need a module
+    that left the stdlib (``smtpd``), and the caller reports which.
+    """
+    import test
+
+    directory = os.path.dirname(path)
+    if os.path.realpath(directory) != os.path.realpath(os.path.dirname(test.__file__)):
+        sys.meta_path.insert(0, _SiblingFinder(directory))
+    spec = importlib.util.spec_from_file_location("test." + name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         spec.loader.exec_module(mod)
-    if target == "asynchat_core":
+    return mod
+
+
+def asyncore_modules():
+    """Which asyncore/asynchat each imported test module, and smtpd, refer to."""
+    used = {}
+    for mod_name, mod in sorted(sys.modules.items()):
+        if not (mod_name.startswith("test.test_") or mod_name == "smtpd"):
+            continue
         for name in ("asyncore", "asynchat"):
-            used = getattr(mod, name, None)
-            if used is not None and not used.__name__.startswith("asynchat_core"):
-                raise SystemExit("suite imported %s, not asynchat_core" % used.__name__)
-    return path, unittest.defaultTestLoader.loadTestsFromModule(mod)
+            value = getattr(mod, name, None)
+            if isinstance(value, types.ModuleType):
+                used["%s.%s" % (mod_name, name)] = value.__name__
+    return used
+
+
+def leftover_threads(before, grace=THREAD_GRACE):
+    """Threads started since BEFORE that are still alive after GRACE seconds."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
 
 
 class _Recorder(unittest.TextTestResult):
@@ -77,35 +135,89 @@ class _Recorder(unittest.TextTestResult):
         self.passed.append(test.id())
 
 
+def _write(report, out):
+    if out:
+        with open(out, "w") as fh:
+            json.dump(report, fh, indent=1)
+
+
 def main(argv):
     target, module = argv[1], argv[2]
     out = argv[argv.index("--json") + 1] if "--json" in argv else None
-    path, suite = load_suite(target, module)
-    runner = unittest.TextTestRunner(verbosity=1, resultclass=_Recorder, stream=sys.stderr)
-    result = runner.run(suite)
+    timeout = float(argv[argv.index("--timeout") + 1]) if "--timeout" in argv else None
+    faulthandler.enable()
+    if timeout:
+        # The caller kills the process group at the deadline; dump first.
+        faulthandler.dump_traceback_later(max(timeout - 10, 1), exit=False)
     report = {
         "target": target,
         "module": module,
-        "file": path,
         "python": sys.version.split()[0],
         "implementation": None,
-        "run": result.testsRun,
-        "passed": sorted(result.passed),
-        "failed": sorted(t.id() for t, _ in result.failures + result.errors),
-        "skipped": sorted(t.id() for t, _ in result.skipped),
     }
     if target == "asynchat_core":
         import asynchat_core
 
+        asynchat_core.install()
         report["implementation"] = asynchat_core.IMPLEMENTATION
         report["package"] = os.path.dirname(os.path.abspath(asynchat_core.__file__))
-    if out:
-        with open(out, "w") as fh:
-            json.dump(report, fh, indent=1)
-    print("%s %s on %s [%s]: %d run, %d passed, %d failed, %d skipped" % (
+    elif target != "stdlib":
+        raise SystemExit("unknown target %r" % target)
+    name, _, class_name = module.partition(":")
+    path = report["file"] = find_suite_file(name)
+    if path is None:
+        raise SystemExit("CPython's %s.py not found for Python %s" % (name, sys.version))
+    try:
+        mod = import_suite(name, path)
+    except ImportError as exc:
+        report["load_error"] = "%s: %s" % (type(exc).__name__, exc)
+        report["load_error_module"] = exc.name
+        _write(report, out)
+        print("%s on %s does not load: %s" % (module, report["python"], report["load_error"]))
+        return EXIT_LOAD_ERROR
+    report["uses"] = asyncore_modules()
+    if target == "asynchat_core":
+        for key, used in report["uses"].items():
+            if not used.startswith("asynchat_core"):
+                raise SystemExit("suite's %s is %s, not asynchat_core's" % (key, used))
+    loader = unittest.defaultTestLoader
+    if class_name:
+        suite = loader.loadTestsFromTestCase(getattr(mod, class_name))
+    else:
+        suite = loader.loadTestsFromModule(mod)
+
+    runner = unittest.TextTestRunner(verbosity=1, resultclass=_Recorder, stream=sys.stderr)
+    threads_before = set(threading.enumerate())
+    result = runner.run(suite)
+    left = leftover_threads(threads_before)
+    faulthandler.cancel_dump_traceback_later()
+    failed = [t for t, _ in result.failures + result.errors] + result.unexpectedSuccesses
+    report.update({
+        "passed": sorted(result.passed),
+        "failed": sorted(t.id() for t in failed),
+        "skipped": sorted(t.id() for t, _ in result.skipped),
+        "expected_failures": sorted(t.id() for t, _ in result.expectedFailures),
+        "threads_left": [repr(t) for t in left],
+    })
+    # Counted from the outcomes, not testsRun: 3.12.1 leaves skipped tests
+    # out of testsRun (gh-106584, undone in 3.12.2: gh-110890).
+    report["run"] = sum(len(report[key]) for key in
+                        ("passed", "failed", "skipped", "expected_failures"))
+    _write(report, out)
+    for thread in left:
+        print("thread still running after the suite: %r" % (thread,), file=sys.stderr)
+    print("%s %s on %s [%s]: %d run, %d passed, %d failed, %d skipped%s" % (
         module, target, report["python"], report["implementation"] or "stdlib",
-        report["run"], len(report["passed"]), len(report["failed"]), len(report["skipped"])))
-    return 0 if result.wasSuccessful() else 1
+        report["run"], len(report["passed"]), len(report["failed"]), len(report["skipped"]),
+        ", %d thread(s) left" % len(left) if left else ""))
+    status = 0 if result.wasSuccessful() and not left else 1
+    if left:
+        # A leftover non-daemon thread would hang interpreter shutdown until
+        # the caller's timeout; the report already says what is left.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 if __name__ == "__main__":
