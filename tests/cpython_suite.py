@@ -15,8 +15,8 @@ on 3.9-3.11, a CPython 3.11 installation on 3.12+
 The JSON report lists the test ids per outcome, the threads the suite left
 running, and, when the suite does not import on this interpreter, the
 ImportError (exit status 2 then; 0 when every test passed, 1 otherwise).
-``--timeout`` makes faulthandler dump every thread's stack shortly before
-the caller's deadline, so a hang shows where it hangs.
+With ``--timeout``, faulthandler dumps every thread's stack and exits 10
+seconds before the caller's deadline, so a hang shows where it hangs.
 """
 
 import faulthandler
@@ -147,8 +147,10 @@ def main(argv):
     timeout = float(argv[argv.index("--timeout") + 1]) if "--timeout" in argv else None
     faulthandler.enable()
     if timeout:
-        # The caller kills the process group at the deadline; dump first.
-        faulthandler.dump_traceback_later(max(timeout - 10, 1), exit=False)
+        # Shortly before the caller's deadline, dump every thread's stack
+        # and exit: the report shows where a suite hangs, and a run whose
+        # caller died (pytest killed by CI's timeout) does not live on.
+        faulthandler.dump_traceback_later(max(timeout - 10, 1), exit=True)
     report = {
         "target": target,
         "module": module,

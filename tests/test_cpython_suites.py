@@ -8,7 +8,10 @@ test_asyncore and test_asynchat run against both kernels in every pytest
 run, whatever ``ASYNCHAT_CORE_NO_EXTENSIONS`` says; the suites of the
 stdlib's asyncore clients (ftplib, poplib, smtpd, smtplib, os.sendfile,
 logging's SMTPHandler) run against the kernel this session tests, which
-keeps CI's ten pytest runs short.
+keeps CI's ten pytest runs short.  The runs the selected tests need start
+together when the module's first test runs, SUITE_JOBS at a time: they
+mostly wait on sockets and timers, so the module takes about as long as
+its slowest suite.
 
 On 3.9-3.11 the interpreter's own modules give the baseline: every test
 that passes against the stdlib must pass against asynchat_core.  On 3.12+
@@ -20,15 +23,16 @@ threads running.
 
 The pass counts are printed in pytest's terminal summary.
 """
-import functools
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -38,11 +42,16 @@ from asynchat_core import _impl
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "cpython_suite.py")
 # Seconds per suite run; the slowest (test_ftplib) takes about 11.  The
-# runner dumps every thread's stack shortly before, then the process group
-# is killed.
+# runner dumps every thread's stack and exits 10 s before; the process
+# group is killed at TIMEOUT if it is still there.
 TIMEOUT = 120
+# faulthandler.dump_traceback_later's header (after unittest's dots)
+DUMP_HEADER = re.compile(r"Timeout \(\d+:\d\d:\d\d\)!\n")
 HAS_STDLIB = sys.version_info < (3, 12)
 EXIT_LOAD_ERROR = 2  # cpython_suite.py: the suite does not import
+# Suite runs at once (two stdlib/asynchat_core pairs of test_ftplib and
+# test_poplib, the slowest, fit; a loaded 2-CPU machine keeps up).
+SUITE_JOBS = 4
 
 # Minimum number of tests each suite must run: guards against a suite that
 # silently loads nothing (3.9-3.11 run the number in the comment).
@@ -94,8 +103,42 @@ def _summary_plugin(request):
     yield
 
 
+def _runs_needed(item):
+    """The run_suite() calls the test ITEM will make."""
+    params = getattr(item, "callspec", None) and item.callspec.params
+    if not params or item.module is not sys.modules[__name__]:
+        return []
+    module = params["module"]
+    runs = [("stdlib", module, None)] if HAS_STDLIB else []
+    if item.originalname == "test_cpython_suite":
+        runs.append(("asynchat_core", module, params["implementation"]))
+    elif item.originalname == "test_cpython_client_suite":
+        runs.append(("asynchat_core", module, asynchat_core.IMPLEMENTATION))
+    return runs
+
+
+_futures = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_suites(request):
+    """Start every suite run the selected tests need, SUITE_JOBS at a time.
+
+    Module-scoped, so the worker threads exist before conftest's per-test
+    leak check takes its snapshot.
+    """
+    pool = ThreadPoolExecutor(SUITE_JOBS)
+    for item in request.session.items:
+        for key in _runs_needed(item):
+            if key not in _futures:
+                _futures[key] = pool.submit(_run_suite, *key)
+    yield
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _env_for(implementation):
     env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"  # keep all output up to a crash
     if implementation == "python":
         env[_impl.ENV_VAR] = "1"
     else:
@@ -125,21 +168,29 @@ def _execute(cmd, cwd, env):
     Returns (returncode, timed out, output).
     """
     log_path = os.path.join(cwd, "output.log")
+    # Our copy of the file is closed at once: conftest's fd-leak check must
+    # not see it while another test runs.
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 **_NEW_GROUP)
-        try:
-            returncode, timed_out = proc.wait(TIMEOUT), False
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            returncode, timed_out = proc.wait(), True
+    try:
+        returncode, timed_out = proc.wait(TIMEOUT), False
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        returncode, timed_out = proc.wait(), True
     with open(log_path, "rb") as fh:
-        return returncode, timed_out, fh.read().decode("utf-8", "replace")
+        output = fh.read().decode("utf-8", "replace")
+    if not timed_out and DUMP_HEADER.search(output):
+        # The runner gave up at its own deadline (3.12.1's faulthandler may
+        # even crash while dumping): what it started must not outlive it.
+        _kill_group(proc)
+        timed_out = True
+    return returncode, timed_out, output
 
 
 def _status(report):
     if report["timed_out"]:
-        return "timed out after %ds" % TIMEOUT
+        return "timed out after %ds" % (TIMEOUT - 10)
     if report["returncode"] < 0:
         return "killed by %s" % _signal_name(-report["returncode"])
     if "load_error" in report:
@@ -165,8 +216,16 @@ def _signal_name(number):
         return "signal %d" % number
 
 
-@functools.lru_cache(maxsize=None)
 def run_suite(target, module, implementation=None):
+    """The report of one suite run, started by _start_suites or now."""
+    key = (target, module, implementation)
+    if key not in _futures:
+        _futures[key] = Future()
+        _futures[key].set_result(_run_suite(*key))
+    return _futures[key].result()
+
+
+def _run_suite(target, module, implementation):
     """Run one suite in a subprocess; its JSON report, plus how it ended.
 
     Never fails by itself, so the cache keeps a broken run too: the tests
@@ -208,8 +267,8 @@ def _check_process(report):
     """Fail on what no baseline excuses: a hang, a crash, leftover threads."""
     cmd, returncode = report["cmd"], report["returncode"]
     if report["timed_out"]:
-        pytest.fail("%s timed out after %ds (thread stacks dumped at %ds):\n%s"
-                    % (cmd, TIMEOUT, TIMEOUT - 10, _tail(report)), pytrace=False)
+        pytest.fail("%s timed out (thread stacks dumped after %ds):\n%s"
+                    % (cmd, TIMEOUT - 10, _tail(report)), pytrace=False)
     if returncode < 0:
         pytest.fail("%s was killed by %s:\n%s" % (cmd, _signal_name(-returncode), _tail(report)),
                     pytrace=False)
