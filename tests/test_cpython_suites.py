@@ -49,8 +49,9 @@ TIMEOUT = 120
 DUMP_HEADER = re.compile(r"Timeout \(\d+:\d\d:\d\d\)!\n")
 HAS_STDLIB = sys.version_info < (3, 12)
 EXIT_LOAD_ERROR = 2  # cpython_suite.py: the suite does not import
-# Suite runs at once (two stdlib/asynchat_core pairs of test_ftplib and
-# test_poplib, the slowest, fit; a loaded 2-CPU machine keeps up).
+# Suite runs at once: the slowest two (test_ftplib, test_poplib) against
+# both the stdlib and asynchat_core.  No failure in repeated runs on two
+# CPUs kept busy by three other processes.
 SUITE_JOBS = 4
 
 # Minimum number of tests each suite must run: guards against a suite that
@@ -156,7 +157,7 @@ if os.name == "posix":
         except ProcessLookupError:
             pass
 else:
-    _NEW_GROUP = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    _NEW_GROUP = {}
 
     def _kill_group(proc):
         proc.kill()
@@ -228,7 +229,7 @@ def run_suite(target, module, implementation=None):
 def _run_suite(target, module, implementation):
     """Run one suite in a subprocess; its JSON report, plus how it ended.
 
-    Never fails by itself, so the cache keeps a broken run too: the tests
+    Never fails by itself, so _futures keeps a broken run too: the tests
     judge the report (``_check_process``).
     """
     # mkdtemp + rmtree(ignore_errors): Windows may still hold a file the suite
