@@ -313,7 +313,7 @@ cdef inline object _term_now(chan, InBuffer inbuf, int mode):
     return chan.terminator
 
 
-cdef int _found(chan, InBuffer inbuf, OutputState out) except -1:
+cdef inline int _found(chan, InBuffer inbuf, OutputState out) except -1:
     # found_terminator, batching replies while more input follows this
     # frame (OutputState, rule 2)
     if out is None:
@@ -430,7 +430,8 @@ cdef class OutputState:
     """
 
     cdef public object sock
-    cdef public bytearray pending
+    cdef readonly list pending  # bytes objects, joined when sent
+    cdef readonly Py_ssize_t held  # their total size
     cdef public bint batching
     cdef PyThread_type_lock _lock
     cdef long _owner
@@ -441,7 +442,7 @@ cdef class OutputState:
         if self._lock == NULL:
             raise MemoryError("cannot allocate the channel's output lock")
         self.sock = _UNSET
-        self.pending = bytearray()
+        self.pending = []
 
     def __dealloc__(self):
         if self._lock != NULL:
@@ -564,17 +565,19 @@ cdef object _flush(chan, OutputState out, object data):
     # Send pending (followed by data, unless None) in one send().  Returns
     # how many bytes of data went out, or -1 if pending did not all go
     # (the rest is queued again).  The caller holds out's lock.
-    cdef Py_ssize_t held = len(out.pending)
-    cdef bytes buf
+    cdef Py_ssize_t held = out.held
+    cdef list pieces
     if held and data is not None and held + len(data) > chan.ac_out_buffer_size:
         if _flush(chan, out, None) < 0:
             return 0
         held = 0
     if held:
-        buf = bytes(out.pending)
-        out.pending = bytearray()
+        pieces = out.pending
+        out.pending = []
+        out.held = 0
         if data is not None:
-            buf += data
+            pieces.append(data)
+        buf = b"".join(pieces)
     elif data is None:
         return 0
     else:
@@ -588,6 +591,13 @@ cdef object _flush(chan, OutputState out, object data):
         return sent - held
     _requeue(chan, buf[sent:held])
     return -1
+
+
+cdef inline int _hold(OutputState out, data) except -1:
+    # a copy of mutable data: CPython would have sent it already
+    out.pending.append(data if type(data) is bytes else bytes(data))
+    out.held += len(data)
+    return 0
 
 
 cdef int _chat_flush(chan, OutputState out) except -1:
@@ -620,10 +630,10 @@ cdef object _send_item(chan, OutputState out, data):
             return 0
         return send(data)
     if out.batching:
-        if out.pending and len(out.pending) + len(data) > chan.ac_out_buffer_size:
+        if out.pending and out.held + len(data) > chan.ac_out_buffer_size:
             if _flush(chan, out, None) < 0:
                 return 0  # the socket is full: data waits behind what it refused
-        out.pending += data
+        _hold(out, data)
         return len(data)
     sent = _flush(chan, out, data)
     return sent if sent > 0 else 0
@@ -772,9 +782,9 @@ def chat_push(self, data):
         # what the drain would do with this lone item (rule 2), directly
         out.enter()
         try:
-            if (not out.pending or len(out.pending) + length <= size
+            if (not out.pending or out.held + length <= size
                     or _flush(self, out, None) >= 0):
-                out.pending += data
+                _hold(out, data)
                 return
         finally:
             out.leave()
