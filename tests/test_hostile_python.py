@@ -105,6 +105,12 @@ def _reports(env, pid):
     return found
 
 
+# UBSan (GCC's libubsan beside a preloaded libasan) prints its reports on
+# stderr whatever UBSAN_OPTIONS' log_path says, then exits with status 1
+_SANITIZER_STDERR = re.compile(r": runtime error: |ERROR: AddressSanitizer|"
+                               r"SUMMARY: UndefinedBehaviorSanitizer")
+
+
 class Outcome:
     def __init__(self, proc, stdout, stderr, reports, timed_out=False):
         self.returncode = proc.returncode
@@ -117,7 +123,8 @@ class Outcome:
     def kind(self):
         if self.timed_out:
             return "hang"
-        if self.reports or self.returncode < 0 or self.returncode not in (0, 1, 3):
+        if (self.reports or self.returncode < 0 or self.returncode not in (0, 1, 3)
+                or _SANITIZER_STDERR.search(self.stderr)):
             return "crash"
         if self.returncode == 0:
             return "ok"
