@@ -1020,8 +1020,9 @@ def _threads(ctx, main_ops, thread_ops):
             except Exception as exc:  # noqa: BLE001
                 errors.append(exc)
     finally:
-        t.join(10.0)
+        _arm(False)  # the watchdog is for the ops, not for this wait
         sys.setswitchinterval(old)
+        t.join(10.0)
     for exc in errors:
         _record(ctx, exc, "thread")
     if t.is_alive():
