@@ -337,6 +337,26 @@ def _inbuf(*args):
     return None if cls is None else cls(*args)
 
 
+def _inbuf_subclass():
+    """A Python subclass of the state class whose methods lie."""
+    base = getattr(CHAT, "InBuffer", None)
+    if base is None:
+        return None
+    try:
+        class LyingInBuffer(base):
+            def value(self):
+                return "not bytes"
+
+            def assign(self, value):
+                pass  # keeps the old data: the kernel must not loop forever
+
+            def discard(self):
+                raise Boom("discard")
+    except TypeError:  # a final class
+        return None
+    return LyingInBuffer(b"lie\n")
+
+
 def _inbuf_with_terminator():
     inbuf = _inbuf(b"")
     if inbuf is not None:
@@ -420,6 +440,7 @@ def _values():
         "inbuf_str": lambda c: _inbuf("str\n"), "inbuf_ba": lambda c: _inbuf(bytearray(b"i\n")),
         "inbuf_new": lambda c: _new_of("chat", "InBuffer"),
         "inbuf_term": lambda c: _inbuf_with_terminator(),
+        "inbuf_sub": lambda c: _inbuf_subclass(),
         "slot": lambda c: getattr(CHAT, "terminator_slot", None),
         "unset": lambda c: getattr(CHAT, "UNSET", None),
         "live_chat": lambda c: c.chat, "live_disp": lambda c: c.disp,
@@ -453,7 +474,7 @@ VALUES = _values()
 VALUE_NAMES = sorted(VALUES)
 # drawn twice as often as the rest: the values that break assumptions most
 CORE_VALUES = ["none", "none", "object", "inbuf_term", "zero", "neg1", "maxsize", "big64", "nan", "b_nl", "str_abc",
-               "ba_data", "fresh_inbuf", "inbuf_new", "live_inbuf", "live_sock", "live_chat",
+               "ba_data", "fresh_inbuf", "inbuf_new", "inbuf_sub", "live_inbuf", "live_sock", "live_chat",
                "entry_new", "liar_int", "liar_int_big", "list_empty", "deque_mixed",
                "raise_bool", "flaky_bool", "fn_raise", "fn_close", "dict_fd_none"]
 # what "sweep" passes as every argument: None and objects of the wrong kind
