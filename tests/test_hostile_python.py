@@ -185,21 +185,32 @@ def _shrink(ops, implementation, kind, seconds):
 
     if not fails(ops):
         return ops, False  # the crash needed state from earlier examples
-    n = 2
-    while len(ops) >= 2 and time.monotonic() < deadline:
-        size = -(-len(ops) // n)
-        for start in range(0, len(ops), size):
-            candidate = ops[:start] + ops[start + size:]
-            if time.monotonic() >= deadline:
-                break
-            if candidate and fails(candidate):
-                ops = candidate
-                n = max(n - 1, 2)
-                break
-        else:
-            if n >= len(ops):
-                break
-            n = min(len(ops), n * 2)
+
+    def ddmin(ops):
+        n = 2
+        while len(ops) >= 2 and time.monotonic() < deadline:
+            size = -(-len(ops) // n)
+            for start in range(0, len(ops), size):
+                candidate = ops[:start] + ops[start + size:]
+                if time.monotonic() >= deadline:
+                    break
+                if candidate and fails(candidate):
+                    ops = candidate
+                    n = max(n - 1, 2)
+                    break
+            else:
+                if n >= len(ops):
+                    break
+                n = min(len(ops), n * 2)
+        return ops
+
+    ops = ddmin(ops)
+    # a "thread" op that remains: does it crash with its ops run in line?
+    for i, op in enumerate(ops):
+        if op[0] == "thread" and time.monotonic() < deadline:
+            candidate = ops[:i] + op[1] + op[2] + ops[i + 1:]
+            if fails(candidate):
+                return ddmin(candidate), True
     return ops, True
 
 
