@@ -25,6 +25,9 @@ callables and classes, ``vars()`` of live channels, and every ``self.x`` /
 renames instead of breaking on them; ops naming something that no longer
 exists do nothing.
 
+Triage: ``fuzz --exclude REGEX`` drops ops whose JSON matches, to look past
+a crash already known.
+
 Exit status: 0 when every example ran with ordinary exceptions only; 3 when
 a ``SystemError`` (a C-API misuse made visible) was raised or printed;
 anything else (a signal, a sanitizer abort) is a crash.
@@ -36,7 +39,6 @@ import gc
 import inspect
 import json
 import math
-import os
 import re
 import signal
 import socket
