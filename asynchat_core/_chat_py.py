@@ -356,11 +356,12 @@ class OutputState:
     5. ``sock`` backs ``async_chat.socket``.
     """
 
-    __slots__ = ("sock", "pending", "batching", "lock")
+    __slots__ = ("sock", "pending", "held", "batching", "lock")
 
     def __init__(self):
         self.sock = UNSET
-        self.pending = bytearray()
+        self.pending = []  # bytes objects, joined when sent
+        self.held = 0  # their total size
         self.batching = False
         self.lock = threading.RLock()
 
@@ -448,16 +449,18 @@ def _flush(chan, out, data=None):
     Returns how many bytes of ``data`` went out; what is left of
     ``pending`` is queued again.  The caller holds ``out.lock``.
     """
-    held = len(out.pending)
+    held = out.held
     if held and data is not None and held + len(data) > chan.ac_out_buffer_size:
         if _flush(chan, out) < 0:
             return 0
         held = 0
     if held:
-        buf = bytes(out.pending)
-        out.pending = bytearray()
+        pieces = out.pending
+        out.pending = []
+        out.held = 0
         if data is not None:
-            buf += data
+            pieces.append(data)
+        buf = b"".join(pieces)
     elif data is None:
         return 0
     else:
@@ -471,6 +474,12 @@ def _flush(chan, out, data=None):
         return sent - held
     _requeue(chan, buf[sent:held])
     return -1
+
+
+def _hold(out, data):
+    # a copy of mutable data: CPython would have sent it already
+    out.pending.append(data if type(data) is bytes else bytes(data))
+    out.held += len(data)
 
 
 def chat_flush(self):
@@ -490,10 +499,10 @@ def _send_item(chan, out, data):
             return 0
         return send(data)
     if out.batching:
-        if len(out.pending) + len(data) > chan.ac_out_buffer_size and out.pending:
+        if out.held + len(data) > chan.ac_out_buffer_size and out.pending:
             if _flush(chan, out) < 0:
                 return 0  # the socket is full: data waits behind what it refused
-        out.pending += data
+        _hold(out, data)
         return len(data)
     sent = _flush(chan, out, data)
     return sent if sent > 0 else 0
@@ -619,8 +628,8 @@ def chat_push(self, data):
     if out.batching and was_empty and len(data) <= size and self.connected:
         # what the drain would do with this lone item (rule 2), directly
         with out.lock:
-            if not out.pending or len(out.pending) + len(data) <= size or _flush(self, out) >= 0:
-                out.pending += data
+            if not out.pending or out.held + len(data) <= size or _flush(self, out) >= 0:
+                _hold(out, data)
                 return
     if self.ac_out_high_water is not None:
         self._ac_out_queued += len(data)

@@ -24,6 +24,11 @@ from libc.string cimport memchr, memcmp, memcpy
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
+    # calls between compiled functions and C-level descriptors do not count
+    # towards the recursion limit: a class whose attributes point these
+    # functions at each other would overflow the C stack without a guard
+    int Py_EnterRecursiveCall(const char *where) except -1
+    void Py_LeaveRecursiveCall()
 
 import socket
 import sys
@@ -62,35 +67,47 @@ cdef class TerminatorSlot:
     """
 
     def __get__(self, obj, cls):
-        if obj is None:
-            return self
+        Py_EnterRecursiveCall(" in asynchat_core")
         try:
-            state = obj._ac_in
-        except AttributeError:
-            value = _UNSET
-        else:
-            value = _inbuf_check(obj, state).terminator
-        if value is _UNSET:
-            raise AttributeError(
-                "%r object has no attribute 'terminator'" % type(obj).__name__
-            )
-        return value
+            if obj is None:
+                return self
+            try:
+                state = obj._ac_in
+            except AttributeError:
+                value = _UNSET
+            else:
+                value = _inbuf_check(obj, state).terminator
+            if value is _UNSET:
+                raise AttributeError(
+                    "%r object has no attribute 'terminator'" % type(obj).__name__
+                )
+            return value
+        finally:
+            Py_LeaveRecursiveCall()
 
     def __set__(self, obj, value):
         cdef InBuffer inbuf
+        Py_EnterRecursiveCall(" in asynchat_core")
         try:
-            state = obj._ac_in
-        except AttributeError:
-            # set before async_chat.__init__ ran
-            inbuf = InBuffer(b"")
-            obj._ac_in = inbuf
-        else:
-            inbuf = _inbuf_check(obj, state)
-        inbuf.terminator = value
+            try:
+                state = obj._ac_in
+            except AttributeError:
+                # set before async_chat.__init__ ran
+                inbuf = InBuffer(b"")
+                obj._ac_in = inbuf
+            else:
+                inbuf = _inbuf_check(obj, state)
+            inbuf.terminator = value
+        finally:
+            Py_LeaveRecursiveCall()
 
     def __delete__(self, obj):
-        self.__get__(obj, None)  # AttributeError if not set
-        _inbuf(obj).terminator = _UNSET
+        Py_EnterRecursiveCall(" in asynchat_core")
+        try:
+            self.__get__(obj, None)  # AttributeError if not set
+            _inbuf(obj).terminator = _UNSET
+        finally:
+            Py_LeaveRecursiveCall()
 
 
 terminator_slot = TerminatorSlot()
@@ -313,7 +330,7 @@ cdef inline object _term_now(chan, InBuffer inbuf, int mode):
     return chan.terminator
 
 
-cdef int _found(chan, InBuffer inbuf, OutputState out) except -1:
+cdef inline int _found(chan, InBuffer inbuf, OutputState out) except -1:
     # found_terminator, batching replies while more input follows this
     # frame (OutputState, rule 2)
     if out is None:
@@ -378,19 +395,21 @@ cdef object _deliver(chan, InBuffer inbuf, int mode, OutputState out):
                         chan.collect_incoming_data(_slice(data, pos, total - partial))
                         _advance(inbuf, data, pos, size - partial, -partial)
                     return
-        elif isinstance(term, int):
-            if term < 0:
+        elif type(term) is int:
+            # (exactly int: a subclass may lie in comparisons, and the
+            # slices below trust them; subclasses take the generic path)
+            if term < 0 or term > PY_SSIZE_T_MAX:
                 # CPython slices with a negative count: generic path
                 return _spec.chat_deliver(chan, inbuf, mode, out)
-            if limit >= 0 and term > limit:
+            count = term
+            if limit >= 0 and count > limit:
                 raise FrameTooLarge(term, limit)
-            if term > size:
+            if count > size:
                 _add_frame(inbuf, size)
                 chan.collect_incoming_data(_slice(data, pos, total))
                 inbuf.assign(b"")
                 _set_term(chan, inbuf, mode, _term_now(chan, inbuf, mode) - size)
                 continue
-            count = term
             if count == 0:
                 inbuf.frame = 0
                 chan.collect_incoming_data(_slice(data, pos, total))
@@ -430,7 +449,8 @@ cdef class OutputState:
     """
 
     cdef public object sock
-    cdef public bytearray pending
+    cdef readonly list pending  # bytes objects, joined when sent
+    cdef readonly Py_ssize_t held  # their total size
     cdef public bint batching
     cdef PyThread_type_lock _lock
     cdef long _owner
@@ -441,7 +461,7 @@ cdef class OutputState:
         if self._lock == NULL:
             raise MemoryError("cannot allocate the channel's output lock")
         self.sock = _UNSET
-        self.pending = bytearray()
+        self.pending = []
 
     def __dealloc__(self):
         if self._lock != NULL:
@@ -507,25 +527,39 @@ cdef class SocketSlot:
     """
 
     def __get__(self, obj, cls):
-        if obj is None:
-            return self
-        cdef OutputState out = _output(obj)
-        if out.pending:
-            _chat_flush(obj, out)
-        sock = out.sock
-        if sock is _UNSET:
-            raise AttributeError("%r object has no attribute 'socket'" % type(obj).__name__)
-        return sock
+        cdef OutputState out
+        Py_EnterRecursiveCall(" in asynchat_core")
+        try:
+            if obj is None:
+                return self
+            out = _output(obj)
+            if out.pending:
+                _chat_flush(obj, out)
+            sock = out.sock
+            if sock is _UNSET:
+                raise AttributeError("%r object has no attribute 'socket'" % type(obj).__name__)
+            return sock
+        finally:
+            Py_LeaveRecursiveCall()
 
     def __set__(self, obj, value):
-        cdef OutputState out = _output(obj)
-        if out.pending:
-            _chat_flush(obj, out)
-        out.sock = value
+        cdef OutputState out
+        Py_EnterRecursiveCall(" in asynchat_core")
+        try:
+            out = _output(obj)
+            if out.pending:
+                _chat_flush(obj, out)
+            out.sock = value
+        finally:
+            Py_LeaveRecursiveCall()
 
     def __delete__(self, obj):
-        self.__get__(obj, None)  # AttributeError if not set
-        _output(obj).sock = _UNSET
+        Py_EnterRecursiveCall(" in asynchat_core")
+        try:
+            self.__get__(obj, None)  # AttributeError if not set
+            _output(obj).sock = _UNSET
+        finally:
+            Py_LeaveRecursiveCall()
 
 
 socket_slot = SocketSlot()
@@ -564,17 +598,19 @@ cdef object _flush(chan, OutputState out, object data):
     # Send pending (followed by data, unless None) in one send().  Returns
     # how many bytes of data went out, or -1 if pending did not all go
     # (the rest is queued again).  The caller holds out's lock.
-    cdef Py_ssize_t held = len(out.pending)
-    cdef bytes buf
+    cdef Py_ssize_t held = out.held
+    cdef list pieces
     if held and data is not None and held + len(data) > chan.ac_out_buffer_size:
         if _flush(chan, out, None) < 0:
             return 0
         held = 0
     if held:
-        buf = bytes(out.pending)
-        out.pending = bytearray()
+        pieces = out.pending
+        out.pending = []
+        out.held = 0
         if data is not None:
-            buf += data
+            pieces.append(data)
+        buf = b"".join(pieces)
     elif data is None:
         return 0
     else:
@@ -590,6 +626,13 @@ cdef object _flush(chan, OutputState out, object data):
     return -1
 
 
+cdef inline int _hold(OutputState out, data) except -1:
+    # a copy of mutable data: CPython would have sent it already
+    out.pending.append(data if type(data) is bytes else bytes(data))
+    out.held += len(data)
+    return 0
+
+
 cdef int _chat_flush(chan, OutputState out) except -1:
     out.enter()
     try:
@@ -601,9 +644,14 @@ cdef int _chat_flush(chan, OutputState out) except -1:
 
 def chat_flush(self):
     """Send the replies held in ``pending`` now (rule 3 of OutputState)."""
-    cdef OutputState out = _output(self)
-    if out.pending:
-        _chat_flush(self, out)
+    cdef OutputState out
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        out = _output(self)
+        if out.pending:
+            _chat_flush(self, out)
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 cdef inline bint _is_method(bound, function):
@@ -620,10 +668,10 @@ cdef object _send_item(chan, OutputState out, data):
             return 0
         return send(data)
     if out.batching:
-        if out.pending and len(out.pending) + len(data) > chan.ac_out_buffer_size:
+        if out.pending and out.held + len(data) > chan.ac_out_buffer_size:
             if _flush(chan, out, None) < 0:
                 return 0  # the socket is full: data waits behind what it refused
-        out.pending += data
+        _hold(out, data)
         return len(data)
     sent = _flush(chan, out, data)
     return sent if sent > 0 else 0
@@ -710,12 +758,20 @@ def set_loop_hook(hook):
 
 def chat_get_terminator(self):
     """Return the current terminator."""
-    return self.terminator
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        return self.terminator
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    _drain(self, self.producer_fifo)
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        _drain(self, self.producer_fifo)
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chat_handle_read(self):
@@ -724,86 +780,105 @@ def chat_handle_read(self):
     Replies pushed for a frame that more input follows are sent joined
     with the next one (``OutputState``, rule 2).
     """
-    cdef OutputState out = _output(self)
-    out.enter()
+    cdef OutputState out
+    cdef int mode
+    cdef InBuffer inbuf
+    Py_EnterRecursiveCall(" in asynchat_core")
     try:
-        data = self.recv(self.ac_in_buffer_size)
-    except _WOULD_BLOCK:
+        out = _output(self)
+        out.enter()
+        try:
+            data = self.recv(self.ac_in_buffer_size)
+        except _WOULD_BLOCK:
+            out.leave()
+            return
+        except OSError:
+            out.leave()  # handle_error runs without the lock, as in the spec
+            self.handle_error()
+            return
+        except BaseException:
+            out.leave()
+            raise
         out.leave()
-        return
-    except OSError:
-        out.leave()  # handle_error runs without the lock, as in the spec
-        self.handle_error()
-        return
-    except BaseException:
-        out.leave()
-        raise
-    out.leave()
-    if isinstance(data, str) and self.use_encoding:
-        # CPython 3.11 raises TypeError here (it passes the type ``str``);
-        # kept so that such code fails the same way.
-        data = bytes(str, self.encoding)
-    cdef int mode = terminator_mode(self)
-    cdef InBuffer inbuf = _inbuf(self)
-    if not (self.ac_coalesce_pushes and _is_method(self.send, chat_send)
-            and _is_method(self.initiate_send, chat_initiate_send)):
-        # overridden output methods see CPython's calls, one per push
-        _feed(self, inbuf, data, mode, None)
-        return
-    try:
-        _feed(self, inbuf, data, mode, out)
+        if isinstance(data, str) and self.use_encoding:
+            # CPython 3.11 raises TypeError here (it passes the type ``str``);
+            # kept so that such code fails the same way.
+            data = bytes(str, self.encoding)
+        mode = terminator_mode(self)
+        inbuf = _inbuf(self)
+        if not (self.ac_coalesce_pushes and _is_method(self.send, chat_send)
+                and _is_method(self.initiate_send, chat_initiate_send)):
+            # overridden output methods see CPython's calls, one per push
+            _feed(self, inbuf, data, mode, None)
+            return
+        try:
+            _feed(self, inbuf, data, mode, out)
+        finally:
+            out.batching = False
+            if out.pending:
+                _chat_flush(self, out)
     finally:
-        out.batching = False
-        if out.pending:
-            _chat_flush(self, out)
+        Py_LeaveRecursiveCall()
 
 
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
-    if not isinstance(data, _BYTES_LIKE):
-        raise TypeError("data argument must be byte-ish (%r)", type(data))
-    cdef Py_ssize_t size = self.ac_out_buffer_size
-    cdef Py_ssize_t length = len(data)
+    cdef Py_ssize_t size
+    cdef Py_ssize_t length
     cdef Py_ssize_t start
-    fifo = self.producer_fifo
-    cdef bint was_empty = not fifo
-    cdef OutputState out = _output(self)
-    if out.batching and was_empty and length <= size and self.connected:
-        # what the drain would do with this lone item (rule 2), directly
-        out.enter()
-        try:
-            if (not out.pending or len(out.pending) + length <= size
-                    or _flush(self, out, None) >= 0):
-                out.pending += data
-                return
-        finally:
-            out.leave()
-    if self.ac_out_high_water is not None:
-        self._ac_out_queued += length
-    if length > size:
-        for start in range(0, length, size):
-            fifo.append(data[start:start + size])
-    else:
-        fifo.append(data)
-    self.initiate_send()
-    if was_empty and _loop_hook is not None and fifo:
-        _loop_hook(self)
+    cdef bint was_empty
+    cdef OutputState out
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        if not isinstance(data, _BYTES_LIKE):
+            raise TypeError("data argument must be byte-ish (%r)", type(data))
+        size = self.ac_out_buffer_size
+        length = len(data)
+        fifo = self.producer_fifo
+        was_empty = not fifo
+        out = _output(self)
+        if out.batching and was_empty and length <= size and self.connected:
+            # what the drain would do with this lone item (rule 2), directly
+            out.enter()
+            try:
+                if (not out.pending or out.held + length <= size
+                        or _flush(self, out, None) >= 0):
+                    _hold(out, data)
+                    return
+            finally:
+                out.leave()
+        if self.ac_out_high_water is not None:
+            self._ac_out_queued += length
+        if length > size:
+            for start in range(0, length, size):
+                fifo.append(data[start:start + size])
+        else:
+            fifo.append(data)
+        self.initiate_send()
+        if was_empty and _loop_hook is not None and fifo:
+            _loop_hook(self)
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chat_set_terminator(self, term):
     """Set the input delimiter: bytes of any length, a byte count, or None."""
-    if isinstance(term, str) and self.use_encoding:
-        term = bytes(term, self.encoding)
-    elif isinstance(term, int):
-        if term < 0:
-            raise ValueError("the number of received bytes must be positive")
-        if term > _MAXSIZE:
-            # CPython accepts it, but no frame that long can ever complete
-            raise ValueError("the number of received bytes must be <= sys.maxsize")
-        limit = self.ac_max_frame_size
-        if limit is not None and term > limit:
-            raise FrameTooLarge(term, limit)
-    self.terminator = term
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        if isinstance(term, str) and self.use_encoding:
+            term = bytes(term, self.encoding)
+        elif isinstance(term, int):
+            if term < 0:
+                raise ValueError("the number of received bytes must be positive")
+            if term > _MAXSIZE:
+                # CPython accepts it, but no frame that long can ever complete
+                raise ValueError("the number of received bytes must be <= sys.maxsize")
+            limit = self.ac_max_frame_size
+            if limit is not None and term > limit:
+                raise FrameTooLarge(term, limit)
+        self.terminator = term
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chat__collect_incoming_data(self, data):
@@ -831,26 +906,34 @@ cdef object _socket_type = socket.socket
 
 def chan_recv(self, buffer_size):
     """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
-    while True:
-        try:
-            data = self.socket.recv(buffer_size)
-            break
-        except InterruptedError:
-            continue  # a wrapped socket may not retry EINTR itself
-        except OSError as why:
-            if why.errno in _DISCONNECTED:
-                self.handle_close()
-                return b""
-            raise
-    if not data:
-        self.handle_close()
-        return b""
-    return data
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        while True:
+            try:
+                data = self.socket.recv(buffer_size)
+                break
+            except InterruptedError:
+                continue  # a wrapped socket may not retry EINTR itself
+            except OSError as why:
+                if why.errno in _DISCONNECTED:
+                    self.handle_close()
+                    return b""
+                raise
+        if not data:
+            self.handle_close()
+            return b""
+        return data
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chan_send(self, data):
     """Send what the socket takes now; return the byte count (0 if it would block)."""
-    return _chan_send(self, data)
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        return _chan_send(self, data)
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 cdef object _chan_send(self, data):
@@ -886,65 +969,90 @@ def chan_writable(self):
 
 def chan_handle_read_event(self):
     """The loop saw input: accept, finish a connect, or read."""
-    if self.accepting:
-        self.handle_accept()
-    elif not self.connected:
-        if self.connecting:
-            self.handle_connect_event()
-        self.handle_read()
-    else:
-        self.handle_read()
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        if self.accepting:
+            self.handle_accept()
+        elif not self.connected:
+            if self.connecting:
+                self.handle_connect_event()
+            self.handle_read()
+        else:
+            self.handle_read()
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chan_handle_write_event(self):
     """The loop saw the socket writable: finish a connect, then write."""
-    if self.accepting:
-        return
-    if not self.connected and self.connecting:
-        self.handle_connect_event()
-    self.handle_write()
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        if self.accepting:
+            return
+        if not self.connected and self.connecting:
+            self.handle_connect_event()
+        self.handle_write()
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chat_readable(self):
     """Watch for input unless output back-pressure paused reading."""
-    high = self.ac_out_high_water
-    if high is None:
-        return 1
-    if not self.producer_fifo:
-        self._ac_out_queued = 0
-    queued = self._ac_out_queued
-    if self._ac_reading_paused:
-        low = self.ac_out_low_water
-        if queued > (high // 2 if low is None else low):
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        high = self.ac_out_high_water
+        if high is None:
+            return 1
+        if not self.producer_fifo:
+            self._ac_out_queued = 0
+        queued = self._ac_out_queued
+        if self._ac_reading_paused:
+            low = self.ac_out_low_water
+            if queued > (high // 2 if low is None else low):
+                return 0
+            self._ac_reading_paused = False
+            return 1
+        if queued > high:
+            self._ac_reading_paused = True
             return 0
-        self._ac_reading_paused = False
         return 1
-    if queued > high:
-        self._ac_reading_paused = True
-        return 0
-    return 1
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chat_writable(self):
     """Watch for writability while output is queued or a connect is pending."""
-    return self.producer_fifo or (not self.connected)
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        return self.producer_fifo or (not self.connected)
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
-    self.initiate_send()
+    Py_EnterRecursiveCall(" in asynchat_core")
+    try:
+        self.initiate_send()
+    finally:
+        Py_LeaveRecursiveCall()
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
-    cdef OutputState out = _output(self)
-    out.enter()
+    cdef OutputState out
+    Py_EnterRecursiveCall(" in asynchat_core")
     try:
-        if out.pending and _flush(self, out, None) < 0:
-            return 0  # the socket is full: CPython's send would take nothing too
-        return _raw_send(self, data)
+        out = _output(self)
+        out.enter()
+        try:
+            if out.pending and _flush(self, out, None) < 0:
+                return 0  # the socket is full: CPython's send would take nothing too
+            return _raw_send(self, data)
+        finally:
+            out.leave()
     finally:
-        out.leave()
+        Py_LeaveRecursiveCall()
 
 
 cdef object _dispatcher_class = None
