@@ -667,6 +667,13 @@ cdef class Entry:
         self.resume = None
 
 
+cdef inline int _need_entry(Entry entry) except -1:
+    # a cpdef argument typed Entry accepts None ("not None" is for def only)
+    if entry is None:
+        raise TypeError("an Entry is required, not None")
+    return 0
+
+
 cdef class Loop:
     cdef public object map, backend, poller, timers, known_readable, known_writable
     cdef public object reraised, disconnected
@@ -829,6 +836,7 @@ cdef class Loop:
 
     cpdef _set_kernel(self, Entry entry, int mask):
         cdef int old
+        _need_entry(entry)
         old = entry.kmask
         if mask == old or self.closed:
             return
@@ -900,6 +908,7 @@ cdef class Loop:
     cpdef int _interest(self, Entry entry, double now) except? -1:
         """Ask the channel what it wants; returns a kernel mask."""
         cdef int mask
+        _need_entry(entry)
         obj = entry.obj
         if entry.closed_once or obj is None:
             return 0
@@ -1009,6 +1018,7 @@ cdef class Loop:
 
     cpdef _close_channel(self, Entry entry):
         """The loop's own handle_close call: at most once per channel."""
+        _need_entry(entry)
         obj = entry.obj
         fd = entry.fd
         if obj is None:
@@ -1055,6 +1065,7 @@ cdef class Loop:
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1:
         """Call one handle_*_event (``kind``: DELIVER_READ/WRITE/EXPT); True
         if the channel is still there."""
+        _need_entry(entry)
         obj = entry.obj
         try:
             # method calls by name: no bound method object per event
@@ -1086,6 +1097,7 @@ cdef class Loop:
     cpdef _dispatch(self, Entry entry, int ev, double now):
         """Deliver one fd's events, in the order read, write, expt, close."""
         cdef bint read_done
+        _need_entry(entry)
         obj = entry.obj
         fd = entry.fd
         if obj is None or not entry.kmask or self.map.get(fd) is not obj:
@@ -1154,7 +1166,8 @@ cdef class Loop:
             self._resync(now)
         if self.polled:
             map = self.map
-            for entry in list(self.polled.values()):
+            for value in list(self.polled.values()):
+                entry = <Entry?>value  # (a None put there from Python: TypeError)
                 obj = entry.obj
                 if obj is not None and map.get(entry.fd) is obj:
                     self._set_kernel(entry, self._interest(entry, now))
@@ -1180,7 +1193,8 @@ cdef class Loop:
                 continue
             self._dispatch(entry, ev, now)
         if self.always:
-            for entry in list(self.always.values()):
+            for value in list(self.always.values()):
+                entry = <Entry?>value
                 self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
         if self.timers.heap:
             self.timers.run_due(_monotonic(), self.reraised)
