@@ -540,7 +540,7 @@ class _RLock:
         self._held = False
         self._owner = None
         self._depth = 0
-        self._queue = deque()  # one locked "baton" per waiting thread
+        self._queue: "deque[threading.Lock]" = deque()  # a locked "baton" per waiter
 
     def acquire(self):
         """Wait for the lock (reentrant); returns True."""
