@@ -236,8 +236,8 @@ class EchoClient(Watched, _Client):
 
 
 class Looper(threading.Thread):
-    """``asyncore.loop()`` on ``map`` in a thread: until the map empties
-    (``forever``), or ``loop(count=1)`` until ``stop`` is set."""
+    """``asyncore.loop()`` on ``map`` in a thread: one call, until the map
+    empties, or with ``stop``, ``loop(count=1)`` calls until it is set."""
 
     def __init__(self, map, backend, stop=None, timeout=0.05):
         threading.Thread.__init__(self, daemon=True)
@@ -319,6 +319,7 @@ def test_threads_share_one_map_echo(backend, nthreads, capfd):
         stop.set()
         _join(loopers)
     assert mon.problems == []
+    assert len(mon.dispatchers) >= 2  # the passes did change hands
     for client in clients:
         assert client.got == client.expect  # every reply, exactly once, in order
     assert len(mon.servers) == total
@@ -752,8 +753,68 @@ def test_tls_storm(backend, capfd):
         _join(loopers, limit=10.0)
     assert failures == []
     assert mon.problems == []
+    assert len(mon.dispatchers) >= 2
     assert len(mon.servers) == per_thread * nthreads
     for server in mon.servers:
         assert server.sent == server.pushed
     err = capfd.readouterr().err
     assert "uncaptured" not in err and "Traceback" not in err
+
+
+# ------------------------------------------------- misdirected handle_close
+
+def test_stale_registration_never_closes_fd_reuser(backend):
+    """A channel closed behind the loop's back while a dup keeps its socket
+    open, its fd number taken at once by a new listener: the old socket's
+    hang-up must not reach the listener (epoll keeps reporting a dup'ed
+    registration under the old number)."""
+    m = {}
+    mon = Monitor()
+
+    class _Kept(_Listener):
+        def handle_close(self):
+            mon.problem("handle_close on the listener")
+            self.close()
+
+    class Kept(Watched, _Kept):
+        pass
+
+    keep_a, keep_b = socket.socketpair()
+    Sink(keep_a, m, mon)  # keeps the map, so the loop, going
+    a, b = socket.socketpair()
+    Sink(a, m, mon)
+    asyncore.loop(timeout=0, map=m, backend=backend, count=1)  # registered
+    fd = a.fileno()
+    dup = os.dup(fd)  # the open file outlives the channel's fd
+    a.close()  # behind the loop's back
+    fresh = socket.socket()
+    if fresh.fileno() == fd:  # the lowest free number: usually so
+        fresh.detach()
+    else:
+        os.dup2(fresh.fileno(), fd)
+        fresh.close()
+
+    class Reuser(Kept):
+        def __init__(self):
+            self.monitor = mon
+            self.on_accept = lambda sock: sock.close()
+            asyncore.dispatcher.__init__(self, socket.socket(fileno=fd), map=m)
+            self.bind(("127.0.0.1", 0))
+            self.listen(8)
+            self.address = self.socket.getsockname()
+
+    listener = Reuser()
+    assert m[fd] is listener
+    b.close()  # the old socket, still open through dup, hangs up
+    try:
+        asyncore.loop(timeout=0.02, map=m, backend=backend, count=5)
+        assert m.get(fd) is listener and listener.accepting
+        client = socket.create_connection(listener.address)
+        asyncore.loop(timeout=0.02, map=m, backend=backend, count=3)
+        client.close()
+        assert m.get(fd) is listener
+    finally:
+        os.close(dup)
+        asyncore.close_all(m)
+        keep_b.close()
+    assert mon.problems == []
