@@ -532,12 +532,14 @@ class _RLock:
     nested ``loop()``; first come first served because a thread that loops
     without pause releases and retakes the pass lock within microseconds,
     and would otherwise starve a second thread's ``loop()``.  A releasing
-    thread hands the lock straight to the oldest waiter.
+    thread hands the lock straight to the oldest waiter.  (The only
+    exception: a thread arriving in the instant between a release and its
+    hand-over may take the lock first; its own release hands it on.)
     """
 
     def __init__(self):
-        self._mutex = threading.Lock()  # guards _held and _queue
-        self._held = False
+        self._taken = threading.Lock()  # held while anyone owns this lock
+        self._mutex = threading.Lock()  # guards the queue
         self._owner = None
         self._depth = 0
         self._queue: "deque[threading.Lock]" = deque()  # a locked "baton" per waiter
@@ -545,18 +547,28 @@ class _RLock:
     def acquire(self):
         """Wait for the lock (reentrant); returns True."""
         me = _get_ident()
-        if self._depth and self._owner == me:
+        if self._owner == me:
             self._depth += 1
             return True
+        if self._taken.acquire(False):
+            self._owner = me
+            self._depth = 1
+            return True
+        return self._wait(me)
+
+    __enter__ = acquire
+
+    def _wait(self, me):
+        baton = threading.Lock()
+        baton.acquire()
         with self._mutex:
-            if not self._held:
-                self._held = True
+            self._queue.append(baton)
+            # tried again once queued: a release just before did not see us
+            if self._taken.acquire(False):
+                self._queue.remove(baton)
                 self._owner = me
                 self._depth = 1
                 return True
-            baton = threading.Lock()
-            baton.acquire()
-            self._queue.append(baton)
         try:
             baton.acquire()  # released by the thread handing the lock over
         except BaseException:  # a signal handler raised while we waited
@@ -573,28 +585,31 @@ class _RLock:
         self._depth = 1
         return True
 
-    def release(self):
-        """Undo one ``acquire()``; RuntimeError if not held by this thread."""
-        if not self._depth or self._owner != _get_ident():
+    def release(self, *exc_info):
+        """Undo one ``acquire()``; RuntimeError if not held by this thread.
+        (Also the context manager's ``__exit__``.)"""
+        if self._owner != _get_ident():
             raise RuntimeError("cannot release un-acquired lock")
-        self._depth -= 1
-        if self._depth:
+        if self._depth > 1:
+            self._depth -= 1
             return
+        self._depth = 0
         self._owner = None
+        self._taken.release()
+        if self._queue:
+            self._hand_over()
+
+    __exit__ = release
+
+    def _hand_over(self):
+        # to the oldest waiter, unless a newcomer took the lock meanwhile
+        # (then its release hands it on)
         with self._mutex:
-            if self._queue:
-                self._queue.popleft().release()  # still held: theirs now
-            else:
-                self._held = False
+            if self._queue and self._taken.acquire(False):
+                self._queue.popleft().release()  # still taken: theirs now
 
     def _is_owned(self):
-        return bool(self._depth) and self._owner == _get_ident()
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
+        return self._owner == _get_ident()
 
 
 class Entry:
