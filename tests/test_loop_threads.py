@@ -359,6 +359,51 @@ def test_passes_take_turns(backend):
     assert mon.problems == []
 
 
+def test_lock_is_reentrant_and_first_come_first_served(twin):
+    """The loop's lock: reentrant, released only by its owner, and handed to
+    waiters in arrival order, before the releasing thread can retake it."""
+    lock = twin._RLock()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    order = []
+
+    def waiter(name):
+        with lock:
+            order.append(name)
+
+    lock.acquire()
+    lock.acquire()  # reentrant
+    threads = []
+    for name in "abc":
+        t = threading.Thread(target=waiter, args=(name,))
+        t.start()
+        threads.append(t)
+        time.sleep(0.05)  # queued in this order
+    lock.release()
+    assert order == []  # still held once
+    lock.release()
+    lock.acquire()  # at once again: behind the three waiters
+    order.append("main")
+    lock.release()
+    for t in threads:
+        t.join(5.0)
+    assert order == ["a", "b", "c", "main"]
+    errors = []
+
+    def stranger():
+        try:
+            lock.release()
+        except RuntimeError:
+            errors.append("refused")
+
+    lock.acquire()
+    t = threading.Thread(target=stranger)
+    t.start()
+    t.join(5.0)
+    lock.release()
+    assert errors == ["refused"]
+
+
 # ------------------------------------ (b) closing from a thread not looping
 
 class PollSpy:
