@@ -438,7 +438,7 @@ cdef class TimerQueue:
     ``live`` counts pending handles that keep ``loop()`` running (user
     timers; idle watches do not keep a loop alive on their own).
     """
-    cdef public list heap
+    cdef readonly list heap  # (readonly: C code trusts it is a list)
     cdef public unsigned long long seq
     cdef public Py_ssize_t live
 
@@ -677,8 +677,9 @@ cdef inline int _need_entry(Entry entry) except -1:
 cdef class Loop:
     cdef public object map, backend, poller, timers, known_readable, known_writable
     cdef public object reraised, disconnected
-    cdef public dict entries, polled, always, kinds
-    cdef public set dirty
+    # readonly: the C code iterates them as dict/set, never None
+    cdef readonly dict entries, polled, always, kinds
+    cdef readonly set dirty
     cdef public object generation
     cdef public bint rebuild_needed
     cdef public double next_sweep
