@@ -18,6 +18,16 @@ Two kinds of channel:
 
 Event bits are the ``poll()`` bits (identical to epoll's on Linux);
 backends that speak another language translate.
+
+Threads: passes of one ``Loop`` never overlap.  ``lock`` is held for a
+whole pass, kernel wait included, so a second thread looping the same map
+waits for the pass to end and then runs its own: no channel is ever driven
+by two threads at once.  ``guard`` protects the loop's state; a pass holds
+it except while waiting in the kernel, so ``forget()`` from a thread that
+is not looping (closing a channel) runs while the loop sleeps, or waits
+for the dispatch in progress to end, and once it returns the channel gets
+no further event.  ``close()`` while a thread is inside ``run()`` is
+deferred to the last thread leaving.  ``note()``/``touch()`` take no lock.
 """
 
 import errno
@@ -25,8 +35,10 @@ import heapq
 import os
 import select
 import sys
+import threading
 import time
 import traceback
+from collections import deque
 
 __all__ = [
     "BACKENDS", "available_backends", "best_backend", "Loop", "TimerQueue",
@@ -125,11 +137,17 @@ class PollPoller:
 
     def modify(self, fd, mask):
         """Change the bits watched on ``fd``."""
-        self._p.modify(fd, mask)
+        try:
+            self._p.modify(fd, mask)
+        except KeyError:  # select.poll's "not registered": speak like epoll
+            raise FileNotFoundError(errno.ENOENT, "not registered") from None
 
     def unregister(self, fd):
         """Stop watching ``fd``."""
-        self._p.unregister(fd)
+        try:
+            self._p.unregister(fd)
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, "not registered") from None
 
     def poll(self, timeout):
         """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, bits)]``."""
@@ -202,11 +220,14 @@ class SelectPoller:
 
     def poll(self, timeout):
         """Wait up to ``timeout`` seconds (None: forever); return ``[(fd, bits)]``."""
-        if not (self._r or self._w or self._x):
+        # one snapshot: another thread may unregister while we wait, and
+        # three sets emptied after the check would be EINVAL on Windows
+        r, w, x = list(self._r), list(self._w), list(self._x)
+        if not (r or w or x):
             _idle_wait(timeout)
             return []
         try:
-            r, w, x = select.select(self._r, self._w, self._x, timeout)
+            r, w, x = select.select(r, w, x, timeout)
         except OSError as err:
             if not _select_bad(err):
                 raise
@@ -501,6 +522,96 @@ class IdleWatch:
 
 # -------------------------------------------------------------------- loop
 
+_get_ident = threading.get_ident
+
+
+class _RLock:
+    """A reentrant lock whose waiters get it in arrival order.
+
+    Reentrant because a handler closes channels (``forget``) and may run a
+    nested ``loop()``; first come first served because a thread that loops
+    without pause releases and retakes the pass lock within microseconds,
+    and would otherwise starve a second thread's ``loop()``.  A releasing
+    thread hands the lock straight to the oldest waiter.  (The only
+    exception: a thread arriving in the instant between a release and its
+    hand-over may take the lock first; its own release hands it on.)
+    """
+
+    def __init__(self):
+        self._taken = threading.Lock()  # held while anyone owns this lock
+        self._mutex = threading.Lock()  # guards the queue
+        self._owner = None
+        self._depth = 0
+        self._queue: "deque[threading.Lock]" = deque()  # a locked "baton" per waiter
+
+    def acquire(self):
+        """Wait for the lock (reentrant); returns True."""
+        me = _get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return True
+        if self._taken.acquire(False):
+            self._owner = me
+            self._depth = 1
+            return True
+        return self._wait(me)
+
+    __enter__ = acquire
+
+    def _wait(self, me):
+        baton = threading.Lock()
+        baton.acquire()
+        with self._mutex:
+            self._queue.append(baton)
+            # tried again once queued: a release just before did not see us
+            if self._taken.acquire(False):
+                self._queue.remove(baton)
+                self._owner = me
+                self._depth = 1
+                return True
+        try:
+            baton.acquire()  # released by the thread handing the lock over
+        except BaseException:  # a signal handler raised while we waited
+            with self._mutex:
+                handed = baton not in self._queue
+                if not handed:
+                    self._queue.remove(baton)
+            if handed:  # it arrived anyway: pass it on
+                self._owner = me
+                self._depth = 1
+                self.release()
+            raise
+        self._owner = me
+        self._depth = 1
+        return True
+
+    def release(self, *exc_info):
+        """Undo one ``acquire()``; RuntimeError if not held by this thread.
+        (Also the context manager's ``__exit__``.)"""
+        if self._owner != _get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        if self._depth > 1:
+            self._depth -= 1
+            return
+        self._depth = 0
+        self._owner = None
+        self._taken.release()
+        if self._queue:
+            self._hand_over()
+
+    __exit__ = release
+
+    def _hand_over(self):
+        # to the oldest waiter, unless a newcomer took the lock meanwhile
+        # (then its release hands it on)
+        with self._mutex:
+            if self._queue and self._taken.acquire(False):
+                self._queue.popleft().release()  # still taken: theirs now
+
+    def _is_owned(self):
+        return self._owner == _get_ident()
+
+
 class Entry:
     """What the loop knows about the channel registered at one fd."""
 
@@ -526,6 +637,11 @@ class Loop:
     ``known_readable``/``known_writable`` are the library's own predicate
     functions (state-driven channels); ``reraised`` the exceptions that
     leave the loop; ``disconnected`` the errnos that mean "peer gone".
+
+    Thread rules (see the module docstring): ``lock`` serialises passes,
+    ``guard`` protects the loop's state and is released only for the
+    kernel wait, ``users`` counts the threads inside ``run()`` and
+    ``close()`` waits for it to drop to zero (``close_pending``).
     """
 
     def __init__(self, map, backend, timers, known_readable, known_writable,
@@ -548,6 +664,14 @@ class Loop:
         self.next_sweep = 0.0
         self.closed = False
         self.passes = 0
+        self._new_locks()
+
+    def _new_locks(self):
+        self.lock = _RLock()    # held for a whole pass
+        self.guard = _RLock()   # held for a pass but its kernel wait
+        self._life = _RLock()   # users/closed; never held around a call
+        self.users = 0
+        self.close_pending = False
 
     # ---- notifications from dispatcher/async_chat (cheap, any time)
 
@@ -557,13 +681,17 @@ class Loop:
 
     def forget(self, fd, obj):
         """``obj`` is leaving the map: drop its kernel interest while its
-        descriptor is still open (epoll cannot forget a closed one)."""
-        entry = self.entries.get(fd)
-        if entry is not None and entry.obj is obj:
-            self._set_kernel(entry, 0)
-            entry.watch = None
-            entry.obj = None  # events later in this pass are not for it
-        self.dirty.add(fd)
+        descriptor is still open (epoll cannot forget a closed one).
+
+        From another thread this waits for a dispatch in progress (never
+        for the kernel wait); afterwards ``obj`` gets no further event."""
+        with self.guard:
+            self.dirty.add(fd)
+            entry = self.entries.get(fd)
+            if entry is not None and entry.obj is obj:
+                entry.obj = None  # events later in this pass are not for it
+                entry.watch = None
+                self._set_kernel(entry, 0)
 
     def touch(self, fd, obj):
         """``obj`` changed state that its interest depends on (push...)."""
@@ -580,10 +708,45 @@ class Loop:
         if entry is not None and entry.obj is obj:
             entry.watch = watch
 
+    # ---- life: run() entries and deferred close
+
+    def enter(self):
+        """Count the calling thread in ``users``; False if already closed."""
+        with self._life:
+            if self.closed:
+                return False
+            self.users += 1
+            return True
+
+    def leave(self):
+        """Undo ``enter()``; the last thread out performs a deferred close."""
+        with self._life:
+            self.users -= 1
+            release = self.users == 0 and self.close_pending
+            if release:
+                self.closed = True
+        if release:
+            self._release()
+
     def close(self):
-        """Release the kernel object; the map is left as it is."""
-        if not self.closed:
+        """Release the kernel object; the map is left as it is.
+
+        While a thread is inside ``run()`` the loop keeps serving and the
+        close is left to the last thread leaving.  True if closed now."""
+        with self._life:
+            if self.closed:
+                return True
+            if self.users:
+                self.close_pending = True
+                return False
             self.closed = True
+        self._release()
+        return True
+
+    def _release(self):
+        # closed is set and nobody is inside: only forget() can still be
+        # here, and it checks closed under the guard
+        with self.guard:
             self.poller.close()
             self.entries.clear()
             self.polled.clear()
@@ -624,6 +787,8 @@ class Loop:
             elif code in _FD_GONE_ERRNOS:
                 # the descriptor was closed behind our back; a dup of it
                 # could still be registered, so start the kernel set afresh
+                # (before the next wait: a stale registration reports its
+                # events under the fd number of whoever reuses it)
                 entry.kmask = 0
                 self.rebuild_needed = True
                 if mask:
@@ -661,7 +826,7 @@ class Loop:
     def _interest(self, entry, now):
         """Ask the channel what it wants; returns a kernel mask."""
         obj = entry.obj
-        if entry.closed_once:
+        if entry.closed_once or obj is None:
             return 0
         try:
             wants_read = obj.readable()
@@ -695,16 +860,21 @@ class Loop:
         if entry.resume is not None:
             entry.resume.cancel()
             entry.resume = None
-        del self.entries[fd]
+        if self.entries.get(fd) is entry:
+            del self.entries[fd]
         self.polled.pop(fd, None)
         self.always.pop(fd, None)
 
     def _flush(self, now):
+        # other threads add to dirty without a lock (note, touch), and in
+        # Python may still hold this set after a swap: work on a snapshot
+        # and remove exactly it, never iterate the live set
         dirty = self.dirty
-        self.dirty = set()
+        todo = list(dirty)
+        dirty.difference_update(todo)
         map = self.map
         entries = self.entries
-        for fd in dirty:
+        for fd in todo:
             obj = map.get(fd)
             entry = entries.get(fd)
             if entry is not None and (entry.obj is None or entry.obj is not obj):
@@ -722,10 +892,8 @@ class Loop:
         # at everything once (bounded by SWEEP_INTERVAL or a size change)
         self.next_sweep = now + SWEEP_INTERVAL
         dirty = self.dirty
-        for fd in self.map:
-            dirty.add(fd)
-        for fd in self.entries:
-            dirty.add(fd)
+        dirty.update(self.map)  # one C call: the map may grow meanwhile
+        dirty.update(self.entries)
         self._flush(now)
 
     # ---- error paths
@@ -733,6 +901,8 @@ class Loop:
     def _fail(self, obj, fd):
         """An exception escaped a handler: handle_error, and if that fails
         too, close the channel so it cannot fail forever."""
+        if obj is None:
+            return
         try:
             obj.handle_error()
         except self.reraised:
@@ -742,14 +912,20 @@ class Loop:
             self._force_close(obj, fd)
 
     def _force_close(self, obj, fd):
+        if obj is None:
+            return
         try:
             obj.close()
         except self.reraised:
             raise
         except BaseException:
             pass
-        if self.map.get(fd) is obj:
-            del self.map[fd]
+        map = self.map
+        if map.get(fd) is obj:
+            try:
+                del map[fd]
+            except KeyError:  # removed by another thread meanwhile
+                pass
             self.dirty.add(fd)
         entry = self.entries.get(fd)
         if entry is not None and entry.obj is obj:
@@ -759,6 +935,8 @@ class Loop:
         """The loop's own handle_close call: at most once per channel."""
         obj = entry.obj
         fd = entry.fd
+        if obj is None:
+            return  # forgotten: it closed itself, and its fd is not its own now
         if not entry.closed_once:
             entry.closed_once = True
             try:
@@ -767,7 +945,7 @@ class Loop:
                 raise
             except BaseException:
                 self._fail(obj, fd)
-        if self.map.get(fd) is obj:
+        if entry.obj is obj and self.map.get(fd) is obj:
             # handle_close kept the channel: stop the hang-up from spinning
             self._set_kernel(entry, 0)
 
@@ -808,7 +986,12 @@ class Loop:
             raise
         except OSError as err:
             code = err.errno
-            if code in ACCEPT_LIMIT_ERRNOS and getattr(obj, "accepting", False):
+            if entry.obj is not obj:
+                # it closed itself, then raised: report a failure (as
+                # CPython does), but a closed channel has no hang-up to handle
+                if code not in self.disconnected:
+                    self._fail(obj, entry.fd)
+            elif code in ACCEPT_LIMIT_ERRNOS and getattr(obj, "accepting", False):
                 self._pause_accept(entry, now)
             elif code in self.disconnected:
                 self._close_channel(entry)
@@ -816,7 +999,7 @@ class Loop:
                 self._fail(obj, entry.fd)
         except BaseException:
             self._fail(obj, entry.fd)
-        return self.map.get(entry.fd) is obj
+        return entry.obj is obj and self.map.get(entry.fd) is obj
 
     def _dispatch(self, entry, ev, now):
         """Deliver one fd's events, in the order read, write, expt, close."""
@@ -850,13 +1033,24 @@ class Loop:
     # ---- one pass
 
     def run_once(self, timeout):
-        """One pass: sync interest, wait, dispatch, run due timers."""
-        if self.closed:
-            return
+        """One pass: sync interest, wait, dispatch, run due timers.
+
+        Holds ``lock`` throughout and ``guard`` except for the kernel wait."""
+        with self.lock:
+            with self.guard:
+                if self.closed:
+                    return
+                wait = self._sync(timeout)
+                poller = self.poller
+            events = poller.poll(wait)
+            with self.guard:
+                if not self.closed:  # (only a run_once() outside run() can see it)
+                    self._process(events)
+
+    def _sync(self, timeout):
+        # tell the kernel what changed; returns how long the wait may be
         now = _monotonic()
         self.passes += 1
-        if self.rebuild_needed:
-            self._rebuild()
         if self.dirty:
             self._flush(now)
         if len(self.map) != len(self.entries) or now >= self.next_sweep:
@@ -867,10 +1061,15 @@ class Loop:
                 obj = entry.obj
                 if obj is not None and map.get(entry.fd) is obj:
                     self._set_kernel(entry, self._interest(entry, now))
+        if self.rebuild_needed:
+            self._rebuild()
         wait = self.timers.wait_time(timeout, now)
         if self.always:
             wait = 0.0
-        events = self.poller.poll(wait)
+        return wait
+
+    def _process(self, events):
+        # deliver what the wait returned, then the always-ready and the timers
         now = _monotonic()
         entries = self.entries
         for fd, ev in events:
@@ -879,9 +1078,6 @@ class Loop:
                 self._stray(fd)
                 continue
             self._dispatch(entry, ev, now)
-            if self.closed:
-                # _dispatch may close us; mypy keeps the earlier narrowing
-                return  # type: ignore[unreachable]  # the map emptied and asyncore released us
         if self.always:
             for entry in list(self.always.values()):
                 self._dispatch(entry, entry.kmask & (EV_IN | EV_OUT), now)
@@ -895,25 +1091,37 @@ class Loop:
             return
         try:
             self.poller.unregister(fd)
-        except (OSError, ValueError):
+        except (OSError, ValueError, LookupError):
             self.rebuild_needed = True
+
+    def _after_fork(self):
+        # a forked child shares the parent's epoll/kqueue: get our own; the
+        # parent's other threads are gone, so are their holds on our locks
+        self.generation = _fork_generation
+        if not self.guard._is_owned():
+            self._new_locks()
+        with self.guard:
+            self._rebuild()
 
     def run(self, timeout, count):
         """``loop()``'s body: passes while there are channels or timers.
 
-        Returns the passes left of ``count`` (None if unbounded); stops
-        early if the loop was closed meanwhile (its map emptied)."""
+        Returns the passes left of ``count`` (None if unbounded); returns at
+        once if the loop is closed (the caller then makes a new one)."""
         if self.generation != _fork_generation:
-            # a forked child shares the parent's epoll/kqueue: get our own
-            self.generation = _fork_generation
-            self._rebuild()
-        map = self.map
-        timers = self.timers
-        if count is None:
-            while (map or timers.live > 0) and not self.closed:
-                self.run_once(timeout)
-        else:
-            while (map or timers.live > 0) and count > 0 and not self.closed:
-                self.run_once(timeout)
-                count -= 1
+            self._after_fork()
+        if not self.enter():
+            return count
+        try:
+            map = self.map
+            timers = self.timers
+            if count is None:
+                while (map or timers.live > 0) and not self.closed:
+                    self.run_once(timeout)
+            else:
+                while (map or timers.live > 0) and count > 0 and not self.closed:
+                    self.run_once(timeout)
+                    count -= 1
+        finally:
+            self.leave()
         return count

@@ -11,6 +11,7 @@ import os
 import select
 import socket
 import sys
+import threading
 import time
 import warnings
 from errno import (
@@ -189,9 +190,23 @@ poll3 = poll2  # old alias kept for compatibility
 default_backend = None
 
 _timers = _loopk.TimerQueue()
-_loops = {}  # id(map) -> Loop; bounded, oldest dropped first
+_loops = {}  # id(map) -> Loop; bounded, oldest idle one dropped first
 _MAX_LOOPS = 8
 _known_predicates = None
+# Guards _loops: every thread looping one map must get the same Loop, whose
+# lock serialises their passes.  Lock order: _loops_lock, then a Loop's own
+# (close() may take its guard, which no thread holds while it waits here:
+# a loop being released has no thread inside it).
+_loops_lock = threading.Lock()
+
+
+def _new_loops_lock():
+    global _loops_lock
+    _loops_lock = threading.Lock()  # a forked child: the holder may be gone
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_loops_lock)
 
 
 def available_backends():
@@ -224,20 +239,29 @@ def _predicates():
 
 def _get_loop(map, backend):
     key = id(map)
-    lp = _loops.get(key)
-    if lp is not None:
-        if (lp.map is map and lp.backend == backend and not lp.closed
-                and type(lp) is _loopk.Loop and lp.timers is _timers):
-            return lp
-        del _loops[key]
-        lp.close()
-    while len(_loops) >= _MAX_LOOPS:
-        _loops.pop(next(iter(_loops))).close()
-    readable, writable = _predicates()
-    lp = _loopk.Loop(map, backend, _timers, readable, writable,
-                     _reraised_exceptions, _DISCONNECTED)
-    _loops[key] = lp
-    return lp
+    with _loops_lock:
+        lp = _loops.get(key)
+        if lp is not None:
+            if not lp.closed and lp.users:
+                return lp  # another thread is looping this map: share its Loop
+            if (lp.map is map and lp.backend == backend and not lp.closed
+                    and type(lp) is _loopk.Loop and lp.timers is _timers):
+                return lp
+            if not lp.close():
+                return lp  # a thread entered it meanwhile
+            del _loops[key]
+        if len(_loops) >= _MAX_LOOPS:
+            for old in list(_loops):
+                if len(_loops) < _MAX_LOOPS:
+                    break
+                # a loop in use is kept (and counted); close() rechecks
+                if not _loops[old].users and _loops[old].close():
+                    del _loops[old]
+        readable, writable = _predicates()
+        lp = _loopk.Loop(map, backend, _timers, readable, writable,
+                         _reraised_exceptions, _DISCONNECTED)
+        _loops[key] = lp
+        return lp
 
 
 _DISPATCHER_KERNELS = (
@@ -253,8 +277,12 @@ def _use_kernels(module):
     for name in _DISPATCHER_KERNELS:
         setattr(dispatcher, name, getattr(module, "chan_" + name))
     _known_predicates = None  # the loops know the previous functions
-    for key in list(_loops):
-        _loops.pop(key).close()
+    with _loops_lock:
+        for key in list(_loops):
+            # one in use goes on (it asks the unknown predicates every
+            # pass) and closes when its last thread leaves
+            if _loops[key].close():
+                del _loops[key]
 
 
 def _loop_note(map, fd):
@@ -274,10 +302,12 @@ def _loop_forget(map, fd, obj):
 
 
 def _discard_loop(map):
-    lp = _loops.get(id(map))
-    if lp is not None and lp.map is map:
-        del _loops[id(map)]
-        lp.close()
+    # closes now, or (a thread is inside) when the last one leaves; until
+    # then the Loop stays in _loops so that new loop() calls share it
+    with _loops_lock:
+        lp = _loops.get(id(map))
+        if lp is not None and lp.map is map and lp.close():
+            del _loops[id(map)]
 
 
 def _loop_touch(obj):
@@ -308,6 +338,13 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
 
     The kernel object (epoll/kqueue) of a map lives while the map has
     channels, across loop() calls, and is released when the map empties.
+
+    Several threads may loop one map: their passes take turns (a pass waits
+    for the one in progress, the kernel wait included, to end), so no two
+    threads ever dispatch events of that map at once; while one is looping,
+    the others use its backend.  Closing a channel from a thread that is not
+    looping waits for the dispatch in progress, never for the kernel wait,
+    and the channel gets no event after its close() returns.
     """
     if map is None:
         map = socket_map
@@ -317,7 +354,8 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
         return
     lp = _get_loop(map, name)
     count = lp.run(timeout, count)
-    # closed mid-run (the map emptied) while timers or new channels remain
+    # closed before this thread got in (another loop() replaced it): go on
+    # with the map's current Loop
     while lp.closed and (map or _timers.live > 0) and (count is None or count > 0):
         lp = _get_loop(map, name)
         count = lp.run(timeout, count)

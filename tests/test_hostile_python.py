@@ -372,7 +372,7 @@ ordinary(lp.run_once, 0)
     # size during iteration"; it must be refused like any other wrong type
     "loop_dirty_none": '''
 lp = new_loop()
-lp.dirty = None
+ordinary(setattr, lp, "dirty", None)  # refused where the field is typed
 exc = ordinary(lp._flush, 0.0) if hasattr(lp, "_flush") else None
 assert not (isinstance(exc, RuntimeError) and "changed size" in str(exc)), exc
 ''',

@@ -24,11 +24,35 @@ from libc.string cimport memchr, memcmp, memcpy
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
-    # calls between compiled functions and C-level descriptors do not count
-    # towards the recursion limit: a class whose attributes point these
-    # functions at each other would overflow the C stack without a guard
-    int Py_EnterRecursiveCall(const char *where) except -1
-    void Py_LeaveRecursiveCall()
+
+# Calls between compiled functions and C-level descriptors run no Python
+# frame, and Py_EnterRecursiveCall did not stop such a cycle in testing (a
+# class whose handle_read is dispatcher.handle_read_event overflowed the C
+# stack): every entry point counts its own nesting, per thread, and raises
+# RecursionError far below any thread's stack size.
+cdef extern from *:
+    """
+    #if defined(_MSC_VER)
+    #define AC_THREAD_LOCAL __declspec(thread)
+    #else
+    #define AC_THREAD_LOCAL __thread
+    #endif
+    #define AC_MAX_NESTING 256
+    static AC_THREAD_LOCAL int ac_nesting = 0;
+    static int ac_enter(void) {
+        if (ac_nesting >= AC_MAX_NESTING) {
+            PyErr_SetString(PyExc_RecursionError,
+                            "asynchat_core: kernel calls nested too deeply "
+                            "(a method or descriptor that calls itself?)");
+            return -1;
+        }
+        ac_nesting++;
+        return 0;
+    }
+    static void ac_leave(void) { if (ac_nesting > 0) ac_nesting--; }
+    """
+    int _ac_enter "ac_enter"() except -1
+    void _ac_leave "ac_leave"() noexcept
 
 import socket
 import sys
@@ -67,7 +91,7 @@ cdef class TerminatorSlot:
     """
 
     def __get__(self, obj, cls):
-        Py_EnterRecursiveCall(" in asynchat_core")
+        _ac_enter()
         try:
             if obj is None:
                 return self
@@ -83,11 +107,11 @@ cdef class TerminatorSlot:
                 )
             return value
         finally:
-            Py_LeaveRecursiveCall()
+            _ac_leave()
 
     def __set__(self, obj, value):
         cdef InBuffer inbuf
-        Py_EnterRecursiveCall(" in asynchat_core")
+        _ac_enter()
         try:
             try:
                 state = obj._ac_in
@@ -99,15 +123,15 @@ cdef class TerminatorSlot:
                 inbuf = _inbuf_check(obj, state)
             inbuf.terminator = value
         finally:
-            Py_LeaveRecursiveCall()
+            _ac_leave()
 
     def __delete__(self, obj):
-        Py_EnterRecursiveCall(" in asynchat_core")
+        _ac_enter()
         try:
             self.__get__(obj, None)  # AttributeError if not set
             _inbuf(obj).terminator = _UNSET
         finally:
-            Py_LeaveRecursiveCall()
+            _ac_leave()
 
 
 terminator_slot = TerminatorSlot()
@@ -528,7 +552,7 @@ cdef class SocketSlot:
 
     def __get__(self, obj, cls):
         cdef OutputState out
-        Py_EnterRecursiveCall(" in asynchat_core")
+        _ac_enter()
         try:
             if obj is None:
                 return self
@@ -540,26 +564,26 @@ cdef class SocketSlot:
                 raise AttributeError("%r object has no attribute 'socket'" % type(obj).__name__)
             return sock
         finally:
-            Py_LeaveRecursiveCall()
+            _ac_leave()
 
     def __set__(self, obj, value):
         cdef OutputState out
-        Py_EnterRecursiveCall(" in asynchat_core")
+        _ac_enter()
         try:
             out = _output(obj)
             if out.pending:
                 _chat_flush(obj, out)
             out.sock = value
         finally:
-            Py_LeaveRecursiveCall()
+            _ac_leave()
 
     def __delete__(self, obj):
-        Py_EnterRecursiveCall(" in asynchat_core")
+        _ac_enter()
         try:
             self.__get__(obj, None)  # AttributeError if not set
             _output(obj).sock = _UNSET
         finally:
-            Py_LeaveRecursiveCall()
+            _ac_leave()
 
 
 socket_slot = SocketSlot()
@@ -645,13 +669,13 @@ cdef int _chat_flush(chan, OutputState out) except -1:
 def chat_flush(self):
     """Send the replies held in ``pending`` now (rule 3 of OutputState)."""
     cdef OutputState out
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         out = _output(self)
         if out.pending:
             _chat_flush(self, out)
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 cdef inline bint _is_method(bound, function):
@@ -758,20 +782,20 @@ def set_loop_hook(hook):
 
 def chat_get_terminator(self):
     """Return the current terminator."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         return self.terminator
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         _drain(self, self.producer_fifo)
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat_handle_read(self):
@@ -783,7 +807,7 @@ def chat_handle_read(self):
     cdef OutputState out
     cdef int mode
     cdef InBuffer inbuf
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         out = _output(self)
         out.enter()
@@ -818,7 +842,7 @@ def chat_handle_read(self):
             if out.pending:
                 _chat_flush(self, out)
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat_push(self, data):
@@ -828,7 +852,7 @@ def chat_push(self, data):
     cdef Py_ssize_t start
     cdef bint was_empty
     cdef OutputState out
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         if not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
@@ -858,12 +882,12 @@ def chat_push(self, data):
         if was_empty and _loop_hook is not None and fifo:
             _loop_hook(self)
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat_set_terminator(self, term):
     """Set the input delimiter: bytes of any length, a byte count, or None."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         if isinstance(term, str) and self.use_encoding:
             term = bytes(term, self.encoding)
@@ -878,7 +902,7 @@ def chat_set_terminator(self, term):
                 raise FrameTooLarge(term, limit)
         self.terminator = term
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat__collect_incoming_data(self, data):
@@ -906,7 +930,7 @@ cdef object _socket_type = socket.socket
 
 def chan_recv(self, buffer_size):
     """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         while True:
             try:
@@ -924,16 +948,16 @@ def chan_recv(self, buffer_size):
             return b""
         return data
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chan_send(self, data):
     """Send what the socket takes now; return the byte count (0 if it would block)."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         return _chan_send(self, data)
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 cdef object _chan_send(self, data):
@@ -969,7 +993,7 @@ def chan_writable(self):
 
 def chan_handle_read_event(self):
     """The loop saw input: accept, finish a connect, or read."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         if self.accepting:
             self.handle_accept()
@@ -980,12 +1004,12 @@ def chan_handle_read_event(self):
         else:
             self.handle_read()
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chan_handle_write_event(self):
     """The loop saw the socket writable: finish a connect, then write."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         if self.accepting:
             return
@@ -993,12 +1017,12 @@ def chan_handle_write_event(self):
             self.handle_connect_event()
         self.handle_write()
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat_readable(self):
     """Watch for input unless output back-pressure paused reading."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         high = self.ac_out_high_water
         if high is None:
@@ -1017,31 +1041,31 @@ def chat_readable(self):
             return 0
         return 1
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat_writable(self):
     """Watch for writability while output is queued or a connect is pending."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         return self.producer_fifo or (not self.connected)
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         self.initiate_send()
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
     cdef OutputState out
-    Py_EnterRecursiveCall(" in asynchat_core")
+    _ac_enter()
     try:
         out = _output(self)
         out.enter()
@@ -1052,7 +1076,7 @@ def chat_send(self, data):
         finally:
             out.leave()
     finally:
-        Py_LeaveRecursiveCall()
+        _ac_leave()
 
 
 cdef object _dispatcher_class = None

@@ -19,7 +19,35 @@ Two kinds of channel:
 
 Event bits are the ``poll()`` bits (identical to epoll's on Linux);
 backends that speak another language translate.
+
+Threads: passes of one ``Loop`` never overlap.  ``lock`` is held for a
+whole pass, kernel wait included, so a second thread looping the same map
+waits for the pass to end and then runs its own: no channel is ever driven
+by two threads at once.  ``guard`` protects the loop's state; a pass holds
+it except while waiting in the kernel, so ``forget()`` from a thread that
+is not looping (closing a channel) runs while the loop sleeps, or waits
+for the dispatch in progress to end, and once it returns the channel gets
+no further event.  ``close()`` while a thread is inside ``run()`` is
+deferred to the last thread leaving.  ``note()``/``touch()`` take no lock.
+Both locks are ``_RLock``s: reentrant, first come first served, and
+taken without a Python call or a system call when free.
 """
+
+from cpython.exc cimport PyErr_CheckSignals
+
+
+cdef extern from "pythread.h":
+    ctypedef void *PyThread_type_lock
+    ctypedef enum PyLockStatus:
+        PY_LOCK_FAILURE
+        PY_LOCK_ACQUIRED
+        PY_LOCK_INTR
+    PyThread_type_lock PyThread_allocate_lock()
+    void PyThread_free_lock(PyThread_type_lock)
+    PyLockStatus PyThread_acquire_lock_timed(
+        PyThread_type_lock lock, long long microseconds, int intr_flag) nogil
+    void PyThread_release_lock(PyThread_type_lock) nogil
+    unsigned long PyThread_get_thread_ident()
 
 import errno
 import heapq
@@ -127,10 +155,16 @@ cdef class PollPoller:
         self._p.register(fd, mask)
 
     def modify(self, fd, mask):
-        self._p.modify(fd, mask)
+        try:
+            self._p.modify(fd, mask)
+        except KeyError:  # select.poll's "not registered": speak like epoll
+            raise FileNotFoundError(errno.ENOENT, "not registered") from None
 
     def unregister(self, fd):
-        self._p.unregister(fd)
+        try:
+            self._p.unregister(fd)
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, "not registered") from None
 
     def poll(self, timeout):
         if timeout is None:
@@ -199,11 +233,14 @@ cdef class SelectPoller:
         self._x.discard(fd)
 
     def poll(self, timeout):
-        if not (self._r or self._w or self._x):
+        # one snapshot: another thread may unregister while we wait, and
+        # three sets emptied after the check would be EINVAL on Windows
+        r, w, x = list(self._r), list(self._w), list(self._x)
+        if not (r or w or x):
             _idle_wait(timeout)
             return []
         try:
-            r, w, x = select.select(self._r, self._w, self._x, timeout)
+            r, w, x = select.select(r, w, x, timeout)
         except OSError as err:
             if not _select_bad(err):
                 raise
@@ -401,7 +438,7 @@ cdef class TimerQueue:
     ``live`` counts pending handles that keep ``loop()`` running (user
     timers; idle watches do not keep a loop alive on their own).
     """
-    cdef public list heap
+    cdef readonly list heap  # (readonly: C code trusts it is a list)
     cdef public unsigned long long seq
     cdef public Py_ssize_t live
 
@@ -498,6 +535,117 @@ cdef class IdleWatch:
 
 # -------------------------------------------------------------------- loop
 
+cdef class _Baton:
+    """What one thread waiting for an ``_RLock`` sleeps on: a C lock taken
+    at creation, released by the thread handing the ``_RLock`` over."""
+    cdef PyThread_type_lock _lock
+    cdef bint handed
+
+    def __cinit__(self):
+        self._lock = PyThread_allocate_lock()
+        if self._lock == NULL:
+            raise MemoryError()
+        PyThread_acquire_lock_timed(self._lock, 0, 0)
+
+    def __dealloc__(self):
+        if self._lock != NULL:
+            # whatever state the hand-over left it in: never free it held
+            PyThread_acquire_lock_timed(self._lock, 0, 0)
+            PyThread_release_lock(self._lock)
+            PyThread_free_lock(self._lock)
+
+
+cdef class _RLock:
+    """A reentrant lock whose waiters get it in arrival order.
+
+    Reentrant because a handler closes channels (``forget``) and may run a
+    nested ``loop()``; first come first served because a thread that loops
+    without pause releases and retakes the pass lock within microseconds,
+    and would otherwise starve a second thread's ``loop()``.  A releasing
+    thread hands the lock straight to the oldest waiter.
+
+    The state is plain C fields changed only while holding the GIL, with
+    no Python code in between: taking a free lock costs no system call.
+    Waiting releases the GIL, and a signal still reaches its handler
+    (KeyboardInterrupt) meanwhile.
+    """
+    cdef bint _held
+    cdef unsigned long _owner
+    cdef Py_ssize_t _depth
+    cdef list _queue
+
+    def __cinit__(self):
+        self._queue = []
+
+    cdef int _acquire(self) except -1:
+        cdef unsigned long me = PyThread_get_thread_ident()
+        cdef _Baton baton
+        cdef PyLockStatus got
+        if self._depth and self._owner == me:
+            self._depth += 1
+            return 0
+        if not self._held:
+            self._held = True
+            self._owner = me
+            self._depth = 1
+            return 0
+        baton = _Baton()
+        self._queue.append(baton)
+        while True:
+            with nogil:
+                got = PyThread_acquire_lock_timed(baton._lock, -1, 1)
+            if got == PY_LOCK_ACQUIRED:
+                break
+            try:
+                PyErr_CheckSignals()
+            except BaseException:  # a signal handler raised while we waited
+                if baton.handed:  # it arrived anyway: pass it on
+                    self._owner = me
+                    self._depth = 1
+                    self._release()
+                else:
+                    self._queue.remove(baton)
+                raise
+        self._owner = me
+        self._depth = 1
+        return 0
+
+    cdef int _release(self) except -1:
+        cdef _Baton baton
+        if not self._depth or self._owner != PyThread_get_thread_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._depth -= 1
+        if self._depth:
+            return 0
+        self._owner = 0
+        if self._queue:
+            baton = self._queue.pop(0)
+            baton.handed = True
+            PyThread_release_lock(baton._lock)  # still held: theirs now
+        else:
+            self._held = False
+        return 0
+
+    def acquire(self):
+        """Wait for the lock (reentrant); returns True."""
+        self._acquire()
+        return True
+
+    def release(self):
+        """Undo one ``acquire()``; RuntimeError if not held by this thread."""
+        self._release()
+
+    def _is_owned(self):
+        return self._depth > 0 and self._owner == PyThread_get_thread_ident()
+
+    def __enter__(self):
+        self._acquire()
+        return True
+
+    def __exit__(self, *exc):
+        self._release()
+
+
 cdef class Entry:
     """What the loop knows about the channel registered at one fd."""
     cdef public object fd, obj, watch, resume
@@ -519,21 +667,42 @@ cdef class Entry:
         self.resume = None
 
 
+cdef inline int _need_entry(Entry entry) except -1:
+    # a cpdef argument typed Entry accepts None ("not None" is for def only)
+    if entry is None:
+        raise TypeError("an Entry is required, not None")
+    return 0
+
+
 cdef class Loop:
     cdef public object map, backend, poller, timers, known_readable, known_writable
     cdef public object reraised, disconnected
-    cdef public dict entries, polled, always, kinds
-    cdef public set dirty
+    # readonly: the C code iterates them as dict/set, never None
+    cdef readonly dict entries, polled, always, kinds
+    cdef readonly set dirty
     cdef public object generation
-    cdef public bint rebuild_needed, closed
+    cdef public bint rebuild_needed
     cdef public double next_sweep
     cdef public unsigned long long passes
+    # the C code calls these locks' C methods: Python may read, never set them
+    cdef readonly _RLock lock, guard, _life
+    cdef readonly Py_ssize_t users
+    cdef readonly bint closed, close_pending
     """The persistent event loop of one socket map.
 
     ``known_readable``/``known_writable`` are the library's own predicate
     functions (state-driven channels); ``reraised`` the exceptions that
     leave the loop; ``disconnected`` the errnos that mean "peer gone".
+
+    Thread rules (see the module docstring): ``lock`` serialises passes,
+    ``guard`` protects the loop's state and is released only for the
+    kernel wait, ``users`` counts the threads inside ``run()`` and
+    ``close()`` waits for it to drop to zero (``close_pending``).
     """
+
+    def __cinit__(self, *args, **kwargs):
+        # here, not in __init__: Loop.__new__(Loop) must not leave them None
+        self._new_locks()
 
     def __init__(self, map, backend, timers, known_readable, known_writable,
                  reraised, disconnected):
@@ -556,6 +725,13 @@ cdef class Loop:
         self.closed = False
         self.passes = 0
 
+    def _new_locks(self):
+        self.lock = _RLock()
+        self.guard = _RLock()
+        self._life = _RLock()
+        self.users = 0
+        self.close_pending = False
+
     # ---- notifications from dispatcher/async_chat (cheap, any time)
 
     def note(self, fd):
@@ -564,13 +740,22 @@ cdef class Loop:
 
     def forget(self, fd, obj):
         """``obj`` is leaving the map: drop its kernel interest while its
-        descriptor is still open (epoll cannot forget a closed one)."""
-        entry = self.entries.get(fd)
-        if entry is not None and entry.obj is obj:
-            self._set_kernel(entry, 0)
-            entry.watch = None
-            entry.obj = None  # events later in this pass are not for it
-        self.dirty.add(fd)
+        descriptor is still open (epoll cannot forget a closed one).
+
+        From another thread this waits for a dispatch in progress (never
+        for the kernel wait); afterwards ``obj`` gets no further event."""
+        cdef Entry entry
+        cdef _RLock guard = self.guard
+        guard._acquire()
+        try:
+            self.dirty.add(fd)
+            entry = self.entries.get(fd)
+            if entry is not None and entry.obj is obj:
+                entry.obj = None  # events later in this pass are not for it
+                entry.watch = None
+                self._set_kernel(entry, 0)
+        finally:
+            guard._release()
 
     def touch(self, fd, obj):
         """``obj`` changed state that its interest depends on (push...)."""
@@ -582,23 +767,77 @@ cdef class Loop:
         self.dirty.add(fd)
 
     def set_watch(self, fd, obj, watch):
+        """Attach an idle ``watch`` to the entry of ``obj`` on ``fd`` (None detaches)."""
         entry = self.entries.get(fd)
         if entry is not None and entry.obj is obj:
             entry.watch = watch
 
+    # ---- life: run() entries and deferred close
+
+    def enter(self):
+        """Count the calling thread in ``users``; False if already closed."""
+        cdef _RLock life = self._life
+        life._acquire()
+        try:
+            if self.closed:
+                return False
+            self.users += 1
+            return True
+        finally:
+            life._release()
+
+    def leave(self):
+        """Undo ``enter()``; the last thread out performs a deferred close."""
+        cdef bint release
+        cdef _RLock life = self._life
+        life._acquire()
+        try:
+            self.users -= 1
+            release = self.users == 0 and self.close_pending
+            if release:
+                self.closed = True
+        finally:
+            life._release()
+        if release:
+            self._release()
+
     def close(self):
-        """Release the kernel object; the map is left as it is."""
-        if not self.closed:
+        """Release the kernel object; the map is left as it is.
+
+        While a thread is inside ``run()`` the loop keeps serving and the
+        close is left to the last thread leaving.  True if closed now."""
+        cdef _RLock life = self._life
+        life._acquire()
+        try:
+            if self.closed:
+                return True
+            if self.users:
+                self.close_pending = True
+                return False
             self.closed = True
+        finally:
+            life._release()
+        self._release()
+        return True
+
+    def _release(self):
+        # closed is set and nobody is inside: only forget() can still be
+        # here, and it checks closed under the guard
+        cdef _RLock guard = self.guard
+        guard._acquire()
+        try:
             self.poller.close()
             self.entries.clear()
             self.polled.clear()
             self.always.clear()
+        finally:
+            guard._release()
 
     # ---- kernel interest
 
     cpdef _set_kernel(self, Entry entry, int mask):
         cdef int old
+        _need_entry(entry)
         old = entry.kmask
         if mask == old or self.closed:
             return
@@ -631,6 +870,8 @@ cdef class Loop:
             elif code in _FD_GONE_ERRNOS:
                 # the descriptor was closed behind our back; a dup of it
                 # could still be registered, so start the kernel set afresh
+                # (before the next wait: a stale registration reports its
+                # events under the fd number of whoever reuses it)
                 entry.kmask = 0
                 self.rebuild_needed = True
                 if mask:
@@ -668,8 +909,9 @@ cdef class Loop:
     cpdef int _interest(self, Entry entry, double now) except? -1:
         """Ask the channel what it wants; returns a kernel mask."""
         cdef int mask
+        _need_entry(entry)
         obj = entry.obj
-        if entry.closed_once:
+        if entry.closed_once or obj is None:
             return 0
         try:
             wants_read = obj.readable()
@@ -703,13 +945,17 @@ cdef class Loop:
         if entry.resume is not None:
             entry.resume.cancel()
             entry.resume = None
-        del self.entries[fd]
+        if self.entries.get(fd) is entry:
+            del self.entries[fd]
         self.polled.pop(fd, None)
         self.always.pop(fd, None)
 
     cpdef _flush(self, double now):
         cdef Entry entry
         cdef dict entries
+        # unlike the Python twin, swapping is safe here: note()/touch() add
+        # to self.dirty in one step under the GIL, so no thread can still
+        # hold the set taken out
         dirty = self.dirty
         self.dirty = set()
         map = self.map
@@ -732,10 +978,8 @@ cdef class Loop:
         # at everything once (bounded by SWEEP_INTERVAL or a size change)
         self.next_sweep = now + SWEEP_INTERVAL
         dirty = self.dirty
-        for fd in self.map:
-            dirty.add(fd)
-        for fd in self.entries:
-            dirty.add(fd)
+        dirty.update(self.map)  # one C call: the map may grow meanwhile
+        dirty.update(self.entries)
         self._flush(now)
 
     # ---- error paths
@@ -743,6 +987,8 @@ cdef class Loop:
     def _fail(self, obj, fd):
         """An exception escaped a handler: handle_error, and if that fails
         too, close the channel so it cannot fail forever."""
+        if obj is None:
+            return
         try:
             obj.handle_error()
         except self.reraised:
@@ -752,14 +998,20 @@ cdef class Loop:
             self._force_close(obj, fd)
 
     def _force_close(self, obj, fd):
+        if obj is None:
+            return
         try:
             obj.close()
         except self.reraised:
             raise
         except BaseException:
             pass
-        if self.map.get(fd) is obj:
-            del self.map[fd]
+        map = self.map
+        if map.get(fd) is obj:
+            try:
+                del map[fd]
+            except KeyError:  # removed by another thread meanwhile
+                pass
             self.dirty.add(fd)
         entry = self.entries.get(fd)
         if entry is not None and entry.obj is obj:
@@ -767,8 +1019,11 @@ cdef class Loop:
 
     cpdef _close_channel(self, Entry entry):
         """The loop's own handle_close call: at most once per channel."""
+        _need_entry(entry)
         obj = entry.obj
         fd = entry.fd
+        if obj is None:
+            return  # forgotten: it closed itself, and its fd is not its own now
         if not entry.closed_once:
             entry.closed_once = True
             try:
@@ -777,7 +1032,7 @@ cdef class Loop:
                 raise
             except BaseException:
                 self._fail(obj, fd)
-        if self.map.get(fd) is obj:
+        if entry.obj is obj and self.map.get(fd) is obj:
             # handle_close kept the channel: stop the hang-up from spinning
             self._set_kernel(entry, 0)
 
@@ -811,6 +1066,7 @@ cdef class Loop:
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1:
         """Call one handle_*_event (``kind``: DELIVER_READ/WRITE/EXPT); True
         if the channel is still there."""
+        _need_entry(entry)
         obj = entry.obj
         try:
             # method calls by name: no bound method object per event
@@ -824,7 +1080,12 @@ cdef class Loop:
             raise
         except OSError as err:
             code = err.errno
-            if code in ACCEPT_LIMIT_ERRNOS and getattr(obj, "accepting", False):
+            if entry.obj is not obj:
+                # it closed itself, then raised: report a failure (as
+                # CPython does), but a closed channel has no hang-up to handle
+                if code not in self.disconnected:
+                    self._fail(obj, entry.fd)
+            elif code in ACCEPT_LIMIT_ERRNOS and getattr(obj, "accepting", False):
                 self._pause_accept(entry, now)
             elif code in self.disconnected:
                 self._close_channel(entry)
@@ -832,11 +1093,12 @@ cdef class Loop:
                 self._fail(obj, entry.fd)
         except BaseException:
             self._fail(obj, entry.fd)
-        return self.map.get(entry.fd) is obj
+        return entry.obj is obj and self.map.get(entry.fd) is obj
 
     cpdef _dispatch(self, Entry entry, int ev, double now):
         """Deliver one fd's events, in the order read, write, expt, close."""
         cdef bint read_done
+        _need_entry(entry)
         obj = entry.obj
         fd = entry.fd
         if obj is None or not entry.kmask or self.map.get(fd) is not obj:
@@ -867,31 +1129,62 @@ cdef class Loop:
     # ---- one pass
 
     cpdef run_once(self, timeout):
-        """One pass: sync interest, wait, dispatch, run due timers."""
-        cdef double now, wait_
+        """One pass: sync interest, wait, dispatch, run due timers.
+
+        Holds ``lock`` throughout and ``guard`` except for the kernel wait."""
+        # local references: the fork path may replace the attributes
+        cdef _RLock lock = self.lock
+        cdef _RLock guard = self.guard
+        lock._acquire()
+        try:
+            guard._acquire()
+            try:
+                if self.closed:
+                    return
+                wait = self._sync(timeout)
+                poller = self.poller
+            finally:
+                guard._release()
+            events = poller.poll(wait)
+            guard._acquire()
+            try:
+                if not self.closed:  # (only a run_once() outside run() can see it)
+                    self._process(events)
+            finally:
+                guard._release()
+        finally:
+            lock._release()
+
+    cpdef _sync(self, timeout):
+        # tell the kernel what changed; returns how long the wait may be
+        cdef double now
         cdef Entry entry
-        cdef dict entries
-        cdef int ev
-        if self.closed:
-            return
         now = _monotonic()
         self.passes += 1
-        if self.rebuild_needed:
-            self._rebuild()
         if self.dirty:
             self._flush(now)
         if len(self.map) != len(self.entries) or now >= self.next_sweep:
             self._resync(now)
         if self.polled:
             map = self.map
-            for entry in list(self.polled.values()):
+            for value in list(self.polled.values()):
+                entry = <Entry?>value  # (a None put there from Python: TypeError)
                 obj = entry.obj
                 if obj is not None and map.get(entry.fd) is obj:
                     self._set_kernel(entry, self._interest(entry, now))
+        if self.rebuild_needed:
+            self._rebuild()
         wait = self.timers.wait_time(timeout, now)
         if self.always:
             wait = 0.0
-        events = self.poller.poll(wait)
+        return wait
+
+    cpdef _process(self, events):
+        # deliver what the wait returned, then the always-ready and the timers
+        cdef double now
+        cdef Entry entry
+        cdef dict entries
+        cdef int ev
         now = _monotonic()
         entries = self.entries
         for fd, ev in events:
@@ -900,10 +1193,9 @@ cdef class Loop:
                 self._stray(fd)
                 continue
             self._dispatch(entry, ev, now)
-            if self.closed:
-                return  # the map emptied and asyncore released us
         if self.always:
-            for entry in list(self.always.values()):
+            for value in list(self.always.values()):
+                entry = <Entry?>value
                 self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
         if self.timers.heap:
             self.timers.run_due(_monotonic(), self.reraised)
@@ -915,25 +1207,37 @@ cdef class Loop:
             return
         try:
             self.poller.unregister(fd)
-        except (OSError, ValueError):
+        except (OSError, ValueError, LookupError):
             self.rebuild_needed = True
+
+    def _after_fork(self):
+        # a forked child shares the parent's epoll/kqueue: get our own; the
+        # parent's other threads are gone, so are their holds on our locks
+        self.generation = _fork_generation
+        if not self.guard._is_owned():
+            self._new_locks()
+        with self.guard:
+            self._rebuild()
 
     def run(self, timeout, count):
         """``loop()``'s body: passes while there are channels or timers.
 
-        Returns the passes left of ``count`` (None if unbounded); stops
-        early if the loop was closed meanwhile (its map emptied)."""
+        Returns the passes left of ``count`` (None if unbounded); returns at
+        once if the loop is closed (the caller then makes a new one)."""
         if self.generation != _fork_generation:
-            # a forked child shares the parent's epoll/kqueue: get our own
-            self.generation = _fork_generation
-            self._rebuild()
-        map = self.map
-        timers = self.timers
-        if count is None:
-            while (map or timers.live > 0) and not self.closed:
-                self.run_once(timeout)
-        else:
-            while (map or timers.live > 0) and count > 0 and not self.closed:
-                self.run_once(timeout)
-                count -= 1
+            self._after_fork()
+        if not self.enter():
+            return count
+        try:
+            map = self.map
+            timers = self.timers
+            if count is None:
+                while (map or timers.live > 0) and not self.closed:
+                    self.run_once(timeout)
+            else:
+                while (map or timers.live > 0) and count > 0 and not self.closed:
+                    self.run_once(timeout)
+                    count -= 1
+        finally:
+            self.leave()
         return count
