@@ -315,6 +315,7 @@ def chat_deliver(chan, inbuf, mode, out=None):
 
 
 _MAXSIZE = sys.maxsize
+_WOULD_BLOCK: "tuple[type[OSError], ...]"
 try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without OpenSSL
