@@ -49,10 +49,13 @@ else  # an unpacked sdist or archive
         --exclude='*.egg-info' --exclude=__pycache__ -cf - .) | tar -xf - -C "$WORK/src"
 fi
 
-if [ ! -e "$WORK/venv/.deps-ok" ]; then
+# (the marker names the dependency list: a new list makes a new venv)
+DEPS=("Cython>=3.0.8,<4" "setuptools>=64" wheel pytest hypothesis trustme)
+DEPS_MARK="$WORK/venv/.deps-$(printf '%s ' "${DEPS[@]}" | cksum | cut -d' ' -f1)"
+if [ ! -e "$DEPS_MARK" ]; then
     "$BASE_PY" -m venv --clear "$WORK/venv"
-    "$WORK/venv/bin/pip" install -q "Cython>=3.0.8,<4" "setuptools>=64" wheel pytest hypothesis
-    touch "$WORK/venv/.deps-ok"
+    "$WORK/venv/bin/pip" install -q "${DEPS[@]}"
+    touch "$DEPS_MARK"
 fi
 PY="$WORK/venv/bin/python"
 
