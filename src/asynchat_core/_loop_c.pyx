@@ -33,6 +33,7 @@ Both locks are ``_RLock``s: reentrant, first come first served, and
 taken without a Python call or a system call when free.
 """
 
+cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 
 
@@ -535,6 +536,7 @@ cdef class IdleWatch:
 
 # -------------------------------------------------------------------- loop
 
+@cython.final
 cdef class _Baton:
     """What one thread waiting for an ``_RLock`` sleeps on: a C lock taken
     at creation, released by the thread handing the ``_RLock`` over."""
@@ -555,6 +557,7 @@ cdef class _Baton:
             PyThread_free_lock(self._lock)
 
 
+@cython.final  # its C methods are then called directly, and inlined
 cdef class _RLock:
     """A reentrant lock whose waiters get it in arrival order.
 
