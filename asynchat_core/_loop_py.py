@@ -558,6 +558,18 @@ class _RLock:
 
     __enter__ = acquire
 
+    def try_acquire(self):
+        """Take the lock if that needs no wait (reentrant); True if taken."""
+        me = _get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return True
+        if self._taken.acquire(False):
+            self._owner = me
+            self._depth = 1
+            return True
+        return False
+
     def _wait(self, me):
         baton = threading.Lock()
         baton.acquire()
@@ -683,15 +695,25 @@ class Loop:
         """``obj`` is leaving the map: drop its kernel interest while its
         descriptor is still open (epoll cannot forget a closed one).
 
-        From another thread this waits for a dispatch in progress (never
-        for the kernel wait); afterwards ``obj`` gets no further event."""
-        with self.guard:
-            self.dirty.add(fd)
+        Afterwards ``obj`` gets no further event.  From another thread
+        during a dispatch this does not wait for the dispatch (a handler
+        may be waiting for this very thread): it unhooks the entry, and the
+        dispatching thread drops the kernel interest at its next pass."""
+        self.dirty.add(fd)
+        if not self.guard.try_acquire():
+            entry = self.entries.get(fd)
+            if entry is not None and entry.obj is obj:
+                entry.obj = None  # the dispatch skips it from now on
+                entry.watch = None
+            return
+        try:
             entry = self.entries.get(fd)
             if entry is not None and entry.obj is obj:
                 entry.obj = None  # events later in this pass are not for it
                 entry.watch = None
                 self._set_kernel(entry, 0)
+        finally:
+            self.guard.release()
 
     def touch(self, fd, obj):
         """``obj`` changed state that its interest depends on (push...)."""

@@ -613,6 +613,19 @@ cdef class _RLock:
         self._depth = 1
         return 0
 
+    cdef bint _try_acquire(self) noexcept:
+        # take the lock if that needs no wait (reentrant)
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self._depth and self._owner == me:
+            self._depth += 1
+            return True
+        if not self._held:
+            self._held = True
+            self._owner = me
+            self._depth = 1
+            return True
+        return False
+
     cdef int _release(self) except -1:
         cdef _Baton baton
         if not self._depth or self._owner != PyThread_get_thread_ident():
@@ -633,6 +646,10 @@ cdef class _RLock:
         """Wait for the lock (reentrant); returns True."""
         self._acquire()
         return True
+
+    def try_acquire(self):
+        """Take the lock if that needs no wait (reentrant); True if taken."""
+        return self._try_acquire()
 
     def release(self):
         """Undo one ``acquire()``; RuntimeError if not held by this thread."""
@@ -745,13 +762,20 @@ cdef class Loop:
         """``obj`` is leaving the map: drop its kernel interest while its
         descriptor is still open (epoll cannot forget a closed one).
 
-        From another thread this waits for a dispatch in progress (never
-        for the kernel wait); afterwards ``obj`` gets no further event."""
+        Afterwards ``obj`` gets no further event.  From another thread
+        during a dispatch this does not wait for the dispatch (a handler
+        may be waiting for this very thread): it unhooks the entry, and the
+        dispatching thread drops the kernel interest at its next pass."""
         cdef Entry entry
         cdef _RLock guard = self.guard
-        guard._acquire()
+        self.dirty.add(fd)
+        if not guard._try_acquire():
+            entry = self.entries.get(fd)
+            if entry is not None and entry.obj is obj:
+                entry.obj = None  # the dispatch skips it from now on
+                entry.watch = None
+            return
         try:
-            self.dirty.add(fd)
             entry = self.entries.get(fd)
             if entry is not None and entry.obj is obj:
                 entry.obj = None  # events later in this pass are not for it
