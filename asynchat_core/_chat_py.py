@@ -532,8 +532,16 @@ def chat_drain(chan, fifo):
             try:
                 data = first[:obs]
             except TypeError:
-                # a producer: ask it for more, CPython style
-                data = first.more()
+                # a producer: ask it for more, CPython style.  Not batching
+                # meanwhile: a push from more() that took its bytes as sent
+                # would precede the data more() returns, which CPython
+                # queues in front of that push when the socket is full
+                batching = out.batching
+                out.batching = False
+                try:
+                    data = first.more()
+                finally:
+                    out.batching = batching
                 if data:
                     fifo.appendleft(data)
                 else:

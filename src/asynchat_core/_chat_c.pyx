@@ -725,8 +725,14 @@ cdef object _drain_locked(chan, fifo, OutputState out):
         try:
             data = first[:obs]
         except TypeError:
-            # a producer: ask it for more, CPython style
-            data = first.more()
+            # a producer: ask it for more, CPython style.  Not batching
+            # meanwhile (see the pure kernel)
+            batching = out.batching
+            out.batching = False
+            try:
+                data = first.more()
+            finally:
+                out.batching = batching
             if data:
                 fifo.appendleft(data)
             else:
