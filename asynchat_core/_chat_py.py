@@ -247,10 +247,14 @@ def _term_now(chan, inbuf, mode):
 def _found(chan, inbuf, out):
     # found_terminator, batching replies while more input follows this
     # frame (OutputState, rule 2)
-    if out is None:
+    if out is None or len(inbuf.data) <= inbuf.pos:
         chan.found_terminator()
         return
-    out.batching = len(inbuf.data) > inbuf.pos
+    if out.batch_ok is None:
+        # overridden output methods see CPython's calls, one per push
+        out.batch_ok = (getattr(chan.send, "__func__", None) is chat_send
+                        and getattr(chan.initiate_send, "__func__", None) is chat_initiate_send)
+    out.batching = out.batch_ok
     chan.found_terminator()
     out.batching = False  # (if it raised, handle_read resets it)
 
@@ -357,13 +361,16 @@ class OutputState:
     5. ``sock`` backs ``async_chat.socket``.
     """
 
-    __slots__ = ("sock", "pending", "held", "batching", "lock")
+    __slots__ = ("sock", "pending", "held", "batching", "batch_ok", "lock")
 
     def __init__(self):
         self.sock = UNSET
         self.pending = []  # bytes objects, joined when sent
         self.held = 0  # their total size
         self.batching = False
+        # whether send/initiate_send are the library's, asked once per read
+        # and only when a frame has more input behind it (None: not yet)
+        self.batch_ok = None
         self.lock = threading.RLock()
 
     def __enter__(self):
@@ -441,7 +448,14 @@ def _requeue(chan, rest):
 def _raw_send(chan, data):
     # asyncore.dispatcher.send, looked up now: patching it on the class
     # reaches async_chat too, as in CPython, where async_chat inherits it
-    return _dispatcher_class.send(chan, data)
+    send = _dispatcher_class.send
+    if send is chan_send:
+        # the output state's socket: pending is being sent, so reading
+        # the socket attribute would only check it again
+        sock = chan_output(chan).sock
+        if sock is not UNSET:
+            return _sock_send(chan, sock, data)
+    return send(chan, data)
 
 
 def _flush(chan, out, data=None):
@@ -612,12 +626,10 @@ def chat_handle_read(self):
         # kept so that such code fails the same way.
         data = bytes(str, self.encoding)  # type: ignore[call-overload]
     mode = terminator_mode(self)
-    if not (self.ac_coalesce_pushes
-            and getattr(self.send, "__func__", None) is chat_send
-            and getattr(self.initiate_send, "__func__", None) is chat_initiate_send):
-        # overridden output methods see CPython's calls, one per push
+    if not self.ac_coalesce_pushes:
         chat_feed(self, self._ac_in, data, mode)
         return
+    out.batch_ok = None
     try:
         chat_feed(self, self._ac_in, data, mode, out)
     finally:
@@ -718,7 +730,10 @@ def chan_recv(self, buffer_size):
 
 def chan_send(self, data):
     """Send what the socket takes now; return the byte count (0 if it would block)."""
-    sock = self.socket
+    return _sock_send(self, self.socket, data)
+
+
+def _sock_send(self, sock, data):
     while True:
         try:
             if type(sock) is _socket_type and _MSG_NOSIGNAL:

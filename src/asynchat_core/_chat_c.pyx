@@ -357,14 +357,19 @@ cdef inline object _term_now(chan, InBuffer inbuf, int mode):
 cdef inline int _found(chan, InBuffer inbuf, OutputState out) except -1:
     # found_terminator, batching replies while more input follows this
     # frame (OutputState, rule 2)
-    if out is None:
-        chan.found_terminator()
-        return 0
-    data = inbuf.data
-    if type(data) is bytes:
-        out.batching = PyBytes_GET_SIZE(data) > inbuf.pos
-    else:
-        out.batching = len(data) > inbuf.pos
+    cdef bint more
+    if out is not None:
+        data = inbuf.data
+        if type(data) is bytes:
+            more = PyBytes_GET_SIZE(data) > inbuf.pos
+        else:
+            more = len(data) > inbuf.pos
+        if more:
+            if out.batch_ok < 0:
+                # overridden output methods see CPython's calls, one per push
+                out.batch_ok = (_is_method(chan.send, chat_send)
+                                and _is_method(chan.initiate_send, chat_initiate_send))
+            out.batching = out.batch_ok
     chan.found_terminator()
     out.batching = False  # (if it raised, handle_read resets it)
     return 0
@@ -476,6 +481,9 @@ cdef class OutputState:
     cdef readonly list pending  # bytes objects, joined when sent
     cdef readonly Py_ssize_t held  # their total size
     cdef public bint batching
+    # whether send/initiate_send are the library's, asked once per read and
+    # only when a frame has more input behind it (-1: not yet)
+    cdef public int batch_ok
     cdef PyThread_type_lock _lock
     cdef long _owner
     cdef Py_ssize_t _depth
@@ -486,6 +494,7 @@ cdef class OutputState:
             raise MemoryError("cannot allocate the channel's output lock")
         self.sock = _UNSET
         self.pending = []
+        self.batch_ok = -1
 
     def __dealloc__(self):
         if self._lock != NULL:
@@ -614,6 +623,11 @@ cdef inline object _raw_send(chan, data):
     # reaches async_chat too, as in CPython, where async_chat inherits it
     send = _dispatcher_class.send
     if send is chan_send:
+        # the output state's socket: pending is being sent, so reading
+        # the socket attribute would only check it again
+        sock = _output(chan).sock
+        if sock is not _UNSET:
+            return _sock_send(chan, sock, data)
         return _chan_send(chan, data)
     return send(chan, data)
 
@@ -836,11 +850,10 @@ def chat_handle_read(self):
             data = bytes(str, self.encoding)
         mode = terminator_mode(self)
         inbuf = _inbuf(self)
-        if not (self.ac_coalesce_pushes and _is_method(self.send, chat_send)
-                and _is_method(self.initiate_send, chat_initiate_send)):
-            # overridden output methods see CPython's calls, one per push
+        if not self.ac_coalesce_pushes:
             _feed(self, inbuf, data, mode, None)
             return
+        out.batch_ok = -1
         try:
             _feed(self, inbuf, data, mode, out)
         finally:
@@ -967,7 +980,10 @@ def chan_send(self, data):
 
 
 cdef object _chan_send(self, data):
-    sock = self.socket
+    return _sock_send(self, self.socket, data)
+
+
+cdef object _sock_send(self, sock, data):
     while True:
         try:
             if type(sock) is _socket_type and _MSG_NOSIGNAL:
