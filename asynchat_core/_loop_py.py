@@ -546,15 +546,7 @@ class _RLock:
 
     def acquire(self):
         """Wait for the lock (reentrant); returns True."""
-        me = _get_ident()
-        if self._owner == me:
-            self._depth += 1
-            return True
-        if self._taken.acquire(False):
-            self._owner = me
-            self._depth = 1
-            return True
-        return self._wait(me)
+        return self.try_acquire() or self._wait(_get_ident())
 
     __enter__ = acquire
 

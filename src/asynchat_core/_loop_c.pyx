@@ -584,13 +584,7 @@ cdef class _RLock:
         cdef unsigned long me = PyThread_get_thread_ident()
         cdef _Baton baton
         cdef PyLockStatus got
-        if self._depth and self._owner == me:
-            self._depth += 1
-            return 0
-        if not self._held:
-            self._held = True
-            self._owner = me
-            self._depth = 1
+        if self._try_acquire():
             return 0
         baton = _Baton()
         self._queue.append(baton)
