@@ -1,0 +1,40 @@
+"""Stand-in for Cython's ``cython`` module, for the pure twins without Cython.
+
+The twins (``_loop_py.py``, ``_chat_py.py``) are also the source of the
+compiled kernels (setup.py ``PURE_MODE``), so they import ``cython`` by that
+name, which the Cython compiler recognises, and fall back to this module
+when Cython is not installed::
+
+    try:
+        import cython
+    except ImportError:  # run as plain Python without Cython installed
+        from ._cython import cython
+
+Compiled, ``cython.compiled`` is a compile-time True and the other branch is
+dropped; run as Python it is False here and in Cython's own shadow module.
+Only what the twins use is provided: decorators are no-ops.
+"""
+
+__all__ = ["cython"]
+
+
+def _no_op_decorator(*args, **kwargs):
+    # bare (@cython.final) or called (@cython.locals(n=cython.Py_ssize_t))
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return args[0]
+    return lambda func: func
+
+
+class _CythonShim:
+    compiled = False
+    locals = staticmethod(_no_op_decorator)
+    final = staticmethod(_no_op_decorator)
+    cfunc = staticmethod(_no_op_decorator)
+    ccall = staticmethod(_no_op_decorator)
+    inline = staticmethod(_no_op_decorator)
+    exceptval = staticmethod(_no_op_decorator)
+    # type names used in cython.locals(...) arguments: any value will do
+    int = bint = double = Py_ssize_t = longlong = ulonglong = object
+
+
+cython = _CythonShim()
