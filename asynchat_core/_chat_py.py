@@ -1,14 +1,21 @@
-"""Pure-Python kernels of ``async_chat``: the specification.
+"""Kernels of ``async_chat``: the one source of both implementations.
 
-``_chat_c.pyx`` mirrors every public name here with the same signature and
-the same observable behaviour; the test suite runs against both.
+Run as Python, this module is the "python" implementation (``_chat_py``).
+setup.py also compiles this very file with Cython in pure-Python mode into
+``asynchat_core._chat_c``, the "cython" implementation: the augmenting
+``src/asynchat_core/_chat_c.pxd`` gives the classes C layouts and the
+helpers C types, and what only C can do (byte scanning with
+``memchr``/``memcmp``, C locks, the per-thread nesting guard) comes from
+``src/asynchat_core/_cbits.pxd``.  The Python stand-ins for those C helpers
+are defined below under ``if not cython.compiled``; everything else is the
+same code in both builds, so the two cannot drift apart.
 
-Two ideas make these kernels fast without changing what users see:
+Two ideas make these functions fast without changing what users see:
 
-* ``InBuffer`` keeps the unread input as ``(data, pos)``.  Consuming a frame
-  moves ``pos`` instead of copying the rest of the buffer, so a read holding
-  thousands of frames costs linear, not quadratic, time.  ``ac_in_buffer`` is
-  materialised only when user code actually reads it.
+* ``InputState`` keeps the unread input as ``(data, pos)``.  Consuming a
+  frame moves ``pos`` instead of copying the rest of the buffer, so a read
+  holding thousands of frames costs linear, not quadratic, time.
+  ``ac_in_buffer`` is materialised only when user code actually reads it.
 * Replies pushed for pipelined requests (a frame followed by more input in
   the same read) are held in ``OutputState.pending`` and go out in one
   ``send()`` with the next reply; the queue, the callbacks and the byte
@@ -16,17 +23,27 @@ Two ideas make these kernels fast without changing what users see:
 
 Every user callback may change the terminator, the buffers or the queue, or
 close the channel, so all state is re-read after each callback, exactly as
-CPython 3.11's ``asynchat`` does.
+CPython 3.11's ``asynchat`` does.  Python code may also put anything into
+the channel's attributes: every value the C build would trust (the types of
+``_ac_in`` and ``_ac_out``, offsets, integer terminators, frame counts) is
+checked or clamped here first, in both builds.
 """
 
+import _thread
 import socket
 import sys
-import threading
 from errno import EBADF, ECONNABORTED, ECONNRESET, ENOTCONN, EPIPE, ESHUTDOWN, EWOULDBLOCK
+from operator import index as _index
+from types import MethodType as _MethodType
 from typing import Any
 
+try:
+    import cython
+except ImportError:  # run as plain Python without Cython installed
+    from ._cython import cython
+
 __all__ = [
-    "FrameTooLarge", "InBuffer", "TerminatorSlot", "terminator_slot", "UNSET",
+    "FrameTooLarge", "InputState", "TerminatorSlot", "terminator_slot", "UNSET",
     "OutputState", "SocketSlot", "socket_slot", "chan_output",
     "TERM_CALL", "TERM_ATTR", "TERM_SLOT", "terminator_mode", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush", "chat_get_terminator", "chat_set_terminator",
@@ -37,22 +54,86 @@ __all__ = [
     "chat_readable", "chat_writable", "chat_handle_write", "chat_send", "set_dispatcher_class",
 ]
 
+if not cython.compiled:
+    # Python stand-ins for the C helpers of _cbits.pxd (the compiled build
+    # cimports those instead, in _chat_c.pxd).
 
-class FrameTooLarge(ValueError):
-    """A frame exceeded ``async_chat.ac_max_frame_size``.
+    def ac_enter():
+        # The C build counts nested kernel calls per thread (C calls run no
+        # Python frame, so nothing else would stop a cycle).  Here every
+        # call is a Python frame: the interpreter's recursion limit does it.
+        return 0
 
-    Raised inside ``handle_read`` (so it reaches ``handle_error``, which by
-    default logs it and closes the channel) when the bytes of one frame
-    (collected so far plus buffered) pass the cap, or when an integer
-    terminator larger than the cap is in force.
-    """
+    def ac_leave():
+        pass
 
-    def __init__(self, size, limit):
-        ValueError.__init__(
-            self, "frame of at least %d bytes exceeds ac_max_frame_size=%d" % (size, limit)
-        )
-        self.size = size
-        self.limit = limit
+    def find_bytes(data, pos, term):
+        # index of term (non-empty) in data at or after pos, or -1
+        return data.find(term, pos)
+
+    def prefix_at_end_bytes(data, pos, term):
+        # longest proper prefix of term that data[pos:] ends with (0: none)
+        size = len(term) - 1
+        while size > 0:
+            if data.endswith(term[:size], pos):
+                return size
+            size -= 1
+        return 0
+
+    def bytes_slice(data, start, stop):
+        # data[start:stop]; the C version clamps the bounds itself
+        return data[start:stop]
+
+    def exact_count(term):
+        # term as a byte count if exactly an int in 0..sys.maxsize, else -1
+        # (a subclass may lie in comparisons)
+        if type(term) is int and 0 <= term <= PY_SSIZE_T_MAX:
+            return term
+        return -1
+
+    PY_SSIZE_T_MAX = sys.maxsize
+
+    def is_method_of(bound, function):
+        # bound is exactly function bound to an object (not overridden)
+        return type(bound) is _MethodType and bound.__func__ is function
+
+    thread_ident = _thread.get_ident
+    lock_new = _thread.allocate_lock
+
+    def lock_try(lock):
+        return lock.acquire(False)
+
+    def lock_wait(lock):
+        lock.acquire()
+        return 0
+
+    def lock_release(lock):
+        lock.release()
+
+    def lock_free(lock):
+        pass  # (a Python lock goes with its last reference)
+
+
+if cython.compiled:
+    # one exception class for both builds: code that catches the python
+    # build's FrameTooLarge also catches the compiled one's
+    from asynchat_core._chat_py import FrameTooLarge
+else:
+    class FrameTooLarge(ValueError):
+        """A frame exceeded ``async_chat.ac_max_frame_size``.
+
+        Raised inside ``handle_read`` (so it reaches ``handle_error``, which by
+        default logs it and closes the channel) when the bytes of one frame
+        (collected so far plus buffered) pass the cap, or when an integer
+        terminator larger than the cap is in force.
+        """
+
+        def __init__(self, size, limit):
+            ValueError.__init__(
+                self, "frame of at least %d bytes exceeds ac_max_frame_size=%d" % (size, limit)
+            )
+            self.size = size
+            self.limit = limit
 
 
 class _Unset:
@@ -63,10 +144,12 @@ class _Unset:
 
 
 UNSET = _Unset()
+_UNSET = UNSET  # (compiled: a C global, no module lookup)
+_MAXSIZE = sys.maxsize
 
 
 class TerminatorSlot:
-    """``async_chat.terminator``: stored in the channel's ``InBuffer``.
+    """``async_chat.terminator``: stored in the channel's ``InputState``.
 
     Reads, assignments and ``del`` behave as for a plain instance
     attribute (AttributeError until set).
@@ -74,43 +157,61 @@ class TerminatorSlot:
 
     __slots__ = ()
 
-    def __get__(self, obj, cls=None):
-        if obj is None:
-            return self
+    def __get__(self, obj, cls):
+        ac_enter()
         try:
-            value = obj._ac_in.terminator
-        except AttributeError:
-            value = UNSET
-        if value is UNSET:
-            raise AttributeError(
-                "%r object has no attribute 'terminator'" % type(obj).__name__
-            )
-        return value
+            if obj is None:
+                return self
+            try:
+                state = obj._ac_in
+            except AttributeError:
+                value = _UNSET
+            else:
+                value = _input_check(obj, state).terminator
+            if value is _UNSET:
+                raise AttributeError(
+                    "%r object has no attribute 'terminator'" % type(obj).__name__
+                )
+            return value
+        finally:
+            ac_leave()
 
     def __set__(self, obj, value):
+        ac_enter()
         try:
-            inbuf = obj._ac_in
-        except AttributeError:
-            # set before async_chat.__init__ ran
-            inbuf = obj._ac_in = InBuffer(b"")
-        inbuf.terminator = value
+            try:
+                state = obj._ac_in
+            except AttributeError:
+                # set before async_chat.__init__ ran
+                inbuf = InputState(b"")
+                obj._ac_in = inbuf
+            else:
+                inbuf = _input_check(obj, state)
+            inbuf.terminator = value
+        finally:
+            ac_leave()
 
     def __delete__(self, obj):
-        self.__get__(obj, None)  # AttributeError if not set
-        obj._ac_in.terminator = UNSET
+        ac_enter()
+        try:
+            self.__get__(obj, None)  # AttributeError if not set
+            _input(obj).terminator = _UNSET
+        finally:
+            ac_leave()
 
 
 terminator_slot = TerminatorSlot()
+_terminator_slot = terminator_slot
 
 
-class InBuffer:
-    """The kernels' state of one channel (``async_chat._ac_in``).
+class InputState:
+    """The input side of one channel (``async_chat._ac_in``).
 
     Unread input: ``data[pos:]`` is ``ac_in_buffer``.  ``frame`` counts the
     bytes of the current frame already handed to ``collect_incoming_data``,
     for the ``ac_max_frame_size`` cap.  ``terminator`` backs
-    ``async_chat.terminator`` (``UNSET`` until set).
-
+    ``async_chat.terminator`` (``UNSET`` until set).  (Output state lives
+    in ``OutputState``.)
     """
 
     __slots__ = ("data", "pos", "frame", "terminator")
@@ -140,6 +241,18 @@ class InBuffer:
         self.frame = 0
 
 
+def _input_check(chan, state):
+    # Python code may have put anything in _ac_in: never trust its type
+    if not isinstance(state, InputState):
+        raise TypeError("%s._ac_in must be an InputState, not %s"
+                        % (type(chan).__name__, type(state).__name__))
+    return state
+
+
+def _input(chan):
+    return _input_check(chan, chan._ac_in)
+
+
 def find_prefix_at_end(haystack, needle):
     """Length of the longest proper prefix of ``needle`` ending ``haystack``.
 
@@ -148,18 +261,40 @@ def find_prefix_at_end(haystack, needle):
     """
     if not needle:
         return -1  # CPython's loop ends on needle[:-1] == '' and returns -1
-    for size in range(len(needle) - 1, 0, -1):
-        if haystack.endswith(needle[:size]):
-            return size
-    return 0
+    return _prefix_at_end(haystack, 0, needle)
 
 
 def _prefix_at_end(data, pos, needle):
-    # find_prefix_at_end(data[pos:], needle) without slicing data.
-    for size in range(len(needle) - 1, 0, -1):
+    # find_prefix_at_end(data[pos:], needle) without slicing data
+    if type(data) is bytes and type(needle) is bytes:
+        return prefix_at_end_bytes(data, pos, needle)
+    size = len(needle) - 1
+    while size > 0:
         if data.endswith(needle[:size], pos):
             return size
+        size -= 1
     return 0
+
+
+def _find(data, pos, term):
+    # index of term (non-empty) in data at or after pos, or -1
+    if type(data) is bytes and type(term) is bytes:
+        return find_bytes(data, pos, term)
+    return data.find(term, pos)
+
+
+def _slice(data, start, stop):
+    # data[start:stop], 0 <= start <= stop <= len(data)
+    if type(data) is bytes:
+        return bytes_slice(data, start, stop)
+    return data[start:stop]
+
+
+def _rest(data, pos):
+    # data[pos:]; the object itself from 0, as CPython hands over its buffer
+    if pos == 0:
+        return data
+    return _slice(data, pos, len(data))
 
 
 def _advance(inbuf, data, pos, offset, slice_start):
@@ -173,22 +308,26 @@ def _advance(inbuf, data, pos, offset, slice_start):
         inbuf.pos = pos + offset
     else:
         inbuf.assign(inbuf.value()[slice_start:])
+    return 0
 
 
 # how chat_deliver finds the terminator
 TERM_CALL = 0   # get_terminator() is overridden: call it every time
 TERM_ATTR = 1   # read and write chan.terminator
 TERM_SLOT = 2   # async_chat's own descriptor: use inbuf.terminator
+# (compiled: C ints)
+_TERM_CALL = TERM_CALL
+_TERM_ATTR = TERM_ATTR
+_TERM_SLOT = TERM_SLOT
 
 
 def terminator_mode(chan):
     """The TERM_* mode for ``chan`` (checked once per read)."""
-    getter = chan.get_terminator
-    if getattr(getter, "__func__", None) is not chat_get_terminator:
-        return TERM_CALL
-    if getattr(type(chan), "terminator", None) is terminator_slot:
-        return TERM_SLOT
-    return TERM_ATTR
+    if not is_method_of(chan.get_terminator, chat_get_terminator):
+        return _TERM_CALL
+    if getattr(type(chan), "terminator", None) is _terminator_slot:
+        return _TERM_SLOT
+    return _TERM_ATTR
 
 
 def chat_feed(chan, inbuf, data, mode, out=None):
@@ -198,49 +337,94 @@ def chat_feed(chan, inbuf, data, mode, out=None):
     ``terminator_mode(chan)``; ``out`` the ``OutputState`` whose
     ``batching`` to set around ``found_terminator``, or None.
     """
+    ac_enter()
+    try:
+        _feed(chan, _input_check(chan, inbuf), data, mode, _output_check(chan, out))
+    finally:
+        ac_leave()
+
+
+def _feed(chan, inbuf, data, mode, out):
     current = inbuf.data
-    if inbuf.pos >= len(current) and type(current) is bytes and type(data) is bytes:
-        inbuf.assign(data)
+    if type(current) is bytes and type(data) is bytes and inbuf.pos >= len(current):
+        inbuf.data = data
+        inbuf.pos = 0
     else:
         inbuf.assign(inbuf.value() + data)
-    chat_deliver(chan, inbuf, mode, out)
+    return _deliver(chan, inbuf, mode, out)
 
 
 def _frame_limit(chan):
-    limit = getattr(chan, "ac_max_frame_size", None)
-    if limit is not None and limit < 0:
+    """``ac_max_frame_size`` as a byte count, -1 for None (no cap).
+
+    It must be None or an integer (anything ``operator.index`` accepts):
+    a float such as ``1000.0`` raises TypeError in both builds, as sizes
+    do elsewhere in Python.  Counts past ``sys.maxsize`` mean the same as
+    ``sys.maxsize``.
+    """
+    value = getattr(chan, "ac_max_frame_size", None)
+    if value is None:
+        return -1
+    if type(value) is not int:
+        try:
+            value = _index(value)
+        except TypeError:
+            raise TypeError("ac_max_frame_size must be None or an integer, not %s"
+                            % type(value).__name__) from None
+    if value < 0:
         raise ValueError("ac_max_frame_size must be None or >= 0")
-    return limit
+    if value > _MAXSIZE:
+        return _MAXSIZE
+    return value
+
+
+def _held(inbuf):
+    # frame is public (writable by Python code): never trust its sign
+    frame = inbuf.frame
+    return frame if frame > 0 else 0
+
+
+def _add_frame(inbuf, size):
+    # saturating: a poked frame value must not overflow a C count
+    held = _held(inbuf)
+    inbuf.frame = PY_SSIZE_T_MAX if size > PY_SSIZE_T_MAX - held else held + size
+    return 0
 
 
 def _check_frame(inbuf, size, limit):
-    if limit is not None and inbuf.frame + size > limit:
-        raise FrameTooLarge(inbuf.frame + size, limit)
+    # limit < 0 means no cap; 0 <= held, so limit - held cannot overflow
+    if limit >= 0:
+        held = _held(inbuf)
+        if held > limit or size > limit - held:
+            raise FrameTooLarge(
+                held + size if size <= PY_SSIZE_T_MAX - held else PY_SSIZE_T_MAX, limit)
+    return 0
 
 
 def _get_term(chan, inbuf, mode):
-    if mode == TERM_SLOT:
+    if mode == _TERM_SLOT:
         term = inbuf.terminator
-        if term is UNSET:
+        if term is _UNSET:
             return chan.terminator  # raises AttributeError as CPython does
         return term
-    if mode == TERM_ATTR:
+    if mode == _TERM_ATTR:
         return chan.terminator
     return chan.get_terminator()
 
 
 def _set_term(chan, inbuf, mode, value):
-    if mode == TERM_SLOT:
+    if mode == _TERM_SLOT:
         inbuf.terminator = value
     else:
         chan.terminator = value
+    return 0
 
 
 def _term_now(chan, inbuf, mode):
     # the attribute itself, as CPython re-reads self.terminator
-    if mode == TERM_SLOT:
+    if mode == _TERM_SLOT:
         term = inbuf.terminator
-        return chan.terminator if term is UNSET else term
+        return chan.terminator if term is _UNSET else term
     return chan.terminator
 
 
@@ -249,56 +433,69 @@ def _found(chan, inbuf, out):
     # frame (OutputState, rule 2)
     if out is None or len(inbuf.data) <= inbuf.pos:
         chan.found_terminator()
-        return
-    if out.batch_ok is None:
+        return 0
+    if out.batch_ok < 0:
         # overridden output methods see CPython's calls, one per push
-        out.batch_ok = (getattr(chan.send, "__func__", None) is chat_send
-                        and getattr(chan.initiate_send, "__func__", None) is chat_initiate_send)
+        out.batch_ok = (is_method_of(chan.send, chat_send)
+                        and is_method_of(chan.initiate_send, chat_initiate_send))
     out.batching = out.batch_ok
     chan.found_terminator()
     out.batching = False  # (if it raised, handle_read resets it)
+    return 0
 
 
 def chat_deliver(chan, inbuf, mode, out=None):
     """Run the terminator loop over the buffered input until it needs more."""
+    ac_enter()
+    try:
+        _deliver(chan, _input_check(chan, inbuf), mode, _output_check(chan, out))
+    finally:
+        ac_leave()
+
+
+def _deliver(chan, inbuf, mode, out):
     limit = _frame_limit(chan)
     while True:
         data = inbuf.data
         pos = inbuf.pos
+        if pos < 0:
+            inbuf.value()  # what ac_in_buffer shows: Python's data[pos:]
+            continue
         size = len(data) - pos
         if size <= 0:
             return
         term = _get_term(chan, inbuf, mode)
         if not term:
             inbuf.frame = 0  # a stream without frames: nothing is held
-            chan.collect_incoming_data(data[pos:] if pos else data)
+            chan.collect_incoming_data(_rest(data, pos))
             inbuf.assign(b"")
         elif isinstance(term, int):
-            if limit is not None and term > limit:
-                raise FrameTooLarge(term, limit)
-            if size < term:
-                inbuf.frame += size
-                chan.collect_incoming_data(data[pos:] if pos else data)
+            count = exact_count(term)
+            if count < 0:
+                _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit)
+                continue
+            if limit >= 0 and count > limit:
+                raise FrameTooLarge(count, limit)
+            if count > size:
+                _add_frame(inbuf, size)
+                chan.collect_incoming_data(_rest(data, pos))
                 inbuf.assign(b"")
                 _set_term(chan, inbuf, mode, _term_now(chan, inbuf, mode) - size)
             else:
-                # term may be negative if set without set_terminator():
-                # CPython then slices with a negative index.
-                split = term if term >= 0 else max(0, size + term)
-                chan.collect_incoming_data(data[pos:pos + split])
-                _advance(inbuf, data, pos, split, term)
+                chan.collect_incoming_data(_slice(data, pos, pos + count))
+                _advance(inbuf, data, pos, count, count)
                 inbuf.frame = 0
                 _set_term(chan, inbuf, mode, 0)
                 _found(chan, inbuf, out)
         else:
             term_len = len(term)
-            index = data.find(term, pos)
-            if index != -1:
+            index = _find(data, pos, term)
+            if index >= 0:
                 index -= pos
                 _check_frame(inbuf, index, limit)
                 if index > 0:
                     # an empty chunk is never reported
-                    chan.collect_incoming_data(data[pos:pos + index])
+                    chan.collect_incoming_data(_slice(data, pos, pos + index))
                 _advance(inbuf, data, pos, index + term_len, index + term_len)
                 inbuf.frame = 0
                 _found(chan, inbuf, out)
@@ -306,19 +503,47 @@ def chat_deliver(chan, inbuf, mode, out=None):
                 _check_frame(inbuf, size, limit)
                 partial = _prefix_at_end(data, pos, term)
                 if not partial:
-                    inbuf.frame += size
-                    chan.collect_incoming_data(data[pos:] if pos else data)
+                    _add_frame(inbuf, size)
+                    chan.collect_incoming_data(_rest(data, pos))
                     inbuf.assign(b"")
                 else:
                     if partial != size:
                         # keep the possible start of a terminator for later
-                        inbuf.frame += size - partial
-                        chan.collect_incoming_data(data[pos:len(data) - partial])
+                        _add_frame(inbuf, size - partial)
+                        chan.collect_incoming_data(_slice(data, pos, len(data) - partial))
                         _advance(inbuf, data, pos, size - partial, -partial)
                     return
 
 
-_MAXSIZE = sys.maxsize
+def _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit):
+    """One step of the terminator loop for an odd integer terminator.
+
+    An ``int`` subclass (its comparisons may say anything), a negative
+    count (set without ``set_terminator``) or one past ``sys.maxsize``:
+    CPython's arithmetic on the object itself, with Python slicing only.
+    """
+    if limit >= 0 and term > limit:
+        raise FrameTooLarge(term, limit)
+    if size < term:
+        _add_frame(inbuf, size)
+        chan.collect_incoming_data(_rest(data, pos))
+        inbuf.assign(b"")
+        _set_term(chan, inbuf, mode, _term_now(chan, inbuf, mode) - size)
+        return 0
+    # a negative count: CPython slices with a negative index
+    split = term if term >= 0 else max(0, size + term)
+    chan.collect_incoming_data(data[pos:pos + split])
+    if inbuf.data is data and inbuf.pos == pos:
+        rest = data[pos:]
+    else:
+        rest = inbuf.value()  # replaced or read by the callback
+    inbuf.assign(rest[term:])
+    inbuf.frame = 0
+    _set_term(chan, inbuf, mode, 0)
+    _found(chan, inbuf, out)
+    return 0
+
+
 _WOULD_BLOCK: "tuple[type[OSError], ...]"
 try:
     import ssl
@@ -354,42 +579,99 @@ class OutputState:
        ``socket`` (a TLS wrap, a direct write) or calls ``send``,
        ``close`` or ``discard_buffers``.  What the socket does not take
        goes back to the head of ``producer_fifo``.
-    4. ``lock`` (reentrant) is held around every ``recv`` and every send
+    4. The state's lock is held around every ``recv`` and every send
        attempt of the kernels, so a ``push()`` from another thread never
        uses the socket (a TLS socket above all) while the loop's thread
-       does, and no queued item is sent twice.
+       does, and no queued item is sent twice.  It is reentrant (the
+       holder may call back into the kernels: ``more()``, ``handle_close``,
+       a ``send`` override), it is released only by the thread that holds
+       it, others wait for it without the GIL, and ``with state:`` holds
+       it.
     5. ``sock`` backs ``async_chat.socket``.
     """
 
-    __slots__ = ("sock", "pending", "held", "batching", "batch_ok", "lock")
+    __slots__ = ("sock", "pending", "held", "batching", "batch_ok", "_lock", "_owner", "_depth")
 
     def __init__(self):
-        self.sock = UNSET
+        self.sock = _UNSET
         self.pending = []  # bytes objects, joined when sent
         self.held = 0  # their total size
         self.batching = False
         # whether send/initiate_send are the library's, asked once per read
-        # and only when a frame has more input behind it (None: not yet)
-        self.batch_ok = None
-        self.lock = threading.RLock()
+        # and only when a frame has more input behind it (-1: not yet)
+        self.batch_ok = -1
+        if cython.compiled:
+            if self._lock == cython.NULL:  # (__init__ may run twice)
+                self._lock = lock_new()
+                if self._lock == cython.NULL:
+                    raise MemoryError("cannot allocate the channel's output lock")
+        elif getattr(self, "_lock", None) is None:
+            self._lock = lock_new()
+            self._owner = 0
+            self._depth = 0
+
+    def __dealloc__(self):
+        # (compiled only: the C lock goes with the object)
+        if cython.compiled:
+            if self._lock != cython.NULL:
+                lock_free(self._lock)
+                self._lock = cython.NULL
+
+    def _acquire(self):
+        # rule 4: reentrant for the holder, others wait (without the GIL)
+        me = thread_ident()
+        if self._depth > 0 and self._owner == me:
+            self._depth += 1
+            return 0
+        if not lock_try(self._lock):
+            lock_wait(self._lock)
+        self._owner = me
+        self._depth = 1
+        return 0
+
+    def _release(self):
+        if self._depth <= 0 or self._owner != thread_ident():
+            return  # not ours: never release another thread's hold
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = 0
+            lock_release(self._lock)
 
     def __enter__(self):
-        """Hold ``lock`` (rule 4): no kernel recv or send on this channel meanwhile."""
-        self.lock.acquire()
+        """Hold the lock (rule 4): no kernel recv or send on this channel meanwhile."""
+        self._acquire()
         return self
 
     def __exit__(self, *exc_info):
-        self.lock.release()
+        self._release()
+
+
+def _output(chan):
+    try:
+        out = chan._ac_out
+    except AttributeError:
+        state = OutputState()
+        chan._ac_out = state
+        return state
+    if not isinstance(out, OutputState):
+        # Python code may have put anything in _ac_out: never trust its type
+        raise TypeError("%s._ac_out must be an OutputState, not %s"
+                        % (type(chan).__name__, type(out).__name__))
+    return out
+
+
+def _output_check(chan, out):
+    # an optional OutputState argument: None or the real type
+    if out is not None and not isinstance(out, OutputState):
+        raise TypeError("%s._ac_out must be an OutputState, not %s"
+                        % (type(chan).__name__, type(out).__name__))
+    return out
 
 
 def chan_output(chan):
     """The channel's ``OutputState``, created if ``async_chat.__init__``
     did not run (CPython's push/send work without it)."""
-    try:
-        return chan._ac_out
-    except AttributeError:
-        out = chan._ac_out = OutputState()
-        return out
+    return _output(chan)
 
 
 class SocketSlot:
@@ -402,26 +684,38 @@ class SocketSlot:
 
     __slots__ = ()
 
-    def __get__(self, obj, cls=None):
-        if obj is None:
-            return self
-        out = chan_output(obj)
-        if out.pending:
-            chat_flush(obj)
-        sock = out.sock
-        if sock is UNSET:
-            raise AttributeError("%r object has no attribute 'socket'" % type(obj).__name__)
-        return sock
+    def __get__(self, obj, cls):
+        ac_enter()
+        try:
+            if obj is None:
+                return self
+            out = _output(obj)
+            if out.pending:
+                _chat_flush(obj, out)
+            sock = out.sock
+            if sock is _UNSET:
+                raise AttributeError("%r object has no attribute 'socket'" % type(obj).__name__)
+            return sock
+        finally:
+            ac_leave()
 
     def __set__(self, obj, value):
-        out = chan_output(obj)
-        if out.pending:
-            chat_flush(obj)
-        out.sock = value
+        ac_enter()
+        try:
+            out = _output(obj)
+            if out.pending:
+                _chat_flush(obj, out)
+            out.sock = value
+        finally:
+            ac_leave()
 
     def __delete__(self, obj):
-        self.__get__(obj, None)  # AttributeError if not set
-        chan_output(obj).sock = UNSET
+        ac_enter()
+        try:
+            self.__get__(obj, None)  # AttributeError if not set
+            _output(obj).sock = _UNSET
+        finally:
+            ac_leave()
 
 
 socket_slot = SocketSlot()
@@ -432,6 +726,7 @@ def _uncount(chan, sent):
     if chan.ac_out_high_water is not None:
         queued = chan._ac_out_queued - sent
         chan._ac_out_queued = queued if queued > 0 else 0
+    return 0
 
 
 def _requeue(chan, rest):
@@ -443,6 +738,7 @@ def _requeue(chan, rest):
         chan._ac_out_queued += len(rest)
     if was_empty and _loop_hook is not None:
         _loop_hook(chan)
+    return 0
 
 
 def _raw_send(chan, data):
@@ -452,21 +748,21 @@ def _raw_send(chan, data):
     if send is chan_send:
         # the output state's socket: pending is being sent, so reading
         # the socket attribute would only check it again
-        sock = chan_output(chan).sock
-        if sock is not UNSET:
+        sock = _output(chan).sock
+        if sock is not _UNSET:
             return _sock_send(chan, sock, data)
     return send(chan, data)
 
 
-def _flush(chan, out, data=None):
-    """Send ``pending`` (followed by ``data``, if given) in one send().
+def _flush(chan, out, data):
+    """Send ``pending`` (followed by ``data``, unless None) in one send().
 
-    Returns how many bytes of ``data`` went out; what is left of
-    ``pending`` is queued again.  The caller holds ``out.lock``.
+    Returns how many bytes of ``data`` went out, or -1 if ``pending`` did
+    not all go (the rest is queued again).  The caller holds the lock.
     """
     held = out.held
     if held and data is not None and held + len(data) > chan.ac_out_buffer_size:
-        if _flush(chan, out) < 0:
+        if _flush(chan, out, None) < 0:
             return 0
         held = 0
     if held:
@@ -495,27 +791,40 @@ def _hold(out, data):
     # a copy of mutable data: CPython would have sent it already
     out.pending.append(data if type(data) is bytes else bytes(data))
     out.held += len(data)
+    return 0
+
+
+def _chat_flush(chan, out):
+    out._acquire()
+    try:
+        _flush(chan, out, None)
+    finally:
+        out._release()
+    return 0
 
 
 def chat_flush(self):
     """Send the replies held in ``pending`` now (rule 3 of OutputState)."""
-    out = chan_output(self)
-    if out.pending:
-        with out.lock:
-            _flush(self, out)
+    ac_enter()
+    try:
+        out = _output(self)
+        if out.pending:
+            _chat_flush(self, out)
+    finally:
+        ac_leave()
 
 
 def _send_item(chan, out, data):
     """One send attempt of the drain: CPython's ``self.send(data)``."""
     send = chan.send
-    if getattr(send, "__func__", None) is not chat_send or not isinstance(data, _BYTES_LIKE):
+    if not (is_method_of(send, chat_send) and isinstance(data, _BYTES_LIKE)):
         # an overridden send(), or an odd item: exactly CPython's call
-        if out.pending and _flush(chan, out) < 0:
+        if out.pending and _flush(chan, out, None) < 0:
             return 0
         return send(data)
     if out.batching:
-        if out.held + len(data) > chan.ac_out_buffer_size and out.pending:
-            if _flush(chan, out) < 0:
+        if out.pending and out.held + len(data) > chan.ac_out_buffer_size:
+            if _flush(chan, out, None) < 0:
                 return 0  # the socket is full: data waits behind what it refused
         _hold(out, data)
         return len(data)
@@ -531,58 +840,75 @@ def chat_drain(chan, fifo):
     ``close_when_done`` queued; nothing while the channel is not
     connected.
     """
-    out = chan_output(chan)
-    with out.lock:
-        obs = chan.ac_out_buffer_size
-        while fifo and chan.connected:
-            first = fifo[0]
-            if not first:
-                del fifo[0]
-                if first is None:
-                    chan.handle_close()
-                    return
-                # CPython still makes one send() of the empty item below and
-                # returns: that send is how a dead peer gets noticed
-            try:
-                data = first[:obs]
-            except TypeError:
-                # a producer: ask it for more, CPython style.  Not batching
-                # meanwhile: a push from more() that took its bytes as sent
-                # would precede the data more() returns, which CPython
-                # queues in front of that push when the socket is full
-                batching = out.batching
-                out.batching = False
-                try:
-                    data = first.more()
-                finally:
-                    out.batching = batching
-                if data:
-                    fifo.appendleft(data)
-                else:
-                    del fifo[0]
-                continue
-            # data (str only with use_encoding): one item per send
-            if isinstance(data, str) and chan.use_encoding:
-                data = bytes(data, chan.encoding)
-            try:
-                sent = _send_item(chan, out, data)
-            except OSError:
-                chan.handle_error()
+    ac_enter()
+    try:
+        _drain(chan, fifo)
+    finally:
+        ac_leave()
+
+
+def _drain(chan, fifo):
+    out = _output(chan)
+    out._acquire()
+    try:
+        _drain_locked(chan, fifo, out)
+    finally:
+        out._release()
+    return 0
+
+
+def _drain_locked(chan, fifo, out):
+    obs = chan.ac_out_buffer_size
+    while fifo and chan.connected:
+        first = fifo[0]
+        if not first:
+            del fifo[0]
+            if first is None:
+                chan.handle_close()
                 return
-            if not sent:
-                return
-            _uncount(chan, sent)
-            if not fifo or fifo[0] is not first:
-                return  # changed meanwhile: leave it alone
-            if sent < len(data) or obs < len(first):
-                fifo[0] = first[sent:]
+            # CPython still makes one send() of the empty item below and
+            # returns: that send is how a dead peer gets noticed
+        try:
+            data = first[:obs]
+        except TypeError:
+            # a producer: ask it for more, CPython style.  Not batching
+            # meanwhile: a push from more() that took its bytes as sent
+            # would precede the data more() returns, which CPython
+            # queues in front of that push when the socket is full
+            batching = out.batching
+            out.batching = False
+            try:
+                data = first.more()
+            finally:
+                out.batching = batching
+            if data:
+                fifo.appendleft(data)
             else:
                 del fifo[0]
+            continue
+        # data (str only with use_encoding): one item per send
+        if isinstance(data, str) and chan.use_encoding:
+            data = bytes(data, chan.encoding)
+        try:
+            sent = _send_item(chan, out, data)
+        except OSError:
+            chan.handle_error()
             return
+        if not sent:
+            return
+        _uncount(chan, sent)
+        if not fifo or fifo[0] is not first:
+            return  # changed meanwhile: leave it alone
+        if sent < len(data) or obs < len(first):
+            fifo[0] = first[sent:]
+        else:
+            del fifo[0]
+        return
 
 
 # The functions below are async_chat's hot methods; asynchat.py binds them
-# into the class, so ``self.push(...)`` runs kernel code directly.
+# into the class (compiled, Cython 3 functions bind like Python ones), so
+# ``self.push(...)`` runs this module's code directly.
 
 # Called with the channel when its output queue goes from empty to
 # non-empty, so a loop with persistent registration can start watching for
@@ -598,12 +924,20 @@ def set_loop_hook(hook):
 
 def chat_get_terminator(self):
     """Return the current terminator."""
-    return self.terminator
+    ac_enter()
+    try:
+        return self.terminator
+    finally:
+        ac_leave()
 
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    chat_drain(self, self.producer_fifo)
+    ac_enter()
+    try:
+        _drain(self, self.producer_fifo)
+    finally:
+        ac_leave()
 
 
 def chat_handle_read(self):
@@ -612,72 +946,93 @@ def chat_handle_read(self):
     Replies pushed for a frame that more input follows are sent joined
     with the next one (``OutputState``, rule 2).
     """
-    out = chan_output(self)
+    ac_enter()
     try:
-        with out.lock:
-            data = self.recv(self.ac_in_buffer_size)
-    except _WOULD_BLOCK:
-        return
-    except OSError:
-        self.handle_error()
-        return
-    if isinstance(data, str) and self.use_encoding:
-        # CPython 3.11 raises TypeError here (it passes the type ``str``);
-        # kept so that such code fails the same way.
-        data = bytes(str, self.encoding)  # type: ignore[call-overload]
-    mode = terminator_mode(self)
-    if not self.ac_coalesce_pushes:
-        chat_feed(self, self._ac_in, data, mode)
-        return
-    out.batch_ok = None
-    try:
-        chat_feed(self, self._ac_in, data, mode, out)
+        out = _output(self)
+        try:
+            out._acquire()
+            try:
+                data = self.recv(self.ac_in_buffer_size)
+            finally:
+                out._release()  # handle_error runs without the lock
+        except _WOULD_BLOCK:
+            return
+        except OSError:
+            self.handle_error()
+            return
+        if isinstance(data, str) and self.use_encoding:
+            # CPython 3.11 raises TypeError here (it passes the type ``str``);
+            # kept so that such code fails the same way.
+            data = bytes(str, self.encoding)  # type: ignore[call-overload]
+        mode = terminator_mode(self)
+        inbuf = _input(self)
+        if not self.ac_coalesce_pushes:
+            _feed(self, inbuf, data, mode, None)
+            return
+        out.batch_ok = -1
+        try:
+            _feed(self, inbuf, data, mode, out)
+        finally:
+            out.batching = False
+            if out.pending:
+                _chat_flush(self, out)
     finally:
-        out.batching = False
-        if out.pending:
-            chat_flush(self)
+        ac_leave()
 
 
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
-    if not isinstance(data, _BYTES_LIKE):
-        raise TypeError("data argument must be byte-ish (%r)", type(data))
-    size = self.ac_out_buffer_size
-    fifo = self.producer_fifo
-    was_empty = not fifo
-    out = chan_output(self)
-    if out.batching and was_empty and len(data) <= size and self.connected:
-        # what the drain would do with this lone item (rule 2), directly
-        with out.lock:
-            if not out.pending or out.held + len(data) <= size or _flush(self, out) >= 0:
-                _hold(out, data)
-                return
-    if self.ac_out_high_water is not None:
-        self._ac_out_queued += len(data)
-    if len(data) > size:
-        for start in range(0, len(data), size):
-            fifo.append(data[start:start + size])
-    else:
-        fifo.append(data)
-    self.initiate_send()
-    if was_empty and _loop_hook is not None and fifo:
-        _loop_hook(self)
+    ac_enter()
+    try:
+        if not isinstance(data, _BYTES_LIKE):
+            raise TypeError("data argument must be byte-ish (%r)", type(data))
+        size = self.ac_out_buffer_size
+        length = len(data)
+        fifo = self.producer_fifo
+        was_empty = not fifo
+        out = _output(self)
+        if out.batching and was_empty and length <= size and self.connected:
+            # what the drain would do with this lone item (rule 2), directly
+            out._acquire()
+            try:
+                if (not out.pending or out.held + length <= size
+                        or _flush(self, out, None) >= 0):
+                    _hold(out, data)
+                    return
+            finally:
+                out._release()
+        if self.ac_out_high_water is not None:
+            self._ac_out_queued += length
+        if length > size:
+            for start in range(0, length, size):
+                fifo.append(data[start:start + size])
+        else:
+            fifo.append(data)
+        self.initiate_send()
+        if was_empty and _loop_hook is not None and fifo:
+            _loop_hook(self)
+    finally:
+        ac_leave()
 
 
 def chat_set_terminator(self, term):
     """Set the input delimiter: bytes of any length, a byte count, or None."""
-    if isinstance(term, str) and self.use_encoding:
-        term = bytes(term, self.encoding)
-    elif isinstance(term, int):
-        if term < 0:
-            raise ValueError("the number of received bytes must be positive")
-        if term > _MAXSIZE:
-            # CPython accepts it, but no frame that long can ever complete
-            raise ValueError("the number of received bytes must be <= sys.maxsize")
-        limit = self.ac_max_frame_size
-        if limit is not None and term > limit:
-            raise FrameTooLarge(term, limit)
-    self.terminator = term
+    ac_enter()
+    try:
+        if isinstance(term, str) and self.use_encoding:
+            term = bytes(term, self.encoding)
+        elif isinstance(term, int):
+            if term < 0:
+                raise ValueError("the number of received bytes must be positive")
+            if term > _MAXSIZE:
+                # CPython accepts it, but no frame that long can ever complete
+                raise ValueError("the number of received bytes must be <= sys.maxsize")
+            limit = _frame_limit(self)
+            if limit >= 0 and term > limit:
+                raise FrameTooLarge(term, limit)
+        self.terminator = term
+    finally:
+        ac_leave()
 
 
 def chat__collect_incoming_data(self, data):
@@ -789,41 +1144,60 @@ def chan_handle_write_event(self):
 
 def chat_readable(self):
     """Watch for input unless output back-pressure paused reading."""
-    high = self.ac_out_high_water
-    if high is None:
-        return 1
-    if not self.producer_fifo:
-        self._ac_out_queued = 0  # resynchronise: nothing is queued
-    queued = self._ac_out_queued
-    if self._ac_reading_paused:
-        low = self.ac_out_low_water
-        if queued > (high // 2 if low is None else low):
+    ac_enter()
+    try:
+        high = self.ac_out_high_water
+        if high is None:
+            return 1
+        if not self.producer_fifo:
+            self._ac_out_queued = 0  # resynchronise: nothing is queued
+        queued = self._ac_out_queued
+        if self._ac_reading_paused:
+            low = self.ac_out_low_water
+            if queued > (high // 2 if low is None else low):
+                return 0
+            self._ac_reading_paused = False
+            return 1
+        if queued > high:
+            self._ac_reading_paused = True
             return 0
-        self._ac_reading_paused = False
         return 1
-    if queued > high:
-        self._ac_reading_paused = True
-        return 0
-    return 1
+    finally:
+        ac_leave()
 
 
 def chat_writable(self):
     """Watch for writability while output is queued or a connect is pending."""
-    return self.producer_fifo or (not self.connected)
+    ac_enter()
+    try:
+        return self.producer_fifo or (not self.connected)
+    finally:
+        ac_leave()
 
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
-    self.initiate_send()
+    ac_enter()
+    try:
+        self.initiate_send()
+    finally:
+        ac_leave()
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
-    out = chan_output(self)
-    with out.lock:
-        if out.pending and _flush(self, out) < 0:
-            return 0  # the socket is full: CPython's send would take nothing too
-        return _raw_send(self, data)
+    ac_enter()
+    try:
+        out = _output(self)
+        out._acquire()
+        try:
+            if out.pending and _flush(self, out, None) < 0:
+                return 0  # the socket is full: CPython's send would take nothing too
+            return _raw_send(self, data)
+        finally:
+            out._release()
+    finally:
+        ac_leave()
 
 
 _dispatcher_class: Any = None  # asyncore.dispatcher, set when asyncore loads

@@ -3,8 +3,9 @@
 ``async_chat`` splits its input on a terminator (a byte string, a byte
 count, or None for "everything") and queues output from ``push`` and
 producers.  The terminator search, input slicing and output draining run in
-the kernels chosen by ``asynchat_core._impl`` (Cython, or the pure-Python
-specification).  Deliberate deviations are listed in the README.
+the chat implementation chosen by ``asynchat_core._impl``: ``_chat_py``,
+compiled by Cython (``_chat_c``) or run as Python.  Deliberate deviations
+are listed in the README.
 """
 
 from collections import deque
@@ -16,7 +17,7 @@ __all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge
 
 FrameTooLarge = _kernels.FrameTooLarge
 find_prefix_at_end = _kernels.find_prefix_at_end
-_InBuffer = _kernels.InBuffer
+_InputState = _kernels.InputState
 _OutputState = _kernels.OutputState
 _kernels.set_loop_hook(asyncore._loop_touch)
 
@@ -40,6 +41,8 @@ class async_chat(asyncore.dispatcher):
 
     #: Cap, in bytes, on one input frame (None: unlimited, as in CPython).
     #: Past it, handle_read raises FrameTooLarge, which reaches handle_error.
+    #: None or an integer: a float (1000.0) makes handle_read and
+    #: set_terminator raise TypeError, in both implementations.
     ac_max_frame_size = None
 
     #: Output back-pressure (None: off, as in CPython).  While more than
@@ -68,7 +71,7 @@ class async_chat(asyncore.dispatcher):
         try:
             inbuf = object.__getattribute__(self, "_ac_in")
         except AttributeError:
-            self._ac_in = _InBuffer(b"")
+            self._ac_in = _InputState(b"")
         else:
             # a terminator set before __init__ survives, as in CPython
             inbuf.discard()
@@ -91,7 +94,7 @@ class async_chat(asyncore.dispatcher):
             inbuf = self._ac_in
         except AttributeError:
             # a subclass that skipped async_chat.__init__ sets it itself
-            self._ac_in = _InBuffer(value)
+            self._ac_in = _InputState(value)
         else:
             inbuf.assign(value)
 
@@ -104,7 +107,7 @@ class async_chat(asyncore.dispatcher):
         raise NotImplementedError("must be implemented in subclass")
 
     # hot methods are kernel functions bound into the class (overridable
-    # like any method); _use_kernels() rebinds them
+    # like any method); _use_use_impl() rebinds them
     set_terminator = _kernels.chat_set_terminator
     _collect_incoming_data = _kernels.chat__collect_incoming_data
     _get_data = _kernels.chat__get_data
@@ -166,16 +169,16 @@ class simple_producer:
         return piece
 
 
-def _use_kernels(module):
-    """Bind this module to a kernel module (``_chat_py`` or ``_chat_c``).
+def _use_impl(module):
+    """Bind this module to a chat implementation (``_chat_py`` or ``_chat_c``).
 
-    For tests and benchmarks that compare both twins in one process; returns
+    For tests and benchmarks that compare both builds in one process; returns
     the module bound before, to restore it.
     """
-    global _kernels, _InBuffer, _OutputState, find_prefix_at_end
+    global _kernels, _InputState, _OutputState, find_prefix_at_end
     previous = _kernels
     _kernels = module
-    _InBuffer = module.InBuffer
+    _InputState = module.InputState
     _OutputState = module.OutputState
     find_prefix_at_end = module.find_prefix_at_end
     for name in _KERNEL_METHODS:

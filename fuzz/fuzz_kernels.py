@@ -105,7 +105,7 @@ class Chan(ac_asynchat.async_chat):
 
 
 def run(module, term, in_size, chunks, plan, cap):
-    previous = ac_asynchat._use_kernels(module)
+    previous = ac_asynchat._use_impl(module)
     try:
         sock = Sock(chunks)
         chan = Chan(sock, map={})
@@ -130,7 +130,7 @@ def run(module, term, in_size, chunks, plan, cap):
                 chan.log.append(("raised", type(exc).__name__))
         return chan.log, bytes(chan.ac_in_buffer), chan.terminator, bytes(sock.wire)
     finally:
-        ac_asynchat._use_kernels(previous)
+        ac_asynchat._use_impl(previous)
 
 
 def TestOneInput(data):

@@ -44,11 +44,11 @@ def bound_kernels(name):
         yield None
         return
     module = kernel_module(name)
-    previous = ac_asynchat._use_kernels(module)
+    previous = ac_asynchat._use_impl(module)
     try:
         yield module
     finally:
-        ac_asynchat._use_kernels(previous)
+        ac_asynchat._use_impl(previous)
 
 
 class Boom(Exception):

@@ -49,8 +49,8 @@ def pytest_sessionstart(session):
 def kernels(request):
     """The kernel module under test, bound into asynchat_core.asynchat."""
     module = _kernel_module(request.param)
-    previous = ac_asynchat._use_kernels(module)
-    request.addfinalizer(lambda: ac_asynchat._use_kernels(previous))
+    previous = ac_asynchat._use_impl(module)
+    request.addfinalizer(lambda: ac_asynchat._use_impl(previous))
     return module
 
 

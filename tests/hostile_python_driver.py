@@ -340,17 +340,17 @@ def _fn(ctx, kind):
 
 
 def _inbuf(*args):
-    cls = getattr(CHAT, "InBuffer", None)
+    cls = getattr(CHAT, "InputState", None)
     return None if cls is None else cls(*args)
 
 
 def _inbuf_subclass():
     """A Python subclass of the state class whose methods lie."""
-    base = getattr(CHAT, "InBuffer", None)
+    base = getattr(CHAT, "InputState", None)
     if base is None:
         return None
     try:
-        class LyingInBuffer(base):
+        class LyingInputState(base):
             def value(self):
                 return "not bytes"
 
@@ -361,7 +361,7 @@ def _inbuf_subclass():
                 raise Boom("discard")
     except TypeError:  # a final class
         return None
-    return LyingInBuffer(b"lie\n")
+    return LyingInputState(b"lie\n")
 
 
 def _inbuf_with_terminator():
@@ -445,7 +445,7 @@ def _values():
         "str_sub": lambda c: StrSub("ss\n"), "bytes_sub": lambda c: BytesSub(b"bs\n"),
         "fresh_inbuf": lambda c: _inbuf(b""), "inbuf_none": lambda c: _inbuf(None),
         "inbuf_str": lambda c: _inbuf("str\n"), "inbuf_ba": lambda c: _inbuf(bytearray(b"i\n")),
-        "inbuf_new": lambda c: _new_of("chat", "InBuffer"),
+        "inbuf_new": lambda c: _new_of("chat", "InputState"),
         "inbuf_term": lambda c: _inbuf_with_terminator(),
         "inbuf_sub": lambda c: _inbuf_subclass(),
         "slot": lambda c: getattr(CHAT, "terminator_slot", None),

@@ -67,3 +67,108 @@ cdef inline int lock_wait(PyThread_type_lock lock) except -1:
         if got == PY_LOCK_ACQUIRED:
             return 0
         PyErr_CheckSignals()
+
+
+# ---------------------------------------------------------------------------
+# byte scanning (chat): what _chat_py.py does with bytes methods, done on the
+# bytes' memory.  Each takes exact bytes objects (the callers check the
+# types) and clamps every offset to the object's length itself, so no Python
+# value can make it read outside the object.  Twins: the Python stand-ins in
+# _chat_py.py (same names, same results).
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_Clear, PyErr_Occurred
+from cpython.long cimport PyLong_AsSsize_t
+from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION
+from cpython.object cimport PyObject
+from libc.string cimport memchr, memcmp
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
+
+
+cdef inline Py_ssize_t _clamp_start(Py_ssize_t start, Py_ssize_t length) noexcept:
+    # a slice start as Python reads it (negative: from the end)
+    if start < 0:
+        start += length
+        return start if start > 0 else 0
+    return start if start < length else length
+
+
+cdef inline Py_ssize_t find_bytes(bytes data, Py_ssize_t pos, bytes term) noexcept:
+    """``data.find(term, pos)``: memchr for the first byte, memcmp for the rest."""
+    cdef Py_ssize_t hay_len = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t needle_len = PyBytes_GET_SIZE(term)
+    cdef const char *base = PyBytes_AS_STRING(data)
+    cdef const char *needle = PyBytes_AS_STRING(term)
+    cdef const char *p
+    cdef const char *last
+    if pos < 0 or pos > hay_len:
+        if pos > hay_len:
+            return -1
+        pos = _clamp_start(pos, hay_len)
+    if needle_len == 0:
+        return pos
+    if needle_len > hay_len - pos:
+        return -1
+    p = base + pos
+    if needle_len == 1:
+        p = <const char *>memchr(p, needle[0], <size_t>(hay_len - pos))
+        return -1 if p == NULL else p - base
+    last = base + (hay_len - needle_len)  # last possible start
+    while p <= last:
+        p = <const char *>memchr(p, needle[0], <size_t>(last - p + 1))
+        if p == NULL:
+            return -1
+        if memcmp(p + 1, needle + 1, <size_t>(needle_len - 1)) == 0:
+            return p - base
+        p += 1
+    return -1
+
+
+cdef inline Py_ssize_t prefix_at_end_bytes(bytes data, Py_ssize_t pos, bytes term) noexcept:
+    """Longest proper prefix of ``term`` that ``data[pos:]`` ends with (0: none)."""
+    cdef Py_ssize_t hay_len
+    cdef const char *hay
+    cdef const char *needle = PyBytes_AS_STRING(term)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(term) - 1
+    pos = _clamp_start(pos, PyBytes_GET_SIZE(data))
+    hay = PyBytes_AS_STRING(data) + pos
+    hay_len = PyBytes_GET_SIZE(data) - pos
+    if size > hay_len:
+        size = hay_len
+    while size > 0:
+        if memcmp(hay + (hay_len - size), needle, <size_t>size) == 0:
+            return size
+        size -= 1
+    return 0
+
+
+cdef inline bytes bytes_slice(bytes data, Py_ssize_t start, Py_ssize_t stop):
+    """``data[start:stop]``, the object itself when that is all of it."""
+    cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
+    start = _clamp_start(start, length)
+    stop = _clamp_start(stop, length)
+    if stop <= start:
+        return b""
+    if start == 0 and stop == length:
+        return data
+    return PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + start, stop - start)
+
+
+cdef inline Py_ssize_t exact_count(object term) noexcept:
+    """``term`` as a byte count if it is exactly an ``int`` in
+    0..PY_SSIZE_T_MAX, else -1 (a subclass may lie in comparisons)."""
+    cdef Py_ssize_t count
+    if type(term) is not int:
+        return -1
+    count = PyLong_AsSsize_t(term)
+    if count == -1 and PyErr_Occurred() != NULL:
+        PyErr_Clear()  # past PY_SSIZE_T_MAX
+        return -1
+    return count if count >= 0 else -1
+
+
+cdef inline bint is_method_of(object bound, object function) noexcept:
+    """``bound`` is ``function`` bound to an object (not overridden)."""
+    return PyMethod_Check(bound) and PyMethod_GET_FUNCTION(bound) == <PyObject *>function

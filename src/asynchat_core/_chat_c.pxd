@@ -1,0 +1,130 @@
+# Augmenting .pxd: types asynchat_core/_chat_py.py, which setup.py compiles
+# in Cython's pure-Python mode as asynchat_core._chat_c (PURE_MODE there).
+# Declarations only: every line of logic is in _chat_py.py; the C helpers
+# come from _cbits.pxd, and their Python stand-ins are in _chat_py.py under
+# ``if not cython.compiled``.
+#
+# Memory safety: every pointer is derived from a bytes object the caller
+# holds, inside the _cbits helpers, which clamp every offset to that
+# object's length; values Python code can set (pos, frame, terminators,
+# _ac_in/_ac_out) are type-checked or clamped in _chat_py.py.
+
+import cython
+
+from asynchat_core._cbits cimport (
+    PY_SSIZE_T_MAX,
+    PyThread_type_lock,
+    ac_enter,
+    ac_leave,
+    bytes_slice,
+    exact_count,
+    find_bytes,
+    is_method_of,
+    lock_try,
+    lock_wait,
+    prefix_at_end_bytes,
+)
+from asynchat_core._cbits cimport PyThread_allocate_lock as lock_new
+from asynchat_core._cbits cimport PyThread_free_lock as lock_free
+from asynchat_core._cbits cimport PyThread_get_thread_ident as thread_ident
+from asynchat_core._cbits cimport PyThread_release_lock as lock_release
+
+cdef object _UNSET
+cdef object _terminator_slot
+cdef object _MAXSIZE
+cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
+cdef object _BYTES_LIKE
+cdef object _loop_hook
+cdef object _dispatcher_class
+
+
+cdef class TerminatorSlot:
+    pass
+
+
+cdef class InputState:
+    cdef public object data
+    cdef public Py_ssize_t pos
+    cdef public Py_ssize_t frame
+    cdef public object terminator
+
+    cpdef object value(self)
+    cpdef assign(self, value)
+    cpdef discard(self)
+
+
+cdef class OutputState:
+    cdef public object sock
+    cdef readonly list pending
+    cdef readonly Py_ssize_t held
+    cdef public bint batching
+    cdef public int batch_ok
+    cdef PyThread_type_lock _lock
+    cdef unsigned long _owner
+    cdef Py_ssize_t _depth
+
+    @cython.locals(me=cython.ulong)
+    cdef int _acquire(self) except -1
+    cdef void _release(self) noexcept
+
+
+cdef class SocketSlot:
+    pass
+
+
+# input side
+cdef InputState _input_check(chan, state)
+cdef InputState _input(chan)
+
+@cython.locals(size=Py_ssize_t)
+cdef Py_ssize_t _prefix_at_end(data, Py_ssize_t pos, needle) except? -1
+cdef Py_ssize_t _find(data, Py_ssize_t pos, term) except? -2
+cdef object _slice(data, Py_ssize_t start, Py_ssize_t stop)
+cdef object _rest(data, Py_ssize_t pos)
+cdef int _advance(InputState inbuf, object data, Py_ssize_t pos,
+                  Py_ssize_t offset, Py_ssize_t slice_start) except -1
+cpdef int terminator_mode(chan) except -1
+cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
+cdef Py_ssize_t _frame_limit(chan) except -2
+
+@cython.locals(frame=Py_ssize_t)
+cdef Py_ssize_t _held(InputState inbuf) noexcept
+
+@cython.locals(held=Py_ssize_t)
+cdef int _add_frame(InputState inbuf, Py_ssize_t size) except -1
+
+@cython.locals(held=Py_ssize_t)
+cdef int _check_frame(InputState inbuf, Py_ssize_t size, Py_ssize_t limit) except -1
+
+cdef object _get_term(chan, InputState inbuf, int mode)
+cdef int _set_term(chan, InputState inbuf, int mode, value) except -1
+cdef object _term_now(chan, InputState inbuf, int mode)
+cdef int _found(chan, InputState inbuf, OutputState out) except -1
+
+@cython.locals(limit=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, count=Py_ssize_t,
+               term_len=Py_ssize_t, index=Py_ssize_t, partial=Py_ssize_t)
+cdef object _deliver(chan, InputState inbuf, int mode, OutputState out)
+
+cdef int _deliver_odd_count(chan, InputState inbuf, int mode, OutputState out, data,
+                            Py_ssize_t pos, Py_ssize_t size, term, Py_ssize_t limit) except -1
+
+# output side
+cdef OutputState _output(chan)
+cdef OutputState _output_check(chan, out)
+cdef int _uncount(chan, sent) except -1
+
+@cython.locals(was_empty=bint)
+cdef int _requeue(chan, rest) except -1
+
+cdef object _raw_send(chan, data)
+
+@cython.locals(held=Py_ssize_t, pieces=list)
+cdef object _flush(chan, OutputState out, object data)
+
+cdef int _hold(OutputState out, data) except -1
+cdef int _chat_flush(chan, OutputState out) except -1
+cdef object _send_item(chan, OutputState out, data)
+cdef int _drain(chan, fifo) except -1
+
+@cython.locals(obs=Py_ssize_t)
+cdef object _drain_locked(chan, fifo, OutputState out)
