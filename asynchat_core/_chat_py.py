@@ -84,6 +84,8 @@ if not cython.compiled:
         # data[start:stop]; the C version clamps the bounds itself
         return data[start:stop]
 
+    buffer_size = len
+
     def exact_count(term):
         # term as a byte count if exactly an int in 0..sys.maxsize, else -1
         # (a subclass may lie in comparisons)
@@ -294,7 +296,7 @@ def _rest(data, pos):
     # data[pos:]; the object itself from 0, as CPython hands over its buffer
     if pos == 0:
         return data
-    return _slice(data, pos, len(data))
+    return _slice(data, pos, buffer_size(data))
 
 
 def _advance(inbuf, data, pos, offset, slice_start):
@@ -346,7 +348,7 @@ def chat_feed(chan, inbuf, data, mode, out=None):
 
 def _feed(chan, inbuf, data, mode, out):
     current = inbuf.data
-    if type(current) is bytes and type(data) is bytes and inbuf.pos >= len(current):
+    if type(current) is bytes and type(data) is bytes and inbuf.pos >= buffer_size(current):
         inbuf.data = data
         inbuf.pos = 0
     else:
@@ -431,7 +433,7 @@ def _term_now(chan, inbuf, mode):
 def _found(chan, inbuf, out):
     # found_terminator, batching replies while more input follows this
     # frame (OutputState, rule 2)
-    if out is None or len(inbuf.data) <= inbuf.pos:
+    if out is None or buffer_size(inbuf.data) <= inbuf.pos:
         chan.found_terminator()
         return 0
     if out.batch_ok < 0:
@@ -461,7 +463,7 @@ def _deliver(chan, inbuf, mode, out):
         if pos < 0:
             inbuf.value()  # what ac_in_buffer shows: Python's data[pos:]
             continue
-        size = len(data) - pos
+        size = buffer_size(data) - pos
         if size <= 0:
             return
         term = _get_term(chan, inbuf, mode)
@@ -510,7 +512,7 @@ def _deliver(chan, inbuf, mode, out):
                     if partial != size:
                         # keep the possible start of a terminator for later
                         _add_frame(inbuf, size - partial)
-                        chan.collect_incoming_data(_slice(data, pos, len(data) - partial))
+                        chan.collect_incoming_data(_slice(data, pos, pos + size - partial))
                         _advance(inbuf, data, pos, size - partial, -partial)
                     return
 
@@ -980,6 +982,8 @@ def chat_handle_read(self):
         ac_leave()
 
 
+@cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,
+               was_empty=cython.bint)
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
     ac_enter()

@@ -76,7 +76,10 @@ cdef inline int lock_wait(PyThread_type_lock lock) except -1:
 # value can make it read outside the object.  Twins: the Python stand-ins in
 # _chat_py.py (same names, same results).
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
+)
+from cpython.object cimport PyObject_Size
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
 from cpython.long cimport PyLong_AsSsize_t
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION
@@ -147,13 +150,21 @@ cdef inline Py_ssize_t prefix_at_end_bytes(bytes data, Py_ssize_t pos, bytes ter
 cdef inline bytes bytes_slice(bytes data, Py_ssize_t start, Py_ssize_t stop):
     """``data[start:stop]``, the object itself when that is all of it."""
     cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
-    start = _clamp_start(start, length)
-    stop = _clamp_start(stop, length)
-    if stop <= start:
-        return b""
+    if not (0 <= start <= stop <= length):  # (the callers' bounds are exact)
+        start = _clamp_start(start, length)
+        stop = _clamp_start(stop, length)
+        if stop <= start:
+            return b""
     if start == 0 and stop == length:
         return data
     return PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + start, stop - start)
+
+
+cdef inline Py_ssize_t buffer_size(object data) except -1:
+    """``len(data)``, read straight from a bytes object."""
+    if PyBytes_CheckExact(data):
+        return PyBytes_GET_SIZE(data)
+    return PyObject_Size(data)
 
 
 cdef inline Py_ssize_t exact_count(object term) noexcept:

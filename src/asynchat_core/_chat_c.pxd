@@ -16,6 +16,7 @@ from asynchat_core._cbits cimport (
     PyThread_type_lock,
     ac_enter,
     ac_leave,
+    buffer_size,
     bytes_slice,
     exact_count,
     find_bytes,
@@ -73,33 +74,33 @@ cdef class SocketSlot:
 
 
 # input side
-cdef InputState _input_check(chan, state)
-cdef InputState _input(chan)
+cdef inline InputState _input_check(chan, state)
+cdef inline InputState _input(chan)
 
 @cython.locals(size=Py_ssize_t)
-cdef Py_ssize_t _prefix_at_end(data, Py_ssize_t pos, needle) except? -1
-cdef Py_ssize_t _find(data, Py_ssize_t pos, term) except? -2
-cdef object _slice(data, Py_ssize_t start, Py_ssize_t stop)
-cdef object _rest(data, Py_ssize_t pos)
-cdef int _advance(InputState inbuf, object data, Py_ssize_t pos,
+cdef inline Py_ssize_t _prefix_at_end(data, Py_ssize_t pos, needle) except? -1
+cdef inline Py_ssize_t _find(data, Py_ssize_t pos, term) except? -2
+cdef inline object _slice(data, Py_ssize_t start, Py_ssize_t stop)
+cdef inline object _rest(data, Py_ssize_t pos)
+cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
                   Py_ssize_t offset, Py_ssize_t slice_start) except -1
 cpdef int terminator_mode(chan) except -1
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
 cdef Py_ssize_t _frame_limit(chan) except -2
 
 @cython.locals(frame=Py_ssize_t)
-cdef Py_ssize_t _held(InputState inbuf) noexcept
+cdef inline Py_ssize_t _held(InputState inbuf) noexcept
 
 @cython.locals(held=Py_ssize_t)
-cdef int _add_frame(InputState inbuf, Py_ssize_t size) except -1
+cdef inline int _add_frame(InputState inbuf, Py_ssize_t size) except -1
 
 @cython.locals(held=Py_ssize_t)
-cdef int _check_frame(InputState inbuf, Py_ssize_t size, Py_ssize_t limit) except -1
+cdef inline int _check_frame(InputState inbuf, Py_ssize_t size, Py_ssize_t limit) except -1
 
-cdef object _get_term(chan, InputState inbuf, int mode)
-cdef int _set_term(chan, InputState inbuf, int mode, value) except -1
-cdef object _term_now(chan, InputState inbuf, int mode)
-cdef int _found(chan, InputState inbuf, OutputState out) except -1
+cdef inline object _get_term(chan, InputState inbuf, int mode)
+cdef inline int _set_term(chan, InputState inbuf, int mode, value) except -1
+cdef inline object _term_now(chan, InputState inbuf, int mode)
+cdef inline int _found(chan, InputState inbuf, OutputState out) except -1
 
 @cython.locals(limit=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, count=Py_ssize_t,
                term_len=Py_ssize_t, index=Py_ssize_t, partial=Py_ssize_t)
@@ -110,20 +111,20 @@ cdef int _deliver_odd_count(chan, InputState inbuf, int mode, OutputState out, d
 
 # output side
 cdef OutputState _output(chan)
-cdef OutputState _output_check(chan, out)
-cdef int _uncount(chan, sent) except -1
+cdef inline OutputState _output_check(chan, out)
+cdef inline int _uncount(chan, sent) except -1
 
 @cython.locals(was_empty=bint)
 cdef int _requeue(chan, rest) except -1
 
-cdef object _raw_send(chan, data)
+cdef inline object _raw_send(chan, data)
 
 @cython.locals(held=Py_ssize_t, pieces=list)
 cdef object _flush(chan, OutputState out, object data)
 
-cdef int _hold(OutputState out, data) except -1
+cdef inline int _hold(OutputState out, data) except -1
 cdef int _chat_flush(chan, OutputState out) except -1
-cdef object _send_item(chan, OutputState out, data)
+cdef inline object _send_item(chan, OutputState out, data)
 cdef int _drain(chan, fifo) except -1
 
 @cython.locals(obs=Py_ssize_t)
