@@ -34,6 +34,7 @@ import errno
 import heapq
 import os
 import select
+import socket
 import sys
 import threading
 import time
@@ -43,6 +44,9 @@ from collections import deque
 __all__ = [
     "BACKENDS", "available_backends", "best_backend", "Loop", "TimerQueue",
     "TimerHandle", "IdleWatch", "make_poller",
+    "DISCONNECTED", "WOULD_BLOCK", "dispatcher_recv", "dispatcher_send", "sock_send",
+    "dispatcher_readable", "dispatcher_writable", "dispatcher_handle_read_event",
+    "dispatcher_handle_write_event",
 ]
 
 EV_IN = getattr(select, "POLLIN", 1)
@@ -383,6 +387,112 @@ def _report_exception(where):
         traceback.print_exc()
     except Exception:
         pass
+
+
+# ------------------------------------------------------- dispatcher methods
+#
+# The hot methods of ``asyncore.dispatcher``, bound into that class (and so
+# inherited by ``async_chat``): a request served by the library's own code
+# runs no Python frame but the user's handlers.
+
+#: errnos meaning "the peer is gone": they close the channel, not report it
+DISCONNECTED = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
+                          errno.ECONNABORTED, errno.EPIPE, errno.EBADF})
+
+WOULD_BLOCK: "tuple[type[OSError], ...]"
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    WOULD_BLOCK = (BlockingIOError,)
+else:
+    # a TLS socket that needs the peer (or room) before it can go on
+    WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+# send() flag that turns SIGPIPE into EPIPE (Linux, BSD); macOS has none and
+# its sockets get SO_NOSIGPIPE instead (asyncore's set_socket)
+_MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_socket_type = socket.socket
+
+
+def dispatcher_recv(self, buffer_size):
+    """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
+    while True:
+        try:
+            data = self.socket.recv(buffer_size)
+            break
+        except InterruptedError:
+            continue  # a wrapped socket may not retry EINTR itself
+        except OSError as why:
+            # some platforms report a vanished peer as ENOTCONN
+            if why.errno in DISCONNECTED:
+                self.handle_close()
+                return b""
+            raise
+    if not data:
+        # readable with nothing to read: the peer closed
+        self.handle_close()
+        return b""
+    return data
+
+
+def dispatcher_send(self, data):
+    """Send what the socket takes now; return the byte count (0 if it would block)."""
+    return sock_send(self, self.socket, data)
+
+
+def sock_send(chan, sock, data):
+    """``dispatcher_send`` on ``sock`` given (``chan.socket`` not read again)."""
+    while True:
+        try:
+            if type(sock) is _socket_type and _MSG_NOSIGNAL:
+                # a reset peer must not kill the process even where SIGPIPE
+                # has its default action (plain sockets only: SSL sockets
+                # and file wrappers take no flags)
+                return sock.send(data, _MSG_NOSIGNAL)
+            return sock.send(data)
+        except InterruptedError:
+            continue  # a wrapped socket may not retry EINTR itself
+        except WOULD_BLOCK:
+            return 0  # (a TLS socket's SSLWantWriteError/SSLWantReadError too)
+        except OSError as why:
+            if why.errno == errno.EWOULDBLOCK:
+                return 0
+            if why.errno in DISCONNECTED:
+                chan.handle_close()
+                return 0
+            raise
+
+
+def dispatcher_readable(self):
+    """Whether the loop should watch for input (always, by default)."""
+    return True
+
+
+def dispatcher_writable(self):
+    """Whether the loop should watch for writability (always, by default)."""
+    return True
+
+
+def dispatcher_handle_read_event(self):
+    """The loop saw input: accept, finish a connect, or read."""
+    if self.accepting:
+        # a listening socket spawns connected sockets instead of reading
+        self.handle_accept()
+    elif not self.connected:
+        if self.connecting:
+            self.handle_connect_event()
+        self.handle_read()
+    else:
+        self.handle_read()
+
+
+def dispatcher_handle_write_event(self):
+    """The loop saw the socket writable: finish a connect, then write."""
+    if self.accepting:
+        return  # spurious for a listening socket: ignore it
+    if not self.connected and self.connecting:
+        self.handle_connect_event()
+    self.handle_write()
 
 
 # ------------------------------------------------------------------ timers

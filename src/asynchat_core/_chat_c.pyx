@@ -54,11 +54,10 @@ cdef extern from *:
     int _ac_enter "ac_enter"() except -1
     void _ac_leave "ac_leave"() noexcept
 
-import socket
 import sys
-from errno import EWOULDBLOCK
 
 from asynchat_core import _chat_py as _spec
+from asynchat_core._loop_c import dispatcher_send, sock_send
 from asynchat_core._chat_py import FrameTooLarge
 
 __all__ = [
@@ -68,8 +67,6 @@ __all__ = [
     "chat_deliver", "chat_drain", "chat_flush", "chat_get_terminator", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
-    "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
-    "chan_handle_read_event", "chan_handle_write_event",
     "chat_readable", "chat_writable", "chat_handle_write", "chat_send", "set_dispatcher_class",
 ]
 
@@ -622,13 +619,12 @@ cdef inline object _raw_send(chan, data):
     # asyncore.dispatcher.send, looked up now: patching it on the class
     # reaches async_chat too, as in CPython, where async_chat inherits it
     send = _dispatcher_class.send
-    if send is chan_send:
+    if send is dispatcher_send:
         # the output state's socket: pending is being sent, so reading
         # the socket attribute would only check it again
         sock = _output(chan).sock
         if sock is not _UNSET:
-            return _sock_send(chan, sock, data)
-        return _chan_send(chan, data)
+            return sock_send(chan, sock, data)
     return send(chan, data)
 
 
@@ -937,109 +933,9 @@ def chat__get_data(self):
 
 
 # ---------------------------------------------------------------------------
-# The hot methods of asyncore.dispatcher (chan_*) and the rest of
-# async_chat's, bound into those classes: a request served by the library's
-# own code then runs no Python frame but the user's handlers.
-
-DISCONNECTED = _spec.DISCONNECTED
-cdef object _DISCONNECTED = DISCONNECTED
-cdef object _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
-cdef object _socket_type = socket.socket
-
-
-def chan_recv(self, buffer_size):
-    """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
-    _ac_enter()
-    try:
-        while True:
-            try:
-                data = self.socket.recv(buffer_size)
-                break
-            except InterruptedError:
-                continue  # a wrapped socket may not retry EINTR itself
-            except OSError as why:
-                if why.errno in _DISCONNECTED:
-                    self.handle_close()
-                    return b""
-                raise
-        if not data:
-            self.handle_close()
-            return b""
-        return data
-    finally:
-        _ac_leave()
-
-
-def chan_send(self, data):
-    """Send what the socket takes now; return the byte count (0 if it would block)."""
-    _ac_enter()
-    try:
-        return _chan_send(self, data)
-    finally:
-        _ac_leave()
-
-
-cdef object _chan_send(self, data):
-    return _sock_send(self, self.socket, data)
-
-
-cdef object _sock_send(self, sock, data):
-    while True:
-        try:
-            if type(sock) is _socket_type and _MSG_NOSIGNAL:
-                return sock.send(data, _MSG_NOSIGNAL)
-            return sock.send(data)
-        except InterruptedError:
-            continue
-        except _WOULD_BLOCK:
-            return 0  # (a TLS socket's SSLWantWriteError/SSLWantReadError too)
-        except OSError as why:
-            code = why.errno
-            if code == EWOULDBLOCK:
-                return 0
-            if code in _DISCONNECTED:
-                self.handle_close()
-                return 0
-            raise
-
-
-def chan_readable(self):
-    """Whether the loop should watch for input (always, by default)."""
-    return True
-
-
-def chan_writable(self):
-    """Whether the loop should watch for writability (always, by default)."""
-    return True
-
-
-def chan_handle_read_event(self):
-    """The loop saw input: accept, finish a connect, or read."""
-    _ac_enter()
-    try:
-        if self.accepting:
-            self.handle_accept()
-        elif not self.connected:
-            if self.connecting:
-                self.handle_connect_event()
-            self.handle_read()
-        else:
-            self.handle_read()
-    finally:
-        _ac_leave()
-
-
-def chan_handle_write_event(self):
-    """The loop saw the socket writable: finish a connect, then write."""
-    _ac_enter()
-    try:
-        if self.accepting:
-            return
-        if not self.connected and self.connecting:
-            self.handle_connect_event()
-        self.handle_write()
-    finally:
-        _ac_leave()
+# The rest of async_chat's methods, bound into the class: a request served
+# by the library's own code then runs no Python frame but the user's
+# handlers.  (asyncore.dispatcher's own are in the loop module.)
 
 
 def chat_readable(self):

@@ -36,6 +36,8 @@ taken without a Python call or a system call when free.
 cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 
+from asynchat_core._cbits cimport ac_enter, ac_leave
+
 
 cdef extern from "pythread.h":
     ctypedef void *PyThread_type_lock
@@ -54,13 +56,20 @@ import errno
 import heapq
 import os
 import select
+import socket
 import sys
 import time
 import traceback
+from errno import EWOULDBLOCK
+
+from asynchat_core import _loop_py as _spec
 
 __all__ = [
     "BACKENDS", "available_backends", "best_backend", "Loop", "TimerQueue",
     "TimerHandle", "IdleWatch", "make_poller",
+    "DISCONNECTED", "WOULD_BLOCK", "dispatcher_recv", "dispatcher_send", "sock_send",
+    "dispatcher_readable", "dispatcher_writable", "dispatcher_handle_read_event",
+    "dispatcher_handle_write_event",
 ]
 
 EV_IN = getattr(select, "POLLIN", 1)
@@ -393,6 +402,110 @@ def _report_exception(where):
         traceback.print_exc()
     except Exception:
         pass
+
+
+# ------------------------------------------------------- dispatcher methods
+# (moved here from _chat_c.pyx; each entry point counts its nesting, see
+# _cbits.pxd)
+
+DISCONNECTED = _spec.DISCONNECTED
+WOULD_BLOCK = _spec.WOULD_BLOCK
+cdef object _DISCONNECTED = DISCONNECTED
+cdef object _WOULD_BLOCK = WOULD_BLOCK
+cdef object _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+cdef object _socket_type = socket.socket
+
+
+def dispatcher_recv(self, buffer_size):
+    """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
+    ac_enter()
+    try:
+        while True:
+            try:
+                data = self.socket.recv(buffer_size)
+                break
+            except InterruptedError:
+                continue  # a wrapped socket may not retry EINTR itself
+            except OSError as why:
+                if why.errno in _DISCONNECTED:
+                    self.handle_close()
+                    return b""
+                raise
+        if not data:
+            self.handle_close()
+            return b""
+        return data
+    finally:
+        ac_leave()
+
+
+def dispatcher_send(self, data):
+    """Send what the socket takes now; return the byte count (0 if it would block)."""
+    ac_enter()
+    try:
+        return sock_send(self, self.socket, data)
+    finally:
+        ac_leave()
+
+
+cpdef sock_send(chan, sock, data):
+    """``dispatcher_send`` on ``sock`` given (``chan.socket`` not read again)."""
+    while True:
+        try:
+            if type(sock) is _socket_type and _MSG_NOSIGNAL:
+                return sock.send(data, _MSG_NOSIGNAL)
+            return sock.send(data)
+        except InterruptedError:
+            continue
+        except _WOULD_BLOCK:
+            return 0  # (a TLS socket's SSLWantWriteError/SSLWantReadError too)
+        except OSError as why:
+            code = why.errno
+            if code == EWOULDBLOCK:
+                return 0
+            if code in _DISCONNECTED:
+                chan.handle_close()
+                return 0
+            raise
+
+
+def dispatcher_readable(self):
+    """Whether the loop should watch for input (always, by default)."""
+    return True
+
+
+def dispatcher_writable(self):
+    """Whether the loop should watch for writability (always, by default)."""
+    return True
+
+
+def dispatcher_handle_read_event(self):
+    """The loop saw input: accept, finish a connect, or read."""
+    ac_enter()
+    try:
+        if self.accepting:
+            self.handle_accept()
+        elif not self.connected:
+            if self.connecting:
+                self.handle_connect_event()
+            self.handle_read()
+        else:
+            self.handle_read()
+    finally:
+        ac_leave()
+
+
+def dispatcher_handle_write_event(self):
+    """The loop saw the socket writable: finish a connect, then write."""
+    ac_enter()
+    try:
+        if self.accepting:
+            return
+        if not self.connected and self.connecting:
+            self.handle_connect_event()
+        self.handle_write()
+    finally:
+        ac_leave()
 
 
 # ------------------------------------------------------------------ timers
