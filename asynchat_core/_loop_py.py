@@ -429,7 +429,8 @@ _socket_type = socket.socket
 # Compiled, the entry points below count their nesting per thread in C
 # (ac_enter/ac_leave, _cbits.pxd): calls between compiled functions run no
 # Python frame, so the recursion limit cannot stop a cycle such as a
-# handle_read that is dispatcher.handle_read_event.  Python needs no twin.
+# handle_read that is dispatcher.handle_read_event.  Python needs no such
+# counter: the calls are compiled only, and these names only stand in.
 if not cython.compiled:
     def ac_enter():
         return 0
