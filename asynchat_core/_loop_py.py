@@ -1028,10 +1028,18 @@ class Loop:
             return
         self.poller.close()
         self.poller = make_poller(self.backend)
+        map = self.map
         for entry in list(self.entries.values()):
             mask = entry.kmask
             if mask and not entry.always:
                 entry.kmask = 0
+                obj = entry.obj
+                if obj is None or map.get(entry.fd) is not obj:
+                    # closed by another thread since the last flush: its fd
+                    # may be anyone's now, even the new poller's own; the
+                    # next flush drops the entry
+                    self.dirty.add(entry.fd)
+                    continue
                 self._set_kernel(entry, mask)
 
     # ---- interest of one channel

@@ -71,6 +71,20 @@ def register_predicates(readable=(), writable=()):
     release_idle_loops()
 
 
+def use_impl(module):
+    """Take ``Loop``, ``TimerQueue`` and ``IdleWatch`` from the loop module
+    ``module`` (``_loop_py`` or ``_loop_c``) from now on; returns the one
+    used before.  Pending timers are dropped with the old queue, and the
+    loops are released as by ``release_idle_loops``.  For tests and
+    benchmarks that compare both builds in one process."""
+    global _loop_impl, _timers
+    previous = _loop_impl
+    _loop_impl = module
+    _timers = module.TimerQueue()
+    release_idle_loops()
+    return previous
+
+
 def release_idle_loops():
     """Close every loop no thread is inside; one in use goes on (asking
     predicates it does not know every pass) and closes when its last thread

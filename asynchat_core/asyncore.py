@@ -215,14 +215,16 @@ _IMPL_METHODS = (
 
 
 def _use_impl(module):
-    """Rebind dispatcher's hot methods to the loop module ``module``
-    (``_loop_py`` or ``_loop_c``); returns the one bound before.  For tests
-    and benchmarks that compare both in one process."""
+    """Switch to the loop module ``module`` (``_loop_py`` or ``_loop_c``):
+    dispatcher's hot methods, and the loops and timers made from now on
+    (pending timers are dropped); returns the module used before.  For tests
+    and benchmarks that compare both builds in one process."""
     global _loop_impl
     previous = _loop_impl
     _loop_impl = module
     for name in _IMPL_METHODS:
         setattr(dispatcher, name, getattr(module, "dispatcher_" + name))
+    _runner.use_impl(module)
     _register_own_predicates()  # releases the loops, which know the old ones
     return previous
 

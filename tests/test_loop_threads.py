@@ -451,6 +451,41 @@ def _pairs(n):
     return [socket.socketpair() for _ in range(n)]
 
 
+def test_rebuild_skips_a_channel_another_thread_closed(backend):
+    """A channel closed by another thread during a dispatch is only unhooked
+    (forget() cannot take the guard) and its fd is free; a rebuild of the
+    kernel set before the next flush makes a new epoll, which takes that
+    lowest free fd.  The rebuild must not register the forgotten entry (on
+    epoll: EINVAL, the new epoll's own fd; elsewhere: a stranger's fd)."""
+    m = {}
+    mon = Monitor()
+    (a1, b1), (a2, b2) = _pairs(2)
+    victim = Sink(a1, m, mon)
+    keeper = Sink(a2, m, mon)
+    asyncore.loop(timeout=0, map=m, backend=backend, count=1)
+    lp = _runner._loops[id(m)]
+    lp.guard.acquire()  # as during a dispatch in this thread
+    try:
+        closer = threading.Thread(target=victim.close)
+        closer.start()
+        closer.join(5.0)
+        assert victim.forgotten
+        # the race: a pass found a stale fd and rebuilds after its flush,
+        # and the close landed between the two
+        lp._rebuild()  # must not raise
+    finally:
+        lp.guard.release()
+    b2.send(b"still served")
+    try:
+        asyncore.loop(timeout=0.05, map=m, backend=backend, count=5)
+        assert b"".join(keeper.data) == b"still served"
+    finally:
+        keeper.close()
+        b1.close()
+        b2.close()
+    assert mon.problems == []
+
+
 def test_close_all_before_kernel_wait(backend):
     """The map empties (closes from this thread) between the loop thread's
     interest sync and its kernel call: the Loop must stay usable until that
