@@ -30,9 +30,7 @@ checked or clamped here first, in both builds.
 """
 
 import _thread
-import socket
 import sys
-from errno import EBADF, ECONNABORTED, ECONNRESET, ENOTCONN, EPIPE, ESHUTDOWN, EWOULDBLOCK
 from operator import index as _index
 from types import MethodType as _MethodType
 from typing import Any
@@ -42,6 +40,13 @@ try:
 except ImportError:  # run as plain Python without Cython installed
     from ._cython import cython
 
+# the dispatcher's send of the same build (the loop module's); compiled,
+# sock_send is the C function cimported in _chat_c.pxd
+if cython.compiled:
+    from asynchat_core._loop_c import dispatcher_send
+else:
+    from ._loop_py import dispatcher_send, sock_send
+
 __all__ = [
     "FrameTooLarge", "InputState", "TerminatorSlot", "terminator_slot", "UNSET",
     "OutputState", "SocketSlot", "socket_slot", "chan_output",
@@ -49,8 +54,6 @@ __all__ = [
     "chat_deliver", "chat_drain", "chat_flush", "chat_get_terminator", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
     "chat_handle_read", "chat_initiate_send", "chat_push", "set_loop_hook",
-    "DISCONNECTED", "chan_recv", "chan_send", "chan_readable", "chan_writable",
-    "chan_handle_read_event", "chan_handle_write_event",
     "chat_readable", "chat_writable", "chat_handle_write", "chat_send", "set_dispatcher_class",
 ]
 
@@ -747,12 +750,12 @@ def _raw_send(chan, data):
     # asyncore.dispatcher.send, looked up now: patching it on the class
     # reaches async_chat too, as in CPython, where async_chat inherits it
     send = _dispatcher_class.send
-    if send is chan_send:
+    if send is dispatcher_send:
         # the output state's socket: pending is being sent, so reading
         # the socket attribute would only check it again
         sock = _output(chan).sock
         if sock is not _UNSET:
-            return _sock_send(chan, sock, data)
+            return sock_send(chan, sock, data)
     return send(chan, data)
 
 
@@ -1052,98 +1055,10 @@ def chat__get_data(self):
 
 
 # ---------------------------------------------------------------------------
-# The hot methods of ``asyncore.dispatcher`` (``chan_*``) and the rest of
-# ``async_chat``'s: bound into those classes like the ones above, so that a
-# request served by the library's own code runs no Python frame but the
-# user's handlers.
-
-#: errnos meaning "the peer is gone": they close the channel, not report it
-DISCONNECTED = frozenset({ECONNRESET, ENOTCONN, ESHUTDOWN, ECONNABORTED, EPIPE, EBADF})
-
-# send() flag that turns SIGPIPE into EPIPE (Linux, BSD); macOS has none and
-# its sockets get SO_NOSIGPIPE instead (asyncore's set_socket)
-_MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
-_socket_type = socket.socket
-
-
-def chan_recv(self, buffer_size):
-    """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
-    while True:
-        try:
-            data = self.socket.recv(buffer_size)
-            break
-        except InterruptedError:
-            continue  # a wrapped socket may not retry EINTR itself
-        except OSError as why:
-            # some platforms report a vanished peer as ENOTCONN
-            if why.errno in DISCONNECTED:
-                self.handle_close()
-                return b""
-            raise
-    if not data:
-        # readable with nothing to read: the peer closed
-        self.handle_close()
-        return b""
-    return data
-
-
-def chan_send(self, data):
-    """Send what the socket takes now; return the byte count (0 if it would block)."""
-    return _sock_send(self, self.socket, data)
-
-
-def _sock_send(self, sock, data):
-    while True:
-        try:
-            if type(sock) is _socket_type and _MSG_NOSIGNAL:
-                # a reset peer must not kill the process even where SIGPIPE
-                # has its default action (plain sockets only: SSL sockets
-                # and file wrappers take no flags)
-                return sock.send(data, _MSG_NOSIGNAL)
-            return sock.send(data)
-        except InterruptedError:
-            continue  # a wrapped socket may not retry EINTR itself
-        except _WOULD_BLOCK:
-            return 0  # (a TLS socket's SSLWantWriteError/SSLWantReadError too)
-        except OSError as why:
-            if why.errno == EWOULDBLOCK:
-                return 0
-            if why.errno in DISCONNECTED:
-                self.handle_close()
-                return 0
-            raise
-
-
-def chan_readable(self):
-    """Whether the loop should watch for input (always, by default)."""
-    return True
-
-
-def chan_writable(self):
-    """Whether the loop should watch for writability (always, by default)."""
-    return True
-
-
-def chan_handle_read_event(self):
-    """The loop saw input: accept, finish a connect, or read."""
-    if self.accepting:
-        # a listening socket spawns connected sockets instead of reading
-        self.handle_accept()
-    elif not self.connected:
-        if self.connecting:
-            self.handle_connect_event()
-        self.handle_read()
-    else:
-        self.handle_read()
-
-
-def chan_handle_write_event(self):
-    """The loop saw the socket writable: finish a connect, then write."""
-    if self.accepting:
-        return  # spurious for a listening socket: ignore it
-    if not self.connected and self.connecting:
-        self.handle_connect_event()
-    self.handle_write()
+# The rest of ``async_chat``'s methods, bound into the class like the ones
+# above, so that a request served by the library's own code runs no Python
+# frame but the user's handlers.  (``asyncore.dispatcher``'s own hot methods
+# are in the loop module: ``_loop_py.dispatcher_*``.)
 
 
 def chat_readable(self):

@@ -1,16 +1,16 @@
-"""Chooses the kernel implementation, once, for the whole package.
+"""Chooses the implementation (compiled or pure), once, for the whole package.
 
 ``ASYNCHAT_CORE_NO_EXTENSIONS`` (any value but "" or "0") forces the pure
 Python twins; off CPython they are always used.  If a compiled module is
 missing (installed where no compiler was available) both twins are used,
 with a single warning, instead of failing at import: the chat and loop
-kernels always come from the same implementation.
+modules always come from the same implementation.
 """
 import os
 import sys
 import warnings
 
-__all__ = ["ENV_VAR", "IMPLEMENTATION", "chat_kernels", "loop_kernels"]
+__all__ = ["ENV_VAR", "IMPLEMENTATION", "chat_impl", "loop_impl"]
 
 ENV_VAR = "ASYNCHAT_CORE_NO_EXTENSIONS"
 
@@ -28,7 +28,7 @@ def _load_compiled():
         # (the ImportError's own text is misleading here: Python calls the
         # package "partially initialized", as it is while importing these)
         warnings.warn(
-            "asynchat_core: compiled kernels not installed; using the "
+            "asynchat_core: compiled modules not installed; using the "
             "pure-Python implementation (same behaviour, slower). Install a "
             "wheel, or set %s=1 to choose it explicitly." % (ENV_VAR,),
             RuntimeWarning,
@@ -40,11 +40,11 @@ def _load_compiled():
 
 _compiled = _load_compiled() if _extensions_wanted() else None
 if _compiled is not None:
-    chat_kernels, loop_kernels = _compiled
+    chat_impl, loop_impl = _compiled
     IMPLEMENTATION = "cython"
 else:
-    from . import _chat_py as chat_kernels
-    from . import _loop_py as loop_kernels
+    from . import _chat_py as chat_impl
+    from . import _loop_py as loop_impl
 
     IMPLEMENTATION = "python"
 del _compiled

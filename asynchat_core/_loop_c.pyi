@@ -1,6 +1,7 @@
-# Stub for the compiled module built from src/asynchat_core/_loop_c.pyx.  It
-# mirrors asynchat_core._loop_py (the pure specification) name for name and is
-# internal, so the stub stays open-ended: kernel changes need no stub edit.
+# Stub for the compiled module built from asynchat_core/_loop_py.py (Cython's
+# pure-Python mode, typed by src/asynchat_core/_loop_c.pxd): the same names as
+# _loop_py.  It is internal, so the stub stays open-ended: changes to the loop
+# need no stub edit.
 # The public API that uses it is typed in asyncore.pyi / asynchat.pyi.
 from typing import Any
 

@@ -1,9 +1,13 @@
-"""Pure-Python event loop: the specification of ``_loop_c``.
+"""The event loop, and ``asyncore.dispatcher``'s hot methods: one source,
+two builds.  This module runs as Python (``_loop_py``) and is compiled by
+Cython in pure-Python mode as ``_loop_c`` (setup.py ``PURE_MODE``), typed by
+``src/asynchat_core/_loop_c.pxd``; the tests run both.  ``cython.compiled``
+marks the few places where the compiled build does something Python cannot
+(a C nesting counter, lock fields the GIL keeps consistent).
 
-``_loop_c.pyx`` mirrors every name here with the same behaviour; the tests
-run both.  ``asyncore.loop()`` keeps one ``Loop`` per socket map so that a
-channel's interest stays registered in the kernel between passes (and
-between ``loop(count=1)`` calls) and changes only when it changes.
+``asyncore.loop()`` keeps one ``Loop`` per socket map so that a channel's
+interest stays registered in the OS kernel between passes (and between
+``loop(count=1)`` calls) and changes only when it changes.
 
 Two kinds of channel:
 
@@ -28,21 +32,30 @@ is not looping (closing a channel) runs while the loop sleeps, or waits
 for the dispatch in progress to end, and once it returns the channel gets
 no further event.  ``close()`` while a thread is inside ``run()`` is
 deferred to the last thread leaving.  ``note()``/``touch()`` take no lock.
+Both locks are ``_RLock``s: reentrant and first come first served.
 """
 
 import errno
 import heapq
 import os
 import select
+import socket
 import sys
 import threading
 import time
 import traceback
-from collections import deque
+
+try:
+    import cython
+except ImportError:  # run as plain Python without Cython installed
+    from ._cython import cython
 
 __all__ = [
     "BACKENDS", "available_backends", "best_backend", "Loop", "TimerQueue",
     "TimerHandle", "IdleWatch", "make_poller",
+    "DISCONNECTED", "WOULD_BLOCK", "dispatcher_recv", "dispatcher_send", "sock_send",
+    "dispatcher_readable", "dispatcher_writable", "dispatcher_handle_read_event",
+    "dispatcher_handle_write_event",
 ]
 
 EV_IN = getattr(select, "POLLIN", 1)
@@ -54,6 +67,9 @@ EV_NVAL = getattr(select, "POLLNVAL", 32)
 WANT_READ = EV_IN | EV_PRI
 WANT_WRITE = EV_OUT
 EV_GONE = EV_HUP | EV_ERR | EV_NVAL
+# the same, as C ints in the compiled build (_loop_c.pxd), for the per-event paths
+_IN, _PRI, _OUT, _ERR, _HUP, _NVAL = EV_IN, EV_PRI, EV_OUT, EV_ERR, EV_HUP, EV_NVAL
+_GONE, _WANT_READ, _WANT_WRITE = EV_GONE, WANT_READ, WANT_WRITE
 
 # accept() failing for lack of descriptors or memory: pause, don't close
 ACCEPT_LIMIT_ERRNOS = frozenset(
@@ -68,9 +84,10 @@ _SELECT_BAD_ERRNOS = frozenset(
     if hasattr(errno, name)
 )
 
-# the event handlers _deliver calls
+# which event handler _deliver calls (handle_read_event, handle_write_event,
+# handle_expt_event); the private copies are C ints when compiled
 DELIVER_READ, DELIVER_WRITE, DELIVER_EXPT = 0, 1, 2
-_EVENT_METHODS = ("handle_read_event", "handle_write_event", "handle_expt_event")
+_DELIVER_READ, _DELIVER_WRITE = DELIVER_READ, DELIVER_WRITE
 
 SWEEP_INTERVAL = 1.0  # seconds between re-checks of every state-driven channel
 ACCEPT_BACKOFF_MIN = 0.05
@@ -385,6 +402,148 @@ def _report_exception(where):
         pass
 
 
+# ------------------------------------------------------- dispatcher methods
+#
+# The hot methods of ``asyncore.dispatcher``, bound into that class (and so
+# inherited by ``async_chat``): a request served by the library's own code
+# runs no Python frame but the user's handlers.
+
+#: errnos meaning "the peer is gone": they close the channel, not report it
+DISCONNECTED = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
+                          errno.ECONNABORTED, errno.EPIPE, errno.EBADF})
+
+WOULD_BLOCK: "tuple[type[OSError], ...]"
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    WOULD_BLOCK = (BlockingIOError,)
+else:
+    # a TLS socket that needs the peer (or room) before it can go on
+    WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+# send() flag that turns SIGPIPE into EPIPE (Linux, BSD); macOS has none and
+# its sockets get SO_NOSIGPIPE instead (asyncore's set_socket)
+_MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_socket_type = socket.socket
+
+# Compiled, the entry points below count their nesting per thread in C
+# (ac_enter/ac_leave, _cbits.pxd): calls between compiled functions run no
+# Python frame, so the recursion limit cannot stop a cycle such as a
+# handle_read that is dispatcher.handle_read_event.  Python needs no such
+# counter: the calls are compiled only, and these names only stand in.
+if not cython.compiled:
+    def ac_enter():
+        return 0
+
+    def ac_leave():
+        pass
+
+
+def dispatcher_recv(self, buffer_size):
+    """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
+    if cython.compiled:
+        ac_enter()
+    try:
+        while True:
+            try:
+                data = self.socket.recv(buffer_size)
+                break
+            except InterruptedError:
+                continue  # a wrapped socket may not retry EINTR itself
+            except OSError as why:
+                # some platforms report a vanished peer as ENOTCONN
+                if why.errno in DISCONNECTED:
+                    self.handle_close()
+                    return b""
+                raise
+        if not data:
+            # readable with nothing to read: the peer closed
+            self.handle_close()
+            return b""
+        return data
+    finally:
+        if cython.compiled:
+            ac_leave()
+
+
+def dispatcher_send(self, data):
+    """Send what the socket takes now; return the byte count (0 if it would block)."""
+    if cython.compiled:
+        ac_enter()
+    try:
+        return sock_send(self, self.socket, data)
+    finally:
+        if cython.compiled:
+            ac_leave()
+
+
+def sock_send(chan, sock, data):
+    """``dispatcher_send`` on ``sock`` given (``chan.socket`` not read again)."""
+    while True:
+        try:
+            if type(sock) is _socket_type and _MSG_NOSIGNAL:
+                # a reset peer must not kill the process even where SIGPIPE
+                # has its default action (plain sockets only: SSL sockets
+                # and file wrappers take no flags)
+                return sock.send(data, _MSG_NOSIGNAL)
+            return sock.send(data)
+        except InterruptedError:
+            continue  # a wrapped socket may not retry EINTR itself
+        except WOULD_BLOCK:
+            return 0  # (a TLS socket's SSLWantWriteError/SSLWantReadError too)
+        except OSError as why:
+            if why.errno == errno.EWOULDBLOCK:
+                return 0
+            if why.errno in DISCONNECTED:
+                chan.handle_close()
+                return 0
+            raise
+
+
+def dispatcher_readable(self):
+    """Whether the loop should watch for input (always, by default)."""
+    return True
+
+
+def dispatcher_writable(self):
+    """Whether the loop should watch for writability (always, by default)."""
+    return True
+
+
+def dispatcher_handle_read_event(self):
+    """The loop saw input: accept, finish a connect, or read."""
+    if cython.compiled:
+        ac_enter()
+    try:
+        if self.accepting:
+            # a listening socket spawns connected sockets instead of reading
+            self.handle_accept()
+        elif not self.connected:
+            if self.connecting:
+                self.handle_connect_event()
+            self.handle_read()
+        else:
+            self.handle_read()
+    finally:
+        if cython.compiled:
+            ac_leave()
+
+
+def dispatcher_handle_write_event(self):
+    """The loop saw the socket writable: finish a connect, then write."""
+    if cython.compiled:
+        ac_enter()
+    try:
+        if self.accepting:
+            return  # spurious for a listening socket: ignore it
+        if not self.connected and self.connecting:
+            self.handle_connect_event()
+        self.handle_write()
+    finally:
+        if cython.compiled:
+            ac_leave()
+
+
 # ------------------------------------------------------------------ timers
 
 class TimerHandle:
@@ -522,7 +681,8 @@ class IdleWatch:
 
 # -------------------------------------------------------------------- loop
 
-_get_ident = threading.get_ident
+if not cython.compiled:
+    _get_ident = threading.get_ident  # compiled: PyThread_get_thread_ident
 
 
 class _RLock:
@@ -532,43 +692,55 @@ class _RLock:
     nested ``loop()``; first come first served because a thread that loops
     without pause releases and retakes the pass lock within microseconds,
     and would otherwise starve a second thread's ``loop()``.  A releasing
-    thread hands the lock straight to the oldest waiter.  (The only
-    exception: a thread arriving in the instant between a release and its
-    hand-over may take the lock first; its own release hands it on.)
+    thread hands the lock straight to the oldest waiter, which sleeps on a
+    "baton" (a ``threading.Lock`` taken at once, released by the hand-over);
+    waiting releases the GIL, and a signal still reaches its handler
+    (KeyboardInterrupt) meanwhile.
+
+    Compiled, the state is plain C fields changed only while holding the
+    GIL with no Python code in between, so taking a free lock costs no
+    Python call.  As Python, ``_taken`` (a ``threading.Lock``) is what says
+    "held", and a thread arriving in the instant between a release and its
+    hand-over may take the lock first; its own release hands it on.
     """
 
     def __init__(self):
-        self._taken = threading.Lock()  # held while anyone owns this lock
-        self._mutex = threading.Lock()  # guards the queue
-        self._owner = None
+        self._held = False  # compiled: someone owns this lock
+        self._owner = 0
         self._depth = 0
-        self._queue: "deque[threading.Lock]" = deque()  # a locked "baton" per waiter
+        self._queue = []  # the batons of the waiting threads, oldest first
+        self._mutex = threading.Lock()  # guards the queue when waiting
+        self._taken = None if cython.compiled else threading.Lock()  # Python: "held"
 
     def acquire(self):
         """Wait for the lock (reentrant); returns True."""
-        return self.try_acquire() or self._wait(_get_ident())
-
-    __enter__ = acquire
+        return self.try_acquire() or self._wait()
 
     def try_acquire(self):
         """Take the lock if that needs no wait (reentrant); True if taken."""
         me = _get_ident()
-        if self._owner == me:
+        if self._depth and self._owner == me:
             self._depth += 1
             return True
-        if self._taken.acquire(False):
-            self._owner = me
-            self._depth = 1
-            return True
-        return False
+        if cython.compiled:
+            if self._held:
+                return False
+            self._held = True  # (no Python code ran since the test)
+        elif not self._taken.acquire(False):
+            return False
+        self._owner = me
+        self._depth = 1
+        return True
 
-    def _wait(self, me):
+    def _wait(self):
+        me = _get_ident()
         baton = threading.Lock()
         baton.acquire()
         with self._mutex:
             self._queue.append(baton)
-            # tried again once queued: a release just before did not see us
-            if self._taken.acquire(False):
+            # Python: tried again once queued (a release just before did
+            # not see us; compiled, the GIL orders the two)
+            if not cython.compiled and self._taken.acquire(False):
                 self._queue.remove(baton)
                 self._owner = me
                 self._depth = 1
@@ -589,31 +761,39 @@ class _RLock:
         self._depth = 1
         return True
 
-    def release(self, *exc_info):
-        """Undo one ``acquire()``; RuntimeError if not held by this thread.
-        (Also the context manager's ``__exit__``.)"""
-        if self._owner != _get_ident():
+    def release(self):
+        """Undo one ``acquire()``; RuntimeError if not held by this thread."""
+        if not self._depth or self._owner != _get_ident():
             raise RuntimeError("cannot release un-acquired lock")
-        if self._depth > 1:
-            self._depth -= 1
+        self._depth -= 1
+        if self._depth:
             return
-        self._depth = 0
-        self._owner = None
-        self._taken.release()
-        if self._queue:
-            self._hand_over()
-
-    __exit__ = release
+        self._owner = 0
+        if cython.compiled:
+            if self._queue:
+                self._queue.pop(0).release()  # still held: theirs now
+            else:
+                self._held = False
+        else:
+            self._taken.release()
+            if self._queue:
+                self._hand_over()
 
     def _hand_over(self):
-        # to the oldest waiter, unless a newcomer took the lock meanwhile
-        # (then its release hands it on)
+        # Python: to the oldest waiter, unless a newcomer took the lock
+        # meanwhile (then its release hands it on)
         with self._mutex:
             if self._queue and self._taken.acquire(False):
-                self._queue.popleft().release()  # still taken: theirs now
+                self._queue.pop(0).release()  # still taken: theirs now
 
     def _is_owned(self):
-        return self._owner == _get_ident()
+        return self._depth > 0 and self._owner == _get_ident()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
 
 
 class Entry:
@@ -635,6 +815,11 @@ class Entry:
         self.resume = None
 
 
+# Compiled, a method argument typed Entry (the cpdef methods of Loop) also
+# accepts None, and C code must not read fields of None: each checks.
+_NO_ENTRY = "an Entry is required, not None"
+
+
 class Loop:
     """The persistent event loop of one socket map.
 
@@ -647,6 +832,11 @@ class Loop:
     kernel wait, ``users`` counts the threads inside ``run()`` and
     ``close()`` waits for it to drop to zero (``close_pending``).
     """
+
+    def __cinit__(self, *args, **kwargs):
+        # compiled only (Python never calls it): Loop.__new__(Loop) must not
+        # leave the locks None, their C methods are called directly
+        self._new_locks()
 
     def __init__(self, map, backend, timers, known_readable, known_writable,
                  reraised, disconnected):
@@ -668,7 +858,8 @@ class Loop:
         self.next_sweep = 0.0
         self.closed = False
         self.passes = 0
-        self._new_locks()
+        if not cython.compiled:
+            self._new_locks()
 
     def _new_locks(self):
         self.lock = _RLock()    # held for a whole pass
@@ -691,8 +882,9 @@ class Loop:
         during a dispatch this does not wait for the dispatch (a handler
         may be waiting for this very thread): it unhooks the entry, and the
         dispatching thread drops the kernel interest at its next pass."""
+        guard = self.guard
         self.dirty.add(fd)
-        if not self.guard.try_acquire():
+        if not guard.try_acquire():
             entry = self.entries.get(fd)
             if entry is not None and entry.obj is obj:
                 entry.obj = None  # the dispatch skips it from now on
@@ -705,7 +897,7 @@ class Loop:
                 entry.watch = None
                 self._set_kernel(entry, 0)
         finally:
-            self.guard.release()
+            guard.release()
 
     def touch(self, fd, obj):
         """``obj`` changed state that its interest depends on (push...)."""
@@ -726,19 +918,27 @@ class Loop:
 
     def enter(self):
         """Count the calling thread in ``users``; False if already closed."""
-        with self._life:
+        life = self._life
+        life.acquire()
+        try:
             if self.closed:
                 return False
             self.users += 1
             return True
+        finally:
+            life.release()
 
     def leave(self):
         """Undo ``enter()``; the last thread out performs a deferred close."""
-        with self._life:
+        life = self._life
+        life.acquire()
+        try:
             self.users -= 1
             release = self.users == 0 and self.close_pending
             if release:
                 self.closed = True
+        finally:
+            life.release()
         if release:
             self._release()
 
@@ -747,28 +947,38 @@ class Loop:
 
         While a thread is inside ``run()`` the loop keeps serving and the
         close is left to the last thread leaving.  True if closed now."""
-        with self._life:
+        life = self._life
+        life.acquire()
+        try:
             if self.closed:
                 return True
             if self.users:
                 self.close_pending = True
                 return False
             self.closed = True
+        finally:
+            life.release()
         self._release()
         return True
 
     def _release(self):
         # closed is set and nobody is inside: only forget() can still be
         # here, and it checks closed under the guard
-        with self.guard:
+        guard = self.guard
+        guard.acquire()
+        try:
             self.poller.close()
             self.entries.clear()
             self.polled.clear()
             self.always.clear()
+        finally:
+            guard.release()
 
     # ---- kernel interest
 
     def _set_kernel(self, entry, mask):
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
         old = entry.kmask
         if mask == old or self.closed:
             return
@@ -818,10 +1028,18 @@ class Loop:
             return
         self.poller.close()
         self.poller = make_poller(self.backend)
+        map = self.map
         for entry in list(self.entries.values()):
             mask = entry.kmask
             if mask and not entry.always:
                 entry.kmask = 0
+                obj = entry.obj
+                if obj is None or map.get(entry.fd) is not obj:
+                    # closed by another thread since the last flush: its fd
+                    # may be anyone's now, even the new poller's own; the
+                    # next flush drops the entry
+                    self.dirty.add(entry.fd)
+                    continue
                 self._set_kernel(entry, mask)
 
     # ---- interest of one channel
@@ -839,6 +1057,8 @@ class Loop:
 
     def _interest(self, entry, now):
         """Ask the channel what it wants; returns a kernel mask."""
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
         obj = entry.obj
         if entry.closed_once or obj is None:
             return 0
@@ -847,9 +1067,9 @@ class Loop:
             wants_write = obj.writable()
             mask = 0
             if wants_read and entry.paused_until <= now:
-                mask = WANT_READ
+                mask = _WANT_READ
             if wants_write and not obj.accepting:
-                mask |= WANT_WRITE
+                mask |= _WANT_WRITE
             return mask
         except self.reraised:
             raise
@@ -880,12 +1100,18 @@ class Loop:
         self.always.pop(fd, None)
 
     def _flush(self, now):
-        # other threads add to dirty without a lock (note, touch), and in
-        # Python may still hold this set after a swap: work on a snapshot
-        # and remove exactly it, never iterate the live set
+        # other threads add to dirty without a lock (note, touch)
         dirty = self.dirty
-        todo = list(dirty)
-        dirty.difference_update(todo)
+        if cython.compiled:
+            # they add in one step under the GIL: none can still hold the
+            # set taken out, so swapping is safe
+            self.dirty = set()
+            todo = dirty
+        else:
+            # in Python one may still hold it after a swap: work on a
+            # snapshot and remove exactly it, never iterate the live set
+            todo = list(dirty)
+            dirty.difference_update(todo)
         map = self.map
         entries = self.entries
         for fd in todo:
@@ -947,6 +1173,8 @@ class Loop:
 
     def _close_channel(self, entry):
         """The loop's own handle_close call: at most once per channel."""
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
         obj = entry.obj
         fd = entry.fd
         if obj is None:
@@ -993,9 +1221,17 @@ class Loop:
     def _deliver(self, entry, kind, now):
         """Call one handle_*_event (``kind``: DELIVER_READ/WRITE/EXPT); True
         if the channel is still there."""
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
         obj = entry.obj
         try:
-            getattr(obj, _EVENT_METHODS[kind])()
+            # method calls by name: no bound method object per event
+            if kind == _DELIVER_READ:
+                obj.handle_read_event()
+            elif kind == _DELIVER_WRITE:
+                obj.handle_write_event()
+            else:
+                obj.handle_expt_event()
         except self.reraised:
             raise
         except OSError as err:
@@ -1017,6 +1253,8 @@ class Loop:
 
     def _dispatch(self, entry, ev, now):
         """Deliver one fd's events, in the order read, write, expt, close."""
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
         obj = entry.obj
         fd = entry.fd
         if obj is None or not entry.kmask or self.map.get(fd) is not obj:
@@ -1027,20 +1265,20 @@ class Loop:
         if not entry.polled:
             self.dirty.add(fd)
         read_done = False
-        if ev & (EV_IN | EV_HUP | EV_ERR) and entry.kmask & EV_IN:
-            if not self._deliver(entry, DELIVER_READ, now):
+        if ev & (_IN | _HUP | _ERR) and entry.kmask & _IN:
+            if not self._deliver(entry, _DELIVER_READ, now):
                 return
             read_done = True
             if entry.backoff and entry.paused_until <= now:
                 entry.backoff = 0.0
-        if ev & EV_OUT:
-            if not self._deliver(entry, DELIVER_WRITE, now):
+        if ev & _OUT:
+            if not self._deliver(entry, _DELIVER_WRITE, now):
                 return
-        if ev & EV_PRI:
+        if ev & _PRI:
             if not self._deliver(entry, DELIVER_EXPT, now):
                 return
-        if ev & EV_GONE:
-            if ev & EV_NVAL or not read_done or _pending_bytes(fd) <= 0:
+        if ev & _GONE:
+            if ev & _NVAL or not read_done or _pending_bytes(fd) <= 0:
                 self._close_channel(entry)
             # else: data arrived with the hang-up; read it on the next pass
 
@@ -1050,16 +1288,28 @@ class Loop:
         """One pass: sync interest, wait, dispatch, run due timers.
 
         Holds ``lock`` throughout and ``guard`` except for the kernel wait."""
-        with self.lock:
-            with self.guard:
+        # local references: the fork path may replace the attributes
+        lock = self.lock
+        guard = self.guard
+        lock.acquire()
+        try:
+            guard.acquire()
+            try:
                 if self.closed:
                     return
                 wait = self._sync(timeout)
                 poller = self.poller
+            finally:
+                guard.release()
             events = poller.poll(wait)
-            with self.guard:
+            guard.acquire()
+            try:
                 if not self.closed:  # (only a run_once() outside run() can see it)
                     self._process(events)
+            finally:
+                guard.release()
+        finally:
+            lock.release()
 
     def _sync(self, timeout):
         # tell the kernel what changed; returns how long the wait may be
@@ -1072,6 +1322,8 @@ class Loop:
         if self.polled:
             map = self.map
             for entry in list(self.polled.values()):
+                if entry is None:  # (put there from Python)
+                    raise TypeError(_NO_ENTRY)
                 obj = entry.obj
                 if obj is not None and map.get(entry.fd) is obj:
                     self._set_kernel(entry, self._interest(entry, now))
@@ -1094,7 +1346,9 @@ class Loop:
             self._dispatch(entry, ev, now)
         if self.always:
             for entry in list(self.always.values()):
-                self._dispatch(entry, entry.kmask & (EV_IN | EV_OUT), now)
+                if entry is None:
+                    raise TypeError(_NO_ENTRY)
+                self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
         if self.timers.heap:
             self.timers.run_due(_monotonic(), self.reraised)
 

@@ -11,7 +11,7 @@ are listed in the README.
 from collections import deque
 
 from . import asyncore
-from ._impl import chat_kernels as _kernels
+from ._impl import chat_impl as _kernels
 
 __all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge"]
 
@@ -20,6 +20,7 @@ find_prefix_at_end = _kernels.find_prefix_at_end
 _InputState = _kernels.InputState
 _OutputState = _kernels.OutputState
 _kernels.set_loop_hook(asyncore._loop_touch)
+_kernels.set_dispatcher_class(asyncore.dispatcher)
 
 # async_chat methods that are kernel functions bound into the class
 _KERNEL_METHODS = (
@@ -107,7 +108,7 @@ class async_chat(asyncore.dispatcher):
         raise NotImplementedError("must be implemented in subclass")
 
     # hot methods are kernel functions bound into the class (overridable
-    # like any method); _use_use_impl() rebinds them
+    # like any method); _use_impl() rebinds them
     set_terminator = _kernels.chat_set_terminator
     _collect_incoming_data = _kernels.chat__collect_incoming_data
     _get_data = _kernels.chat__get_data
@@ -152,6 +153,11 @@ class async_chat(asyncore.dispatcher):
         self._ac_out_queued = 0
 
 
+# async_chat's readable()/writable() are state-driven: tell the loop (which
+# then asks them only after the channel ran or was touched)
+asyncore._register_predicates(readable=async_chat.readable, writable=async_chat.writable)
+
+
 class simple_producer:
     """A producer handing out ``data`` in pieces of ``buffer_size``."""
 
@@ -186,5 +192,6 @@ def _use_impl(module):
     async_chat.terminator = module.terminator_slot
     async_chat.socket = module.socket_slot
     module.set_loop_hook(asyncore._loop_touch)
-    asyncore._use_kernels(module)
+    module.set_dispatcher_class(asyncore.dispatcher)
+    asyncore._register_predicates(readable=async_chat.readable, writable=async_chat.writable)
     return previous

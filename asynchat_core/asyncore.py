@@ -30,8 +30,9 @@ from errno import (
     errorcode,
 )
 
-from ._impl import chat_kernels as _kernels
-from ._impl import loop_kernels as _loopk
+from . import _runner
+from ._impl import loop_impl as _loop_impl
+from ._runner import available_backends, call_later, set_idle_timeout
 
 __all__ = [
     "ExitNow", "available_backends", "call_later", "close_all", "compact_traceback", "dispatcher",
@@ -42,7 +43,7 @@ if os.name == "posix":
     __all__ += ["file_dispatcher", "file_wrapper"]
 
 # errnos meaning "the peer is gone": they close the channel, not report it
-_DISCONNECTED = _kernels.DISCONNECTED
+_DISCONNECTED = _loop_impl.DISCONNECTED
 
 socket_map = {}
 
@@ -179,145 +180,58 @@ poll3 = poll2  # old alias kept for compatibility
 
 # ------------------------------------------------------------------ the loop
 #
-# loop() keeps one persistent _loopk.Loop per socket map (see _loop_py.py):
-# interest stays registered in the kernel and changes only when it changes.
-# poll()/poll2()/readwrite() above are the stdlib's one-shot passes, kept
-# exactly as they were (CPython's own tests call them directly).
+# loop() runs the map's persistent Loop, kept by _runner (see _loop_py.py):
+# interest stays registered in the OS kernel and changes only when it
+# changes.  poll()/poll2()/readwrite() above are the stdlib's one-shot
+# passes, kept exactly as they were (CPython's own tests call them directly).
 
 #: Backend used when ``loop()`` is given none: a name from
 #: ``available_backends()``, ``"legacy"`` (the stdlib's poll()/poll2()
 #: passes, bugs included), or None for the best available.
 default_backend = None
 
-_timers = _loopk.TimerQueue()
-_loops = {}  # id(map) -> Loop; bounded, oldest idle one dropped first
-_MAX_LOOPS = 8
-_known_predicates = None
-# Guards _loops: every thread looping one map must get the same Loop, whose
-# lock serialises their passes.  Lock order: _loops_lock, then a Loop's own
-# (close() may take its guard, which no thread holds while it waits here:
-# a loop being released has no thread inside it).
-_loops_lock = threading.Lock()
-
-
-def _new_loops_lock():
-    global _loops_lock
-    _loops_lock = threading.Lock()  # a forked child: the holder may be gone
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_loops_lock)
-
-
-def available_backends():
-    """Names of the event backends usable here, best first."""
-    return _loopk.available_backends()
+_runner.reraised = _reraised_exceptions
+_register_predicates = _runner.register_predicates
+# hooks dispatcher and asynchat call
+_loop_note = _runner.loop_note
+_loop_forget = _runner.loop_forget
+_loop_touch = _runner.loop_touch
 
 
 def _choose_backend(backend, use_poll):
     if backend is None:
         backend = default_backend
     if backend is None:
-        backend = _loopk.best_backend()
+        backend = _runner.best_backend()
         if backend == "select" and use_poll and hasattr(select, "poll"):
             backend = "poll"
     return backend
 
 
-def _predicates():
-    global _known_predicates
-    if _known_predicates is None:
-        from . import asynchat  # imported lazily: asynchat imports us
-
-        chat = asynchat.async_chat
-        _known_predicates = (
-            frozenset({dispatcher.readable, chat.readable}),
-            frozenset({dispatcher.writable, dispatcher_with_send.writable, chat.writable}),
-        )
-    return _known_predicates
-
-
-def _get_loop(map, backend):
-    key = id(map)
-    with _loops_lock:
-        lp = _loops.get(key)
-        if lp is not None:
-            if not lp.closed and lp.users:
-                return lp  # another thread is looping this map: share its Loop
-            if (lp.map is map and lp.backend == backend and not lp.closed
-                    and type(lp) is _loopk.Loop and lp.timers is _timers):
-                return lp
-            if not lp.close():
-                return lp  # a thread entered it meanwhile
-            del _loops[key]
-        if len(_loops) >= _MAX_LOOPS:
-            for old in list(_loops):
-                if len(_loops) < _MAX_LOOPS:
-                    break
-                # a loop in use is kept (and counted); close() rechecks
-                if not _loops[old].users and _loops[old].close():
-                    del _loops[old]
-        readable, writable = _predicates()
-        lp = _loopk.Loop(map, backend, _timers, readable, writable,
-                         _reraised_exceptions, _DISCONNECTED)
-        _loops[key] = lp
-        return lp
-
-
-_DISPATCHER_KERNELS = (
+# dispatcher methods that are loop-module functions bound into the class
+_IMPL_METHODS = (
     "send", "recv", "readable", "writable", "handle_read_event", "handle_write_event",
 )
 
 
-def _use_kernels(module):
-    """Rebind dispatcher's kernel methods to ``module`` (see asynchat._use_kernels)."""
-    global _kernels, _known_predicates
-    _kernels = module
-    module.set_dispatcher_class(dispatcher)
-    for name in _DISPATCHER_KERNELS:
-        setattr(dispatcher, name, getattr(module, "chan_" + name))
-    _known_predicates = None  # the loops know the previous functions
-    with _loops_lock:
-        for key in list(_loops):
-            # one in use goes on (it asks the unknown predicates every
-            # pass) and closes when its last thread leaves
-            if _loops[key].close():
-                del _loops[key]
+def _use_impl(module):
+    """Switch to the loop module ``module`` (``_loop_py`` or ``_loop_c``):
+    dispatcher's hot methods, and the loops and timers made from now on
+    (pending timers are dropped); returns the module used before.  For tests
+    and benchmarks that compare both builds in one process."""
+    global _loop_impl
+    previous = _loop_impl
+    _loop_impl = module
+    for name in _IMPL_METHODS:
+        setattr(dispatcher, name, getattr(module, "dispatcher_" + name))
+    _runner.use_impl(module)
+    _register_own_predicates()  # releases the loops, which know the old ones
+    return previous
 
 
-def _loop_note(map, fd):
-    """Hook for add_channel: the entry at ``fd`` of ``map`` changed."""
-    lp = _loops.get(id(map))
-    if lp is not None and lp.map is map:
-        lp.note(fd)
-
-
-def _loop_forget(map, fd, obj):
-    """Hook for del_channel, called while ``obj``'s descriptor is open."""
-    lp = _loops.get(id(map))
-    if lp is not None and lp.map is map:
-        lp.forget(fd, obj)
-        if len(map) == 1:
-            _discard_loop(map)  # about to be empty: release the kernel object
-
-
-def _discard_loop(map):
-    # closes now, or (a thread is inside) when the last one leaves; until
-    # then the Loop stays in _loops so that new loop() calls share it
-    with _loops_lock:
-        lp = _loops.get(id(map))
-        if lp is not None and lp.map is map and lp.close():
-            del _loops[id(map)]
-
-
-def _loop_touch(obj):
-    """Hook for push()/send(): ``obj``'s writable() may have changed."""
-    map = getattr(obj, "_map", None)
-    if map is None:
-        return
-    lp = _loops.get(id(map))
-    if lp is not None and lp.map is map:
-        lp.touch(obj._fileno, obj)
+def _register_own_predicates():
+    _register_predicates(readable=dispatcher.readable,
+                         writable=(dispatcher.writable, dispatcher_with_send.writable))
 
 
 def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
@@ -352,15 +266,15 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
     if name == "legacy":
         _legacy_loop(timeout, use_poll, map, count)
         return
-    lp = _get_loop(map, name)
+    lp = _runner.get_loop(map, name)
     count = lp.run(timeout, count)
     # closed before this thread got in (another loop() replaced it): go on
     # with the map's current Loop
-    while lp.closed and (map or _timers.live > 0) and (count is None or count > 0):
-        lp = _get_loop(map, name)
+    while lp.closed and (map or _runner.timers_pending()) and (count is None or count > 0):
+        lp = _runner.get_loop(map, name)
         count = lp.run(timeout, count)
     if not map:
-        _discard_loop(map)  # nothing registered: keep no descriptor open
+        _runner.discard_loop(map)  # nothing registered: keep no descriptor open
 
 
 def _legacy_loop(timeout, use_poll, map, count):
@@ -376,71 +290,6 @@ def _legacy_loop(timeout, use_poll, map, count):
         while map and count > 0:
             one_pass(timeout, map)
             count = count - 1
-
-
-def call_later(delay, callback, *args):
-    """Run ``callback(*args)`` from ``loop()`` after ``delay`` seconds.
-
-    Returns a handle whose ``cancel()`` drops the call.  Timers are shared
-    by every loop() in the process (call this from the loop's thread); a
-    pending timer keeps ``loop()`` running even with an empty map.  An
-    exception raised by the callback is reported on stderr and the loop
-    goes on (ExitNow, KeyboardInterrupt and SystemExit propagate).
-    """
-    return _timers.call_later(delay, callback, args)
-
-
-def set_idle_timeout(channel, seconds, callback=None):
-    """Call ``callback(channel)`` once ``channel`` saw no traffic for
-    ``seconds`` (default callback: ``channel.handle_close()``).
-
-    Traffic is any event the loop delivers to the channel, and any
-    ``push``/``send`` on it.  If the callback leaves the channel open it
-    fires again after another idle period.  ``seconds=None`` removes the
-    timeout.  Idle timeouts do not keep ``loop()`` running by themselves.
-    """
-    old = getattr(channel, "_idle_watch", None)
-    if old is not None and old.handle is not None:
-        old.handle.cancel()
-    channel._idle_watch = None
-    watch = None
-    if seconds is not None:
-        seconds = float(seconds)
-        watch = _loopk.IdleWatch(channel, seconds, callback, time.monotonic())
-        channel._idle_watch = watch
-        watch.handle = _timers.call_at(watch.last + seconds, _idle_check, (watch,), False)
-    map = getattr(channel, "_map", None)
-    lp = _loops.get(id(map)) if map is not None else None
-    if lp is not None and lp.map is map:
-        lp.set_watch(channel._fileno, channel, watch)
-
-
-def _idle_check(watch):
-    channel = watch.channel
-    watch.handle = None
-    if getattr(channel, "_idle_watch", None) is not watch:
-        return
-    fd = getattr(channel, "_fileno", None)
-    map = getattr(channel, "_map", None)
-    if fd is None or map is None or map.get(fd) is not channel:
-        channel._idle_watch = None  # closed: nothing to watch
-        return
-    now = time.monotonic()
-    due = watch.last + watch.timeout
-    if due > now:
-        watch.handle = _timers.call_at(due, _idle_check, (watch,), False)
-        return
-    watch.last = now
-    watch.handle = _timers.call_at(now + watch.timeout, _idle_check, (watch,), False)
-    try:
-        if watch.callback is None:
-            channel.handle_close()
-        else:
-            watch.callback(channel)
-    except _reraised_exceptions:
-        raise
-    except:  # noqa: E722 - the channel's own error path
-        channel.handle_error()
 
 
 class dispatcher:
@@ -580,15 +429,15 @@ class dispatcher:
             raise
         return conn, addr
 
-    # hot methods: kernel functions bound into the class (overridable like
+    # hot methods: loop-module functions bound into the class (overridable like
     # any method), so the library's own code runs no Python frame per event
-    send = _kernels.chan_send
-    recv = _kernels.chan_recv
+    send = _loop_impl.dispatcher_send
+    recv = _loop_impl.dispatcher_recv
     # the predicates the loop asks (when overridden: every pass)
-    readable = _kernels.chan_readable
-    writable = _kernels.chan_writable
-    handle_read_event = _kernels.chan_handle_read_event
-    handle_write_event = _kernels.chan_handle_write_event
+    readable = _loop_impl.dispatcher_readable
+    writable = _loop_impl.dispatcher_writable
+    handle_read_event = _loop_impl.dispatcher_handle_read_event
+    handle_write_event = _loop_impl.dispatcher_handle_write_event
 
     def close(self):
         """Unregister the channel and close its socket."""
@@ -709,9 +558,6 @@ class dispatcher:
         self.close()
 
 
-_kernels.set_dispatcher_class(dispatcher)
-
-
 class dispatcher_with_send(dispatcher):
     """A dispatcher whose ``send()`` buffers output until it can be written."""
 
@@ -740,6 +586,11 @@ class dispatcher_with_send(dispatcher):
         self.initiate_send()
         if self.out_buffer:
             _loop_touch(self)  # the rest waits for write interest
+
+
+# dispatcher's and dispatcher_with_send's readable()/writable() are
+# state-driven (asynchat registers async_chat's when it loads)
+_register_own_predicates()
 
 
 def compact_traceback():

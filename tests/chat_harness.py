@@ -11,11 +11,13 @@ against asynchat_core bound to each kernel module; the tests compare logs.
 """
 import contextlib
 import errno
+import importlib
 import sys
 import warnings
 
 from asynchat_core import _chat_py
 from asynchat_core import asynchat as ac_asynchat
+from asynchat_core import asyncore as ac_asyncore
 
 std_asynchat = None
 if sys.version_info < (3, 12):  # on 3.12+ "asynchat" may be a PyPI backport
@@ -45,9 +47,13 @@ def bound_kernels(name):
         return
     module = kernel_module(name)
     previous = ac_asynchat._use_impl(module)
+    # the loop module of the same build into asyncore.dispatcher
+    loop_module = importlib.import_module(module.__name__.replace("._chat_", "._loop_"))
+    previous_loop = ac_asyncore._use_impl(loop_module)
     try:
         yield module
     finally:
+        ac_asyncore._use_impl(previous_loop)
         ac_asynchat._use_impl(previous)
 
 

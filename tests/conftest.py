@@ -11,8 +11,9 @@ import os
 import pytest
 
 import asynchat_core
-from asynchat_core import _chat_py, _impl
+from asynchat_core import _chat_py, _impl, _loop_py
 from asynchat_core import asynchat as ac_asynchat
+from asynchat_core import asyncore as ac_asyncore
 
 KERNEL_NAMES = ["python", "cython"]
 
@@ -23,6 +24,14 @@ def _kernel_module(name):
     from asynchat_core import _chat_c  # no fallback: a missing build must fail
 
     return _chat_c
+
+
+def _loop_module(name):
+    if name == "python":
+        return _loop_py
+    from asynchat_core import _loop_c  # no fallback: a missing build must fail
+
+    return _loop_c
 
 
 def pytest_report_header(config):
@@ -47,10 +56,17 @@ def pytest_sessionstart(session):
 
 @pytest.fixture(params=KERNEL_NAMES)
 def kernels(request):
-    """The kernel module under test, bound into asynchat_core.asynchat."""
+    """The chat module under test, bound into asynchat_core.asynchat (and
+    the loop module of the same build into asyncore.dispatcher)."""
     module = _kernel_module(request.param)
     previous = ac_asynchat._use_impl(module)
-    request.addfinalizer(lambda: ac_asynchat._use_impl(previous))
+    previous_loop = ac_asyncore._use_impl(_loop_module(request.param))
+
+    def restore():
+        ac_asyncore._use_impl(previous_loop)
+        ac_asynchat._use_impl(previous)
+
+    request.addfinalizer(restore)
     return module
 
 

@@ -50,10 +50,10 @@ from collections import deque
 from pathlib import Path
 
 import asynchat_core
-from asynchat_core import _impl, asynchat, asyncore
+from asynchat_core import _impl, _runner, asynchat, asyncore
 
-CHAT = _impl.chat_kernels
-LOOP = _impl.loop_kernels
+CHAT = _impl.chat_impl
+LOOP = _impl.loop_impl
 MODULES = {"chat": CHAT, "loop": LOOP}
 HERE = Path(__file__).resolve().parent
 
@@ -95,7 +95,7 @@ class Ctx:
 
     # the objects ops name
     def loop(self):
-        loops = getattr(asyncore, "_loops", None)
+        loops = getattr(_runner, "_loops", None)
         return loops.get(id(self.map)) if isinstance(loops, dict) else None
 
     def fds(self):
@@ -126,7 +126,7 @@ class Ctx:
                 return next(iter(entries.values()))
             return None
         if name == "timers":
-            return getattr(asyncore, "_timers", None)
+            return getattr(_runner, "_timers", None)
         if name.startswith("cls:"):
             return self.classes.get(name[4:])
         return None
@@ -457,7 +457,7 @@ def _values():
         "live_sock": lambda c: c.sock, "live_peer": lambda c: c.peer,
         "closed_sock": _closed_sock, "live_fifo": lambda c: _peek(c.chat, "producer_fifo"),
         "live_map": lambda c: c.map, "live_loop": lambda c: c.loop(),
-        "live_timers": lambda c: getattr(asyncore, "_timers", None),
+        "live_timers": lambda c: getattr(_runner, "_timers", None),
         "fresh_entry": _entry, "entry_new": lambda c: _new_of("loop", "Entry"),
         "loop_new": lambda c: _new_of("loop", "Loop"),
         "timerq_new": lambda c: _new_of("loop", "TimerQueue"),
@@ -740,8 +740,8 @@ def teardown(ctx):
             pass
         finally:
             _arm(False)
-    discard = getattr(asyncore, "_discard_loop", None)
-    loops = getattr(asyncore, "_loops", None)
+    discard = getattr(_runner, "discard_loop", None)
+    loops = getattr(_runner, "_loops", None)
     try:
         if discard is not None:
             discard(ctx.map)
@@ -767,7 +767,7 @@ def _restore_globals():
         fn = getattr(CHAT, name, None)
         if fn is not None and arg is not None:
             fn(arg)
-    timers = getattr(asyncore, "_timers", None)
+    timers = getattr(_runner, "_timers", None)
     if timers is not None:
         for name, val in (("heap", []), ("live", 0)):
             try:
@@ -803,7 +803,7 @@ def _kernel_instance(ctx, modkey, clsname, source):
     if source == "new":
         return cls.__new__(cls)
     if source == "live":
-        pool = [_peek(ctx.chat, "_ac_in"), ctx.loop(), getattr(asyncore, "_timers", None),
+        pool = [_peek(ctx.chat, "_ac_in"), ctx.loop(), getattr(_runner, "_timers", None),
                 getattr(ctx.loop(), "poller", None), getattr(CHAT, "terminator_slot", None)]
         lp = ctx.loop()
         if lp is not None and isinstance(getattr(lp, "entries", None), dict):
@@ -815,7 +815,7 @@ def _kernel_instance(ctx, modkey, clsname, source):
         return cls.__new__(cls)
     # "fresh": constructed with sensible arguments
     fresh = {
-        "Loop": lambda: cls(ctx.map, "poll", getattr(asyncore, "_timers", None), (), (),
+        "Loop": lambda: cls(ctx.map, "poll", getattr(_runner, "_timers", None), (), (),
                             (SystemExit,), ()),
         "Entry": lambda: cls(ctx.fds()[0], ctx.chat),
         "TimerHandle": lambda: cls(0.0, 1, _fn(ctx, "none"), (), True, None),

@@ -298,7 +298,7 @@ def test_children_inherit_sanitizer_environment(tmp_path):
 PRELUDE = r'''
 import socket, sys
 from asynchat_core import _impl, asynchat, asyncore
-K, L = _impl.chat_kernels, _impl.loop_kernels
+K, L = _impl.chat_impl, _impl.loop_impl
 sizes = []
 class C(asynchat.async_chat):
     def collect_incoming_data(self, data): sizes.append(len(data))

@@ -151,7 +151,7 @@ def test_no_extensions_env_var(value, expected):
     out = run_python("""
         import asynchat_core
         from asynchat_core import asynchat, _impl
-        kernels = _impl.chat_kernels.__name__.rsplit(".", 1)[1]
+        kernels = _impl.chat_impl.__name__.rsplit(".", 1)[1]
         print(asynchat_core.IMPLEMENTATION, kernels)
     """, env)
     assert out == "%s %s" % (expected, "_chat_c" if expected == "cython" else "_chat_py")

@@ -13,7 +13,7 @@ import types
 
 import pytest
 
-from asynchat_core import _loop_py, asyncore
+from asynchat_core import _loop_py, _runner, asyncore
 from asynchat_core import asynchat
 
 BACKENDS = [b for b in ("epoll", "kqueue", "poll", "select")
@@ -32,9 +32,9 @@ def _twin(name):
 def twin(request, monkeypatch):
     """Bind asyncore's loop to one twin, with fresh timers and loop cache."""
     module = _twin(request.param)
-    monkeypatch.setattr(asyncore, "_loopk", module)
-    monkeypatch.setattr(asyncore, "_timers", module.TimerQueue())
-    monkeypatch.setattr(asyncore, "_loops", {})
+    monkeypatch.setattr(_runner, "_loop_impl", module)
+    monkeypatch.setattr(_runner, "_timers", module.TimerQueue())
+    monkeypatch.setattr(_runner, "_loops", {})
     return module
 
 
@@ -384,9 +384,9 @@ def test_instance_attribute_predicate_honoured(backend, cmap):
 
 
 def test_idle_state_driven_channels_cost_nothing(cmap, monkeypatch):
-    monkeypatch.setattr(asyncore, "_loopk", _loop_py)
-    monkeypatch.setattr(asyncore, "_timers", _loop_py.TimerQueue())
-    monkeypatch.setattr(asyncore, "_loops", {})
+    monkeypatch.setattr(_runner, "_loop_impl", _loop_py)
+    monkeypatch.setattr(_runner, "_timers", _loop_py.TimerQueue())
+    monkeypatch.setattr(_runner, "_loops", {})
     asked = []
     real = _loop_py.Loop._interest
 
@@ -501,7 +501,7 @@ def test_timer_order_cancel_and_errors(twin, capsys):
     assert order == ["a", "b1", "b2", "boom", "c"]
     assert 0.025 <= elapsed < 1.0  # slept between timers, no 30 s wait
     assert "timer broke" in capsys.readouterr().err
-    assert not asyncore._timers.pending()
+    assert not _runner._timers.pending()
 
 
 def test_timer_cuts_poll_timeout_and_count(backend, cmap):
@@ -568,7 +568,7 @@ def test_legacy_backend_and_default_setting(twin, monkeypatch):
     monkeypatch.setattr(asyncore, "default_backend", "poll")
     b.send(b"y")
     asyncore.loop(timeout=0.1, map=m, count=1)
-    assert asyncore._loops[id(m)].backend == "poll"
+    assert _runner._loops[id(m)].backend == "poll"
     assert reader.data == [b"x", b"y"]
     with pytest.raises(ValueError):
         asyncore.loop(timeout=0, map=m, count=1, backend="nonesuch")
@@ -582,13 +582,13 @@ def test_fork_child_gets_own_kernel_set(twin):
     a, b = socket.socketpair()
     Reader(a, m)
     asyncore.loop(timeout=0, map=m, count=1, backend=BACKENDS[0])
-    parent_poller = asyncore._loops[id(m)].poller
+    parent_poller = _runner._loops[id(m)].poller
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         code = 1
         try:
             asyncore.loop(timeout=0, map=m, count=1, backend=BACKENDS[0])
-            code = 0 if asyncore._loops[id(m)].poller is not parent_poller else 2
+            code = 0 if _runner._loops[id(m)].poller is not parent_poller else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)

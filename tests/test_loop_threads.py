@@ -18,7 +18,7 @@ import traceback
 
 import pytest
 
-from asynchat_core import _loop_py, asynchat, asyncore
+from asynchat_core import _loop_py, _runner, asynchat, asyncore
 
 BACKENDS = [b for b in ("epoll", "kqueue", "poll", "select")
             if b in _loop_py.available_backends()]
@@ -36,9 +36,9 @@ def _twin(name):
 def twin(request, monkeypatch):
     """Bind asyncore's loop to one twin, with fresh timers and loop cache."""
     module = _twin(request.param)
-    monkeypatch.setattr(asyncore, "_loopk", module)
-    monkeypatch.setattr(asyncore, "_timers", module.TimerQueue())
-    monkeypatch.setattr(asyncore, "_loops", {})
+    monkeypatch.setattr(_runner, "_loop_impl", module)
+    monkeypatch.setattr(_runner, "_timers", module.TimerQueue())
+    monkeypatch.setattr(_runner, "_loops", {})
     return module
 
 
@@ -341,8 +341,8 @@ def test_passes_take_turns(backend):
     first = Looper(m, backend, stop, timeout=0.01)
     first.start()
     try:
-        _until(lambda: asyncore._loops.get(id(m)) is not None, what="first loop")
-        lp = asyncore._loops[id(m)]
+        _until(lambda: _runner._loops.get(id(m)) is not None, what="first loop")
+        lp = _runner._loops[id(m)]
         start = time.monotonic()
         before = lp.passes
         asyncore.loop(timeout=0.01, map=m, backend=backend, count=5)
@@ -350,7 +350,7 @@ def test_passes_take_turns(backend):
         # passes, not an unbounded run of them
         assert lp.passes - before <= 5 * 2 + 2
         assert time.monotonic() - start < 2.0
-        assert asyncore._loops[id(m)] is lp  # the same Loop served both
+        assert _runner._loops[id(m)] is lp  # the same Loop served both
     finally:
         stop.set()
         _join([first])
@@ -438,7 +438,7 @@ class PollSpy:
 
 def _loop_with_spy(m, backend, hold, timeout):
     asyncore.loop(timeout=0, map=m, backend=backend, count=1)  # registered
-    lp = asyncore._loops[id(m)]
+    lp = _runner._loops[id(m)]
     spy = PollSpy(lp.poller, hold)
     lp.poller = spy
     looper = Looper(m, backend, timeout=timeout)
@@ -449,6 +449,41 @@ def _loop_with_spy(m, backend, hold, timeout):
 
 def _pairs(n):
     return [socket.socketpair() for _ in range(n)]
+
+
+def test_rebuild_skips_a_channel_another_thread_closed(backend):
+    """A channel closed by another thread during a dispatch is only unhooked
+    (forget() cannot take the guard) and its fd is free; a rebuild of the
+    kernel set before the next flush makes a new epoll, which takes that
+    lowest free fd.  The rebuild must not register the forgotten entry (on
+    epoll: EINVAL, the new epoll's own fd; elsewhere: a stranger's fd)."""
+    m = {}
+    mon = Monitor()
+    (a1, b1), (a2, b2) = _pairs(2)
+    victim = Sink(a1, m, mon)
+    keeper = Sink(a2, m, mon)
+    asyncore.loop(timeout=0, map=m, backend=backend, count=1)
+    lp = _runner._loops[id(m)]
+    lp.guard.acquire()  # as during a dispatch in this thread
+    try:
+        closer = threading.Thread(target=victim.close)
+        closer.start()
+        closer.join(5.0)
+        assert victim.forgotten
+        # the race: a pass found a stale fd and rebuilds after its flush,
+        # and the close landed between the two
+        lp._rebuild()  # must not raise
+    finally:
+        lp.guard.release()
+    b2.send(b"still served")
+    try:
+        asyncore.loop(timeout=0.05, map=m, backend=backend, count=5)
+        assert b"".join(keeper.data) == b"still served"
+    finally:
+        keeper.close()
+        b1.close()
+        b2.close()
+    assert mon.problems == []
 
 
 def test_close_all_before_kernel_wait(backend):
@@ -465,7 +500,7 @@ def test_close_all_before_kernel_wait(backend):
         chan.close()
     assert not m
     assert not lp.closed and lp.close_pending  # deferred: a thread is inside
-    assert asyncore._loops.get(id(m)) is lp
+    assert _runner._loops.get(id(m)) is lp
     spy.go.set()
     _join([looper])
     assert lp.closed and lp.users == 0
@@ -651,7 +686,7 @@ def test_map_empties_while_second_thread_waits_for_pass(backend):
     spy.go.set()
     _join([first, second])
     assert lp.closed and lp.users == 0
-    assert asyncore._loops.get(id(m)) is None
+    assert _runner._loops.get(id(m)) is None
     assert mon.problems == []
     b.close()
 
@@ -659,7 +694,7 @@ def test_map_empties_while_second_thread_waits_for_pass(backend):
 def test_loop_in_use_is_not_evicted_or_replaced(backend, monkeypatch):
     """Eviction (more maps than _MAX_LOOPS), a kernel switch and a loop()
     asking for another backend leave a Loop in use serving its thread."""
-    monkeypatch.setattr(asyncore, "_MAX_LOOPS", 2)
+    monkeypatch.setattr(_runner, "_MAX_LOOPS", 2)
     m = {}
     mon = Monitor()
     a, b = socket.socketpair()
@@ -672,9 +707,9 @@ def test_loop_in_use_is_not_evicted_or_replaced(backend, monkeypatch):
             x, y = socket.socketpair()
             others.append((om, Sink(x, om, mon), y))
             asyncore.loop(timeout=0, map=om, backend=backend, count=1)
-        assert asyncore._loops.get(id(m)) is lp and not lp.close_pending
-        asyncore._use_kernels(asyncore._kernels)  # closes loops not in use
-        assert asyncore._loops.get(id(m)) is lp and lp.close_pending
+        assert _runner._loops.get(id(m)) is lp and not lp.close_pending
+        asyncore._use_impl(asyncore._loop_impl)  # closes loops not in use
+        assert _runner._loops.get(id(m)) is lp and lp.close_pending
         assert not lp.closed
         other = "select" if backend != "select" else BACKENDS[0]
         joined = Looper(m, other, timeout=0.02)
@@ -704,7 +739,7 @@ def test_handler_empties_map_mid_pass(backend):
     pairs = _pairs(3)
     chans = [Sink(a, m, mon) for a, _ in pairs]
     asyncore.loop(timeout=0, map=m, backend=backend, count=1)
-    lp = asyncore._loops[id(m)]
+    lp = _runner._loops[id(m)]
     for _, b in pairs:
         b.close()  # EOF for every channel in one pass
     asyncore.loop(timeout=1.0, map=m, backend=backend)

@@ -29,6 +29,7 @@ from asynchat_core._cbits cimport PyThread_allocate_lock as lock_new
 from asynchat_core._cbits cimport PyThread_free_lock as lock_free
 from asynchat_core._cbits cimport PyThread_get_thread_ident as thread_ident
 from asynchat_core._cbits cimport PyThread_release_lock as lock_release
+from asynchat_core._loop_c cimport sock_send
 
 cdef object _UNSET
 cdef object _terminator_slot
@@ -37,6 +38,7 @@ cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
 cdef object _BYTES_LIKE
 cdef object _loop_hook
 cdef object _dispatcher_class
+cdef object dispatcher_send
 
 
 cdef class TerminatorSlot:

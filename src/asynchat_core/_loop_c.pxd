@@ -1,0 +1,107 @@
+# Types for asynchat_core/_loop_py.py compiled as asynchat_core._loop_c
+# (setup.py PURE_MODE copies it to src/asynchat_core/_loop_c.py, beside this
+# augmenting .pxd).  Declarations only: the logic is in _loop_py.py.
+import cython
+
+from asynchat_core._cbits cimport ac_enter, ac_leave
+from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
+
+# event bits and deliver kinds as C ints (their public twins stay objects)
+cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE
+cdef int _DELIVER_READ, _DELIVER_WRITE
+cdef object _MSG_NOSIGNAL, _socket_type
+
+cpdef sock_send(chan, sock, data)
+
+
+cdef class EpollPoller:
+    cdef object _ep
+
+
+cdef class PollPoller:
+    cdef object _p
+
+
+cdef class SelectPoller:
+    cdef dict _masks
+    cdef set _r, _w, _x
+
+
+cdef class KqueuePoller:
+    cdef object _kq
+    cdef dict _masks
+
+
+cdef class TimerHandle:
+    cdef public double when
+    cdef public unsigned long long seq
+    cdef public object callback, args, queue
+    cdef public bint cancelled, keepalive
+
+
+cdef class TimerQueue:
+    cdef readonly list heap  # (readonly: C code trusts it is a list)
+    cdef public unsigned long long seq
+    cdef public Py_ssize_t live
+
+
+cdef class IdleWatch:
+    cdef public object channel, callback, handle
+    cdef public double timeout, last
+
+
+@cython.final  # its methods are then called directly from C, and inlined
+cdef class _RLock:
+    cdef bint _held
+    cdef unsigned long _owner
+    cdef Py_ssize_t _depth
+    cdef list _queue
+    cdef object _mutex, _taken
+
+    cpdef bint acquire(self) except -1
+    @cython.locals(me="unsigned long")
+    cpdef bint try_acquire(self) noexcept
+    @cython.locals(me="unsigned long", handed=bint)
+    cdef bint _wait(self) except -1
+    cpdef release(self)
+
+
+cdef class Entry:
+    cdef public object fd, obj, watch, resume
+    cdef public int kmask
+    cdef public bint polled, always, closed_once
+    cdef public double paused_until, backoff
+
+
+
+cdef class Loop:
+    cdef public object map, backend, poller, timers, known_readable, known_writable
+    cdef public object reraised, disconnected
+    # readonly: the C code iterates them as dict/set, never None
+    cdef readonly dict entries, polled, always, kinds
+    cdef readonly set dirty
+    cdef public object generation
+    cdef public bint rebuild_needed
+    cdef public double next_sweep
+    cdef public unsigned long long passes
+    # the C code calls these locks' C methods: Python may read, never set them
+    cdef readonly _RLock lock, guard, _life
+    cdef readonly Py_ssize_t users
+    cdef readonly bint closed, close_pending
+
+    @cython.locals(old=int)
+    cpdef _set_kernel(self, Entry entry, int mask)
+    @cython.locals(mask=int)
+    cpdef int _interest(self, Entry entry, double now) except? -1
+    @cython.locals(entry=Entry, entries=dict)
+    cpdef _flush(self, double now)
+    cpdef _close_channel(self, Entry entry)
+    cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
+    @cython.locals(read_done=bint)
+    cpdef _dispatch(self, Entry entry, int ev, double now)
+    @cython.locals(lock=_RLock, guard=_RLock)
+    cpdef run_once(self, timeout)
+    @cython.locals(now=cython.double, entry=Entry)
+    cpdef _sync(self, timeout)
+    @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int)
+    cpdef _process(self, events)
