@@ -40,11 +40,14 @@ try:
 except ImportError:  # run as plain Python without Cython installed
     from ._cython import cython
 
-# the dispatcher's send of the same build (the loop module's); compiled,
-# sock_send is the C function cimported in _chat_c.pxd
+# from the loop module of the same build: the dispatcher's send, the
+# exceptions that mean "try later", and (compiled: the C function cimported
+# in _chat_c.pxd) sock_send
 if cython.compiled:
+    from asynchat_core._loop_c import WOULD_BLOCK as _WOULD_BLOCK
     from asynchat_core._loop_c import dispatcher_send
 else:
+    from ._loop_py import WOULD_BLOCK as _WOULD_BLOCK
     from ._loop_py import dispatcher_send, sock_send
 
 __all__ = [
@@ -119,11 +122,7 @@ if not cython.compiled:
         pass  # (a Python lock goes with its last reference)
 
 
-if cython.compiled:
-    # one exception class for both builds: code that catches the python
-    # build's FrameTooLarge also catches the compiled one's
-    from asynchat_core._chat_py import FrameTooLarge
-else:
+if not cython.compiled:
     class FrameTooLarge(ValueError):
         """A frame exceeded ``async_chat.ac_max_frame_size``.
 
@@ -139,6 +138,10 @@ else:
             )
             self.size = size
             self.limit = limit
+else:
+    # one exception class for both builds: code that catches the python
+    # build's FrameTooLarge also catches the compiled one's
+    from asynchat_core._chat_py import FrameTooLarge  # type: ignore[no-redef, attr-defined, unused-ignore]
 
 
 class _Unset:
@@ -549,14 +552,6 @@ def _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit):
     return 0
 
 
-_WOULD_BLOCK: "tuple[type[OSError], ...]"
-try:
-    import ssl
-except ImportError:  # pragma: no cover - Python built without OpenSSL
-    _WOULD_BLOCK = (BlockingIOError,)
-else:
-    # a TLS socket that needs the peer (or room) before it can go on
-    _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
@@ -606,7 +601,7 @@ class OutputState:
         # and only when a frame has more input behind it (-1: not yet)
         self.batch_ok = -1
         if cython.compiled:
-            if self._lock == cython.NULL:  # (__init__ may run twice)
+            if self._lock == cython.NULL:  # type: ignore[has-type]  # (__init__ may run twice)
                 self._lock = lock_new()
                 if self._lock == cython.NULL:
                     raise MemoryError("cannot allocate the channel's output lock")
