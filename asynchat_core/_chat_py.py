@@ -73,22 +73,17 @@ if not cython.compiled:
     def ac_leave():
         pass
 
+    # the byte scanners: the C ones work on bytes objects only and say
+    # when they cannot (-2, None); here the generic path always runs
+
     def find_bytes(data, pos, term):
-        # index of term (non-empty) in data at or after pos, or -1
-        return data.find(term, pos)
+        return -2
 
     def prefix_at_end_bytes(data, pos, term):
-        # longest proper prefix of term that data[pos:] ends with (0: none)
-        size = len(term) - 1
-        while size > 0:
-            if data.endswith(term[:size], pos):
-                return size
-            size -= 1
-        return 0
+        return -2
 
     def bytes_slice(data, start, stop):
-        # data[start:stop]; the C version clamps the bounds itself
-        return data[start:stop]
+        return None
 
     buffer_size = len
 
@@ -274,8 +269,9 @@ def find_prefix_at_end(haystack, needle):
 
 def _prefix_at_end(data, pos, needle):
     # find_prefix_at_end(data[pos:], needle) without slicing data
-    if type(data) is bytes and type(needle) is bytes:
-        return prefix_at_end_bytes(data, pos, needle)
+    size = prefix_at_end_bytes(data, pos, needle)
+    if size != -2:
+        return size  # (compiled, both bytes: memcmp)
     size = len(needle) - 1
     while size > 0:
         if data.endswith(needle[:size], pos):
@@ -286,16 +282,18 @@ def _prefix_at_end(data, pos, needle):
 
 def _find(data, pos, term):
     # index of term (non-empty) in data at or after pos, or -1
-    if type(data) is bytes and type(term) is bytes:
-        return find_bytes(data, pos, term)
-    return data.find(term, pos)
+    index = find_bytes(data, pos, term)
+    if index == -2:
+        index = data.find(term, pos)  # (not both bytes, or not compiled)
+    return index
 
 
 def _slice(data, start, stop):
     # data[start:stop], 0 <= start <= stop <= len(data)
-    if type(data) is bytes:
-        return bytes_slice(data, start, stop)
-    return data[start:stop]
+    piece = bytes_slice(data, start, stop)
+    if piece is None:
+        piece = data[start:stop]  # (not bytes, or not compiled)
+    return piece
 
 
 def _rest(data, pos):
@@ -473,11 +471,14 @@ def _deliver(chan, inbuf, mode, out):
         if size <= 0:
             return
         term = _get_term(chan, inbuf, mode)
-        if not term:
+        # (CPython's order: "not term", then int, then a string; a bytes
+        # terminator's length, read first, answers "not term" for it)
+        term_len = buffer_size(term) if type(term) is bytes else -1
+        if term_len == 0 or (term_len < 0 and not term):
             inbuf.frame = 0  # a stream without frames: nothing is held
             chan.collect_incoming_data(_rest(data, pos))
             inbuf.assign(b"")
-        elif isinstance(term, int):
+        elif term_len < 0 and isinstance(term, int):
             count = exact_count(term)
             if count < 0:
                 _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit)
@@ -496,7 +497,8 @@ def _deliver(chan, inbuf, mode, out):
                 _set_term(chan, inbuf, mode, 0)
                 _found(chan, inbuf, out)
         else:
-            term_len = len(term)
+            if term_len < 0:
+                term_len = len(term)
             index = _find(data, pos, term)
             if index >= 0:
                 index -= pos

@@ -71,10 +71,10 @@ cdef inline int lock_wait(PyThread_type_lock lock) except -1:
 
 # ---------------------------------------------------------------------------
 # byte scanning (chat): what _chat_py.py does with bytes methods, done on the
-# bytes' memory.  Each takes exact bytes objects (the callers check the
-# types) and clamps every offset to the object's length itself, so no Python
-# value can make it read outside the object.  Twins: the Python stand-ins in
-# _chat_py.py (same names, same results).
+# bytes' memory.  Each checks that it got exact bytes objects (else it says
+# so, and _chat_py.py takes its generic Python path, which is all the Python
+# stand-ins do) and clamps every offset to the object's length itself, so no
+# Python value can make it read outside the object.
 
 from cpython.bytes cimport (
     PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE,
@@ -98,14 +98,20 @@ cdef inline Py_ssize_t _clamp_start(Py_ssize_t start, Py_ssize_t length) noexcep
     return start if start < length else length
 
 
-cdef inline Py_ssize_t find_bytes(bytes data, Py_ssize_t pos, bytes term) noexcept:
-    """``data.find(term, pos)``: memchr for the first byte, memcmp for the rest."""
-    cdef Py_ssize_t hay_len = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t needle_len = PyBytes_GET_SIZE(term)
-    cdef const char *base = PyBytes_AS_STRING(data)
-    cdef const char *needle = PyBytes_AS_STRING(term)
+cdef inline Py_ssize_t find_bytes(object data, Py_ssize_t pos, object term) noexcept:
+    """``data.find(term, pos)``: memchr for the first byte, memcmp for the
+    rest; -2 unless both are bytes objects."""
+    cdef Py_ssize_t hay_len, needle_len
+    cdef const char *base
+    cdef const char *needle
     cdef const char *p
     cdef const char *last
+    if not (PyBytes_CheckExact(data) and PyBytes_CheckExact(term)):
+        return -2
+    hay_len = PyBytes_GET_SIZE(data)
+    needle_len = PyBytes_GET_SIZE(term)
+    base = PyBytes_AS_STRING(data)
+    needle = PyBytes_AS_STRING(term)
     if pos < 0 or pos > hay_len:
         if pos > hay_len:
             return -1
@@ -129,12 +135,16 @@ cdef inline Py_ssize_t find_bytes(bytes data, Py_ssize_t pos, bytes term) noexce
     return -1
 
 
-cdef inline Py_ssize_t prefix_at_end_bytes(bytes data, Py_ssize_t pos, bytes term) noexcept:
-    """Longest proper prefix of ``term`` that ``data[pos:]`` ends with (0: none)."""
-    cdef Py_ssize_t hay_len
+cdef inline Py_ssize_t prefix_at_end_bytes(object data, Py_ssize_t pos, object term) noexcept:
+    """Longest proper prefix of ``term`` that ``data[pos:]`` ends with (0:
+    none); -2 unless both are bytes objects."""
+    cdef Py_ssize_t hay_len, size
     cdef const char *hay
-    cdef const char *needle = PyBytes_AS_STRING(term)
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(term) - 1
+    cdef const char *needle
+    if not (PyBytes_CheckExact(data) and PyBytes_CheckExact(term)):
+        return -2
+    needle = PyBytes_AS_STRING(term)
+    size = PyBytes_GET_SIZE(term) - 1
     pos = _clamp_start(pos, PyBytes_GET_SIZE(data))
     hay = PyBytes_AS_STRING(data) + pos
     hay_len = PyBytes_GET_SIZE(data) - pos
@@ -147,9 +157,13 @@ cdef inline Py_ssize_t prefix_at_end_bytes(bytes data, Py_ssize_t pos, bytes ter
     return 0
 
 
-cdef inline bytes bytes_slice(bytes data, Py_ssize_t start, Py_ssize_t stop):
-    """``data[start:stop]``, the object itself when that is all of it."""
-    cdef Py_ssize_t length = PyBytes_GET_SIZE(data)
+cdef inline object bytes_slice(object data, Py_ssize_t start, Py_ssize_t stop):
+    """``data[start:stop]`` of a bytes object, the object itself when that is
+    all of it; None unless ``data`` is a bytes object."""
+    cdef Py_ssize_t length
+    if not PyBytes_CheckExact(data):
+        return None
+    length = PyBytes_GET_SIZE(data)
     if not (0 <= start <= stop <= length):  # (the callers' bounds are exact)
         start = _clamp_start(start, length)
         stop = _clamp_start(stop, length)

@@ -81,6 +81,7 @@ cdef inline InputState _input(chan)
 
 @cython.locals(size=Py_ssize_t)
 cdef inline Py_ssize_t _prefix_at_end(data, Py_ssize_t pos, needle) except? -1
+@cython.locals(index=Py_ssize_t)
 cdef inline Py_ssize_t _find(data, Py_ssize_t pos, term) except? -2
 cdef inline object _slice(data, Py_ssize_t start, Py_ssize_t stop)
 cdef inline object _rest(data, Py_ssize_t pos)
