@@ -343,3 +343,36 @@ def test_listener_connection_cap(kernels):
         for c in clients:
             c.close()
         asyncore.close_all(map=channel_map)
+
+
+class Numberish:
+    """Not an int, but usable as one (operator.index)."""
+
+    def __index__(self):
+        return 5
+
+
+@pytest.mark.parametrize("cap", [1000.0, "1000", 1e3])
+def test_a_cap_that_is_not_an_integer_raises_typeerror(kernels, cap):
+    # decided for issue 12: both builds reject a float cap (the Python one
+    # used to compare with it, the compiled one raised TypeError)
+    chan = Recorder([b"abc\n"], b"\n", cap=None)
+    chan.ac_max_frame_size = cap
+    with pytest.raises(TypeError, match="ac_max_frame_size must be None or an integer"):
+        chan.handle_read()
+    with pytest.raises(TypeError, match="ac_max_frame_size must be None or an integer"):
+        chan.set_terminator(10)
+    assert chan.frames == []
+
+
+def test_a_cap_with_index_counts_as_its_integer(kernels):
+    chan = Recorder([b"abcdef\n"], b"\n", cap=Numberish())
+    with pytest.raises(ac_asynchat.FrameTooLarge) as info:
+        chan.handle_read()
+    assert info.value.limit == 5
+
+
+def test_a_cap_past_maxsize_means_no_practical_cap(kernels):
+    chan = Recorder([b"abc\n"], b"\n", cap=sys.maxsize * 4)
+    chan.handle_read()
+    assert chan.frames == [b"abc"]
