@@ -46,7 +46,7 @@ import time
 import traceback
 
 try:
-    import cython
+    import cython  # type: ignore[import-untyped, import-not-found, unused-ignore]
 except ImportError:  # run as plain Python without Cython installed
     from ._cython import cython
 
@@ -726,7 +726,7 @@ class _RLock:
             if self._held:
                 return False
             self._held = True  # (no Python code ran since the test)
-        elif not self._taken.acquire(False):
+        elif not self._taken.acquire(False):  # type: ignore[union-attr]
             return False
         self._owner = me
         self._depth = 1
@@ -740,7 +740,7 @@ class _RLock:
             self._queue.append(baton)
             # Python: tried again once queued (a release just before did
             # not see us; compiled, the GIL orders the two)
-            if not cython.compiled and self._taken.acquire(False):
+            if not cython.compiled and self._taken.acquire(False):  # type: ignore[union-attr]
                 self._queue.remove(baton)
                 self._owner = me
                 self._depth = 1
@@ -775,7 +775,7 @@ class _RLock:
             else:
                 self._held = False
         else:
-            self._taken.release()
+            self._taken.release()  # type: ignore[union-attr]
             if self._queue:
                 self._hand_over()
 
@@ -783,7 +783,7 @@ class _RLock:
         # Python: to the oldest waiter, unless a newcomer took the lock
         # meanwhile (then its release hands it on)
         with self._mutex:
-            if self._queue and self._taken.acquire(False):
+            if self._queue and self._taken.acquire(False):  # type: ignore[union-attr]
                 self._queue.pop(0).release()  # still taken: theirs now
 
     def _is_owned(self):
@@ -1110,7 +1110,7 @@ class Loop:
         else:
             # in Python one may still hold it after a swap: work on a
             # snapshot and remove exactly it, never iterate the live set
-            todo = list(dirty)
+            todo = list(dirty)  # type: ignore[assignment]
             dirty.difference_update(todo)
         map = self.map
         entries = self.entries
