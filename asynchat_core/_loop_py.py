@@ -632,7 +632,9 @@ class TimerQueue:
         delay = heap[0].when - now
         if delay < 0.0:
             delay = 0.0
-        if timeout is None or delay < timeout:
+        # (a negative timeout waits without limit, as poll()'s does: the
+        # next timer still cuts it short)
+        if timeout is None or timeout < 0 or delay < timeout:
             return delay
         return timeout
 
