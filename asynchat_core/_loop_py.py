@@ -46,7 +46,7 @@ import time
 import traceback
 
 try:
-    import cython
+    import cython  # type: ignore[import-untyped, import-not-found, unused-ignore]
 except ImportError:  # run as plain Python without Cython installed
     from ._cython import cython
 
@@ -587,15 +587,20 @@ class TimerQueue:
     """
 
     def __init__(self):
-        self.heap = []
+        self._heap = []
         self.seq = 0
         self.live = 0
+
+    @property
+    def heap(self):
+        """The pending handles, a heap (read-only: compiled code trusts it is a list)."""
+        return self._heap
 
     def call_at(self, when, callback, args=(), keepalive=True):
         """Schedule ``callback(*args)`` at monotonic time ``when``; return its handle."""
         self.seq += 1
         handle = TimerHandle(when, self.seq, callback, args, keepalive, self)
-        heapq.heappush(self.heap, handle)
+        heapq.heappush(self._heap, handle)
         if keepalive:
             self.live += 1
         return handle
@@ -607,11 +612,11 @@ class TimerQueue:
     def _discarded(self, handle):
         if handle.keepalive:
             self.live -= 1
-        heap = self.heap
+        heap = self._heap
         # cancelled handles are popped lazily; compact if they dominate
         if len(heap) > 64 and self.live * 2 < len(heap):
-            self.heap = [h for h in heap if not h.cancelled]
-            heapq.heapify(self.heap)
+            self._heap = [h for h in heap if not h.cancelled]
+            heapq.heapify(self._heap)
 
     def pending(self):
         """True if a user timer is still due to run."""
@@ -619,7 +624,7 @@ class TimerQueue:
 
     def wait_time(self, timeout, now):
         """How long a pass may sleep: ``timeout`` cut short by the next timer."""
-        heap = self.heap
+        heap = self._heap
         while heap and heap[0].cancelled:
             heapq.heappop(heap)
         if not heap:
@@ -627,13 +632,15 @@ class TimerQueue:
         delay = heap[0].when - now
         if delay < 0.0:
             delay = 0.0
-        if timeout is None or delay < timeout:
+        # (a negative timeout waits without limit, as poll()'s does: the
+        # next timer still cuts it short)
+        if timeout is None or timeout < 0 or delay < timeout:
             return delay
         return timeout
 
     def run_due(self, now, reraised):
         """Run the handles due by ``now`` (not ones they schedule)."""
-        heap = self.heap
+        heap = self._heap
         due = []
         while heap and (heap[0].cancelled or heap[0].when <= now):
             handle = heapq.heappop(heap)
@@ -659,10 +666,10 @@ class TimerQueue:
 
     def clear(self):
         """Cancel and drop every pending timer."""
-        for handle in self.heap:
+        for handle in self._heap:
             handle.cancelled = True
             handle.queue = None
-        self.heap = []
+        self._heap = []
         self.live = 0
 
 
@@ -726,7 +733,7 @@ class _RLock:
             if self._held:
                 return False
             self._held = True  # (no Python code ran since the test)
-        elif not self._taken.acquire(False):
+        elif not self._taken.acquire(False):  # type: ignore[union-attr]
             return False
         self._owner = me
         self._depth = 1
@@ -740,7 +747,7 @@ class _RLock:
             self._queue.append(baton)
             # Python: tried again once queued (a release just before did
             # not see us; compiled, the GIL orders the two)
-            if not cython.compiled and self._taken.acquire(False):
+            if not cython.compiled and self._taken.acquire(False):  # type: ignore[union-attr]
                 self._queue.remove(baton)
                 self._owner = me
                 self._depth = 1
@@ -775,7 +782,7 @@ class _RLock:
             else:
                 self._held = False
         else:
-            self._taken.release()
+            self._taken.release()  # type: ignore[union-attr]
             if self._queue:
                 self._hand_over()
 
@@ -783,7 +790,7 @@ class _RLock:
         # Python: to the oldest waiter, unless a newcomer took the lock
         # meanwhile (then its release hands it on)
         with self._mutex:
-            if self._queue and self._taken.acquire(False):
+            if self._queue and self._taken.acquire(False):  # type: ignore[union-attr]
                 self._queue.pop(0).release()  # still taken: theirs now
 
     def _is_owned(self):
@@ -833,6 +840,59 @@ class Loop:
     ``close()`` waits for it to drop to zero (``close_pending``).
     """
 
+    # Read-only views: the compiled methods rely on these fields' types and
+    # call the locks' C methods, so Python may read them, never replace them.
+
+    @property
+    def entries(self):
+        """fd -> ``Entry`` of every channel the loop knows."""
+        return self._entries
+
+    @property
+    def polled(self):
+        """fd -> ``Entry`` of the channels asked every pass."""
+        return self._polled
+
+    @property
+    def always(self):
+        """fd -> ``Entry`` of the channels that cannot be polled (always ready)."""
+        return self._always
+
+    @property
+    def kinds(self):
+        """class -> whether its instances are polled."""
+        return self._kinds
+
+    @property
+    def dirty(self):
+        """fds to look at again on the next pass."""
+        return self._dirty
+
+    @property
+    def lock(self):
+        """Held for a whole pass."""
+        return self._lock
+
+    @property
+    def guard(self):
+        """Held for a pass but its kernel wait."""
+        return self._guard
+
+    @property
+    def users(self):
+        """How many threads are inside ``run()``."""
+        return self._users
+
+    @property
+    def closed(self):
+        """Whether the kernel object is released."""
+        return self._closed
+
+    @property
+    def close_pending(self):
+        """Whether the last thread leaving ``run()`` closes the loop."""
+        return self._close_pending
+
     def __cinit__(self, *args, **kwargs):
         # compiled only (Python never calls it): Loop.__new__(Loop) must not
         # leave the locks None, their C methods are called directly
@@ -848,31 +908,31 @@ class Loop:
         self.known_writable = known_writable
         self.reraised = reraised
         self.disconnected = disconnected
-        self.entries = {}
-        self.polled = {}
-        self.always = {}
-        self.dirty = set()
-        self.kinds = {}
+        self._entries = {}
+        self._polled = {}
+        self._always = {}
+        self._dirty = set()
+        self._kinds = {}
         self.generation = _fork_generation
         self.rebuild_needed = False
         self.next_sweep = 0.0
-        self.closed = False
+        self._closed = False
         self.passes = 0
         if not cython.compiled:
             self._new_locks()
 
     def _new_locks(self):
-        self.lock = _RLock()    # held for a whole pass
-        self.guard = _RLock()   # held for a pass but its kernel wait
+        self._lock = _RLock()    # held for a whole pass
+        self._guard = _RLock()   # held for a pass but its kernel wait
         self._life = _RLock()   # users/closed; never held around a call
-        self.users = 0
-        self.close_pending = False
+        self._users = 0
+        self._close_pending = False
 
     # ---- notifications from dispatcher/async_chat (cheap, any time)
 
     def note(self, fd):
         """The map entry at ``fd`` may have changed: look again next pass."""
-        self.dirty.add(fd)
+        self._dirty.add(fd)
 
     def forget(self, fd, obj):
         """``obj`` is leaving the map: drop its kernel interest while its
@@ -882,16 +942,16 @@ class Loop:
         during a dispatch this does not wait for the dispatch (a handler
         may be waiting for this very thread): it unhooks the entry, and the
         dispatching thread drops the kernel interest at its next pass."""
-        guard = self.guard
-        self.dirty.add(fd)
+        guard = self._guard
+        self._dirty.add(fd)
         if not guard.try_acquire():
-            entry = self.entries.get(fd)
+            entry = self._entries.get(fd)
             if entry is not None and entry.obj is obj:
                 entry.obj = None  # the dispatch skips it from now on
                 entry.watch = None
             return
         try:
-            entry = self.entries.get(fd)
+            entry = self._entries.get(fd)
             if entry is not None and entry.obj is obj:
                 entry.obj = None  # events later in this pass are not for it
                 entry.watch = None
@@ -901,16 +961,16 @@ class Loop:
 
     def touch(self, fd, obj):
         """``obj`` changed state that its interest depends on (push...)."""
-        entry = self.entries.get(fd)
+        entry = self._entries.get(fd)
         if entry is not None and entry.obj is obj:
             watch = entry.watch
             if watch is not None:
                 watch.last = _monotonic()
-        self.dirty.add(fd)
+        self._dirty.add(fd)
 
     def set_watch(self, fd, obj, watch):
         """Attach an idle ``watch`` to the entry of ``obj`` on ``fd`` (None detaches)."""
-        entry = self.entries.get(fd)
+        entry = self._entries.get(fd)
         if entry is not None and entry.obj is obj:
             entry.watch = watch
 
@@ -921,9 +981,9 @@ class Loop:
         life = self._life
         life.acquire()
         try:
-            if self.closed:
+            if self._closed:
                 return False
-            self.users += 1
+            self._users += 1
             return True
         finally:
             life.release()
@@ -933,10 +993,10 @@ class Loop:
         life = self._life
         life.acquire()
         try:
-            self.users -= 1
-            release = self.users == 0 and self.close_pending
+            self._users -= 1
+            release = self._users == 0 and self._close_pending
             if release:
-                self.closed = True
+                self._closed = True
         finally:
             life.release()
         if release:
@@ -950,12 +1010,12 @@ class Loop:
         life = self._life
         life.acquire()
         try:
-            if self.closed:
+            if self._closed:
                 return True
-            if self.users:
-                self.close_pending = True
+            if self._users:
+                self._close_pending = True
                 return False
-            self.closed = True
+            self._closed = True
         finally:
             life.release()
         self._release()
@@ -964,13 +1024,13 @@ class Loop:
     def _release(self):
         # closed is set and nobody is inside: only forget() can still be
         # here, and it checks closed under the guard
-        guard = self.guard
+        guard = self._guard
         guard.acquire()
         try:
             self.poller.close()
-            self.entries.clear()
-            self.polled.clear()
-            self.always.clear()
+            self._entries.clear()
+            self._polled.clear()
+            self._always.clear()
         finally:
             guard.release()
 
@@ -980,15 +1040,15 @@ class Loop:
         if entry is None:
             raise TypeError(_NO_ENTRY)
         old = entry.kmask
-        if mask == old or self.closed:
+        if mask == old or self._closed:
             return
         fd = entry.fd
         if entry.always:
             entry.kmask = mask
             if mask:
-                self.always[fd] = entry
+                self._always[fd] = entry
             else:
-                self.always.pop(fd, None)
+                self._always.pop(fd, None)
             return
         try:
             if not old:
@@ -1004,7 +1064,7 @@ class Loop:
                 entry.always = True
                 entry.kmask = mask
                 if mask:
-                    self.always[fd] = entry
+                    self._always[fd] = entry
                 return
             if code == errno.EEXIST:
                 self.poller.modify(fd, mask)
@@ -1016,7 +1076,7 @@ class Loop:
                 entry.kmask = 0
                 self.rebuild_needed = True
                 if mask:
-                    self.dirty.add(fd)
+                    self._dirty.add(fd)
                 return
             else:
                 raise
@@ -1024,12 +1084,12 @@ class Loop:
 
     def _rebuild(self):
         self.rebuild_needed = False
-        if self.closed:
+        if self._closed:
             return
         self.poller.close()
         self.poller = make_poller(self.backend)
         map = self.map
-        for entry in list(self.entries.values()):
+        for entry in list(self._entries.values()):
             mask = entry.kmask
             if mask and not entry.always:
                 entry.kmask = 0
@@ -1038,7 +1098,7 @@ class Loop:
                     # closed by another thread since the last flush: its fd
                     # may be anyone's now, even the new poller's own; the
                     # next flush drops the entry
-                    self.dirty.add(entry.fd)
+                    self._dirty.add(entry.fd)
                     continue
                 self._set_kernel(entry, mask)
 
@@ -1046,11 +1106,11 @@ class Loop:
 
     def _is_polled(self, obj):
         cls = type(obj)
-        polled = self.kinds.get(cls)
+        polled = self._kinds.get(cls)
         if polled is None:
             polled = not (getattr(cls, "readable", None) in self.known_readable
                           and getattr(cls, "writable", None) in self.known_writable)
-            self.kinds[cls] = polled
+            self._kinds[cls] = polled
         if not polled and not (_from_class(obj, "readable") and _from_class(obj, "writable")):
             return True  # an instance attribute overrides a predicate
         return polled
@@ -1083,9 +1143,9 @@ class Loop:
         watch = getattr(obj, "_idle_watch", None)
         if watch is not None and watch.channel is obj:
             entry.watch = watch
-        self.entries[fd] = entry
+        self._entries[fd] = entry
         if entry.polled:
-            self.polled[fd] = entry
+            self._polled[fd] = entry
         return entry
 
     def _drop(self, entry):
@@ -1094,26 +1154,26 @@ class Loop:
         if entry.resume is not None:
             entry.resume.cancel()
             entry.resume = None
-        if self.entries.get(fd) is entry:
-            del self.entries[fd]
-        self.polled.pop(fd, None)
-        self.always.pop(fd, None)
+        if self._entries.get(fd) is entry:
+            del self._entries[fd]
+        self._polled.pop(fd, None)
+        self._always.pop(fd, None)
 
     def _flush(self, now):
         # other threads add to dirty without a lock (note, touch)
-        dirty = self.dirty
+        dirty = self._dirty
         if cython.compiled:
             # they add in one step under the GIL: none can still hold the
             # set taken out, so swapping is safe
-            self.dirty = set()
+            self._dirty = set()
             todo = dirty
         else:
             # in Python one may still hold it after a swap: work on a
             # snapshot and remove exactly it, never iterate the live set
-            todo = list(dirty)
+            todo = list(dirty)  # type: ignore[assignment]
             dirty.difference_update(todo)
         map = self.map
-        entries = self.entries
+        entries = self._entries
         for fd in todo:
             obj = map.get(fd)
             entry = entries.get(fd)
@@ -1131,9 +1191,9 @@ class Loop:
         # direct edits of the map, or a direct producer_fifo.append: look
         # at everything once (bounded by SWEEP_INTERVAL or a size change)
         self.next_sweep = now + SWEEP_INTERVAL
-        dirty = self.dirty
+        dirty = self._dirty
         dirty.update(self.map)  # one C call: the map may grow meanwhile
-        dirty.update(self.entries)
+        dirty.update(self._entries)
         self._flush(now)
 
     # ---- error paths
@@ -1166,8 +1226,8 @@ class Loop:
                 del map[fd]
             except KeyError:  # removed by another thread meanwhile
                 pass
-            self.dirty.add(fd)
-        entry = self.entries.get(fd)
+            self._dirty.add(fd)
+        entry = self._entries.get(fd)
         if entry is not None and entry.obj is obj:
             self._set_kernel(entry, 0)
 
@@ -1216,7 +1276,7 @@ class Loop:
     def _resume_accept(self, entry):
         entry.resume = None
         entry.paused_until = 0.0
-        self.dirty.add(entry.fd)
+        self._dirty.add(entry.fd)
 
     def _deliver(self, entry, kind, now):
         """Call one handle_*_event (``kind``: DELIVER_READ/WRITE/EXPT); True
@@ -1263,7 +1323,7 @@ class Loop:
         if watch is not None:
             watch.last = now
         if not entry.polled:
-            self.dirty.add(fd)
+            self._dirty.add(fd)
         read_done = False
         if ev & (_IN | _HUP | _ERR) and entry.kmask & _IN:
             if not self._deliver(entry, _DELIVER_READ, now):
@@ -1289,13 +1349,13 @@ class Loop:
 
         Holds ``lock`` throughout and ``guard`` except for the kernel wait."""
         # local references: the fork path may replace the attributes
-        lock = self.lock
-        guard = self.guard
+        lock = self._lock
+        guard = self._guard
         lock.acquire()
         try:
             guard.acquire()
             try:
-                if self.closed:
+                if self._closed:
                     return
                 wait = self._sync(timeout)
                 poller = self.poller
@@ -1304,7 +1364,7 @@ class Loop:
             events = poller.poll(wait)
             guard.acquire()
             try:
-                if not self.closed:  # (only a run_once() outside run() can see it)
+                if not self._closed:  # (only a run_once() outside run() can see it)
                     self._process(events)
             finally:
                 guard.release()
@@ -1315,13 +1375,13 @@ class Loop:
         # tell the kernel what changed; returns how long the wait may be
         now = _monotonic()
         self.passes += 1
-        if self.dirty:
+        if self._dirty:
             self._flush(now)
-        if len(self.map) != len(self.entries) or now >= self.next_sweep:
+        if len(self.map) != len(self._entries) or now >= self.next_sweep:
             self._resync(now)
-        if self.polled:
+        if self._polled:
             map = self.map
-            for entry in list(self.polled.values()):
+            for entry in list(self._polled.values()):
                 if entry is None:  # (put there from Python)
                     raise TypeError(_NO_ENTRY)
                 obj = entry.obj
@@ -1330,22 +1390,22 @@ class Loop:
         if self.rebuild_needed:
             self._rebuild()
         wait = self.timers.wait_time(timeout, now)
-        if self.always:
+        if self._always:
             wait = 0.0
         return wait
 
     def _process(self, events):
         # deliver what the wait returned, then the always-ready and the timers
         now = _monotonic()
-        entries = self.entries
+        entries = self._entries
         for fd, ev in events:
             entry = entries.get(fd)
             if entry is None:
                 self._stray(fd)
                 continue
             self._dispatch(entry, ev, now)
-        if self.always:
-            for entry in list(self.always.values()):
+        if self._always:
+            for entry in list(self._always.values()):
                 if entry is None:
                     raise TypeError(_NO_ENTRY)
                 self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
@@ -1355,7 +1415,7 @@ class Loop:
     def _stray(self, fd):
         # the kernel reports an fd we never registered (a dup'ed, closed
         # channel): drop it, or rebuild the kernel set if it cannot be named
-        if self.closed:
+        if self._closed:
             return
         try:
             self.poller.unregister(fd)
@@ -1366,9 +1426,9 @@ class Loop:
         # a forked child shares the parent's epoll/kqueue: get our own; the
         # parent's other threads are gone, so are their holds on our locks
         self.generation = _fork_generation
-        if not self.guard._is_owned():
+        if not self._guard._is_owned():
             self._new_locks()
-        with self.guard:
+        with self._guard:
             self._rebuild()
 
     def run(self, timeout, count):
@@ -1384,10 +1444,10 @@ class Loop:
             map = self.map
             timers = self.timers
             if count is None:
-                while (map or timers.live > 0) and not self.closed:
+                while (map or timers.live > 0) and not self._closed:
                     self.run_once(timeout)
             else:
-                while (map or timers.live > 0) and count > 0 and not self.closed:
+                while (map or timers.live > 0) and count > 0 and not self._closed:
                     self.run_once(timeout)
                     count -= 1
         finally:

@@ -12,6 +12,7 @@ library's own ``readable``/``writable`` methods (``register_predicates``).
 import os
 import threading
 import time
+from typing import Any
 
 from ._impl import loop_impl as _loop_impl
 
@@ -22,14 +23,14 @@ __all__ = ["call_later", "set_idle_timeout", "available_backends"]
 reraised = (KeyboardInterrupt, SystemExit)
 
 _timers = _loop_impl.TimerQueue()
-_loops = {}  # id(map) -> Loop; bounded, oldest idle one dropped first
+_loops: "dict[int, Any]" = {}  # id(map) -> Loop; bounded, oldest idle one dropped first
 _MAX_LOOPS = 8
 # The library's own readable()/writable() functions: a channel whose class
 # uses them is state-driven (the loop asks only after a change, see
 # _loop_py.py).  Frozen copies are what new Loops get.
-_readable = set()
-_writable = set()
-_known_predicates = (frozenset(), frozenset())
+_readable: "set[Any]" = set()
+_writable: "set[Any]" = set()
+_known_predicates: "tuple[frozenset[Any], frozenset[Any]]" = (frozenset(), frozenset())
 # Guards _loops: every thread looping one map must get the same Loop, whose
 # lock serialises their passes.  Lock order: _loops_lock, then a Loop's own
 # (close() may take its guard, which no thread holds while it waits here:
@@ -204,7 +205,8 @@ def set_idle_timeout(channel, seconds, callback=None):
 def _idle_check(watch):
     channel = watch.channel
     watch.handle = None
-    if getattr(channel, "_idle_watch", None) is not watch:
+    current: Any = getattr(channel, "_idle_watch", None)
+    if current is not watch:
         return
     fd = getattr(channel, "_fileno", None)
     map = getattr(channel, "_map", None)

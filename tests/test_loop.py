@@ -8,6 +8,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 import types
 
@@ -519,6 +520,31 @@ def test_timer_cuts_poll_timeout_and_count(backend, cmap):
     asyncore.loop(timeout=0.05, map=cmap, count=2, backend=backend)
     assert hits == [1]
     b.close()
+
+
+def test_negative_timeout(backend, cmap):
+    """A negative timeout waits without limit (as poll() does), but a
+    pending timer still ends the wait; with nothing to serve, loop()
+    returns at once whatever the timeout."""
+    start = time.monotonic()
+    asyncore.loop(timeout=-1, map={}, backend=backend)
+    assert time.monotonic() - start < 1.0
+    a, b = socket.socketpair()
+    Idle(a, cmap)
+    hits = []
+    asyncore.call_later(0.05, hits.append, 1)
+    # (a broken build would wait forever: wake it after 3 s so it fails)
+    waker = threading.Timer(3.0, b.send, (b"x",))
+    waker.start()
+    try:
+        start = time.monotonic()
+        asyncore.loop(timeout=-1, map=cmap, count=1, backend=backend)
+        assert hits == [1]
+        assert time.monotonic() - start < 2.0
+    finally:
+        waker.cancel()
+        waker.join()
+        b.close()
 
 
 def test_timer_scheduled_from_timer_runs_next_pass(twin):

@@ -40,7 +40,7 @@ cdef class TimerHandle:
 
 
 cdef class TimerQueue:
-    cdef readonly list heap  # (readonly: C code trusts it is a list)
+    cdef list _heap
     cdef public unsigned long long seq
     cdef public Py_ssize_t live
 
@@ -77,17 +77,18 @@ cdef class Entry:
 cdef class Loop:
     cdef public object map, backend, poller, timers, known_readable, known_writable
     cdef public object reraised, disconnected
-    # readonly: the C code iterates them as dict/set, never None
-    cdef readonly dict entries, polled, always, kinds
-    cdef readonly set dirty
+    # behind read-only properties: the C code iterates them as dict/set
+    cdef dict _entries, _polled, _always, _kinds
+    cdef set _dirty
     cdef public object generation
     cdef public bint rebuild_needed
     cdef public double next_sweep
     cdef public unsigned long long passes
     # the C code calls these locks' C methods: Python may read, never set them
-    cdef readonly _RLock lock, guard, _life
-    cdef readonly Py_ssize_t users
-    cdef readonly bint closed, close_pending
+    cdef _RLock _lock, _guard
+    cdef readonly _RLock _life
+    cdef Py_ssize_t _users
+    cdef bint _closed, _close_pending
 
     @cython.locals(old=int)
     cpdef _set_kernel(self, Entry entry, int mask)
