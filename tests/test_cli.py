@@ -223,3 +223,21 @@ def test_bench_ctrl_c_stops_children_and_prints_partial_results(tmp_path):
     while _group_members(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _group_members(proc.pid) == []
+
+
+def test_free_threaded_build_gets_the_pure_twin_deliberately():
+    # no free-threaded interpreter here: the build flag is faked in a child
+    # before asynchat_core is imported, as a 3.13t/3.14t would report it
+    code = ("import sys, sysconfig, warnings; real = sysconfig.get_config_var; "
+            "sysconfig.get_config_var = lambda name: 1 if name == 'Py_GIL_DISABLED' "
+            "else real(name); warnings.simplefilter('error'); "
+            "sys.argv[0] = 'python -m asynchat_core'; "
+            "from asynchat_core.__main__ import main; sys.exit(main([]))")
+    env = _env()
+    env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=ROOT)
+    # no warning (turned into an error above): the choice is by design
+    assert proc.returncode == 0, proc.stderr
+    assert ("implementation: python (pure-Python twin: free-threaded build, for which no "
+            "compiled kernels are built (docs/platforms.md))") in proc.stdout.splitlines()

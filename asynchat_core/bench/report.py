@@ -8,6 +8,7 @@ then summarised as median and min-max; a ratio whose range crosses 1.0 is
 """
 import os
 import re
+from typing import Any, Dict
 
 IMPL_ORDER = ("cython", "baseline", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop",
               "uvloop-streams", "redis-server")
@@ -90,7 +91,7 @@ def check_targets(records):
     for scenario, case, other, metric, op, threshold, label in TARGETS:
         ours = table.get((scenario, case, "cython"))
         theirs = table.get((scenario, case, other))
-        item = {"target": "%s %s %gx %s" % (label, op, threshold, other),
+        item: Dict[str, Any] = {"target": "%s %s %gx %s" % (label, op, threshold, other),
             "ratio": None, "range": None, "status": "not run"}
         stats = ratio(ours, theirs, metric) if ours and theirs else None
         if stats is not None:
@@ -324,7 +325,8 @@ def render_markdown(path, data):
         for m in _SECTION.finditer(old):
             sections[(int(m.group(1)), int(m.group(2)))] = m.group(0)
     version, text = _md_section(data)
-    sections[tuple(int(x) for x in version.split("."))] = text
+    major, minor = version.split(".")
+    sections[(int(major), int(minor))] = text
     out = [
         "# Benchmarks",
         "",
@@ -373,7 +375,7 @@ def write_plot(path, records, env):
     scenarios = _scenarios(records)
     height = 3.0 * len(scenarios) + 1.3  # inches: panels, title block, legend row
     fig, axes = plt.subplots(len(scenarios), 1, figsize=(10, height), squeeze=False)
-    shown = {}
+    shown: Dict[str, Any] = {}
     for ax, scenario in zip(axes[:, 0], scenarios):
         recs = [r for r in records if r["scenario"] == scenario]
         cases = list(dict.fromkeys(r["case"] for r in recs))
@@ -409,8 +411,8 @@ def write_plot(path, records, env):
         ax.set_ylabel("%s over %s" % (recs[0]["unit"], ref), fontsize=8)
         ax.set_title("%s (dashed line: %s = 1)" % (_title(scenario), ref), fontsize=10)
     if shown:
-        fig.legend([shown[i] for i in shown], list(shown), loc="lower center", ncol=len(shown),
-                   fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
+        fig.legend(handles=[shown[i] for i in shown], labels=list(shown), loc="lower center",
+                   ncol=len(shown), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle("asynchat_core %s: throughput relative to the stdlib asynchat (higher is "
                  "better)\nPython %s, %d CPUs, %s, %s\nbars: median of %s rounds of "
                  "per-round ratios, whiskers: min-max" % (
