@@ -23,6 +23,7 @@ from .options import (
     KERNEL_WORKLOADS,
     SCENARIO_NAMES,
     git_state,
+    output_paths,
     parse_args,
 )
 from .report import check_targets, median, render_markdown, render_text, write_plot
@@ -369,7 +370,7 @@ def main(argv=None):
         # the scenario runners stopped their children on the way out
         interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the report
-    env = environment(targets, exclude=[args.markdown] if args.markdown else [])
+    env = environment(targets, exclude=output_paths(args))
     env["rounds"] = args.rounds
     command = " ".join([PROG] + _measuring_options(argv))
     goals = check_targets(run.records)

@@ -229,6 +229,11 @@ def _check_python(parser, python):
         parser.error("--stdlib-python %s: not a Python 3 interpreter" % python)
 
 
+def output_paths(args):
+    """The files this run writes (left out of the dirty-tree check)."""
+    return [p for p in (args.json, args.plot, args.markdown) if p]
+
+
 def parse_args(argv, scenarios):
     """Parse and check ``argv``; exit with status 2 on the first problem."""
     parser = build_parser(scenarios)
@@ -252,7 +257,7 @@ def parse_args(argv, scenarios):
             parser.error("--plot needs matplotlib, which is not installed here: "
                          "pip install -e \".[bench]\" in the checkout, or pip install matplotlib")
     if args.markdown:
-        commit, dirty = git_state(exclude=[args.markdown])
+        commit, dirty = git_state(exclude=output_paths(args))
         if dirty and not args.allow_dirty:
             parser.error("--markdown: the checkout %s has uncommitted changes (git status); "
                          "commit them first so the report names the code it measured, or pass "
