@@ -186,8 +186,11 @@ def test_bench_ctrl_c_stops_children_and_prints_partial_results(tmp_path):
                    "--rounds", "1", "--sizes", "1024", "--duration", "20", "--builtin-client",
                    "--json", str(out)]
     # its own session and process group, so every child it starts can be found
+    # SIGINT at its default: a shell running pytest in the background makes
+    # it ignored, and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(), cwd=str(tmp_path), start_new_session=True)
+                            env=_env(), cwd=str(tmp_path), start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         seen = []
