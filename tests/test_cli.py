@@ -55,7 +55,6 @@ REJECTED = [
     (["--kernel-seconds", "-1"], "argument --kernel-seconds: must be more than 0, got -1"),
     (["--stdlib-python", "/nonexistent/python3"], "--stdlib-python /nonexistent/python3: no such file"),
     (["--stdlib-python", ROOT], "not an executable file"),
-    (["--stdlib-python", "/bin/false"], "--stdlib-python /bin/false: not a Python 3 interpreter"),
     (["--baseline", "/nonexistent/checkout"], "--baseline /nonexistent/checkout: not a directory"),
     (["--allow-dirty"], "--allow-dirty applies to --markdown only"),
     (["--nosuch-option"], "unrecognized arguments: --nosuch-option"),
@@ -108,6 +107,13 @@ def test_bench_plot_without_matplotlib_is_refused_up_front(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not os.path.exists("/bin/false"), reason="POSIX: needs /bin/false")
+def test_bench_stdlib_python_that_is_not_python_is_refused(tmp_path):
+    proc = run(BENCH + ["--stdlib-python", "/bin/false"], cwd=str(tmp_path))
+    _assert_one_line_refusal(proc, "--stdlib-python /bin/false: not a Python 3 interpreter")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell script as the interpreter")
 def test_bench_stdlib_python_without_asyncore_is_refused(tmp_path):
     # a working interpreter whose asyncore cannot be imported (3.12+ has none;
     # here one hidden by -c is simulated with a wrapper script)
