@@ -411,13 +411,15 @@ def write_plot(path, records, env):
         ax.set_ylabel("%s over %s" % (recs[0]["unit"], ref), fontsize=8)
         ax.set_title("%s (dashed line: %s = 1)" % (_title(scenario), ref), fontsize=10)
     if shown:
-        fig.legend(handles=[shown[i] for i in shown], labels=list(shown), loc="lower center",
+        order = [i for i in IMPL_ORDER if i in shown] + [i for i in shown if i not in IMPL_ORDER]
+        fig.legend(handles=[shown[i] for i in order], labels=order, loc="lower center",
                    ncol=len(shown), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle("asynchat_core %s: throughput relative to the stdlib asynchat (higher is "
-                 "better)\nPython %s, %d CPUs, %s, %s\nbars: median of %s rounds of "
-                 "per-round ratios, whiskers: min-max" % (
-                     env["asynchat_core"], env["python"], env.get("cpus", 0), env["date"],
-                     _git_text(env), env.get("rounds", "?")),
+    reference = env.get("implementations", {}).get("stdlib", "the stdlib asynchat")
+    fig.suptitle("asynchat_core %s: throughput relative to %s (higher is better)\n"
+                 "Python %s, %d CPUs, %s, %s\nbars: median of %s rounds of per-round ratios, "
+                 "whiskers: min-max" % (
+                     env["asynchat_core"], reference, env["python"], env.get("cpus", 0),
+                     env["date"], _git_text(env), env.get("rounds", "?")),
                  fontsize=9, y=1 - 0.08 / height, va="top")
     fig.tight_layout(rect=(0, 0.35 / height, 1, 1 - 0.55 / height))
     fig.savefig(path, dpi=100)
