@@ -6,6 +6,7 @@ CYTHON_TRACE) used by the hardening tests.
 """
 import os
 import sys
+import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -83,9 +84,24 @@ def _source(name):
     return generated
 
 
+def _free_threaded():
+    # CPython built with --disable-gil (3.13t, 3.14t, ...): the kernels are
+    # not declared free-threading safe (importing them would turn the GIL
+    # back on for the whole process), so nothing is compiled there and
+    # asynchat_core._impl selects the pure-Python twin (docs/platforms.md).
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
 def _extensions():
     if sys.implementation.name != "cpython":
         return []  # pure-Python twin is selected automatically off CPython
+    if _free_threaded():
+        if REQUIRE_EXT:
+            raise SystemExit("asynchat_core: no compiled kernels for a free-threaded CPython "
+                             "(ASYNCHAT_CORE_REQUIRE_EXTENSIONS is set)")
+        sys.stderr.write("NOTE: asynchat_core: free-threaded CPython; installing the "
+                         "pure-Python implementation only (docs/platforms.md).\n")
+        return []
     from Cython.Build import cythonize
 
     debug = os.environ.get("ASYNCHAT_CORE_DEBUG_BUILD", "") not in ("", "0")

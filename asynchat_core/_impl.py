@@ -1,13 +1,15 @@
 """Chooses the implementation (compiled or pure), once, for the whole package.
 
 ``ASYNCHAT_CORE_NO_EXTENSIONS`` (any value but "" or "0") forces the pure
-Python twins; off CPython they are always used.  If a compiled module is
+Python twins; off CPython, and on a free-threaded CPython build, they are
+always used.  If a compiled module is
 missing (installed where no compiler was available) both twins are used,
 with a single warning, instead of failing at import: the chat and loop
 modules always come from the same implementation.
 """
 import os
 import sys
+import sysconfig
 import warnings
 
 __all__ = ["ENV_VAR", "IMPLEMENTATION", "chat_impl", "loop_impl"]
@@ -17,6 +19,10 @@ ENV_VAR = "ASYNCHAT_CORE_NO_EXTENSIONS"
 
 def _extensions_wanted():
     if sys.implementation.name != "cpython":
+        return False
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        # free-threaded CPython: no kernels are built for it (setup.py), by
+        # design and without a warning; see docs/platforms.md
         return False
     return os.environ.get(ENV_VAR, "") in ("", "0")
 

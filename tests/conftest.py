@@ -120,7 +120,18 @@ def no_leaks():
 
 
 # Hypothesis: reproducible (derandomized, no example database) so CI runs
-# are identical; HYPOTHESIS_PROFILE picks the size ("ci" by default).
+# are identical.  HYPOTHESIS_PROFILE picks the size of every fuzzing test
+# (the Hypothesis tests here, and the examples/time budgets that
+# tests/test_fuzz_kernels.py and tests/test_hostile_python.py read from the
+# same variable, in this process and in the children they start):
+#   quick    the default: a plain `python -m pytest` takes about 3 minutes
+#            on 2 cores (README "The two commands")
+#   dev      smaller still (cibuildwheel's wheel tests, QEMU)
+#   ci       the large run: .ci/run and GitHub CI use it on one
+#            interpreter/kernel combination each
+#   nightly  the long run (with ASYNCHAT_CORE_NIGHTLY=1)
+DEFAULT_HYPOTHESIS_PROFILE = "quick"
+os.environ.setdefault("HYPOTHESIS_PROFILE", DEFAULT_HYPOTHESIS_PROFILE)
 try:
     from hypothesis import HealthCheck, settings
 except ImportError:  # pragma: no cover - hypothesis is a test dependency
@@ -136,7 +147,5 @@ else:
     settings.register_profile("ci", max_examples=2000, **_common)
     settings.register_profile("nightly", max_examples=50000, **_common)
     settings.register_profile("dev", max_examples=100, **_common)
-    # .ci/run: "ci" on its 3.11 run (where the stdlib is the reference),
-    # "quick" on the other interpreter/kernel runs to fit CI's time budget
     settings.register_profile("quick", max_examples=200, **_common)
-    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])

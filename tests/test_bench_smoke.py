@@ -8,6 +8,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from asynchat_core.bench import report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -19,20 +23,105 @@ def test_bench_cli_kernel_and_echo(tmp_path):
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [
         sys.executable, "-m", "asynchat_core.bench",
-        "--scenarios", "kernel,echo", "--impls", ",".join(impls),
+        "--scenarios", "kernel,echo", "--impls", ",".join(impls), "--rounds", "2",
         "--kernel-workloads", "lines32-64k,records100", "--kernel-seconds", "0.05",
         "--sizes", "1024", "--duration", "0.3", "--builtin-client", "--json", str(out),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=str(tmp_path), env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=str(tmp_path), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())
-    assert not data["errors"]
-    rates = {(r["scenario"], r["case"], r["impl"]): r["rate"] for r in data["records"]}
+    assert not data["errors"] and data["interrupted"] is False
+    rates = {(r["scenario"], r["case"], r["impl"]): r for r in data["records"]}
     for impl in impls:
         for key in (("kernel", "lines32-64k", impl), ("kernel", "records100", impl),
                     ("echo", "1 KiB", impl)):
-            assert rates.get(key, 0) > 0, (key, rates)
+            record = rates[key]
+            # one figure per round; the headline figure is their median
+            assert len(record["samples"]) == 2 and all(s > 0 for s in record["samples"])
+            assert record["rate"] == report.median(record["samples"])
     echo = [r for r in data["records"] if r["scenario"] == "echo"]
     assert all(r["load"] == "built-in" and r["requests"] > 0 for r in echo)
-    # the table is printed and names the targets
-    assert "Targets" in proc.stdout and "line echo 1 KiB" in proc.stdout
+    assert "median of 2 rounds" in proc.stdout
+    if compiled:
+        assert "cython/this" in proc.stdout
+    # the project's goals are opt-in (--goals), and the tables fit 100 columns
+    assert "goals" not in proc.stdout
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 100
+
+
+def _record(scenario, case, impl, samples, cpu=None):
+    r = {"scenario": scenario, "case": case, "impl": impl, "unit": "req/s",
+         "samples": samples, "rate": report.median([s for s in samples if s is not None])}
+    if cpu:
+        r["cpu_samples"] = cpu
+        r["cpu_us"] = report.median(cpu)
+    return r
+
+
+RECORDS = [
+    _record("resp", "PING_INLINE -P16", "cython", [300.0, 310.0, 290.0], [1.0, 1.1, 0.9]),
+    _record("resp", "PING_INLINE -P16", "stdlib", [100.0, 100.0, 100.0], [3.0, 3.0, 3.0]),
+    _record("resp", "PING_INLINE -P16", "uvloop", [280.0, 320.0, 300.0], [1.0, 1.0, 1.0]),
+    _record("resp", "PING_INLINE -P16", "asyncio-streams", [150.0, None, 160.0]),
+]
+ENV = {"asynchat_core": "0.0", "kernels": "cython", "git": "abc1234", "git_dirty": False,
+       "python": "3.12.1", "machine": "test machine, 2 CPUs", "cpus": 2, "rounds": 3,
+       "date": "2026-12-01 00:00 UTC", "implementations": {"cython": "asynchat_core (Cython)"}}
+
+
+def test_ratios_are_per_round_medians_with_range_and_noise_flag():
+    table = {r["impl"]: r for r in RECORDS}
+    stats = report.ratio(table["cython"], table["stdlib"])
+    assert stats == {"median": 3.0, "min": 2.9, "max": 3.1, "n": 3}
+    assert not report.within_noise(stats)
+    # 300/280, 310/320, 290/300: the rounds disagree about which is faster
+    stats = report.ratio(table["cython"], table["uvloop"])
+    assert stats["min"] < 1.0 < stats["max"] and report.within_noise(stats)
+    # a failed round (None) is left out of the pairs
+    assert report.ratio(table["cython"], table["asyncio-streams"])["n"] == 2
+    text = report.render_text(RECORDS, None, {}, [], ENV)
+    lines = text.splitlines()
+    uvloop = [line for line in lines if line.strip().startswith("uvloop")][0]
+    assert uvloop.rstrip().endswith("within noise")
+    stdlib = [line for line in lines if line.strip().startswith("stdlib")][0]
+    assert "3.00x" in stdlib and "2.90-3.10" in stdlib and "noise" not in stdlib
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_goals_only_when_asked_and_labelled():
+    goals = report.check_targets(RECORDS)
+    assert "goals" not in report.render_text(RECORDS, None, {}, [], ENV)
+    text = report.render_text(RECORDS, goals, {}, [], ENV)
+    assert "The project's own goals" in text
+    assert "RESP -P16 PING_INLINE >= 6x stdlib" in text and "not met" in text
+
+
+def test_markdown_keeps_other_python_sections_and_notes(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    data = {"command": "python -m asynchat_core.bench", "environment": dict(ENV),
+            "records": RECORDS, "goals": [], "skipped": {}, "errors": [], "seconds": 1.0}
+    report.render_markdown(str(path), data)
+    with open(path, "a") as f:
+        f.write("hand-written note\n")
+    older = dict(data, environment=dict(ENV, python="3.11.7", git="def5678"))
+    report.render_markdown(str(path), older)
+    report.render_markdown(str(path), data)  # the 3.12 section is replaced, not added
+    text = path.read_text()
+    assert text.count("## Python 3.12\n") == 1 and text.count("## Python 3.11\n") == 1
+    assert text.index("## Python 3.12") < text.index("## Python 3.11")  # newest first
+    assert "git def5678" in text and "git abc1234" in text
+    assert text.rstrip().endswith("hand-written note")
+
+
+def test_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "chart.png"
+    # in a child: matplotlib keeps its font files open for the life of the process
+    code = ("import json, sys; from asynchat_core.bench import report; "
+            "report.write_plot(sys.argv[1], *json.loads(sys.argv[2]))")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", code, str(path), json.dumps([RECORDS, ENV])],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,78 +1,34 @@
-"""``python -m asynchat_core.bench``: run the scenarios, print rates and ratios."""
-import argparse
+"""``python -m asynchat_core.bench``: run the scenarios, print rates and ratios.
+
+Every case is measured ``--rounds`` times, implementations interleaved, and
+reported as the median with its min-max range; each ratio is computed round
+by round (both figures of a ratio were measured back to back) before its
+median and range are taken.  Ctrl-C stops the child processes, prints what
+was measured so far and exits with status 130.
+"""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import procs
 from .impls import discover
-from .report import check_targets, render_markdown, render_text, write_plot
+from .options import (
+    DEFAULT_ROUNDS,
+    ECHO_IMPLS,
+    KERNEL_WORKLOADS,
+    SCENARIO_NAMES,
+    git_state,
+    output_paths,
+    parse_args,
+)
+from .report import check_targets, median, render_markdown, render_text, write_plot
 
-SCENARIOS = ("kernel", "resp", "echo", "http")
-KERNEL_WORKLOADS = ("lines32-64k", "lines32-4k", "records100", "resp-mix", "push-small", "push-large")
-RESP_TESTS = ("ping_inline", "set", "get")
-ECHO_IMPLS = ("cython", "baseline", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop", "uvloop-streams")
-
-
-def parse_args(argv):
-    """Parse the command line into an ``argparse.Namespace``."""
-    p = argparse.ArgumentParser(
-        prog="python -m asynchat_core.bench",
-        description="Benchmark asynchat_core against the stdlib asynchat, asyncio, "
-                    "uvloop and redis-server.  Defaults take about two minutes.",
-    )
-    p.add_argument("--scenarios", default=",".join(SCENARIOS),
-                   help="comma-separated subset of %s (default: all)" % ",".join(SCENARIOS))
-    p.add_argument("--impls", default="",
-                   help="comma-separated implementations to run (default: every one found): "
-                        "cython,pure,stdlib,asyncio,uvloop,redis-server (-streams variants follow "
-                        "asyncio/uvloop)")
-    p.add_argument("--duration", type=float, default=1.5,
-                   help="seconds per socket measurement (default 1.5)")
-    p.add_argument("--kernel-seconds", type=float, default=0.4,
-                   help="seconds per kernel workload and implementation (default 0.4)")
-    p.add_argument("--kernel-workloads", default=",".join(KERNEL_WORKLOADS),
-                   help="comma-separated kernel workloads (default: all)")
-    p.add_argument("--sizes", default="1024,10240",
-                   help="line echo message sizes in bytes (default 1024,10240; vmbench adds 102400)")
-    p.add_argument("--clients", type=int, default=50, help="connections for RESP and HTTP (default 50)")
-    p.add_argument("--echo-clients", type=int, default=10, help="connections for echo (default 10)")
-    p.add_argument("--echo-depth", type=int, default=0,
-                   help="echo messages in flight per connection (default 0: blocks of about "
-                        "32 KiB, so 32 for 1 KiB, 3 for 10 KiB, 1 for 100 KiB; 1 is vmbench's "
-                        "strict ping-pong)")
-    p.add_argument("--pipeline", type=int, default=16, help="RESP pipelined depth (default 16)")
-    p.add_argument("--resp-tests", default=",".join(RESP_TESTS),
-                   help="redis-benchmark tests (default ping_inline,set,get)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="measure each socket case this many times per implementation, "
-                        "interleaved, and keep the best (default 1)")
-    p.add_argument("--builtin-client", action="store_true",
-                   help="use the built-in load client even where redis-benchmark/wrk exist")
-    p.add_argument("--stdlib-python", default=None,
-                   help="interpreter whose stdlib asyncore/asynchat is the baseline "
-                        "(default: this one, or python3.11 on 3.12+ without pyasynchat)")
-    p.add_argument("--baseline", metavar="DIR", default=None,
-                   help="also measure asynchat_core from the checkout DIR (kernels built in "
-                        "place), e.g. an earlier revision, side by side as 'baseline'")
-    p.add_argument("--json", metavar="FILE", help="write the raw figures as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="draw a bar chart (needs matplotlib)")
-    p.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown (BENCHMARKS.md)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    args = p.parse_args(argv)
-    args.scenarios = [s for s in args.scenarios.split(",") if s]
-    for s in args.scenarios:
-        if s not in SCENARIOS:
-            p.error("unknown scenario %r" % s)
-    args.sizes = [int(s) for s in args.sizes.split(",") if s]
-    args.impls = [s for s in args.impls.split(",") if s]
-    args.kernel_workloads = [s for s in args.kernel_workloads.split(",") if s]
-    args.resp_tests = [s for s in args.resp_tests.split(",") if s]
-    return args
+PROG = "python -m asynchat_core.bench"
 
 
 class Run:
@@ -91,16 +47,32 @@ class Run:
             sys.stderr.write("[%5.1fs] %s\n" % (time.monotonic() - self.started, text))
             sys.stderr.flush()
 
-    def add(self, scenario, case, impl, rate, unit, **extra):
-        """Record one measurement and report it."""
-        record = {"scenario": scenario, "case": case, "impl": impl, "rate": rate, "unit": unit}
-        record.update(extra)
+    def add(self, scenario, case, impl, samples, unit, extras):
+        """Record one case for one implementation: ``samples`` holds one rate per round.
+
+        A round that failed is None.  ``extras`` is one dict per round
+        (CPU per request and the like); the record's ``rate`` and
+        ``cpu_us`` are the medians over the rounds.
+        """
+        rates = [s for s in samples if s is not None]
+        if not rates:
+            return
+        record = {"scenario": scenario, "case": case, "impl": impl, "rate": median(rates),
+                  "unit": unit, "samples": list(samples)}
+        cpu = [e.get("cpu_us") if e else None for e in extras]
+        if any(c is not None for c in cpu):
+            record["cpu_samples"] = cpu
+            record["cpu_us"] = median([c for c in cpu if c is not None])
+        for e in extras:
+            for key, value in (e or {}).items():
+                if key != "cpu_us":
+                    record.setdefault(key, value)
         self.records.append(record)
         note = ""
-        if extra.get("cpu_us") is not None:
-            note = ", server CPU %.1f us/req" % extra["cpu_us"]
+        if record.get("cpu_us") is not None:
+            note = ", server CPU %.1f us/req" % record["cpu_us"]
         self.progress("  %-8s %-18s %-16s %12s %s%s" % (
-            scenario, case, impl, "{:,.0f}".format(rate), unit, note))
+            scenario, case, impl, "{:,.0f}".format(record["rate"]), unit, note))
 
     def skip(self, what, reason):
         """Note, once, that ``what`` was skipped and why."""
@@ -120,26 +92,44 @@ def _chosen(args, names):
 
 
 def run_kernel(args, run, targets):
-    """Run the in-process kernel workloads for each chat implementation."""
-    for name in _chosen(args, ("cython", "baseline", "pure", "stdlib")):
-        target = targets.get(name)
-        if target is None:
-            continue
-        run.progress("kernel: %s" % target.label)
-        cmd = target.command("kernel", target.source, str(args.kernel_seconds), *args.kernel_workloads)
-        try:
-            out = subprocess.run(cmd, env=target.environ(), capture_output=True, text=True,
-                                 timeout=120 + 20 * args.kernel_seconds * len(KERNEL_WORKLOADS))
-            if out.returncode:
-                raise RuntimeError(out.stderr.strip().splitlines()[-1])
-            results = json.loads(out.stdout)
-        except Exception as exc:  # noqa: BLE001 - one failing cell must not end the run
-            run.error("kernel/%s" % name, exc)
-            continue
-        for workload in args.kernel_workloads:
-            r = results[workload]
-            extra = {k: v for k, v in r.items() if k not in ("rate", "unit")}
-            run.add("kernel", workload, name, r["rate"], r["unit"], **extra)
+    """Run the in-process kernel workloads for each chat implementation, in rounds."""
+    names = [n for n in _chosen(args, ("cython", "baseline", "pure", "stdlib")) if n in targets]
+    workloads = args.kernel_workloads
+    samples: Dict[Tuple[str, str], List[Optional[float]]] = {}
+    extras: Dict[Tuple[str, str], List[Any]] = {}
+    units: Dict[str, str] = {}
+    try:
+        for number in range(args.rounds):
+            for name in names:
+                target = targets[name]
+                run.progress("kernel: %s, round %d/%d" % (target.label, number + 1, args.rounds))
+                cmd = target.command("kernel", target.source, str(args.kernel_seconds), *workloads)
+                try:
+                    out = subprocess.run(
+                        cmd, env=target.environ(), capture_output=True, text=True,
+                        timeout=120 + 20 * args.kernel_seconds * len(KERNEL_WORKLOADS))
+                    if out.returncode:
+                        lines = out.stderr.strip().splitlines()
+                        raise RuntimeError(lines[-1] if lines else "exit %d" % out.returncode)
+                    results = json.loads(out.stdout)
+                except Exception as exc:  # noqa: BLE001 - one failing cell must not end the run
+                    run.error("kernel/%s" % name, exc)
+                    results = {}
+                for workload in workloads:
+                    r = results.get(workload)
+                    key = (workload, name)
+                    samples.setdefault(key, []).append(r["rate"] if r else None)
+                    extras.setdefault(key, []).append(
+                        {k: v for k, v in r.items() if k not in ("rate", "unit")} if r else None)
+                    if r:
+                        units[workload] = r["unit"]
+    finally:
+        # also on Ctrl-C: the rounds measured so far are results
+        for workload in workloads:
+            for name in names:
+                key = (workload, name)
+                if key in samples and workload in units:
+                    run.add("kernel", workload, name, samples[key], units[workload], extras[key])
 
 
 def _measure(proc_pid, load):
@@ -152,52 +142,63 @@ def _measure(proc_pid, load):
 
 
 def _start_servers(run, scenario, names, targets, kind):
-    """Start one server per implementation; return ``{name: (proc, port)}``."""
+    """Start one server per implementation; return ``{name: (proc, port)}``.
+
+    Servers already started are stopped if starting the next one is
+    interrupted.
+    """
     servers = {}
-    for name in names:
-        try:
-            if name == "redis-server":
-                if not shutil.which("redis-server"):
+    try:
+        for name in names:
+            try:
+                if name == "redis-server":
+                    if not shutil.which("redis-server"):
+                        continue
+                    servers[name] = procs.start_redis_server()
                     continue
-                servers[name] = procs.start_redis_server()
-                continue
-            base, streams = name.split("-")[0], name.endswith("-streams")
-            target = targets.get(base)
-            if target is None:
-                continue
-            servers[name] = procs.start_worker_server(target, kind, streams)
-        except Exception as exc:  # noqa: BLE001 - one failing server must not end the run
-            run.error("%s/%s server" % (scenario, name), exc)
+                base, streams = name.split("-")[0], name.endswith("-streams")
+                target = targets.get(base)
+                if target is None:
+                    continue
+                servers[name] = procs.start_worker_server(target, kind, streams)
+            except Exception as exc:  # noqa: BLE001 - one failing server must not end the run
+                run.error("%s/%s server" % (scenario, name), exc)
+    except BaseException:
+        for proc, _ in servers.values():
+            procs.stop(proc)
+        raise
     return servers
 
 
 def _interleaved(args, run, scenario, names, targets, kind, cases, load_for):
-    """Measure every case on every server, implementations interleaved.
+    """Measure every case on every server, implementations interleaved, in rounds.
 
     All servers run at once (idle ones cost nothing) and each case is
-    measured on every implementation in turn, ``--rounds`` times keeping
-    the best, so a burst of load from elsewhere on the machine hits the
-    figures being compared alike instead of one implementation's column.
+    measured on every implementation in turn, ``--rounds`` times, so a
+    burst of load from elsewhere on the machine hits the figures being
+    compared alike, and every ratio has one value per round.
     """
     servers = _start_servers(run, scenario, names, targets, kind)
     try:
         for name, (proc, port) in servers.items():
             run.progress("%s: %s on port %d (pid %d)" % (scenario, name, port, proc.pid))
         for case, params in cases:
-            best: Dict[str, Tuple[float, Any]] = {}
-            for _ in range(args.rounds):
-                for name, (proc, port) in servers.items():
-                    try:
-                        rate, extra = _measure(proc.pid, lambda: load_for(port, params))
-                    except Exception as exc:  # noqa: BLE001
-                        run.error("%s/%s/%s" % (scenario, name, case), exc)
-                        continue
-                    if name not in best or rate > best[name][0]:
-                        best[name] = (rate, extra)
-            for name in servers:
-                if name in best:
-                    rate, extra = best[name]
-                    run.add(scenario, case, name, rate, params["unit"], **extra)
+            samples: Dict[str, List[Optional[float]]] = {name: [] for name in servers}
+            extras: Dict[str, List[Any]] = {name: [] for name in servers}
+            try:
+                for _ in range(args.rounds):
+                    for name, (proc, port) in servers.items():
+                        try:
+                            rate, extra = _measure(proc.pid, lambda: load_for(port, params))
+                        except Exception as exc:  # noqa: BLE001
+                            run.error("%s/%s/%s" % (scenario, name, case), exc)
+                            rate, extra = None, None
+                        samples[name].append(rate)
+                        extras[name].append(extra)
+            finally:
+                # also on Ctrl-C: the rounds measured so far are results
+                for name in servers:
+                    run.add(scenario, case, name, samples[name], params["unit"], extras[name])
     finally:
         for proc, _ in servers.values():
             procs.stop(proc)
@@ -212,7 +213,7 @@ def run_resp(args, run, targets):
     names = _chosen(args, ("cython", "baseline", "pure", "stdlib", "asyncio", "uvloop", "redis-server"))
     cases = [("%s -P%d" % (test.upper(), pipeline),
               {"test": test, "pipeline": pipeline, "unit": "req/s"})
-             for pipeline in (1, args.pipeline) for test in args.resp_tests]
+             for pipeline in sorted({1, args.pipeline}) for test in args.resp_tests]
 
     def load(port, params):
         if use_tool:
@@ -261,6 +262,17 @@ def run_http(args, run, targets):
                  [("GET keep-alive", {"unit": "req/s"})], load)
 
 
+# Scenario name -> runner(args, run, targets).  A new scenario registers here
+# (and, for its table title, in report.SCENARIO_TITLES); options.SCENARIO_NAMES
+# lists the ones a run without --scenarios includes.
+SCENARIOS = {
+    "kernel": run_kernel,
+    "resp": run_resp,
+    "echo": run_echo,
+    "http": run_http,
+}
+
+
 def _measuring_options(argv):
     """``argv`` without the output-file options, which do not change the figures."""
     kept = []
@@ -273,21 +285,13 @@ def _measuring_options(argv):
         if name in ("--json", "--plot", "--markdown"):
             skip = "=" not in arg
             continue
+        if name in ("--allow-dirty", "--quiet", "--goals"):
+            continue
         kept.append(arg)
     return kept
 
 
-def _git_revision():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    try:
-        out = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def environment(targets):
+def environment(targets, exclude=()):
     """Versions and machine facts for the report header."""
     import platform
 
@@ -310,11 +314,15 @@ def environment(targets):
                     break
     except OSError:
         pass
+    commit, dirty = git_state(exclude)
     env = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "python": sys.version.split()[0],
         "asynchat_core": asynchat_core.__version__,
-        "git": _git_revision(),
+        "kernels": asynchat_core.IMPLEMENTATION,
+        "git": commit,
+        "git_dirty": dirty,
+        "cpus": os.cpu_count() or 0,
         "machine": "%s, %d CPUs, %s" % (cpu or platform.machine(), os.cpu_count() or 0,
                                         platform.platform()),
         "implementations": {n: t.label for n, t in targets.items()},
@@ -328,37 +336,62 @@ def environment(targets):
     return env
 
 
-def main(argv=None):
-    """Run the chosen scenarios and write the report; return the exit status."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    run = Run(args.quiet)
+def _discover(args, run):
+    """The implementations to measure; exit 2 if an explicitly named one is unusable."""
     targets, skipped = discover(args.stdlib_python, args.baseline)
+    if args.stdlib_python:
+        std = targets.get("stdlib")
+        if std is None or std.python != args.stdlib_python:
+            reason = skipped.get("stdlib", "its asyncore/asynchat could not be imported")
+            args.parser.error("--stdlib-python %s: no usable asyncore/asynchat there (%s)"
+                              % (args.stdlib_python, reason.split(": ", 1)[-1]))
+    if args.baseline and "baseline" not in targets:
+        args.parser.error("--baseline %s" % skipped.get("baseline", "unusable"))
     for name, reason in skipped.items():
         run.skip(name, reason)
-    if "resp" in args.scenarios and not shutil.which("redis-server"):
-        run.skip("redis-server", "not found (apt install redis-server)")
-    runners = {"kernel": run_kernel, "resp": run_resp, "echo": run_echo, "http": run_http}
-    for scenario in args.scenarios:
-        run.progress("== %s" % scenario)
-        runners[scenario](args, run, targets)
-    env = environment(targets)
-    command = " ".join(["python -m asynchat_core.bench"] + _measuring_options(
-        sys.argv[1:] if argv is None else list(argv)))
-    targets_checked = check_targets(run.records)
-    sys.stdout.write(render_text(run.records, targets_checked, run.skipped, run.errors, env))
+    return targets
+
+
+def main(argv=None):
+    """Run the chosen scenarios and write the report; return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv, SCENARIOS)
+    run = Run(args.quiet)
+    targets: Dict[str, Any] = {}
+    interrupted = False
+    try:
+        targets = _discover(args, run)
+        if "resp" in args.scenarios and not shutil.which("redis-server"):
+            run.skip("redis-server", "not found (apt install redis-server)")
+        for scenario in args.scenarios:
+            run.progress("== %s" % scenario)
+            SCENARIOS[scenario](args, run, targets)
+    except KeyboardInterrupt:
+        # the scenario runners stopped their children on the way out
+        interrupted = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not lose the report
+    env = environment(targets, exclude=output_paths(args))
+    env["rounds"] = args.rounds
+    command = " ".join([PROG] + _measuring_options(argv))
+    goals = check_targets(run.records)
+    if interrupted:
+        sys.stdout.write("\nInterrupted: the results measured before Ctrl-C follow.\n")
+    sys.stdout.write(render_text(run.records, goals if args.goals else None, run.skipped,
+                                 run.errors, env))
     sys.stdout.flush()
     data = {"command": command, "environment": env, "records": run.records,
-            "targets": targets_checked, "skipped": run.skipped, "errors": run.errors,
-            "seconds": time.monotonic() - run.started}
+            "goals": goals, "skipped": run.skipped, "errors": run.errors,
+            "seconds": time.monotonic() - run.started, "interrupted": interrupted}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(data, f, indent=1)
+    if interrupted:
+        return 130
     if args.markdown:
         render_markdown(args.markdown, data)
     if args.plot:
-        try:
-            write_plot(args.plot, run.records)
-        except ImportError:
-            sys.stderr.write("--plot needs matplotlib (pip install asynchat-core[bench])\n")
-            return 1
+        write_plot(args.plot, run.records, env)
     return 1 if run.errors else 0
+
+
+__all__ = ["main", "SCENARIOS", "SCENARIO_NAMES", "DEFAULT_ROUNDS"]
