@@ -11,8 +11,9 @@ from typing import Any, Dict, Tuple
 from . import procs
 from .impls import discover
 from .report import check_targets, render_markdown, render_text, write_plot
+from .tls import run_tls
 
-SCENARIOS = ("kernel", "resp", "echo", "http")
+SCENARIOS = ("kernel", "resp", "echo", "http", "tls")
 KERNEL_WORKLOADS = ("lines32-64k", "lines32-4k", "records100", "resp-mix", "push-small", "push-large")
 RESP_TESTS = ("ping_inline", "set", "get")
 ECHO_IMPLS = ("cython", "baseline", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop", "uvloop-streams")
@@ -337,7 +338,8 @@ def main(argv=None):
         run.skip(name, reason)
     if "resp" in args.scenarios and not shutil.which("redis-server"):
         run.skip("redis-server", "not found (apt install redis-server)")
-    runners = {"kernel": run_kernel, "resp": run_resp, "echo": run_echo, "http": run_http}
+    runners = {"kernel": run_kernel, "resp": run_resp, "echo": run_echo, "http": run_http,
+               "tls": run_tls}
     for scenario in args.scenarios:
         run.progress("== %s" % scenario)
         runners[scenario](args, run, targets)

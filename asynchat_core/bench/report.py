@@ -8,6 +8,7 @@ SCENARIO_TITLES = {
     "resp": "Scenario 2: Redis protocol server, 50 clients",
     "echo": "Scenario 3: line echo, 10 clients",
     "http": "Scenario 4: HTTP/1.1 keep-alive, 50 clients",
+    "tls": "Scenario 5: TLS, 1 KiB line echo (10 clients) and HTTPS keep-alive (50 clients)",
 }
 # ratio columns: asynchat_core (Cython) against each of these
 RATIO_AGAINST = ("stdlib", "baseline", "pure", "asyncio", "asyncio-streams", "uvloop", "uvloop-streams",
@@ -32,6 +33,9 @@ TARGETS = [
     ("resp", "GET -P1", "redis-server", "cpu_us", "<=", 1.2, "RESP -P1 GET CPU/request"),
     ("echo", "1 KiB", "uvloop", "rate", ">=", 1, "line echo 1 KiB"),
     ("echo", "10 KiB", "uvloop", "rate", ">=", 1, "line echo 10 KiB"),
+    ("tls", "echo 1 KiB", "stdlib", "rate", ">=", 2, "TLS line echo 1 KiB (stdlib + hand-written mixin)"),
+    ("tls", "echo 1 KiB", "uvloop", "rate", ">=", 1, "TLS line echo 1 KiB"),
+    ("tls", "HTTPS keep-alive", "uvloop", "rate", ">=", 1, "HTTPS keep-alive"),
 ]
 
 
