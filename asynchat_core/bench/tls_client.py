@@ -35,6 +35,16 @@ def echo_block(conn, depth, size):
     return b"".join(lines)
 
 
+def _mismatch(fd, got, want, pos):
+    if pos + len(got) > len(want):
+        return ("%d reply bytes on connection fd %d where %d were owed"
+                % (len(got), fd, len(want) - pos))
+    first = next(i for i in range(len(got)) if got[i] != want[pos + i])
+    return ("reply mismatch on connection fd %d at byte %d of a %d-byte block: got %r, expected %r"
+            % (fd, pos + first, len(want), bytes(got[first:first + 16]),
+               want[pos + first:pos + first + 16]))
+
+
 def client_context(cafile):
     """A verifying client context: the run's CA, host name checked."""
     ctx = ssl.create_default_context(cafile=cafile)
@@ -110,9 +120,7 @@ def run_tls_client(kind, port, conns, depth, duration, cafile, size=1024,
                         # bytearray against bytes compares with memcmp (a memoryview would
                         # compare item by item)
                         if pos + n > len(want) or buf[:n] != want[pos:pos + n]:
-                            raise VerifyError(
-                                "reply mismatch on connection fd %d at byte %d of a %d-byte block"
-                                % (fd, pos, len(want)))
+                            raise VerifyError(_mismatch(fd, buf[:n], want, pos))
                         received += n
                         verified += n
                         pos += n
