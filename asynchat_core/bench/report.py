@@ -8,7 +8,7 @@ SCENARIO_TITLES = {
     "resp": "Scenario 2: Redis protocol server, 50 clients",
     "echo": "Scenario 3: line echo, 10 clients",
     "http": "Scenario 4: HTTP/1.1 keep-alive, 50 clients",
-    "tls": "Scenario 5: TLS, 1 KiB line echo (10 clients) and HTTPS keep-alive (50 clients)",
+    "tls": "Scenario 5: TLS 1 KiB line echo (10 clients, a request is a line) and HTTPS keep-alive (50 clients)",
 }
 # ratio columns: asynchat_core (Cython) against each of these
 RATIO_AGAINST = ("stdlib", "baseline", "pure", "asyncio", "asyncio-streams", "uvloop", "uvloop-streams",

@@ -209,7 +209,7 @@ def run_tls(args, run, targets):
                     "tls_version": r["tls_version"], "cipher": r["cipher"]}
 
             cases = [
-                (ECHO_CASE, "", echo_load, "msg/s",
+                (ECHO_CASE, "", echo_load, "req/s",
                  {"depth": depth, "conns": args.echo_clients, "load": "built-in"}),
                 (HTTPS_CASE, " http", https_load, "req/s",
                  {"conns": args.clients, "load": "wrk" if use_wrk else "built-in"}),
