@@ -2,7 +2,8 @@
 
 Servers, side by side in one run, each in its own process:
 
-- ``cython`` / ``pure``: asynchat_core with ``asynchat_core.tls``;
+- ``cython`` / ``pure``: asynchat_core with ``asynchat_core.tls`` (and
+  ``baseline``: the same from the checkout given to ``--baseline``);
 - ``stdlib``: the same handlers on the stdlib asynchat (pyasynchat on 3.12+)
   under a hand-written legacy TLS mixin (``tls_servers.HandRolledTLS``);
 - ``asyncio`` / ``uvloop``: ``loop.create_server(ssl=...)`` Protocol servers.
@@ -39,7 +40,8 @@ import tempfile
 from . import procs
 
 SCENARIO = "tls"
-TLS_IMPLS = ("cython", "pure", "stdlib", "asyncio", "uvloop")
+# "baseline": asynchat_core from another checkout (``--baseline DIR``) that has the TLS API
+TLS_IMPLS = ("cython", "baseline", "pure", "stdlib", "asyncio", "uvloop")
 ECHO_SIZE = 1024
 ECHO_CASE = "echo 1 KiB"
 HTTPS_CASE = "HTTPS keep-alive"
@@ -139,13 +141,19 @@ def wrk_https(port, clients, duration):
     return float(rate.group(1)), int(total.group(1))
 
 
-def _chosen(args, targets):
+def _chosen(args, targets, run):
     names = []
     for name in TLS_IMPLS:
         if args.impls and name not in args.impls:
             continue
-        if name in targets:
-            names.append(name)
+        target = targets.get(name)
+        if target is None:
+            continue
+        if target.source == "asynchat_core" and target.root and not os.path.exists(
+                os.path.join(target.root, "asynchat_core", "tls.py")):
+            run.skip("tls/%s" % name, "%s has no asynchat_core/tls.py" % target.root)
+            continue
+        names.append(name)
     return names
 
 
@@ -158,7 +166,7 @@ def _summary(values):
 
 def run_tls(args, run, targets):
     """Run the TLS scenario: start the servers, measure each case, record medians."""
-    names = _chosen(args, targets)
+    names = _chosen(args, targets, run)
     if not names:
         run.skip("tls", "no TLS implementation selected")
         return
