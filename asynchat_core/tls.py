@@ -119,6 +119,7 @@ class TLSMixin:
     _tls_wrap_args = None  # (context, server_side, server_hostname)
     _tls_connect_args = None  # (context, server_hostname) for connect_tls
     _tls_more_pending = False  # decrypted bytes left in the SSL object
+    _tls_shadowing = False  # readable/writable shadowed on the instance
 
     # ------------------------------------------------------------ public API
 
@@ -142,6 +143,10 @@ class TLSMixin:
         self._tls_plain_out = self._tls_take_output()
         self._tls_state = _FLUSHING
         self._tls_flush_plain()
+        if self._tls_state == _FLUSHING:
+            self._tls_sync()  # wait for room, not for input
+        # a server handshake starts by waiting for input: the channel's own
+        # predicates usually say so already, and the first event corrects them
 
     def connect_tls(self, address, context=None, *, server_hostname=None):
         """Connect to ``address``, then run a client handshake.
@@ -214,19 +219,25 @@ class TLSMixin:
             self._tls_attach(_adopt(sock), sock.server_side)
         super().set_socket(sock, map)
 
-    def readable(self):
+    # The TLS layer's interest (handshake, close_notify, a renegotiation)
+    # is given to the loop by shadowing readable()/writable() with instance
+    # attributes while it differs from the channel's own; in steady state
+    # the class's predicates answer, so a channel whose class does not
+    # override them stays "state-driven" (the loop asks only after its
+    # events: README, "The event loop").  Every change is made inside an
+    # event of the channel, where the loop asks again afterwards.
+
+    def _tls_readable(self):
         state = self._tls_state
         if state == _OPEN:
             if self._tls_sock.tls_write_wants_read:
                 return True
-            return super().readable()
-        if state == _PLAIN:
-            return super().readable()
+            return type(self).readable(self)
         if state == _HANDSHAKE or state == _CLOSING:
             return not self._tls_want_write
-        return False  # flushing plaintext: input now would predate the upgrade
+        return False  # flushing plaintext (input now predates the upgrade), failed
 
-    def writable(self):
+    def _tls_writable(self):
         state = self._tls_state
         if state == _OPEN:
             sock = self._tls_sock
@@ -234,12 +245,28 @@ class TLSMixin:
                 return True
             if sock.tls_write_wants_read:
                 return False  # SSL_write needs the peer first: wait for input
-            return super().writable()
-        if state == _PLAIN:
-            return super().writable()
+            return type(self).writable(self)
         if state == _HANDSHAKE or state == _CLOSING:
             return self._tls_want_write
         return state == _FLUSHING
+
+    def _tls_sync(self):
+        """Shadow or unshadow the predicates after a TLS state change."""
+        state = self._tls_state
+        if state == _OPEN:
+            sock = self._tls_sock
+            needed = (sock.tls_read_wants_write or sock.tls_write_wants_read
+                      or self._tls_more_pending)
+        else:
+            needed = state != _PLAIN and state != _CLOSED
+        if needed != self._tls_shadowing:
+            self._tls_shadowing = needed
+            if needed:
+                self.readable = self._tls_readable
+                self.writable = self._tls_writable
+            else:
+                self.__dict__.pop("readable", None)
+                self.__dict__.pop("writable", None)
 
     def handle_read_event(self):
         state = self._tls_state
@@ -254,6 +281,8 @@ class TLSMixin:
             self._tls_step_shutdown()
         elif state == _PLAIN:
             super().handle_read_event()
+            return
+        self._tls_sync()
 
     def handle_write_event(self):
         state = self._tls_state
@@ -262,11 +291,11 @@ class TLSMixin:
             if sock.tls_read_wants_write:
                 sock.tls_read_wants_write = False
                 self.handle_read()  # the read that needed to write first
-                return
-            if self._tls_more_pending:
                 self._tls_drain_pending(sock)
-                return
-            super().handle_write_event()
+            elif self._tls_more_pending:
+                self._tls_drain_pending(sock)
+            else:
+                super().handle_write_event()
         elif state == _HANDSHAKE:
             self._tls_step_handshake()
         elif state == _CLOSING:
@@ -275,6 +304,8 @@ class TLSMixin:
             self._tls_flush_plain()
         elif state == _PLAIN:
             super().handle_write_event()
+            return
+        self._tls_sync()
 
     def handle_connect_event(self):
         super().handle_connect_event()
@@ -284,6 +315,7 @@ class TLSMixin:
             context, server_hostname = args
             self._tls_wrap_args = (context, False, server_hostname)
             self._tls_wrap()
+            self._tls_sync()  # a client speaks first: wait for writability
 
     def handle_error(self):
         """TLS errors go to ``handle_tls_error``; TLS EOF to ``handle_close``."""
@@ -321,6 +353,11 @@ class TLSMixin:
             if timeout:
                 self._tls_cancel_timer()
                 self._tls_timer = asyncore.call_later(timeout, self._tls_deadline, _CLOSING)
+                self._tls_sync()
+                # close() may come from outside the channel's events
+                touch = getattr(asyncore, "_loop_touch", None)
+                if touch is not None:
+                    touch(self)
                 return
         self._tls_close_now()
 
@@ -507,6 +544,8 @@ class TLSMixin:
         self._tls_state = _FAILED
         self._tls_cancel_timer()
         self.handle_tls_error(exc)
+        if self._tls_state == _FAILED:
+            self._tls_sync()  # the hook kept the channel: no more events
 
     def _tls_cancel_timer(self):
         timer = self._tls_timer
@@ -518,6 +557,7 @@ class TLSMixin:
         if self._tls_state != _PLAIN:
             self._tls_state = _CLOSED
         self._tls_cancel_timer()
+        self._tls_sync()  # drops the shadowing predicates (and their cycle)
         super().close()
 
 
