@@ -26,6 +26,7 @@ Child processes:
 
     python -m asynchat_core.bench.tls server SOURCE KIND CERTFILE KEYFILE
     python -m asynchat_core.bench.tls client JSON
+    python -m asynchat_core.bench.tls table BENCH.json   (Markdown, with ranges)
 """
 import json
 import os
@@ -254,9 +255,55 @@ def run_tls(args, run, targets):
                         if key in got[-1][3]:
                             extra[key] = got[-1][3][key]
                     run.add(SCENARIO, case, name, rate, unit, **extra)
+                    if len(got) > 1:
+                        run.progress("    %s/%s: median of %d rounds, range %s-%s req/s, "
+                                     "CPU %s-%s us/req" % (case, name, len(got), _fmt(rate_min),
+                                                            _fmt(rate_max), _fmt(cpu_min),
+                                                            _fmt(cpu_max)))
         finally:
             for proc, _ in servers.values():
                 procs.stop(proc)
+
+
+def _fmt(value):
+    if value is None:
+        return "-"
+    if value >= 1e4:
+        return "%.1fk" % (value / 1e3)
+    if value >= 100:
+        return "%.0f" % value
+    return "%.1f" % value
+
+
+def markdown_table(records):
+    """The TLS records as Markdown: median [min-max] rates and CPU, ratios of the medians."""
+    recs = [r for r in records if r["scenario"] == SCENARIO]
+    impls = [n for n in TLS_IMPLS if any(r["impl"] == n for r in recs)]
+    by = {(r["case"], r["impl"]): r for r in recs}
+    cases = list(dict.fromkeys(r["case"] for r in recs))
+    others = [n for n in ("stdlib", "uvloop", "asyncio", "pure", "baseline") if n in impls]
+    head = ["case", "metric"] + impls + ["cython vs %s" % n for n in others if "cython" in impls]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for case in cases:
+        for metric, lo, hi, better in (("rate", "rate_min", "rate_max", 1),
+                                       ("cpu_us", "cpu_us_min", "cpu_us_max", -1)):
+            row = [case, "req/s" if metric == "rate" else "CPU us/req"]
+            for n in impls:
+                r = by.get((case, n))
+                if r is None or r.get(metric) is None:
+                    row.append("-")
+                elif r.get("rounds", 1) > 1:
+                    row.append("%s [%s-%s]" % (_fmt(r[metric]), _fmt(r[lo]), _fmt(r[hi])))
+                else:
+                    row.append(_fmt(r[metric]))
+            ours = by.get((case, "cython"))
+            if "cython" in impls:
+                for n in others:
+                    r = by.get((case, n))
+                    ok = ours and r and ours.get(metric) and r.get(metric)
+                    row.append("%.2fx" % (ours[metric] / r[metric]) if ok else "-")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _measure(pid, load):
@@ -283,6 +330,10 @@ def main(argv):
 
         source, kind, certfile, keyfile = argv[1:5]
         run_tls_server(source, kind, certfile, keyfile, _ready)
+        return 0
+    if role == "table":
+        with open(argv[1]) as f:
+            sys.stdout.write(markdown_table(json.load(f)["records"]))
         return 0
     if role == "client":
         _die_with_parent()
