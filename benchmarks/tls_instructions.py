@@ -2,7 +2,7 @@
 
     python benchmarks/tls_instructions.py [--impls cython,stdlib,asyncio,uvloop]
                                           [--cases echo,https] [--conns 10]
-                                          [--rounds 40,200] [--strace]
+                                          [--rounds 40,200] [--strace] [--plain]
 
 Wall-clock rates of the TLS scenario swing by tens of percent on a shared
 machine; these counts do not.  Each server of ``asynchat_core.bench.tls``
@@ -42,14 +42,25 @@ DEPTH = 32
 
 
 class _Wrapped(tls._ServerTarget):
-    """A TLS server target whose command runs under a tool (valgrind, strace)."""
+    """A server target whose command runs under a tool (valgrind).
+
+    ``certfile`` None: the plain (no TLS) server of the same scenario, to
+    tell what TLS adds from what the implementation costs anyway.
+    """
 
     def __init__(self, target, certfile, keyfile, prefix):
         super().__init__(target, certfile, keyfile)
         self.prefix = prefix
 
     def command(self, *args):
+        if self.certfile is None:
+            return self.prefix + self.target.command(*args)
         return self.prefix + super().command(*args)
+
+
+def _server_target(target, certs, prefix=()):
+    cafile, certfile, keyfile = certs
+    return _Wrapped(target, certfile, keyfile, list(prefix))
 
 
 def _read_exact(sock, n):
@@ -65,13 +76,13 @@ def _read_exact(sock, n):
 
 def drive(port, cafile, case, conns, rounds):
     """Run ``rounds`` lockstep rounds on ``conns`` TLS connections; return requests done."""
-    ctx = ssl.create_default_context(cafile=cafile)
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else None
     socks = []
     try:
         for c in range(conns):
             raw = socket.create_connection(("127.0.0.1", port), timeout=300)
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            socks.append(ctx.wrap_socket(raw, server_hostname=tls.HOSTNAME))
+            socks.append(ctx.wrap_socket(raw, server_hostname=tls.HOSTNAME) if ctx else raw)
         blocks = [echo_block(c, DEPTH, tls.ECHO_SIZE) if case == "echo" else HTTP_REQUEST
                   for c in range(conns)]
         replies = blocks if case == "echo" else [HTTP_RESPONSE] * conns
@@ -88,12 +99,11 @@ def drive(port, cafile, case, conns, rounds):
 
 
 def _run(target, certs, case, conns, rounds, prefix, parse):
-    cafile, certfile, keyfile = certs
     kind = "echo" if case == "echo" else "http"
-    proc, port = procs.start_worker_server(_Wrapped(target, certfile, keyfile, prefix), kind,
+    proc, port = procs.start_worker_server(_server_target(target, certs, prefix), kind,
                                            timeout=300)
     try:
-        requests = drive(port, cafile, case, conns, rounds)
+        requests = drive(port, certs[0], case, conns, rounds)
     finally:
         proc.terminate()  # callgrind writes its totals at exit
         try:
@@ -125,9 +135,8 @@ def strace_counts(target, certs, case, conns, rounds):
     detaches (SIGINT) after them, so the handshakes are counted but not
     start-up or shutdown; the difference of two runs removes the handshakes.
     """
-    cafile, certfile, keyfile = certs
     kind = "echo" if case == "echo" else "http"
-    proc, port = procs.start_worker_server(tls._ServerTarget(target, certfile, keyfile), kind)
+    proc, port = procs.start_worker_server(_server_target(target, certs), kind)
     try:
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "strace.txt")
@@ -138,7 +147,7 @@ def strace_counts(target, certs, case, conns, rounds):
                 ready, _, _ = select.select([tracer.stderr], [], [], 30)
                 if not ready or b"attached" not in tracer.stderr.readline():
                     raise RuntimeError("strace did not attach")
-                requests = drive(port, cafile, case, conns, rounds)
+                requests = drive(port, certs[0], case, conns, rounds)
             finally:
                 tracer.send_signal(signal.SIGINT)
                 try:
@@ -163,6 +172,8 @@ def main(argv=None):
     p.add_argument("--conns", type=int, default=10)
     p.add_argument("--rounds", default="40,200")
     p.add_argument("--strace", action="store_true")
+    p.add_argument("--plain", action="store_true",
+                   help="also measure each server without TLS (the scenarios echo/http)")
     args = p.parse_args(argv)
     if not shutil.which("valgrind"):
         sys.exit("valgrind not found (apt install valgrind)")
@@ -190,6 +201,13 @@ def main(argv=None):
                         sum(v for v, _ in busy), ", ".join("%s %.2f" % (k, v) for v, k in busy))
                 print(line, flush=True)
                 rows.append(line)
+                if args.plain:
+                    plain = (None, None, None)
+                    n1, i1 = callgrind_total(target, plain, case, args.conns, low)
+                    n2, i2 = callgrind_total(target, plain, case, args.conns, high)
+                    print("%-6s %-8s %9.0f instructions/request without TLS (TLS adds %.0f)"
+                          % (case, name, (i2 - i1) / (n2 - n1), per - (i2 - i1) / (n2 - n1)),
+                          flush=True)
     return 0
 
 
