@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from typing import Any, Dict, List
 
 from . import procs
 
@@ -64,8 +65,8 @@ def make_certificates(directory):
     try:
         import trustme
     except ImportError:
-        trustme = None
-    if trustme is not None:
+        return _openssl_certificates(ca_path, cert_path, key_path)
+    else:
         ca = trustme.CA()
         leaf = ca.issue_cert(HOSTNAME, "127.0.0.1")
         ca.cert_pem.write_to_path(ca_path)
@@ -74,6 +75,9 @@ def make_certificates(directory):
             for blob in leaf.cert_chain_pems:
                 f.write(blob.bytes())
         return ca_path, cert_path, key_path
+
+
+def _openssl_certificates(ca_path, cert_path, key_path):
     openssl = shutil.which("openssl")
     if not openssl:
         raise RuntimeError("no certificate maker: pip install trustme (the bench extra) "
@@ -127,6 +131,8 @@ def builtin_tls_client(**params):
 def wrk_https(port, clients, duration):
     """``wrk -t1`` over https; return ``(rate, requests)``.  wrk does not check certificates."""
     exe = shutil.which("wrk")
+    if exe is None:
+        raise RuntimeError("wrk missing (apt install wrk)")
     cmd = [exe, "-t1", "-c%d" % clients, "-d%ds" % max(1, round(duration)),
            "https://127.0.0.1:%d/" % port]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 4 * duration)
@@ -224,7 +230,7 @@ def run_tls(args, run, targets):
                  {"conns": args.clients, "load": "wrk" if use_wrk else "built-in"}),
             ]
             for case, suffix, load, unit, fixed in cases:
-                samples = {name: [] for name in running}
+                samples: Dict[str, List[Any]] = {name: [] for name in running}
                 for _ in range(rounds):
                     for name in running:
                         proc, port = servers[name + suffix]
@@ -300,8 +306,10 @@ def markdown_table(records):
             if "cython" in impls:
                 for n in others:
                     r = by.get((case, n))
-                    ok = ours and r and ours.get(metric) and r.get(metric)
-                    row.append("%.2fx" % (ours[metric] / r[metric]) if ok else "-")
+                    if ours is not None and r is not None and ours.get(metric) and r.get(metric):
+                        row.append("%.2fx" % (ours[metric] / r[metric]))
+                    else:
+                        row.append("-")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -134,7 +134,7 @@ def make_hand_rolled_mixin(asyncore):
 def run_stdlib_tls_server(asyncore, asynchat, kind, context, ready):
     """Serve ``kind`` over TLS on ``(asyncore, asynchat)`` with ``HandRolledTLS``."""
     classes, Server = make_chat_servers(asyncore, asynchat)
-    Mixin = make_hand_rolled_mixin(asyncore)
+    Mixin: Any = make_hand_rolled_mixin(asyncore)
     Base: Any = classes[kind]
 
     class Channel(Mixin, Base):
@@ -154,11 +154,12 @@ def run_core_tls_server(kind, context, ready):
 
     classes, Server = make_chat_servers(asyncore, asynchat)
     Base: Any = classes[kind]
+    Listener: Any = Server
 
     class Channel(TLSMixin, Base):
         pass
 
-    class TLSServer(TLSListenerMixin, Server):
+    class TLSServer(TLSListenerMixin, Listener):
         tls_context = context
 
     server = TLSServer(Channel)
