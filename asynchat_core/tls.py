@@ -30,7 +30,7 @@ __all__ = ["TLSMixin", "TLSListenerMixin"]
 
 # channel states
 _PLAIN = 0  # no TLS (yet): the library's own behaviour
-_FLUSHING = 1  # start_tls() called: plaintext replies still going out
+_FLUSHING = 1  # wrapped by start_tls(); plaintext replies still going out
 _HANDSHAKE = 2  # wrapped; the loop drives do_handshake()
 _OPEN = 3  # handshake done
 _CLOSING = 4  # close(): our close_notify waits for room in the socket
@@ -140,10 +140,15 @@ class TLSMixin:
             raise ValueError("a client channel with check_hostname needs server_hostname")
         self._tls_wrap_args = (context, server_side, server_hostname)
         self._tls_discard_input()
-        self._tls_plain_out = self._tls_take_output()
-        self._tls_state = _FLUSHING
-        self._tls_flush_plain()
-        if self._tls_state == _FLUSHING:
+        plain = self._tls_take_output()
+        # wrapped at once: from here on the library's own sends are held
+        # back (the TLS socket's gate) until the handshake is done
+        self._tls_wrap()
+        if plain and self._tls_state == _HANDSHAKE:
+            self._tls_plain_out = plain
+            self._tls_state = _FLUSHING
+            self._tls_flush_plain()
+        if self._tls_state == _FLUSHING or not server_side:
             self._tls_sync()  # wait for room, not for input
         # a server handshake starts by waiting for input: the channel's own
         # predicates usually say so already, and the first event corrects them
@@ -425,10 +430,13 @@ class TLSMixin:
         return b"".join(pieces)
 
     def _tls_flush_plain(self):
+        # the replies queued before start_tls(), written to the descriptor
+        # under the TLS socket, whose handshake has not started yet
         data = self._tls_plain_out
+        sock = self._tls_sock
         while data:
             try:
-                sent = self.socket.send(data, _MSG_NOSIGNAL)
+                sent = socket.socket.send(sock, data, _MSG_NOSIGNAL)
             except OSError as err:
                 if err.errno in _RETRY_ERRNOS:
                     break
@@ -439,7 +447,7 @@ class TLSMixin:
             data = data[sent:]
         self._tls_plain_out = data
         if not data:
-            self._tls_wrap()
+            self._tls_state = _HANDSHAKE
 
     def _tls_wrap(self):
         context, server_side, server_hostname = self._tls_wrap_args
@@ -530,7 +538,8 @@ class TLSMixin:
 
     def _tls_deadline(self, state):
         self._tls_timer = None
-        if self._tls_state != state:
+        current = self._tls_state
+        if current != state and not (state == _HANDSHAKE and current == _FLUSHING):
             return
         if state == _HANDSHAKE:
             self._tls_fail(TimeoutError(

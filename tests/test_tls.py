@@ -320,6 +320,24 @@ def test_starttls_replies_queued_before_are_plaintext_after_encrypted(server, cl
     assert_no_tracebacks(server)
 
 
+def test_starttls_waits_for_a_large_plaintext_reply(server, client_ctx):
+    port = server.listen(ChatEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS-BIG\n")
+    assert server.wait_for(lambda: ("flushing", True) in server.events)
+    time.sleep(0.2)  # the loop waits for room, holding the encrypted push back
+    plain = b""
+    while len(plain) < (4 << 20) + 1:
+        chunk = s.recv(1 << 20)
+        assert chunk
+        plain += chunk
+    assert plain == b"P" * (4 << 20) + b"\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        assert read_until(c, b"\n") == b"encrypted hello\n"
+    assert_no_tracebacks(server)
+
+
 @pytest.mark.parametrize("base", ["chat", "smtp"])
 def test_plaintext_pipelined_with_starttls_is_never_executed(server, client_ctx, base):
     if base == "chat":

@@ -222,6 +222,12 @@ class ChatEcho(Recording, TLSMixin, asynchat.async_chat):
             self.push_with_producer(asynchat.simple_producer(b"220 still plain\n", 4))
             self.start_tls(self.server.tls)
             self.push(b"encrypted hello\n")
+        elif word == b"STARTTLS-BIG":
+            # more plaintext than the socket takes: the upgrade waits for it
+            self.push(b"P" * (4 << 20) + b"\n")
+            self.start_tls(self.server.tls)
+            self.push(b"encrypted hello\n")
+            self.server.events.append(("flushing", self._tls_plain_out != b""))
         elif word == b"FLOOD":
             self.push(b"z" * (8 << 20))
         elif word == b"CLOSE":
