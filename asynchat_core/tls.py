@@ -19,6 +19,7 @@ reference and a migration guide for hand-written ``SSLConnection`` mixins
 are in ``docs/tls.md``.
 """
 
+import contextlib
 import errno
 import socket
 import ssl
@@ -37,7 +38,9 @@ _CLOSING = 4  # close(): our close_notify waits for room in the socket
 _FAILED = 5  # handle_tls_error() ran; nothing more is read or written
 _CLOSED = 6
 
-_EOF_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
+# the peer ended the stream: close_notify, a ragged EOF, a vanished peer
+_EOF_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+_NO_LOCK = contextlib.nullcontext()
 _WANT_ERRORS = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 # send() errors that mean "try later" on the plaintext path
@@ -373,6 +376,14 @@ class TLSMixin:
         # sends them (asynchat's output rule 3).  A no-op elsewhere.
         self.socket  # noqa: B018
 
+    def _tls_guard(self):
+        # async_chat's output lock (its OutputState is the context manager):
+        # held by the library around every recv() and send attempt, so a
+        # close() from another thread never runs OpenSSL on this socket at
+        # the same time as the loop's thread
+        out = getattr(self, "_ac_out", None)
+        return _NO_LOCK if out is None else out
+
     def _tls_pick_context(self, context, server_side):
         if context is None:
             context = self.tls_context
@@ -512,8 +523,9 @@ class TLSMixin:
         rounds = 16
         while self._tls_state == _OPEN and self._tls_sock is sock:
             try:
-                if sock.pending() <= 0:
-                    return
+                with self._tls_guard():
+                    if sock.pending() <= 0:
+                        return
             except (OSError, ValueError):
                 return
             if rounds <= 0 or not self.readable():
@@ -525,7 +537,8 @@ class TLSMixin:
     def _tls_step_shutdown(self):
         """One ``close_notify`` attempt; True once the channel is closed."""
         try:
-            self._tls_sock.unwrap()
+            with self._tls_guard():
+                self._tls_sock.unwrap()
         except ssl.SSLWantWriteError:
             self._tls_want_write = True
             return False

@@ -190,6 +190,33 @@ def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, clien
     assert srv.errors == []
 
 
+def test_post_handshake_authentication(impl, server_cert, ca):
+    # handshake messages after the handshake, in both directions, through
+    # the channel's ordinary reads and writes
+    ctx = make_server_ctx(server_cert, client_ca=ca)
+    ctx.post_handshake_auth = True
+    srv = LoopThread(tls=ctx)
+    try:
+        port = srv.listen(ChatEcho, implicit_tls=True)
+        srv.start()
+        cctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(cctx)
+        ca.issue_cert("late.example").configure_cert(cctx)
+        cctx.post_handshake_auth = True
+        with tls_client(port, cctx) as c:
+            c.sendall(b"WHO\n")
+            assert read_until(c, b"\n") == b"peer \n"  # no certificate yet
+            c.sendall(b"PHA\n")
+            assert read_until(c, b"\n") == b"pha requested\n"
+            c.sendall(b"WHO\n")
+            assert read_until(c, b"\n") == b"peer late.example\n"
+        assert srv.wait_for(lambda: srv.channel_count() == 0)
+        assert tls_errors(srv) == []
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
 # --- real stdlib clients ----------------------------------------------------------
 
 def test_ftplib_ftp_tls_auth_prot_p_transfer(server, client_ctx):

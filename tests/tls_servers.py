@@ -228,6 +228,15 @@ class ChatEcho(Recording, TLSMixin, asynchat.async_chat):
             self.start_tls(self.server.tls)
             self.push(b"encrypted hello\n")
             self.server.events.append(("flushing", self._tls_plain_out != b""))
+        elif word == b"PHA":
+            # TLS 1.3 post-handshake authentication: a handshake message
+            # goes out with this reply; the answer arrives with later reads
+            self.socket.verify_client_post_handshake()
+            self.push(b"pha requested\n")
+        elif word == b"WHO":
+            cert = self.getpeercert()
+            names = [v for k, v in (cert or {}).get("subjectAltName", ()) if k == "DNS"]
+            self.push(b"peer " + ",".join(names).encode() + b"\n")
         elif word == b"FLOOD":
             self.push(b"z" * (8 << 20))
         elif word == b"CLOSE":
