@@ -365,6 +365,19 @@ def test_starttls_waits_for_a_large_plaintext_reply(server, client_ctx):
     assert_no_tracebacks(server)
 
 
+def test_starttls_on_dispatcher_with_send(server, client_ctx):
+    port = server.listen(SendEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS\n")
+    assert read_until(s, b"\n") == b"220 ready\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        c.sendall(b"secret\n")
+        assert read_until(c, b"\n") == b"secret\n"
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert_no_tracebacks(server)
+
+
 @pytest.mark.parametrize("base", ["chat", "smtp"])
 def test_plaintext_pipelined_with_starttls_is_never_executed(server, client_ctx, base):
     if base == "chat":

@@ -260,7 +260,10 @@ class SendEcho(Recording, TLSMixin, asyncore.dispatcher_with_send):
 
     def handle_read(self):
         data = self.recv(4096)
-        if data:
+        if data == b"STARTTLS\n" and not self.tls_active:
+            self.send(b"220 ready\n")
+            self.start_tls(self.server.tls)
+        elif data:
             self.send(data)
 
 
