@@ -19,6 +19,7 @@ reference and a migration guide for hand-written ``SSLConnection`` mixins
 are in ``docs/tls.md``.
 """
 
+import contextlib
 import errno
 import socket
 import ssl
@@ -30,14 +31,16 @@ __all__ = ["TLSMixin", "TLSListenerMixin"]
 
 # channel states
 _PLAIN = 0  # no TLS (yet): the library's own behaviour
-_FLUSHING = 1  # start_tls() called: plaintext replies still going out
+_FLUSHING = 1  # wrapped by start_tls(); plaintext replies still going out
 _HANDSHAKE = 2  # wrapped; the loop drives do_handshake()
 _OPEN = 3  # handshake done
 _CLOSING = 4  # close(): our close_notify waits for room in the socket
 _FAILED = 5  # handle_tls_error() ran; nothing more is read or written
 _CLOSED = 6
 
-_EOF_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError)
+# the peer ended the stream: close_notify, a ragged EOF, a vanished peer
+_EOF_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+_NO_LOCK = contextlib.nullcontext()
 _WANT_ERRORS = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 # send() errors that mean "try later" on the plaintext path
@@ -140,10 +143,15 @@ class TLSMixin:
             raise ValueError("a client channel with check_hostname needs server_hostname")
         self._tls_wrap_args = (context, server_side, server_hostname)
         self._tls_discard_input()
-        self._tls_plain_out = self._tls_take_output()
-        self._tls_state = _FLUSHING
-        self._tls_flush_plain()
-        if self._tls_state == _FLUSHING:
+        plain = self._tls_take_output()
+        # wrapped at once: from here on the library's own sends are held
+        # back (the TLS socket's gate) until the handshake is done
+        self._tls_wrap()
+        if plain and self._tls_state == _HANDSHAKE:
+            self._tls_plain_out = plain
+            self._tls_state = _FLUSHING
+            self._tls_flush_plain()
+        if self._tls_state == _FLUSHING or not server_side:
             self._tls_sync()  # wait for room, not for input
         # a server handshake starts by waiting for input: the channel's own
         # predicates usually say so already, and the first event corrects them
@@ -368,6 +376,14 @@ class TLSMixin:
         # sends them (asynchat's output rule 3).  A no-op elsewhere.
         self.socket  # noqa: B018
 
+    def _tls_guard(self):
+        # async_chat's output lock (its OutputState is the context manager):
+        # held by the library around every recv() and send attempt, so a
+        # close() from another thread never runs OpenSSL on this socket at
+        # the same time as the loop's thread
+        out = getattr(self, "_ac_out", None)
+        return _NO_LOCK if out is None else out
+
     def _tls_pick_context(self, context, server_side):
         if context is None:
             context = self.tls_context
@@ -425,10 +441,13 @@ class TLSMixin:
         return b"".join(pieces)
 
     def _tls_flush_plain(self):
+        # the replies queued before start_tls(), written to the descriptor
+        # under the TLS socket, whose handshake has not started yet
         data = self._tls_plain_out
+        sock = self._tls_sock
         while data:
             try:
-                sent = self.socket.send(data, _MSG_NOSIGNAL)
+                sent = socket.socket.send(sock, data, _MSG_NOSIGNAL)
             except OSError as err:
                 if err.errno in _RETRY_ERRNOS:
                     break
@@ -439,7 +458,7 @@ class TLSMixin:
             data = data[sent:]
         self._tls_plain_out = data
         if not data:
-            self._tls_wrap()
+            self._tls_state = _HANDSHAKE
 
     def _tls_wrap(self):
         context, server_side, server_hostname = self._tls_wrap_args
@@ -504,8 +523,9 @@ class TLSMixin:
         rounds = 16
         while self._tls_state == _OPEN and self._tls_sock is sock:
             try:
-                if sock.pending() <= 0:
-                    return
+                with self._tls_guard():
+                    if sock.pending() <= 0:
+                        return
             except (OSError, ValueError):
                 return
             if rounds <= 0 or not self.readable():
@@ -517,7 +537,8 @@ class TLSMixin:
     def _tls_step_shutdown(self):
         """One ``close_notify`` attempt; True once the channel is closed."""
         try:
-            self._tls_sock.unwrap()
+            with self._tls_guard():
+                self._tls_sock.unwrap()
         except ssl.SSLWantWriteError:
             self._tls_want_write = True
             return False
@@ -530,7 +551,8 @@ class TLSMixin:
 
     def _tls_deadline(self, state):
         self._tls_timer = None
-        if self._tls_state != state:
+        current = self._tls_state
+        if current != state and not (state == _HANDSHAKE and current == _FLUSHING):
             return
         if state == _HANDSHAKE:
             self._tls_fail(TimeoutError(

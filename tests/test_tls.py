@@ -190,6 +190,33 @@ def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, clien
     assert srv.errors == []
 
 
+def test_post_handshake_authentication(impl, server_cert, ca):
+    # handshake messages after the handshake, in both directions, through
+    # the channel's ordinary reads and writes
+    ctx = make_server_ctx(server_cert, client_ca=ca)
+    ctx.post_handshake_auth = True
+    srv = LoopThread(tls=ctx)
+    try:
+        port = srv.listen(ChatEcho, implicit_tls=True)
+        srv.start()
+        cctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(cctx)
+        ca.issue_cert("late.example").configure_cert(cctx)
+        cctx.post_handshake_auth = True
+        with tls_client(port, cctx) as c:
+            c.sendall(b"WHO\n")
+            assert read_until(c, b"\n") == b"peer \n"  # no certificate yet
+            c.sendall(b"PHA\n")
+            assert read_until(c, b"\n") == b"pha requested\n"
+            c.sendall(b"WHO\n")
+            assert read_until(c, b"\n") == b"peer late.example\n"
+        assert srv.wait_for(lambda: srv.channel_count() == 0)
+        assert tls_errors(srv) == []
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
 # --- real stdlib clients ----------------------------------------------------------
 
 def test_ftplib_ftp_tls_auth_prot_p_transfer(server, client_ctx):
@@ -317,6 +344,37 @@ def test_starttls_replies_queued_before_are_plaintext_after_encrypted(server, cl
         assert read_until(c, b"\n") == b"encrypted hello\n"
         c.sendall(b"after\n")
         assert read_until(c, b"after\n") == b"after\n"
+    assert_no_tracebacks(server)
+
+
+def test_starttls_waits_for_a_large_plaintext_reply(server, client_ctx):
+    port = server.listen(ChatEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS-BIG\n")
+    assert server.wait_for(lambda: ("flushing", True) in server.events)
+    time.sleep(0.2)  # the loop waits for room, holding the encrypted push back
+    plain = b""
+    while len(plain) < (4 << 20) + 1:
+        chunk = s.recv(1 << 20)
+        assert chunk
+        plain += chunk
+    assert plain == b"P" * (4 << 20) + b"\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        assert read_until(c, b"\n") == b"encrypted hello\n"
+    assert_no_tracebacks(server)
+
+
+def test_starttls_on_dispatcher_with_send(server, client_ctx):
+    port = server.listen(SendEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS\n")
+    assert read_until(s, b"\n") == b"220 ready\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        c.sendall(b"secret\n")
+        assert read_until(c, b"\n") == b"secret\n"
+    assert server.wait_for(lambda: server.channel_count() == 0)
     assert_no_tracebacks(server)
 
 

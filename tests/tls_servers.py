@@ -222,6 +222,21 @@ class ChatEcho(Recording, TLSMixin, asynchat.async_chat):
             self.push_with_producer(asynchat.simple_producer(b"220 still plain\n", 4))
             self.start_tls(self.server.tls)
             self.push(b"encrypted hello\n")
+        elif word == b"STARTTLS-BIG":
+            # more plaintext than the socket takes: the upgrade waits for it
+            self.push(b"P" * (4 << 20) + b"\n")
+            self.start_tls(self.server.tls)
+            self.push(b"encrypted hello\n")
+            self.server.events.append(("flushing", self._tls_plain_out != b""))
+        elif word == b"PHA":
+            # TLS 1.3 post-handshake authentication: a handshake message
+            # goes out with this reply; the answer arrives with later reads
+            self.socket.verify_client_post_handshake()
+            self.push(b"pha requested\n")
+        elif word == b"WHO":
+            cert = self.getpeercert()
+            names = [v for k, v in (cert or {}).get("subjectAltName", ()) if k == "DNS"]
+            self.push(b"peer " + ",".join(names).encode() + b"\n")
         elif word == b"FLOOD":
             self.push(b"z" * (8 << 20))
         elif word == b"CLOSE":
@@ -245,7 +260,10 @@ class SendEcho(Recording, TLSMixin, asyncore.dispatcher_with_send):
 
     def handle_read(self):
         data = self.recv(4096)
-        if data:
+        if data == b"STARTTLS\n" and not self.tls_active:
+            self.send(b"220 ready\n")
+            self.start_tls(self.server.tls)
+        elif data:
             self.send(data)
 
 
