@@ -162,6 +162,9 @@ def run_core_tls_server(kind, context, ready):
     class TLSServer(TLSListenerMixin, Listener):
         tls_context = context
 
+        def __init__(self, channel_class):
+            Listener.__init__(self, channel_class)
+
     server = TLSServer(Channel)
     ready(server.port)
     asyncore.loop(timeout=1.0)
