@@ -98,3 +98,20 @@ def test_echo_lines_differ_per_connection_and_position():
     lines = one.split(b"\n")[:-1]
     assert len(one) == 4 * 1024 and len(set(lines)) == 4
     assert echo_block(1, 4, 1024) != one
+
+
+def test_bench_tls_without_wrk_reports_it_and_uses_the_builtin_client(tmp_path):
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["PATH"] = str(tmp_path)  # no wrk (nor anything else) on the PATH
+    cmd = [sys.executable, "-m", "asynchat_core.bench", "--scenarios", "tls", "--impls", "asyncio",
+           "--duration", "0.2", "--echo-clients", "2", "--clients", "2", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert not data["errors"]
+    assert "wrk missing" in data["skipped"].get("wrk (tls)", ""), data["skipped"]
+    https = [r for r in data["records"] if r["case"] == tls.HTTPS_CASE]
+    assert https and https[0]["load"] == "built-in" and https[0]["verified_bytes"] > 0
