@@ -345,7 +345,8 @@ class TLSMixin:
             self._tls_step_shutdown()
         elif state == _PLAIN:
             super().handle_read_event()
-            return
+            if self._tls_state == _PLAIN:
+                return  # (else start_tls() ran in a handler: follow it)
         self._tls_sync()
 
     def handle_write_event(self):
@@ -368,7 +369,8 @@ class TLSMixin:
             self._tls_flush_plain()
         elif state == _PLAIN:
             super().handle_write_event()
-            return
+            if self._tls_state == _PLAIN:
+                return
         self._tls_sync()
 
     def handle_connect_event(self):
