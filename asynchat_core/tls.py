@@ -78,11 +78,67 @@ class _TLSSocket(ssl.SSLSocket):
     def send(self, data, flags=0):
         if self.tls_gate:
             raise ssl.SSLWantWriteError("TLS handshake in progress")
+        if self.tls_retry is not None or self.tls_ahead:
+            return self._send_retry(data, flags)
         try:
             return ssl.SSLSocket.send(self, data, flags)
-        except ssl.SSLWantReadError:
-            self.tls_write_wants_read = True
+        except _WANT_ERRORS as exc:
+            self._note_retry(data, exc)
             raise
+
+    # An SSL_write that could not finish has written part of the buffer
+    # (whole records) and keeps the next record inside OpenSSL; it must be
+    # retried with a buffer that starts with the same bytes and is at least
+    # as long (SSL_R_BAD_LENGTH / BAD_WRITE_RETRY otherwise), and then
+    # reports the whole buffer sent.  Callers retry with the start of the
+    # same stream, but not always as long a piece: async_chat requeues only
+    # the held part of a joined send.  So the socket keeps the failed
+    # buffer, retries with whichever is longer, and acknowledges bytes
+    # written beyond the caller's piece when the caller gets to them.
+    tls_retry = None  # the buffer an SSL_write left unfinished
+    tls_ahead = b""  # bytes written that no caller has been told of yet
+
+    def _note_retry(self, buf, exc):
+        if isinstance(exc, ssl.SSLWantReadError):
+            self.tls_write_wants_read = True
+        retry = self.tls_retry
+        if retry is None or len(buf) >= len(retry):
+            self.tls_retry = buf if type(buf) is bytes else bytes(buf)
+
+    def _send_retry(self, data, flags):
+        ahead = self.tls_ahead
+        if ahead:
+            count = min(len(ahead), len(data))
+            if bytes(data[:count]) != ahead[:count]:
+                # the caller dropped what it had queued (discard_buffers):
+                # those bytes are on the wire already; go on with the new
+                self.tls_ahead = b""
+                return self.send(data, flags)
+            self.tls_ahead = ahead[count:]
+            return count
+        retry = self.tls_retry
+        size = min(len(retry), len(data))
+        same = bytes(data[:size]) == retry[:size]
+        buf = data if same and len(data) >= len(retry) else retry
+        try:
+            sent = ssl.SSLSocket.send(self, buf, flags)
+        except _WANT_ERRORS as exc:
+            self._note_retry(buf, exc)
+            raise
+        self.tls_retry = None
+        if not same:
+            return 0  # the old bytes went out; the caller's are still to send
+        if sent > len(data):
+            self.tls_ahead = bytes(buf[len(data):sent])
+            return len(data)
+        return sent
+
+    def tls_flush_retry(self):
+        """Finish a pending SSL_write (before close_notify); raises want errors."""
+        retry = self.tls_retry
+        if retry is not None:
+            ssl.SSLSocket.send(self, retry)
+            self.tls_retry = None
 
 
 def _adopt(sock):
@@ -289,7 +345,8 @@ class TLSMixin:
             self._tls_step_shutdown()
         elif state == _PLAIN:
             super().handle_read_event()
-            return
+            if self._tls_state == _PLAIN:
+                return  # (else start_tls() ran in a handler: follow it)
         self._tls_sync()
 
     def handle_write_event(self):
@@ -312,7 +369,8 @@ class TLSMixin:
             self._tls_flush_plain()
         elif state == _PLAIN:
             super().handle_write_event()
-            return
+            if self._tls_state == _PLAIN:
+                return
         self._tls_sync()
 
     def handle_connect_event(self):
@@ -536,9 +594,12 @@ class TLSMixin:
 
     def _tls_step_shutdown(self):
         """One ``close_notify`` attempt; True once the channel is closed."""
+        sock = self._tls_sock
         try:
             with self._tls_guard():
-                self._tls_sock.unwrap()
+                if isinstance(sock, _TLSSocket):
+                    sock.tls_flush_retry()  # OpenSSL sends no alert before it
+                sock.unwrap()
         except ssl.SSLWantWriteError:
             self._tls_want_write = True
             return False

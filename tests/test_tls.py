@@ -645,6 +645,78 @@ def test_pipelined_replies_are_coalesced_into_few_tls_writes(server, client_ctx,
     assert len(sends) <= 3, sends  # 101 replies
 
 
+@pytest.mark.parametrize("size", [700, 3000, 20000])
+def test_pipelined_replies_to_a_peer_that_reads_late(server, client_ctx, size):
+    # replies joined into one send() meet a full socket: the TLS write must
+    # be retried with the same bytes, whatever the output queue does
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    lines = [(b"%05d" % i) + b"x" * size + b"\n" for i in range(300)]
+    request = b"".join(lines)
+    with tls_client(port, client_ctx) as c:
+        c.sendall(request)  # the server answers into a socket nobody reads
+        time.sleep(0.3)
+        got = read_until(c, lines[-1])
+        assert len(got) == len(request)
+        assert got == request
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+def test_a_blocked_tls_write_retried_with_a_shorter_piece(server, client_ctx):
+    # async_chat retries a joined send that met a full socket with only its
+    # held part; OpenSSL refuses a retry shorter than the record it keeps
+    # (BAD_WRITE_RETRY).  The channel's socket must turn it into a correct
+    # stream: every byte once, in order.
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    stream = b"".join(b"%08d" % i for i in range(2000000))  # 16 MB, position-coded
+    state = {"offset": 0}
+
+    def attempt(size):
+        chan = server.channels[0]
+        start = state["offset"]
+        try:
+            sent = chan.socket.send(stream[start:start + size])
+        except ssl.SSLWantWriteError:
+            return None
+        state["offset"] = start + sent
+        return sent
+
+    with tls_client(port, client_ctx) as c:
+        c.sendall(b"ping\n")
+        read_until(c, b"ping\n")
+        while server.call(lambda: attempt(40000)) is not None:  # fill the socket
+            assert state["offset"] < len(stream)
+        # the retry the kernel makes: the same start, fewer bytes
+        assert server.call(lambda: attempt(100)) is None
+        received = []
+
+        def reader():
+            got = 0
+            while got < len(stream):
+                chunk = c.recv(1 << 20)
+                if not chunk:
+                    break
+                received.append(chunk)
+                got += len(chunk)
+
+        import threading
+        t = threading.Thread(target=reader)
+        t.start()
+        sizes = [100, 5, 40000, 17, 30000]
+        i = 0
+        deadline = time.monotonic() + 20
+        while state["offset"] < len(stream) and time.monotonic() < deadline:
+            if server.call(lambda: attempt(sizes[i % len(sizes)])) is None:
+                time.sleep(0.001)
+            i += 1
+        t.join(20)
+        assert b"".join(received) == stream
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
 def test_orderly_close_sends_close_notify(server, client_ctx):
     port = server.listen(ChatEcho, implicit_tls=True)
     server.start()
@@ -682,13 +754,62 @@ def test_close_notify_wait_is_bounded(server, client_ctx):
     server.start()
     c = tls_client(port, client_ctx)
     try:
-        c.sendall(b"FLOOD\n")  # 8 MiB the client never reads
-        time.sleep(0.3)
+        c.sendall(b"ping\n")
+        read_until(c, b"ping\n")
         chan = server.channels[0]
+
+        def fill_then_close():
+            # the client reads nothing: write until the socket takes no more
+            # (the loop itself stops at epoll's writability threshold, where
+            # a close_notify still fits)
+            try:
+                while True:
+                    chan.socket.send(b"z" * 65536)
+            except ssl.SSLWantWriteError:
+                pass
+            chan.close()  # close_notify cannot go out yet: the channel waits
+            return chan in server.map.values()
+
         t0 = time.monotonic()
-        server.call(chan.close)  # socket full: close_notify cannot go out yet
+        lingering = server.call(fill_then_close)
+        assert lingering and not chan.connected
         assert server.wait_for(lambda: server.channel_count() == 0, timeout=5)
-        assert time.monotonic() - t0 < 3.0
+        waited = time.monotonic() - t0
+        assert 0.3 < waited < 3.0, waited
+    finally:
+        c.close()
+    assert_no_tracebacks(server)
+
+
+def test_close_notify_goes_out_once_the_peer_reads(server, client_ctx):
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    c = tls_client(port, client_ctx, suppress_ragged_eofs=False)
+    try:
+        c.sendall(b"ping\n")
+        read_until(c, b"ping\n")
+        chan = server.channels[0]
+
+        def fill_then_close():
+            sent = 0
+            try:
+                while True:
+                    sent += chan.socket.send(b"z" * 65536)
+            except ssl.SSLWantWriteError:
+                pass
+            chan.close()
+            return sent, chan in server.map.values()
+
+        sent, lingering = server.call(fill_then_close)
+        assert lingering
+        received = 0
+        while True:
+            data = c.recv(1 << 20)  # SSLEOFError here would mean no close_notify
+            if not data:
+                break
+            received += len(data)
+        assert received >= sent
+        assert server.wait_for(lambda: server.channel_count() == 0, timeout=1.5)
     finally:
         c.close()
     assert_no_tracebacks(server)

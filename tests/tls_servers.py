@@ -237,8 +237,6 @@ class ChatEcho(Recording, TLSMixin, asynchat.async_chat):
             cert = self.getpeercert()
             names = [v for k, v in (cert or {}).get("subjectAltName", ()) if k == "DNS"]
             self.push(b"peer " + ",".join(names).encode() + b"\n")
-        elif word == b"FLOOD":
-            self.push(b"z" * (8 << 20))
         elif word == b"CLOSE":
             self.close()
         elif word == b"QUIT":
