@@ -62,11 +62,19 @@ class _TLSSocket(ssl.SSLSocket):
     tls_gate = False
     tls_read_wants_write = False
     tls_write_wants_read = False
+    tls_slow = False  # gate closed, or a blocked write to finish: send() slow path
 
+    # recv()/send() call the SSL object directly when they can: what
+    # SSLSocket.recv/read/send add (checks, and turning a ragged EOF into
+    # b"") is done here, and they are a third of the TLS layer's cost per
+    # request.
     def recv(self, buflen=1024, flags=0):
         if self.tls_gate:
             raise ssl.SSLWantReadError("TLS handshake in progress")
+        sslobj = self._sslobj
         try:
+            if sslobj is not None and not flags:
+                return sslobj.read(buflen)
             return ssl.SSLSocket.recv(self, buflen, flags)
         except ssl.SSLWantWriteError:
             self.tls_read_wants_write = True
@@ -76,15 +84,26 @@ class _TLSSocket(ssl.SSLSocket):
             return b""
 
     def send(self, data, flags=0):
-        if self.tls_gate:
-            raise ssl.SSLWantWriteError("TLS handshake in progress")
-        if self.tls_retry is not None or self.tls_ahead:
+        if self.tls_slow:
+            if self.tls_gate:
+                raise ssl.SSLWantWriteError("TLS handshake in progress")
             return self._send_retry(data, flags)
+        sslobj = self._sslobj
         try:
+            if sslobj is not None and not flags:
+                return sslobj.write(data)
             return ssl.SSLSocket.send(self, data, flags)
         except _WANT_ERRORS as exc:
             self._note_retry(data, exc)
             raise
+
+    def set_gate(self, closed):
+        """Hold application data back (True) or let it through (False)."""
+        self.tls_gate = closed
+        self._update_slow()
+
+    def _update_slow(self):
+        self.tls_slow = self.tls_gate or self.tls_retry is not None or bool(self.tls_ahead)
 
     # An SSL_write that could not finish has written part of the buffer
     # (whole records) and keeps the next record inside OpenSSL; it must be
@@ -104,6 +123,7 @@ class _TLSSocket(ssl.SSLSocket):
         retry = self.tls_retry
         if retry is None or len(buf) >= len(retry):
             self.tls_retry = buf if type(buf) is bytes else bytes(buf)
+        self.tls_slow = True
 
     def _send_retry(self, data, flags):
         ahead = self.tls_ahead
@@ -113,8 +133,10 @@ class _TLSSocket(ssl.SSLSocket):
                 # the caller dropped what it had queued (discard_buffers):
                 # those bytes are on the wire already; go on with the new
                 self.tls_ahead = b""
+                self._update_slow()
                 return self.send(data, flags)
             self.tls_ahead = ahead[count:]
+            self._update_slow()
             return count
         retry = self.tls_retry
         size = min(len(retry), len(data))
@@ -127,10 +149,13 @@ class _TLSSocket(ssl.SSLSocket):
             raise
         self.tls_retry = None
         if not same:
+            self._update_slow()
             return 0  # the old bytes went out; the caller's are still to send
         if sent > len(data):
             self.tls_ahead = bytes(buf[len(data):sent])
+            self._update_slow()
             return len(data)
+        self._update_slow()
         return sent
 
     def tls_flush_retry(self):
@@ -139,6 +164,7 @@ class _TLSSocket(ssl.SSLSocket):
         if retry is not None:
             ssl.SSLSocket.send(self, retry)
             self.tls_retry = None
+            self._update_slow()
 
 
 def _adopt(sock):
@@ -146,6 +172,11 @@ def _adopt(sock):
     if type(sock) is ssl.SSLSocket:
         sock.__class__ = _TLSSocket
     return sock
+
+
+def _set_gate(sock, closed):
+    if isinstance(sock, _TLSSocket):
+        sock.set_gate(closed)
 
 
 def _describe(exc):
@@ -338,7 +369,14 @@ class TLSMixin:
             sock = self._tls_sock
             sock.tls_write_wants_read = False  # a stuck SSL_write may go on
             super().handle_read_event()
-            self._tls_drain_pending(sock)
+            # (SSL_pending only reads the input record: no lock needed)
+            sslobj = sock._sslobj
+            if self._tls_more_pending or (sslobj is not None and sslobj.pending() > 0):
+                self._tls_drain_pending(sock)
+            if (self._tls_shadowing or self._tls_state != _OPEN or sock.tls_read_wants_write
+                    or sock.tls_write_wants_read or self._tls_more_pending):
+                self._tls_sync()
+            return  # the steady state: nothing to change
         elif state == _HANDSHAKE:
             self._tls_step_handshake()
         elif state == _CLOSING:
@@ -411,7 +449,7 @@ class TLSMixin:
             # replies held for pipelined input go first (async_chat's close
             # would send them; sending needs the gate still open)
             self._tls_flush_held()
-            sock.tls_gate = True
+            _set_gate(sock, True)
             self.connected = False
             if self._tls_step_shutdown():
                 return
@@ -540,8 +578,7 @@ class TLSMixin:
         if sock.version() is not None:
             self._tls_state = _OPEN  # handshake already done by its owner
             return
-        if isinstance(sock, _TLSSocket):
-            sock.tls_gate = True
+        _set_gate(sock, True)
         self._tls_state = _HANDSHAKE
         # a server waits for the ClientHello, a client sends its own first
         self._tls_want_write = not server_side
@@ -567,8 +604,7 @@ class TLSMixin:
             self._tls_cancel_timer()
             self._tls_state = _OPEN
             self._tls_want_write = False
-            if isinstance(sock, _TLSSocket):
-                sock.tls_gate = False
+            _set_gate(sock, False)
             self.handle_tls_established()
             if self._tls_state == _OPEN and self._tls_sock is sock:
                 self._tls_drain_pending(sock)
