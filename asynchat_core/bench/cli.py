@@ -27,6 +27,7 @@ from .options import (
     parse_args,
 )
 from .report import check_targets, median, render_markdown, render_text, write_plot
+from .tls import run_tls
 
 PROG = "python -m asynchat_core.bench"
 
@@ -270,6 +271,7 @@ SCENARIOS = {
     "resp": run_resp,
     "echo": run_echo,
     "http": run_http,
+    "tls": run_tls,  # not in the default run: python -m asynchat_core.bench --scenarios tls
 }
 
 

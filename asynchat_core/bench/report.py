@@ -23,6 +23,7 @@ SCENARIO_TITLES = {
     "resp": "Scenario 2: Redis protocol server",
     "echo": "Scenario 3: line echo",
     "http": "Scenario 4: HTTP/1.1 keep-alive",
+    "tls": "Scenario 5: TLS 1 KiB line echo and HTTPS keep-alive",
 }
 WIDTH = 100  # the text report fits a 100-column terminal
 
@@ -46,6 +47,9 @@ TARGETS = [
     ("resp", "GET -P1", "redis-server", "cpu_us", "<=", 1.2, "RESP -P1 GET CPU"),
     ("echo", "1 KiB", "uvloop", "rate", ">=", 1, "line echo 1 KiB"),
     ("echo", "10 KiB", "uvloop", "rate", ">=", 1, "line echo 10 KiB"),
+    ("tls", "echo 1 KiB", "stdlib", "rate", ">=", 2, "TLS line echo 1 KiB (stdlib + hand-written mixin)"),
+    ("tls", "echo 1 KiB", "uvloop", "rate", ">=", 1, "TLS line echo 1 KiB"),
+    ("tls", "HTTPS keep-alive", "uvloop", "rate", ">=", 1, "HTTPS keep-alive"),
 ]
 
 

@@ -1,0 +1,934 @@
+"""asynchat_core.tls against real clients and hostile peers.
+
+Servers (tests/tls_servers.py) are built on ``TLSMixin`` and
+``TLSListenerMixin`` and served from a loop thread over real sockets on
+127.0.0.1; clients are ftplib, smtplib, poplib, ``ssl``-wrapped sockets,
+``openssl s_client`` and ``TLSMixin`` client channels.  Certificates come
+from trustme.  Every test runs with the compiled ("cython") and the pure
+("python") kernels, bound like tests/test_legacy_patterns.py does; the loop
+kernel follows ASYNCHAT_CORE_NO_EXTENSIONS (CI runs the suite both ways).
+"""
+import ftplib
+import os
+import poplib
+import selectors
+import shutil
+import smtplib
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+import trustme
+
+from asynchat_core import asynchat, tls
+from chat_harness import bound_kernels
+from tls_servers import (
+    CLIENT_TIMEOUT,
+    FTP_FILE,
+    FTP_LISTING,
+    HOST,
+    POP3_MESSAGE,
+    ChatEcho,
+    FTPHandler,
+    ImplicitChatEcho,
+    LoopThread,
+    PlainEcho,
+    POP3Handler,
+    Recording,
+    SendEcho,
+    SMTPHandler,
+)
+
+IMPL_NAMES = ["cython", "python"]
+
+
+@pytest.fixture(params=IMPL_NAMES)
+def impl(request):
+    with bound_kernels(request.param):  # the cython one imports the .so: no fallback
+        yield request.param
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_cert(ca):
+    return ca.issue_cert(HOST, "localhost")
+
+
+def make_server_ctx(server_cert, alpn=None, sni_log=None, client_ca=None):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(ctx)
+    if client_ca is not None:
+        client_ca.configure_trust(ctx)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if sni_log is not None:
+        ctx.sni_callback = lambda sslobj, name, context: sni_log.append(name)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def server_ctx(server_cert):
+    return make_server_ctx(server_cert)
+
+
+@pytest.fixture(scope="module")
+def client_ctx(ca):
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(ctx)
+    return ctx
+
+
+@pytest.fixture
+def server(impl, server_ctx):
+    srv = LoopThread(tls=server_ctx)
+    yield srv
+    srv.stop()
+    assert srv.errors == [], srv.errors[0]
+
+
+def tls_errors(srv):
+    return [m for t, m in srv.logs if "TLS error" in m]
+
+
+def assert_no_tracebacks(srv):
+    assert srv.errors == []
+    for kind, message in srv.logs:
+        assert "uncaptured" not in message and "Traceback" not in message, message
+        assert "\n" not in message, message
+
+
+def tls_client(port, client_ctx, hostname=HOST, **kw):
+    raw = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
+    return client_ctx.wrap_socket(raw, server_hostname=hostname, **kw)
+
+
+def read_until(sock, marker, limit=1 << 24):
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("peer closed; have %r" % data[-200:])
+        data += chunk
+        assert len(data) < limit
+    return data
+
+
+def wait_closed(sock, timeout=CLIENT_TIMEOUT):
+    """Block until the peer closes ``sock`` (EOF or reset); True if it did."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except (ConnectionResetError, ssl.SSLError):
+        pass
+    except socket.timeout:
+        return False
+    return True
+
+
+# --- implicit TLS, every base class ---------------------------------------------
+
+ECHO_CLASSES = {
+    "chat-listener": (ChatEcho, True),  # TLSListenerMixin wraps at accept
+    "chat-start_tls": (ImplicitChatEcho, False),  # start_tls() in __init__
+    "dispatcher_with_send": (SendEcho, True),
+    "dispatcher": (PlainEcho, True),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ECHO_CLASSES))
+def test_implicit_tls_echo(server, client_ctx, kind):
+    cls, on_listener = ECHO_CLASSES[kind]
+    port = server.listen(cls, implicit_tls=on_listener)
+    server.start()
+    with tls_client(port, client_ctx) as c:
+        assert c.version() == "TLSv1.3"
+        c.sendall(b"hello\nworld\n")
+        assert read_until(c, b"world\n") == b"hello\nworld\n"
+        big = os.urandom(100000).hex().encode()[:150000] + b"\n"
+        c.sendall(big)
+        assert read_until(c, b"\n") == big
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert ("tls up", "TLSv1.3") in server.events or kind.startswith("dispatcher")
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, client_ctx, ca):
+    srv = LoopThread(tls=make_server_ctx(server_cert, alpn=["x-test", "http/1.1"], client_ca=ca))
+    try:
+        port = srv.listen(ChatEcho, implicit_tls=True)
+        srv.start()
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(ctx)
+        ctx.set_alpn_protocols(["h2", "x-test"])
+        ca.issue_cert("client.example").configure_cert(ctx)  # mutual TLS
+        with tls_client(port, ctx) as c:
+            c.sendall(b"ping\n")
+            read_until(c, b"ping\n")
+            chan = srv.channels[0]
+            info = srv.call(lambda: (chan.tls_version(), chan.cipher(), chan.getpeercert(),
+                                     chan.selected_alpn_protocol(), chan.tls_active,
+                                     chan.tls_established))
+            assert c.selected_alpn_protocol() == "x-test"
+        version, cipher, peercert, alpn, active, established = info
+        assert version == "TLSv1.3"
+        assert cipher[1] == "TLSv1.3" and cipher[2] >= 128
+        assert ("DNS", "client.example") in peercert["subjectAltName"]
+        assert alpn == "x-test"
+        assert active and established
+    finally:
+        srv.stop()
+    assert srv.errors == []
+
+
+def test_post_handshake_authentication(impl, server_cert, ca):
+    # handshake messages after the handshake, in both directions, through
+    # the channel's ordinary reads and writes
+    ctx = make_server_ctx(server_cert, client_ca=ca)
+    ctx.post_handshake_auth = True
+    srv = LoopThread(tls=ctx)
+    try:
+        port = srv.listen(ChatEcho, implicit_tls=True)
+        srv.start()
+        cctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(cctx)
+        ca.issue_cert("late.example").configure_cert(cctx)
+        cctx.post_handshake_auth = True
+        with tls_client(port, cctx) as c:
+            c.sendall(b"WHO\n")
+            assert read_until(c, b"\n") == b"peer \n"  # no certificate yet
+            c.sendall(b"PHA\n")
+            assert read_until(c, b"\n") == b"pha requested\n"
+            c.sendall(b"WHO\n")
+            assert read_until(c, b"\n") == b"peer late.example\n"
+        assert srv.wait_for(lambda: srv.channel_count() == 0)
+        assert tls_errors(srv) == []
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+# --- real stdlib clients ----------------------------------------------------------
+
+def test_ftplib_ftp_tls_auth_prot_p_transfer(server, client_ctx):
+    port = server.listen(FTPHandler)
+    server.start()
+    ftp = ftplib.FTP_TLS(context=client_ctx, timeout=CLIENT_TIMEOUT)
+    ftp.connect(HOST, port)
+    try:
+        ftp.login("user", "secret")  # AUTH TLS first (FTP_TLS.login)
+        assert isinstance(ftp.sock, ssl.SSLSocket)
+        ftp.prot_p()
+        chunks = []
+        ftp.retrbinary("RETR file.bin", chunks.append)
+        assert b"".join(chunks) == FTP_FILE
+        lines = []
+        ftp.retrlines("LIST", lines.append)
+        assert (lines[0] + "\r\n").encode() == FTP_LISTING
+        ftp.quit()
+    finally:
+        ftp.close()
+    verbs = [e[1].split(" ")[0] for e in server.events if e[0] == "ftp"]
+    assert verbs[:2] == ["AUTH", "USER"]
+    assert "PROT" in verbs and verbs.count("PASV") == 2
+    assert [e for e in server.events if e[0] == "data tls up"] == [("data tls up", "TLSv1.3")] * 2
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+def test_smtplib_starttls(server, client_ctx):
+    port = server.listen(SMTPHandler)
+    server.start()
+    with smtplib.SMTP(HOST, port, timeout=CLIENT_TIMEOUT) as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("starttls")
+        code, _ = smtp.starttls(context=client_ctx)
+        assert code == 220
+        smtp.ehlo()
+        assert not smtp.has_extn("starttls")
+        smtp.sendmail("a@example.com", ["b@example.com"], "Subject: x\r\n\r\nbody over TLS\r\n")
+    messages = [e[1] for e in server.events if e[0] == "message"]
+    assert len(messages) == 1 and b"body over TLS" in messages[0]
+    assert ("tls up", "TLSv1.3") in server.events
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+def test_poplib_stls(server, client_ctx):
+    port = server.listen(POP3Handler)
+    server.start()
+    pop = poplib.POP3(HOST, port, timeout=CLIENT_TIMEOUT)
+    try:
+        assert "STLS" in pop.capa()
+        pop.stls(context=client_ctx)
+        assert "STLS" not in pop.capa()
+        pop.user("user")
+        pop.pass_("secret")
+        assert pop.stat() == (1, len(POP3_MESSAGE))
+        _, lines, _ = pop.retr(1)
+        assert b"\r\n".join(lines) + b"\r\n" == POP3_MESSAGE
+        pop.quit()
+    finally:
+        pop.close()
+    assert ("tls up", "TLSv1.3") in server.events
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert_no_tracebacks(server)
+
+
+OPENSSL = shutil.which("openssl")
+S_CLIENT_MODES = {
+    # mode: (handler, on a TLSListenerMixin, s_client -starttls argument)
+    "implicit": (ChatEcho, True, None),
+    "smtp": (SMTPHandler, False, "smtp"),
+    "pop3": (POP3Handler, False, "pop3"),
+    "ftp": (FTPHandler, False, "ftp"),
+}
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="no openssl binary (CI installs the Debian package)")
+@pytest.mark.parametrize("mode", sorted(S_CLIENT_MODES))
+def test_openssl_s_client(server, ca, tmp_path, mode):
+    handler, on_listener, starttls = S_CLIENT_MODES[mode]
+    port = server.listen(handler, implicit_tls=on_listener)
+    server.start()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cmd = [OPENSSL, "s_client", "-connect", "%s:%d" % (HOST, port), "-servername", "localhost",
+           "-CAfile", str(ca_file), "-verify_return_error", "-verify_hostname", "localhost",
+           "-ign_eof"]  # read replies until the server closes (after QUIT)
+    if starttls:
+        cmd += ["-starttls", starttls]
+    line = {"implicit": b"via s_client\n", "smtp": b"NOOP\r\n", "pop3": b"NOOP\r\n",
+            "ftp": b"PBSZ 0\r\n"}[mode]
+    quit_line = b"QUIT\r\n"
+    proc = subprocess.run(cmd, input=line + quit_line, capture_output=True, timeout=30)
+    out = proc.stdout
+    assert b"Verify return code: 0 (ok)" in out, proc.stderr.decode(errors="replace")
+    assert b"TLSv1.3" in out
+    expected = {"implicit": b"via s_client\nbye\n", "smtp": b"250 OK\r\n221 bye\r\n",
+                "pop3": b"+OK\r\n+OK bye\r\n", "ftp": b"200 PBSZ=0\r\n221 bye\r\n"}[mode]
+    assert out.endswith(expected) or expected in out, out[-400:]
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+# --- STARTTLS ordering and the injection defence ----------------------------------
+
+def plain_line_client(port):
+    s = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
+    return s
+
+
+def test_starttls_replies_queued_before_are_plaintext_after_encrypted(server, client_ctx):
+    port = server.listen(ChatEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS+\n")
+    plain = read_until(s, b"220 still plain\n")
+    assert plain == b"220 ready\n220 still plain\n"
+    c = client_ctx.wrap_socket(s, server_hostname=HOST)
+    with c:
+        assert read_until(c, b"\n") == b"encrypted hello\n"
+        c.sendall(b"after\n")
+        assert read_until(c, b"after\n") == b"after\n"
+    assert_no_tracebacks(server)
+
+
+def test_starttls_waits_for_a_large_plaintext_reply(server, client_ctx):
+    port = server.listen(ChatEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS-BIG\n")
+    assert server.wait_for(lambda: ("flushing", True) in server.events)
+    time.sleep(0.2)  # the loop waits for room, holding the encrypted push back
+    plain = b""
+    while len(plain) < (4 << 20) + 1:
+        chunk = s.recv(1 << 20)
+        assert chunk
+        plain += chunk
+    assert plain == b"P" * (4 << 20) + b"\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        assert read_until(c, b"\n") == b"encrypted hello\n"
+    assert_no_tracebacks(server)
+
+
+def test_starttls_on_dispatcher_with_send(server, client_ctx):
+    port = server.listen(SendEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS\n")
+    assert read_until(s, b"\n") == b"220 ready\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        c.sendall(b"secret\n")
+        assert read_until(c, b"\n") == b"secret\n"
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert_no_tracebacks(server)
+
+
+@pytest.mark.parametrize("base", ["chat", "smtp"])
+def test_plaintext_pipelined_with_starttls_is_never_executed(server, client_ctx, base):
+    if base == "chat":
+        port = server.listen(ChatEcho)
+        server.start()
+        s = plain_line_client(port)
+        s.sendall(b"STARTTLS\nINJECTED one\nINJECTED two\n")  # one segment
+        assert read_until(s, b"\n") == b"220 ready\n"
+        with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+            c.sendall(b"after\n")
+            assert read_until(c, b"after\n") == b"after\n"
+        lines = [e[1] for e in server.events if e[0] == "line"]
+        assert lines == [b"STARTTLS", b"after"]
+    else:
+        port = server.listen(SMTPHandler)
+        server.start()
+        s = plain_line_client(port)
+        read_until(s, b"\r\n")
+        # CVE-2011-0411: a command pipelined in plaintext after STARTTLS
+        s.sendall(b"EHLO x\r\nSTARTTLS\r\nRSET\r\nMAIL FROM:<evil@example.com>\r\n")
+        data = read_until(s, b"220 2.0.0 Ready to start TLS\r\n")
+        assert data.endswith(b"250 STARTTLS\r\n220 2.0.0 Ready to start TLS\r\n")
+        with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+            c.sendall(b"NOOP\r\n")
+            assert read_until(c, b"\r\n") == b"250 OK\r\n"
+        cmds = [e[1] for e in server.events if e[0] == "smtp"]
+        assert cmds == [b"EHLO x", b"STARTTLS", b"NOOP"]
+    assert_no_tracebacks(server)
+
+
+def test_plaintext_sent_after_starttls_reply_fails_the_handshake(server, client_ctx):
+    port = server.listen(ChatEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS\n")
+    assert read_until(s, b"\n") == b"220 ready\n"
+    s.sendall(b"INJECTED\n")  # arrives where the ClientHello belongs
+    assert wait_closed(s)
+    s.close()
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    lines = [e[1] for e in server.events if e[0] == "line"]
+    assert lines == [b"STARTTLS"]
+    assert len(tls_errors(server)) == 1
+    assert_no_tracebacks(server)
+
+
+# --- hostile peers --------------------------------------------------------------
+
+GARBAGE = [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\x16\x03\x01\x00\x05hello-not-a-client-hello" + b"\x00" * 100,
+    bytes(range(256)) * 4,
+]
+
+
+@pytest.mark.parametrize("kind", ["chat-listener", "chat-start_tls", "dispatcher"])
+def test_garbage_instead_of_client_hello(server, kind):
+    cls, on_listener = ECHO_CLASSES[kind]
+    port = server.listen(cls, implicit_tls=on_listener)
+    server.start()
+    for payload in GARBAGE:
+        s = plain_line_client(port)
+        s.sendall(payload)
+        assert wait_closed(s)
+        s.close()
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    errors = tls_errors(server)
+    assert len(errors) == len(GARBAGE), server.logs
+    assert all(t == "error" for t, m in server.logs if "TLS error" in m)
+    assert [e for e in server.events if e[0] == "tls error"] == [("tls error", "SSLError")] * 3
+    assert_no_tracebacks(server)
+
+
+def test_peer_closing_or_resetting_during_handshake(server):
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    s = plain_line_client(port)
+    s.close()
+    s = plain_line_client(port)
+    s.sendall(b"\x16\x03")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # RST
+    # (a connection reset before accept() may never become a channel: the
+    # listener logs one line for it)
+    assert server.wait_for(lambda: len(tls_errors(server)) == 2), server.logs
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert_no_tracebacks(server)
+
+
+class Stalled(ChatEcho):
+    tls_handshake_timeout = 0.5
+
+
+def test_stalled_handshake_closed_at_deadline_cpu_idle(impl, server_ctx):
+    # a long loop timeout: only the library's timer can wake the loop
+    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
+    try:
+        port = srv.listen(Stalled, implicit_tls=True)
+        srv.start()
+        s = plain_line_client(port)
+        s.sendall(b"\x16")  # one byte of a record header, then nothing
+        assert srv.wait_for(lambda: srv.channel_count() == 1)
+        wall0, cpu0 = time.monotonic(), time.process_time()
+        assert wait_closed(s, timeout=10)  # blocks in recv: no CPU here
+        wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+        s.close()
+        assert 0.3 < wall < 5.0, wall
+        assert cpu < 0.25, "loop used %.3fs CPU during a %.2fs stall" % (cpu, wall)
+        assert srv.wait_for(lambda: srv.channel_count() == 0)
+        errors = tls_errors(srv)
+        assert len(errors) == 1 and "handshake not done after 0.5s" in errors[0], srv.logs
+        assert [e for e in srv.events if e[0] == "tls error"] == [("tls error", "TimeoutError")]
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count fds")
+def test_thousand_concurrent_handshakes_fds_back_to_baseline(server, client_ctx):
+    n = 1000
+    port = server.listen(ChatEcho, implicit_tls=True, backlog=n)
+    server.start()
+    server.call(lambda: None)  # the loop runs (its epoll fd exists)
+    baseline = _open_fds()
+    sel = selectors.DefaultSelector()
+    clients = []
+    try:
+        for _ in range(n):
+            raw = socket.socket()
+            raw.setblocking(False)
+            raw.connect_ex((HOST, port))
+            clients.append(raw)
+        # handshakes: each client socket is driven without blocking
+        pending = {}
+        for raw in clients:
+            c = client_ctx.wrap_socket(raw, server_hostname=HOST, do_handshake_on_connect=False)
+            pending[c.fileno()] = c
+            sel.register(c, selectors.EVENT_WRITE)
+        done = []
+        deadline = time.monotonic() + 120
+        while pending:
+            assert time.monotonic() < deadline, "%d handshakes left" % len(pending)
+            for key, _ in sel.select(1.0):
+                c = key.fileobj
+                try:
+                    c.do_handshake()
+                except ssl.SSLWantReadError:
+                    sel.modify(c, selectors.EVENT_READ)
+                except ssl.SSLWantWriteError:
+                    sel.modify(c, selectors.EVENT_WRITE)
+                except OSError as exc:  # e.g. not connected yet
+                    if exc.errno not in (107, 11):  # ENOTCONN, EAGAIN
+                        raise
+                else:
+                    sel.unregister(c)
+                    done.append(pending.pop(c.fileno()))
+        assert server.wait_for(lambda: server.channel_count() == n, timeout=30)
+        # every channel works: one line each
+        for c in done:
+            c.setblocking(True)
+            c.settimeout(CLIENT_TIMEOUT)
+            c.sendall(b"ping\n")
+        for c in done:
+            assert read_until(c, b"\n") == b"ping\n"
+        clients = done
+    finally:
+        sel.close()
+        for c in clients:
+            c.close()
+    assert server.wait_for(lambda: server.channel_count() == 0, timeout=30)
+    assert server.wait_for(lambda: _open_fds() <= baseline, timeout=10), (_open_fds(), baseline)
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+def _bio_handshake(sock, ctx):
+    """A client handshake through memory BIOs, so raw records can be cut."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=HOST)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data
+            incoming.write(data)
+    if outgoing.pending:
+        sock.sendall(outgoing.read())
+    return obj, outgoing
+
+
+def test_peer_resetting_mid_record(server, client_ctx):
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    for cut in (1, 5, 100, 4000):
+        s = plain_line_client(port)
+        obj, outgoing = _bio_handshake(s, client_ctx)
+        obj.write(b"x" * 8000 + b"\n")
+        record = outgoing.read()
+        s.sendall(record[:cut])
+        time.sleep(0.05)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST in the middle of the record
+    assert server.wait_for(lambda: len(server.channels) == 4 and server.channel_count() == 0)
+    # the server is still up and serving
+    with tls_client(port, client_ctx) as c:
+        c.sendall(b"still here\n")
+        assert read_until(c, b"\n") == b"still here\n"
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+# --- input and output through the TLS layer ----------------------------------------
+
+class SmallReads(ChatEcho):
+    ac_in_buffer_size = 256  # much less than one TLS record
+
+
+def test_bytes_buffered_in_the_ssl_object_are_consumed(impl, server_ctx, client_ctx):
+    # 200 lines in one record; each recv takes 256 bytes of it and the rest
+    # waits inside the SSL object, where epoll cannot see it
+    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
+    try:
+        port = srv.listen(SmallReads, implicit_tls=True)
+        srv.start()
+        with tls_client(port, client_ctx) as c:
+            lines = b"".join(b"line %03d %s\n" % (i, b"." * 40) for i in range(200))
+            assert len(lines) < 16384
+            c.sendall(lines)  # one write: one record
+            got = read_until(c, b"line 199 " + b"." * 40 + b"\n")
+            assert got == lines
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+def test_pipelined_replies_are_coalesced_into_few_tls_writes(server, client_ctx, monkeypatch):
+    sends = []
+    original = tls._TLSSocket.send
+
+    def counting_send(self, data, flags=0):
+        sent = original(self, data, flags)
+        sends.append((len(data), sent))
+        return sent
+
+    monkeypatch.setattr(tls._TLSSocket, "send", counting_send)
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    with tls_client(port, client_ctx) as c:
+        request = b"".join(b"req %03d\n" % i for i in range(100))
+        c.sendall(request)  # 100 pipelined requests in one record
+        assert read_until(c, b"req 099\n") == request
+        # a lone request is answered at once (nothing is held back)
+        c.sendall(b"alone\n")
+        assert read_until(c, b"\n") == b"alone\n"
+    # (the loop thread records a send after the client may have read it)
+    assert server.wait_for(lambda: sum(s for _, s in sends) == len(request) + len(b"alone\n"))
+    assert len(sends) <= 3, sends  # 101 replies
+
+
+@pytest.mark.parametrize("size", [700, 3000, 20000])
+def test_pipelined_replies_to_a_peer_that_reads_late(server, client_ctx, size):
+    # replies joined into one send() meet a full socket: the TLS write must
+    # be retried with the same bytes, whatever the output queue does
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    lines = [(b"%05d" % i) + b"x" * size + b"\n" for i in range(300)]
+    request = b"".join(lines)
+    with tls_client(port, client_ctx) as c:
+        c.sendall(request)  # the server answers into a socket nobody reads
+        time.sleep(0.3)
+        got = read_until(c, lines[-1])
+        assert len(got) == len(request)
+        assert got == request
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+def test_a_blocked_tls_write_retried_with_a_shorter_piece(server, client_ctx):
+    # async_chat retries a joined send that met a full socket with only its
+    # held part; OpenSSL refuses a retry shorter than the record it keeps
+    # (BAD_WRITE_RETRY).  The channel's socket must turn it into a correct
+    # stream: every byte once, in order.
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    stream = b"".join(b"%08d" % i for i in range(2000000))  # 16 MB, position-coded
+    state = {"offset": 0}
+
+    def attempt(size):
+        chan = server.channels[0]
+        start = state["offset"]
+        try:
+            sent = chan.socket.send(stream[start:start + size])
+        except ssl.SSLWantWriteError:
+            return None
+        state["offset"] = start + sent
+        return sent
+
+    with tls_client(port, client_ctx) as c:
+        c.sendall(b"ping\n")
+        read_until(c, b"ping\n")
+        while server.call(lambda: attempt(40000)) is not None:  # fill the socket
+            assert state["offset"] < len(stream)
+        # the retry the kernel makes: the same start, fewer bytes
+        assert server.call(lambda: attempt(100)) is None
+        received = []
+
+        def reader():
+            got = 0
+            while got < len(stream):
+                chunk = c.recv(1 << 20)
+                if not chunk:
+                    break
+                received.append(chunk)
+                got += len(chunk)
+
+        import threading
+        t = threading.Thread(target=reader)
+        t.start()
+        sizes = [100, 5, 40000, 17, 30000]
+        i = 0
+        deadline = time.monotonic() + 20
+        while state["offset"] < len(stream) and time.monotonic() < deadline:
+            if server.call(lambda: attempt(sizes[i % len(sizes)])) is None:
+                time.sleep(0.001)
+            i += 1
+        t.join(20)
+        assert b"".join(received) == stream
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+def test_orderly_close_sends_close_notify(server, client_ctx):
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    # with ragged EOFs not suppressed, only a close_notify gives b""
+    with tls_client(port, client_ctx, suppress_ragged_eofs=False) as c:
+        c.sendall(b"QUIT\n")
+        assert read_until(c, b"bye\n") == b"bye\n"
+        assert c.recv(100) == b""
+    with tls_client(port, client_ctx, suppress_ragged_eofs=False) as c:
+        c.sendall(b"CLOSE\n")
+        assert c.recv(100) == b""
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert_no_tracebacks(server)
+    assert tls_errors(server) == []
+
+
+def test_ragged_eof_from_peer_is_a_clean_close(server, client_ctx):
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    c = tls_client(port, client_ctx)
+    c.sendall(b"hi\n")
+    read_until(c, b"hi\n")
+    c.close()  # SSLSocket.close sends no close_notify: a ragged EOF
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert tls_errors(server) == []
+    assert_no_tracebacks(server)
+
+
+class QuickShutdown(ChatEcho):
+    tls_shutdown_timeout = 0.5
+
+
+def test_close_notify_wait_is_bounded(server, client_ctx):
+    port = server.listen(QuickShutdown, implicit_tls=True)
+    server.start()
+    c = tls_client(port, client_ctx)
+    try:
+        c.sendall(b"ping\n")
+        read_until(c, b"ping\n")
+        chan = server.channels[0]
+
+        def fill_then_close():
+            # the client reads nothing: write until the socket takes no more
+            # (the loop itself stops at epoll's writability threshold, where
+            # a close_notify still fits)
+            try:
+                while True:
+                    chan.socket.send(b"z" * 65536)
+            except ssl.SSLWantWriteError:
+                pass
+            chan.close()  # close_notify cannot go out yet: the channel waits
+            return chan in server.map.values()
+
+        t0 = time.monotonic()
+        lingering = server.call(fill_then_close)
+        assert lingering and not chan.connected
+        assert server.wait_for(lambda: server.channel_count() == 0, timeout=5)
+        waited = time.monotonic() - t0
+        assert 0.3 < waited < 3.0, waited
+    finally:
+        c.close()
+    assert_no_tracebacks(server)
+
+
+def test_close_notify_goes_out_once_the_peer_reads(server, client_ctx):
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    c = tls_client(port, client_ctx, suppress_ragged_eofs=False)
+    try:
+        c.sendall(b"ping\n")
+        read_until(c, b"ping\n")
+        chan = server.channels[0]
+
+        def fill_then_close():
+            sent = 0
+            try:
+                while True:
+                    sent += chan.socket.send(b"z" * 65536)
+            except ssl.SSLWantWriteError:
+                pass
+            chan.close()
+            return sent, chan in server.map.values()
+
+        sent, lingering = server.call(fill_then_close)
+        assert lingering
+        received = 0
+        while True:
+            data = c.recv(1 << 20)  # SSLEOFError here would mean no close_notify
+            if not data:
+                break
+            received += len(data)
+        assert received >= sent
+        assert server.wait_for(lambda: server.channel_count() == 0, timeout=1.5)
+    finally:
+        c.close()
+    assert_no_tracebacks(server)
+
+
+# --- the error hook ------------------------------------------------------------------
+
+class CustomHook(ChatEcho):
+    def handle_tls_error(self, exc):
+        self.server.events.append(("custom hook", type(exc).__name__))
+        self.close()
+
+
+def test_handle_tls_error_is_overridable(server):
+    port = server.listen(CustomHook, implicit_tls=True)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"EHLO plaintext on a TLS port\r\n")
+    assert wait_closed(s)
+    s.close()
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert server.events == [("custom hook", "SSLError")]
+    assert server.logs == []  # the override logs nothing
+
+
+# --- client channels ------------------------------------------------------------------
+
+class ClientChannel(Recording, tls.TLSMixin, asynchat.async_chat):
+    """A TLS client channel: pushes a greeting once the handshake is done."""
+
+    def __init__(self, server, address, context, hostname):
+        self.server = server
+        self.received = []
+        self.connected_tcp = False
+        self.info = None
+        asynchat.async_chat.__init__(self, map=server.map)
+        self.set_terminator(b"\n")
+        self.buf = []
+        self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.push(b"early\n")  # queued before the handshake: goes out encrypted
+        self.connect_tls(address, context, server_hostname=hostname)
+
+    def handle_connect(self):
+        self.connected_tcp = True
+
+    def handle_tls_established(self):
+        self.info = (self.tls_version(), self.cipher(), self.getpeercert(),
+                     self.selected_alpn_protocol())
+        self.server.events.append(("client tls up", self.tls_version()))
+        self.push(b"hello\n")
+
+    def collect_incoming_data(self, data):
+        self.buf.append(data)
+
+    def found_terminator(self):
+        self.received.append(b"".join(self.buf))
+        self.buf = []
+
+
+def test_client_channel_sni_alpn_and_verification(impl, server_cert, ca):
+    sni = []
+    srv = LoopThread(tls=make_server_ctx(server_cert, alpn=["x-test"], sni_log=sni))
+    try:
+        port = srv.listen(ChatEcho, implicit_tls=True)
+        srv.start()
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(ctx)
+        ctx.set_alpn_protocols(["x-test"])
+        client = srv.call(lambda: ClientChannel(srv, (HOST, port), ctx, "localhost"))
+        assert srv.wait_for(lambda: client.received == [b"early", b"hello"])
+        assert client.connected_tcp
+        version, cipher, peercert, alpn = client.info
+        assert version == "TLSv1.3" and alpn == "x-test"
+        assert ("DNS", "localhost") in peercert["subjectAltName"]
+        assert sni == ["localhost"]
+        srv.call(client.close)
+        assert srv.wait_for(lambda: srv.channel_count() == 0)
+        assert tls_errors(srv) == []
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+def test_client_channel_hostname_mismatch_goes_to_the_hook(impl, server_ctx, client_ctx):
+    srv = LoopThread(tls=server_ctx)
+    try:
+        port = srv.listen(ChatEcho, implicit_tls=True)
+        srv.start()
+        client = srv.call(lambda: ClientChannel(srv, (HOST, port), client_ctx, "wrong.example"))
+        assert srv.wait_for(lambda: ("tls error", "SSLCertVerificationError") in srv.events)
+        assert srv.wait_for(lambda: srv.channel_count() == 0)
+        assert client.received == [] and client.info is None
+        client_errors = [m for m in tls_errors(srv) if "certificate verify failed" in m]
+        assert len(client_errors) == 1 and "Hostname mismatch" in client_errors[0]
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+def test_client_channel_default_context_verifies(impl, server_ctx):
+    # the default context trusts only the system CAs: our test CA fails
+    srv = LoopThread(tls=server_ctx)
+    try:
+        port = srv.listen(ChatEcho, implicit_tls=True)
+        srv.start()
+
+        def make():
+            chan = ClientChannel.__new__(ClientChannel)
+            chan.server = srv
+            chan.received, chan.connected_tcp, chan.info, chan.buf = [], False, None, []
+            asynchat.async_chat.__init__(chan, map=srv.map)
+            chan.set_terminator(b"\n")
+            chan.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+            chan.connect_tls((HOST, port))  # context=None, hostname from the address
+            return chan
+
+        srv.call(make)
+        assert srv.wait_for(lambda: ("tls error", "SSLCertVerificationError") in srv.events)
+        assert srv.wait_for(lambda: srv.channel_count() == 0)
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
