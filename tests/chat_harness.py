@@ -9,52 +9,14 @@ every callback with the exact bytes it saw, and performs scripted
 The same script is run against CPython's ``asynchat`` (where it exists) and
 against asynchat_core bound to each kernel module; the tests compare logs.
 """
-import contextlib
 import errno
-import importlib
 import sys
-import warnings
 
-from asynchat_core import _chat_py
-from asynchat_core import asynchat as ac_asynchat
-from asynchat_core import asyncore as ac_asyncore
+import impls
 
-std_asynchat = None
-if sys.version_info < (3, 12):  # on 3.12+ "asynchat" may be a PyPI backport
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import asynchat as std_asynchat
-if std_asynchat is ac_asynchat:  # someone ran install() in this process
-    raise RuntimeError("tests must not install() asynchat_core in-process")
-
-HAVE_STDLIB = std_asynchat is not None
-IMPLS = ["stdlib", "python", "cython"] if HAVE_STDLIB else ["python", "cython"]
-
-
-def kernel_module(name):
-    if name == "python":
-        return _chat_py
-    from asynchat_core import _chat_c  # no fallback: a missing build must fail
-
-    return _chat_c
-
-
-@contextlib.contextmanager
-def bound_kernels(name):
-    """Bind asynchat_core.asynchat to one kernel module (like the fixture)."""
-    if name == "stdlib":
-        yield None
-        return
-    module = kernel_module(name)
-    previous = ac_asynchat._use_impl(module)
-    # the loop module of the same build into asyncore.dispatcher
-    loop_module = importlib.import_module(module.__name__.replace("._chat_", "._loop_"))
-    previous_loop = ac_asyncore._use_impl(loop_module)
-    try:
-        yield module
-    finally:
-        ac_asyncore._use_impl(previous_loop)
-        ac_asynchat._use_impl(previous)
+IMPLS = impls.available()
+HAVE_STDLIB = impls.HAVE_REFERENCE
+std_asynchat = impls.REF_ASYNCHAT
 
 
 class Boom(Exception):
@@ -196,7 +158,7 @@ def recorder_class(impl, override_get_terminator=False):
     key = (impl, override_get_terminator)
     if key in _classes:
         return _classes[key]
-    module = std_asynchat if impl == "stdlib" else ac_asynchat
+    module = impls.get(impl).asynchat
 
     class Recorder(module.async_chat):
         simple_producer_class = module.simple_producer

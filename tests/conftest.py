@@ -1,73 +1,89 @@
-"""Shared fixtures: kernel selection and leak checks.
+"""Shared fixtures: the implementations under test, and leak checks.
 
-Whole-module behaviour follows ``ASYNCHAT_CORE_NO_EXTENSIONS`` (CI runs the
-suite twice).  Kernel-level tests use the ``kernels`` fixture, which binds
-``asynchat_core.asynchat`` to one kernel module for the test: the Cython
-parameter imports the compiled module directly, so a missing build fails
-instead of silently testing the pure twin twice.
+Implementations are bound in one place, ``impls.py``: the ``impl`` fixture
+runs a test against each of ``stdlib`` (the reference), ``python`` and
+``cython``; ``our_impl`` against asynchat_core's two only.  The ``cython``
+parameters carry the ``compiled`` marker; ``--no-compiled`` skips them
+(an install made without a compiler).  Tests that take neither fixture use
+what ``ASYNCHAT_CORE_NO_EXTENSIONS`` selected (CI runs the suite both ways).
 """
 import os
 
 import pytest
 
 import asynchat_core
-from asynchat_core import _chat_py, _impl, _loop_py
-from asynchat_core import asynchat as ac_asynchat
-from asynchat_core import asyncore as ac_asyncore
-
-KERNEL_NAMES = ["python", "cython"]
+import impls
+from asynchat_core import _impl
 
 
-def _kernel_module(name):
-    if name == "python":
-        return _chat_py
-    from asynchat_core import _chat_c  # no fallback: a missing build must fail
+def pytest_addoption(parser):
+    parser.addoption(
+        "--no-compiled", action="store_true",
+        help="skip the compiled implementation's parameters and expect "
+             "IMPLEMENTATION == 'python' (an install made without a compiler)",
+    )
 
-    return _chat_c
 
-
-def _loop_module(name):
-    if name == "python":
-        return _loop_py
-    from asynchat_core import _loop_c  # no fallback: a missing build must fail
-
-    return _loop_c
+def pytest_configure(config):
+    config.addinivalue_line("markers", "compiled: runs asynchat_core's compiled modules")
+    impls.compiled_enabled = not config.getoption("--no-compiled")
 
 
 def pytest_report_header(config):
-    return "asynchat_core %s, IMPLEMENTATION=%s, %s=%r" % (
+    return "asynchat_core %s, IMPLEMENTATION=%s, %s=%r, reference: %s" % (
         asynchat_core.__version__,
         asynchat_core.IMPLEMENTATION,
         _impl.ENV_VAR,
         os.environ.get(_impl.ENV_VAR, ""),
+        impls.REFERENCE,
     )
 
 
 def pytest_sessionstart(session):
     # The default run must really exercise the extension.
-    wants_pure = os.environ.get(_impl.ENV_VAR, "") not in ("", "0")
-    expected = "python" if wants_pure else "cython"
+    wants_python = session.config.getoption("--no-compiled") or (
+        os.environ.get(_impl.ENV_VAR, "") not in ("", "0"))
+    expected = "python" if wants_python else "cython"
     if asynchat_core.IMPLEMENTATION != expected:
         raise pytest.UsageError(
             "asynchat_core.IMPLEMENTATION is %r, expected %r: build the extension "
-            "(pip install .) or set %s=1" % (asynchat_core.IMPLEMENTATION, expected, _impl.ENV_VAR)
+            "(pip install .), set %s=1, or pass --no-compiled"
+            % (asynchat_core.IMPLEMENTATION, expected, _impl.ENV_VAR)
         )
 
 
-@pytest.fixture(params=KERNEL_NAMES)
-def kernels(request):
-    """The chat module under test, bound into asynchat_core.asynchat (and
-    the loop module of the same build into asyncore.dispatcher)."""
-    module = _kernel_module(request.param)
-    previous = ac_asynchat._use_impl(module)
-    previous_loop = ac_asyncore._use_impl(_loop_module(request.param))
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--no-compiled"):
+        skip = pytest.mark.skip(reason="--no-compiled")
+        for item in items:
+            if item.get_closest_marker("compiled"):
+                item.add_marker(skip)
 
-    def restore():
-        ac_asyncore._use_impl(previous_loop)
-        ac_asynchat._use_impl(previous)
 
-    request.addfinalizer(restore)
-    return module
+def _bound(name):
+    impl = impls.get(name)
+    if impl is None:
+        pytest.skip("no reference implementation: %s" % impls.REFERENCE)
+    with impl.bind():
+        yield impl
+
+
+@pytest.fixture(params=impls.params(impls.NAMES))
+def impl(request):
+    """Each implementation (an ``impls.Impl``), bound for the test."""
+    yield from _bound(request.param)
+
+
+@pytest.fixture(params=impls.params(impls.OURS))
+def our_impl(request):
+    """asynchat_core's implementations only (an ``impls.Impl``), bound for the test."""
+    yield from _bound(request.param)
+
+
+@pytest.fixture(params=impls.BACKENDS)
+def backend(request, our_impl):
+    """Each event backend, for each of asynchat_core's implementations."""
+    return request.param
 
 
 def _open_fds():

@@ -1,8 +1,8 @@
 """Legacy-style asyncore/asynchat servers, written once for any implementation.
 
 Each handler is a mixin over "some ``async_chat``": ``Impl.chat_class``
-builds it on CPython 3.11's own module or on asynchat_core (bound to one
-kernel module by the test fixture).  The handlers do what real legacy code
+builds it on the reference module or on asynchat_core (bound to one
+implementation by the test fixture).  The handlers do what real legacy code
 does with ``push()``: push a reply and then block on the peer (an FTP PASV
 accept, a TLS handshake on a data connection), push and then switch the
 socket to TLS, write to ``self.socket`` right after a push, swap the socket,
@@ -14,68 +14,16 @@ are real stdlib clients (ftplib, smtplib, poplib) or ``LineClient``.
 """
 import socket
 import ssl
-import sys
 import threading
 import time
 import traceback
-import warnings
 
-from asynchat_core import asynchat as ac_asynchat
-from asynchat_core import asyncore as ac_asyncore
-
-std_asyncore = std_asynchat = None
-if sys.version_info < (3, 12):  # on 3.12+ these names may be PyPI backports
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import asynchat as std_asynchat
-        import asyncore as std_asyncore
-    if std_asynchat is ac_asynchat:  # someone ran install() in this process
-        raise RuntimeError("tests must not install() asynchat_core in-process")
-
-HAVE_STDLIB = std_asynchat is not None
 
 HOST = "127.0.0.1"
 #: how long a server blocks on its peer (PASV accept, data-connection TLS)
 ACCEPT_TIMEOUT = 3.0
 #: how long a client waits for one reply
 CLIENT_TIMEOUT = 3.0
-
-
-class Impl:
-    """One implementation: a name and its (asyncore, asynchat) modules."""
-
-    def __init__(self, name, asyncore, asynchat):
-        self.name = name
-        self.asyncore = asyncore
-        self.asynchat = asynchat
-        self._classes = {}
-
-    def __repr__(self):
-        return "<Impl %s>" % self.name
-
-    def chat_class(self, *mixins):
-        """``mixins`` over this implementation's ``async_chat`` (cached)."""
-        cls = self._classes.get(mixins)
-        if cls is None:
-            name = "_".join(m.__name__ for m in mixins) + "_" + self.name
-            cls = type(name, mixins + (self.asynchat.async_chat,), {})
-            self._classes[mixins] = cls
-        return cls
-
-    def loop_once(self, map, timeout):
-        """One pass of this implementation's loop over ``map``."""
-        if self.asyncore is std_asyncore:
-            self.asyncore.loop(timeout=timeout, use_poll=True, map=map, count=1)
-        else:
-            self.asyncore.loop(timeout=timeout, map=map, count=1)
-
-
-def stdlib_impl():
-    return Impl("stdlib", std_asyncore, std_asynchat)
-
-
-def asynchat_core_impl(kernel_name):
-    return Impl(kernel_name, ac_asyncore, ac_asynchat)
 
 
 # --- the server thread ------------------------------------------------------

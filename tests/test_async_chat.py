@@ -2,13 +2,13 @@
 each implementation: the Cython and pure kernels of asynchat_core and, where
 the interpreter still has it, CPython's own module.  Real socketpairs."""
 import socket
-import sys
 
 import pytest
 
 from asynchat_core import asynchat as ac_asynchat
 from asynchat_core import asyncore as ac_asyncore
-from chat_harness import HAVE_STDLIB, IMPLS, bound_kernels, std_asynchat
+from impls import HAVE_REFERENCE as HAVE_STDLIB
+from impls import REF_ASYNCHAT as std_asynchat
 
 ASYNCHAT_311_PUBLIC = ["async_chat", "asyncore", "deque", "find_prefix_at_end",
                        "simple_producer"]
@@ -21,14 +21,10 @@ ASYNC_CHAT_311_OWN = [
 ]
 
 
-@pytest.fixture(params=IMPLS)
-def chat(request):
-    """The asynchat module under test (ours bound to one kernel, or stdlib)."""
-    if request.param == "stdlib":
-        yield std_asynchat
-        return
-    with bound_kernels(request.param):
-        yield ac_asynchat
+@pytest.fixture
+def chat(impl):
+    """The asynchat module of each implementation, bound for the test."""
+    return impl.asynchat
 
 
 @pytest.fixture
@@ -301,10 +297,3 @@ def test_find_prefix_at_end(chat):
     assert f(b"", b"ab") == 0
     assert f("text\r", "\r\n") == 1
     assert f(b"abc", b"") == -1
-
-
-@pytest.mark.skipif(not HAVE_STDLIB, reason="no stdlib asynchat on Python 3.12+")
-def test_stdlib_module_is_really_cpythons():
-    assert std_asynchat.__file__.endswith("asynchat.py")
-    assert "asynchat_core" not in std_asynchat.__file__
-    assert sys.version_info < (3, 12)

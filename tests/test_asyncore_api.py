@@ -1,5 +1,5 @@
 """Every public name of asyncore, tested once and bound to each
-implementation: asynchat_core's module and, where it exists, the stdlib's."""
+implementation (impls.py): asynchat_core's two and the reference."""
 import errno
 import gc
 import os
@@ -12,15 +12,7 @@ import warnings
 import pytest
 
 from asynchat_core import asyncore as ours
-
-stdlib_asyncore = None
-if sys.version_info < (3, 12):  # on 3.12+ "asyncore" may be a PyPI backport
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import asyncore as stdlib_asyncore
-assert stdlib_asyncore is not ours, "tests must not install() in-process"
-
-IMPLS = ["ours"] + (["stdlib"] if stdlib_asyncore else [])
+from impls import REF_ASYNCORE as stdlib_asyncore
 
 # CPython 3.11's public asyncore names (for 3.12+, where it cannot be imported)
 ASYNCORE_311_PUBLIC = [
@@ -46,10 +38,10 @@ def public(obj):
     return sorted(n for n in dir(obj) if not n.startswith("_"))
 
 
-@pytest.fixture(params=IMPLS)
-def core(request):
-    """The asyncore module under test."""
-    return ours if request.param == "ours" else stdlib_asyncore
+@pytest.fixture
+def core(impl):
+    """The asyncore module of each implementation, bound for the test."""
+    return impl.asyncore
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ implementation (the stdlib where it exists) and expects identical logs.
 """
 import pytest
 
-from chat_harness import IMPLS, ScriptedSocket, bound_kernels, make_channel, step
+import impls
+from chat_harness import IMPLS, ScriptedSocket, make_channel, step
 
 
 def run(impl, chunks, terminator, setup=None, **kw):
     sock = ScriptedSocket(chunks)
-    with bound_kernels(impl):
+    with impls.bound(impl):
         chan = make_channel(impl, sock, terminator, **kw)
         if setup is not None:
             setup(chan)
@@ -54,7 +55,7 @@ def test_empty_push_on_a_dead_connection(item):
     for impl in IMPLS:
         sock = ScriptedSocket((), fail_at=0)
         sock.empty_send_fails = True
-        with bound_kernels(impl):
+        with impls.bound(impl):
             chan = make_channel(impl, sock, b"\n")
             step(chan, lambda c: c.push(item))
         results[impl] = ([e for e in chan.log if e[0] != "state"], chan.connected)
@@ -83,7 +84,7 @@ def test_producer_pushing_and_returning_empty():
     results = {}
     for impl in IMPLS:
         sock = ScriptedSocket(())
-        with bound_kernels(impl):
+        with impls.bound(impl):
             chan = make_channel(impl, sock, b"\n", out_size=1)
             step(chan, lambda c: c.push_with_producer(_PushThenEmpty(c)))
             for _ in range(20):
@@ -109,7 +110,7 @@ def test_empty_item_ends_one_send_attempt():
     results = {}
     for impl in IMPLS:
         sock = ScriptedSocket((), capacity=0)
-        with bound_kernels(impl):
+        with impls.bound(impl):
             chan = make_channel(impl, sock, b"\n", out_size=1)
             step(chan, lambda c: c.push_with_producer(_PushThenData(c)))
             step(chan, lambda c: c.push(b""))
@@ -141,7 +142,7 @@ def test_reply_pushed_before_close_in_found_terminator_is_sent(plan, expected):
     results = {}
     for impl in IMPLS:
         sock = ScriptedSocket([b"x\n"])
-        with bound_kernels(impl):
+        with impls.bound(impl):
             chan = make_channel(impl, sock, b"\n", found_plan={1: plan})
             step(chan, "read")
         results[impl] = bytes(sock.wire)
@@ -155,7 +156,7 @@ def test_push_larger_than_out_buffer_then_close_in_found_terminator():
     results = {}
     for impl in IMPLS:
         sock = ScriptedSocket([b"x\n"])
-        with bound_kernels(impl):
+        with impls.bound(impl):
             chan = make_channel(impl, sock, b"\n", out_size=4, found_plan={
                 1: [("push", b"abcdefgh"), ("close",)]})
             step(chan, "read")
@@ -185,7 +186,7 @@ def test_two_reentrant_producers_keep_cpython_byte_order():
     results = {}
     for impl in IMPLS:
         sock = ScriptedSocket((), capacity=0)
-        with bound_kernels(impl):
+        with impls.bound(impl):
             chan = make_channel(impl, sock, b"\n", out_size=7)
             step(chan, lambda c: c.push(b"\r"))  # blocked data ahead of them
             step(chan, lambda c: c.push_with_producer(_PushingProducer(c)))

@@ -38,6 +38,7 @@ import pytest
 
 import asynchat_core
 from asynchat_core import _impl
+import impls
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "cpython_suite.py")
@@ -66,7 +67,7 @@ CLIENT_SUITES = {
     "test_logging:SMTPHandlerTest": 1,  # 1
 }
 MIN_RUN = dict(CORE_SUITES, **CLIENT_SUITES)
-IMPLEMENTATIONS = ["cython", "python"]
+IMPLEMENTATIONS = impls.params(impls.OURS)
 
 # 3.11 tests of parameters 3.12 removed (keyfile/certfile, gh-94172): they
 # fail on 3.12+ with a TypeError before any server is involved.

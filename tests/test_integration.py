@@ -124,7 +124,7 @@ class EchoServer(asyncore.dispatcher):
 
 
 @pytest.mark.parametrize("use_poll", [False, True], ids=["select", "poll"])
-def test_echo_server_with_200_concurrent_pipelining_clients(kernels, use_poll):
+def test_echo_server_with_200_concurrent_pipelining_clients(our_impl, use_poll):
     map = {}
     server = EchoServer(map)
     port = server.socket.getsockname()[1]

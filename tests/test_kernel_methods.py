@@ -92,7 +92,7 @@ def _traced_echo(asyncore, asynchat):
     return log, reply
 
 
-def test_overrides_and_super_behave_as_in_cpython(kernels):
+def test_overrides_and_super_behave_as_in_cpython(our_impl):
     results = [_traced_echo(*pair) for pair in _modules()]
     log, reply = results[0]
     assert reply == b"re:xxx\nre:xxx\n"
@@ -106,9 +106,9 @@ def test_overrides_and_super_behave_as_in_cpython(kernels):
         assert other_log == log
 
 
-def test_class_patch_reaches_the_kernels(kernels, monkeypatch):
+def test_class_patch_reaches_the_implementation(our_impl, monkeypatch):
     # code that patches dispatcher.send on the class (tests, tracing) must
-    # see the sends the kernels make on async_chat's behalf
+    # see the sends the implementation makes on async_chat's behalf
     seen = []
     real = ac_asyncore.dispatcher.send
 
@@ -136,9 +136,9 @@ def test_class_patch_reaches_the_kernels(kernels, monkeypatch):
         b.close()
 
 
-def test_error_in_handler_reports_the_users_frame(kernels):
+def test_error_in_handler_reports_the_users_frame(our_impl):
     # compact_traceback() names the user's function last, as in CPython
-    # (README deviation 10: the kernels add no Python frames of their own)
+    # (README deviation 10: the compiled modules add no Python frames of their own)
     for asyncore, asynchat in _modules():
         info = []
 
@@ -168,7 +168,5 @@ def test_error_in_handler_reports_the_users_frame(kernels):
 
 @pytest.mark.parametrize("name", ["send", "recv", "readable", "writable",
                                   "handle_read_event", "handle_write_event"])
-def test_dispatcher_methods_come_from_the_kernels(kernels, name):
-    # the fixture binds the loop module of the same build
-    loop_module = sys.modules[kernels.__name__.replace("._chat_", "._loop_")]
-    assert getattr(ac_asyncore.dispatcher, name) is getattr(loop_module, "dispatcher_" + name)
+def test_dispatcher_methods_come_from_the_implementation(our_impl, name):
+    assert getattr(ac_asyncore.dispatcher, name) is getattr(our_impl.loop, "dispatcher_" + name)

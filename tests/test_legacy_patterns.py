@@ -25,12 +25,10 @@ import threading
 import pytest
 import trustme
 
-from chat_harness import bound_kernels
 from legacy_servers import (
     CLIENT_TIMEOUT,
     FTP_FILES,
     FTP_LISTING,
-    HAVE_STDLIB,
     HOST,
     POP3_MESSAGE,
     SMTP_MESSAGE_REPLY,
@@ -41,27 +39,12 @@ from legacy_servers import (
     POP3Handler,
     SMTPHandler,
     TLSUpgrade,
-    asynchat_core_impl,
     handler_factory,
     implicit_tls_factory,
-    stdlib_impl,
 )
 
 
-IMPL_NAMES = ["stdlib", "cython", "python"]
 VARIANTS = pytest.mark.parametrize("pipelined", [False, True], ids=["single", "pipelined"])
-
-
-@pytest.fixture(params=IMPL_NAMES)
-def impl(request):
-    """(asyncore, asynchat) of one implementation, as an ``Impl``."""
-    if request.param == "stdlib":
-        if not HAVE_STDLIB:
-            pytest.skip("asyncore/asynchat left the stdlib in Python 3.12")
-        yield stdlib_impl()
-        return
-    with bound_kernels(request.param):  # the cython one imports the .so: no silent fallback
-        yield asynchat_core_impl(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -51,14 +51,14 @@ class Recorder(ac_asynchat.async_chat):
         self.parts = []
 
 
-def test_frames_up_to_the_cap_pass(kernels):
+def test_frames_up_to_the_cap_pass(our_impl):
     line = b"a" * 100 + b"\n"
     chan = Recorder([line * 3], b"\n", cap=100)
     chan.handle_read()
     assert chan.frames == [b"a" * 100] * 3
 
 
-def test_frame_over_the_cap_raises_in_one_read(kernels):
+def test_frame_over_the_cap_raises_in_one_read(our_impl):
     chan = Recorder([b"a" * 101 + b"\n"], b"\n", cap=100)
     with pytest.raises(ac_asynchat.FrameTooLarge) as info:
         chan.handle_read()
@@ -66,7 +66,7 @@ def test_frame_over_the_cap_raises_in_one_read(kernels):
     assert chan.frames == [] and chan.collected == 0
 
 
-def test_trickled_frame_is_cut_after_cap_plus_one_read(kernels):
+def test_trickled_frame_is_cut_after_cap_plus_one_read(our_impl):
     read = 10
     chan = Recorder([b"x" * read] * 1000, b"\r\n", cap=64)
     with pytest.raises(ac_asynchat.FrameTooLarge):
@@ -76,7 +76,7 @@ def test_trickled_frame_is_cut_after_cap_plus_one_read(kernels):
     assert 64 < held <= 64 + read
 
 
-def test_counter_resets_after_each_frame(kernels):
+def test_counter_resets_after_each_frame(our_impl):
     # many frames whose sum exceeds the cap are fine
     chan = Recorder([b"y" * 60 + b"\n"] * 50, b"\n", cap=64)
     for _ in range(50):
@@ -84,7 +84,7 @@ def test_counter_resets_after_each_frame(kernels):
     assert len(chan.frames) == 50
 
 
-def test_int_terminator_over_the_cap(kernels):
+def test_int_terminator_over_the_cap(our_impl):
     chan = Recorder([b"z" * 10], 5, cap=8)
     with pytest.raises(ac_asynchat.FrameTooLarge):
         chan.set_terminator(9)
@@ -93,14 +93,14 @@ def test_int_terminator_over_the_cap(kernels):
         chan.handle_read()
 
 
-def test_none_terminator_streams_without_limit(kernels):
+def test_none_terminator_streams_without_limit(our_impl):
     chan = Recorder([b"s" * 5000] * 3, None, cap=16)
     for _ in range(3):
         chan.handle_read()
     assert chan.collected == 15000
 
 
-def test_default_is_unlimited_like_cpython(kernels):
+def test_default_is_unlimited_like_cpython(our_impl):
     assert ac_asynchat.async_chat.ac_max_frame_size is None
     chan = Recorder([b"q" * 70000, b"q" * 70000 + b"\n"], b"\n", cap=None)
     chan.handle_read()
@@ -108,7 +108,7 @@ def test_default_is_unlimited_like_cpython(kernels):
     assert chan.frames == [b"q" * 140000]
 
 
-def test_negative_cap_is_rejected(kernels):
+def test_negative_cap_is_rejected(our_impl):
     chan = Recorder([b"abc\n"], b"\n", cap=None)
     chan.ac_max_frame_size = -1
     with pytest.raises(ValueError):
@@ -124,7 +124,7 @@ def test_set_terminator_bounds(bad):
     assert chan.get_terminator() == sys.maxsize
 
 
-def test_frame_too_large_reaches_handle_error_and_closes(kernels):
+def test_frame_too_large_reaches_handle_error_and_closes(our_impl):
     """Over a real socket pair the loop routes the error and closes once."""
     local, remote = socket.socketpair()
     channel_map = {}
@@ -180,7 +180,7 @@ def _drain(sock, into):
         into.extend(data)
 
 
-def test_back_pressure_pauses_reading_and_loses_nothing(kernels):
+def test_back_pressure_pauses_reading_and_loses_nothing(our_impl):
     """A peer that sends requests but does not read replies stops being read
     once queued output passes the high-water mark; nothing is lost."""
     server_sock, client = socket.socketpair()
@@ -238,7 +238,7 @@ def test_back_pressure_pauses_reading_and_loses_nothing(kernels):
         client.close()
 
 
-def test_push_while_the_socket_is_full_tries_once_per_push(kernels):
+def test_push_while_the_socket_is_full_tries_once_per_push(our_impl):
     """After send() returned 0, each push makes one send attempt, as in
     CPython (no hidden skipping); the loop's write events send
     everything, in order."""
@@ -289,7 +289,7 @@ def test_push_while_the_socket_is_full_tries_once_per_push(kernels):
         client.close()
 
 
-def test_listener_connection_cap(kernels):
+def test_listener_connection_cap(our_impl):
     channel_map = {}
     accepted = []
 

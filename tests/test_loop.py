@@ -17,32 +17,8 @@ import pytest
 from asynchat_core import _loop_py, _runner, asyncore
 from asynchat_core import asynchat
 
-BACKENDS = [b for b in ("epoll", "kqueue", "poll", "select")
-            if b in _loop_py.available_backends()]
-
-
-def _twin(name):
-    if name == "python":
-        return _loop_py
-    from asynchat_core import _loop_c  # no fallback: a missing build must fail
-
-    return _loop_c
-
-
-@pytest.fixture(params=["python", "cython"])
-def twin(request, monkeypatch):
-    """Bind asyncore's loop to one twin, with fresh timers and loop cache."""
-    module = _twin(request.param)
-    monkeypatch.setattr(_runner, "_loop_impl", module)
-    monkeypatch.setattr(_runner, "_timers", module.TimerQueue())
-    monkeypatch.setattr(_runner, "_loops", {})
-    return module
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, twin):
-    return request.param
-
+import impls
+from impls import BACKENDS
 
 @pytest.fixture
 def cmap():
@@ -385,9 +361,12 @@ def test_instance_attribute_predicate_honoured(backend, cmap):
 
 
 def test_idle_state_driven_channels_cost_nothing(cmap, monkeypatch):
-    monkeypatch.setattr(_runner, "_loop_impl", _loop_py)
-    monkeypatch.setattr(_runner, "_timers", _loop_py.TimerQueue())
-    monkeypatch.setattr(_runner, "_loops", {})
+    # counts calls of the Python loop's _interest(), which the compiled one inlines
+    with impls.bound("python"):
+        _idle_state_driven_channels(cmap, monkeypatch)
+
+
+def _idle_state_driven_channels(cmap, monkeypatch):
     asked = []
     real = _loop_py.Loop._interest
 
@@ -481,7 +460,7 @@ def test_push_from_other_channel_sends_promptly(backend, cmap):
 
 # ------------------------------------------------------------------ timers
 
-def test_timer_order_cancel_and_errors(twin, capsys):
+def test_timer_order_cancel_and_errors(our_impl, capsys):
     order = []
     start = time.monotonic()  # before scheduling: a preemption may follow
     asyncore.call_later(0.03, order.append, "c")
@@ -547,7 +526,7 @@ def test_negative_timeout(backend, cmap):
         b.close()
 
 
-def test_timer_scheduled_from_timer_runs_next_pass(twin):
+def test_timer_scheduled_from_timer_runs_next_pass(our_impl):
     seen = []
 
     def first():
@@ -583,7 +562,7 @@ def test_idle_timeout_closes_quiet_channel(backend, cmap):
         s.close()
 
 
-def test_legacy_backend_and_default_setting(twin, monkeypatch):
+def test_legacy_backend_and_default_setting(our_impl, monkeypatch):
     assert asyncore.available_backends()[0] == _loop_py.best_backend()
     m = {}
     a, b = socket.socketpair()
@@ -603,7 +582,7 @@ def test_legacy_backend_and_default_setting(twin, monkeypatch):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork semantics checked on Linux")
-def test_fork_child_gets_own_kernel_set(twin):
+def test_fork_child_gets_own_kernel_set(our_impl):
     m = {}
     a, b = socket.socketpair()
     Reader(a, m)
@@ -637,10 +616,10 @@ class _OsWithoutFstat(types.ModuleType):
 
 
 @pytest.fixture
-def windows_select(twin, monkeypatch):
+def windows_select(our_impl, monkeypatch):
     """Make select.select behave as Winsock's: three empty sets are EINVAL
     (WSAEINVAL) and a closed descriptor is ENOTSOCK (WSAENOTSOCK), and make
-    os.fstat fail, for the twin, as it does there for every socket."""
+    os.fstat fail, for the our_impl, as it does there for every socket."""
     real_select = select.select
     calls = []
 
@@ -658,31 +637,31 @@ def windows_select(twin, monkeypatch):
 
     real_fstat = os.fstat
     monkeypatch.setattr(select, "select", fake_select)
-    monkeypatch.setattr(twin, "os", _OsWithoutFstat("os"))
+    monkeypatch.setattr(our_impl.loop, "os", _OsWithoutFstat("os"))
     return calls
 
 
-def test_select_nothing_registered_sleeps(twin, windows_select):
-    poller = twin.SelectPoller()
+def test_select_nothing_registered_sleeps(our_impl, windows_select):
+    poller = our_impl.loop.SelectPoller()
     start = time.monotonic()
     assert poller.poll(0.05) == []
     assert time.monotonic() - start >= 0.045
     assert poller.poll(0) == []
     a, b = socket.socketpair()
-    poller.register(a.fileno(), twin.WANT_READ)
+    poller.register(a.fileno(), our_impl.loop.WANT_READ)
     poller.modify(a.fileno(), 0)  # registered, but with no interest
     assert poller.poll(0.01) == []
     assert windows_select == []  # never asked select() about empty sets
-    poller.modify(a.fileno(), twin.WANT_READ)
+    poller.modify(a.fileno(), our_impl.loop.WANT_READ)
     b.send(b"x")
-    assert poller.poll(1.0) == [(a.fileno(), twin.EV_IN)]
+    assert poller.poll(1.0) == [(a.fileno(), our_impl.loop.EV_IN)]
     with pytest.raises(ValueError):
-        twin.SelectPoller().poll(-1)  # as select() itself rejects it
+        our_impl.loop.SelectPoller().poll(-1)  # as select() itself rejects it
     a.close()
     b.close()
 
 
-def test_select_timers_only_loop_sleeps_until_each(twin, windows_select):
+def test_select_timers_only_loop_sleeps_until_each(our_impl, windows_select):
     order = []
     start = time.monotonic()  # before scheduling: a preemption may follow
     asyncore.call_later(0.04, order.append, "b")
@@ -693,7 +672,7 @@ def test_select_timers_only_loop_sleeps_until_each(twin, windows_select):
     assert 0.035 <= elapsed < 1.0
 
 
-def test_select_channel_without_interest_waits_for_timer(twin, cmap, windows_select):
+def test_select_channel_without_interest_waits_for_timer(our_impl, cmap, windows_select):
     a, b = socket.socketpair()
 
     class Mute(Idle):
@@ -711,7 +690,7 @@ def test_select_channel_without_interest_waits_for_timer(twin, cmap, windows_sel
     b.close()
 
 
-def test_select_closed_descriptor_found_without_fstat(twin, cmap, windows_select):
+def test_select_closed_descriptor_found_without_fstat(our_impl, cmap, windows_select):
     a, b = socket.socketpair()
     keep_a, keep_b = socket.socketpair()
     idle = Idle(keep_a, cmap)
@@ -727,16 +706,16 @@ def test_select_closed_descriptor_found_without_fstat(twin, cmap, windows_select
     keep_b.close()
 
 
-def test_select_bad_fd_probe_reraises_other_errors(twin, monkeypatch):
-    poller = twin.SelectPoller()
+def test_select_bad_fd_probe_reraises_other_errors(our_impl, monkeypatch):
+    poller = our_impl.loop.SelectPoller()
     a, b = socket.socketpair()
-    poller.register(a.fileno(), twin.WANT_READ)
+    poller.register(a.fileno(), our_impl.loop.WANT_READ)
 
     def failing(r, w, x, timeout=None):
         raise OSError(errno.EBADF if len(r) > 1 or timeout != 0 else errno.ENOMEM, "x")
 
     c, d = socket.socketpair()
-    poller.register(c.fileno(), twin.WANT_READ)
+    poller.register(c.fileno(), our_impl.loop.WANT_READ)
     monkeypatch.setattr(select, "select", failing)
     with pytest.raises(OSError) as info:
         poller.poll(0.01)  # EBADF for the set, then an unrelated probe error

@@ -18,34 +18,8 @@ import traceback
 
 import pytest
 
-from asynchat_core import _loop_py, _runner, asynchat, asyncore
-
-BACKENDS = [b for b in ("epoll", "kqueue", "poll", "select")
-            if b in _loop_py.available_backends()]
-
-
-def _twin(name):
-    if name == "python":
-        return _loop_py
-    from asynchat_core import _loop_c  # no fallback: a missing build must fail
-
-    return _loop_c
-
-
-@pytest.fixture(params=["python", "cython"])
-def twin(request, monkeypatch):
-    """Bind asyncore's loop to one twin, with fresh timers and loop cache."""
-    module = _twin(request.param)
-    monkeypatch.setattr(_runner, "_loop_impl", module)
-    monkeypatch.setattr(_runner, "_timers", module.TimerQueue())
-    monkeypatch.setattr(_runner, "_loops", {})
-    return module
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, twin):
-    return request.param
-
+from asynchat_core import _runner, asynchat, asyncore
+from impls import BACKENDS
 
 # ---------------------------------------------------------- instrumentation
 
@@ -359,10 +333,10 @@ def test_passes_take_turns(backend):
     assert mon.problems == []
 
 
-def test_lock_is_reentrant_and_first_come_first_served(twin):
+def test_lock_is_reentrant_and_first_come_first_served(our_impl):
     """The loop's lock: reentrant, released only by its owner, and handed to
     waiters in arrival order, before the releasing thread can retake it."""
-    lock = twin._RLock()
+    lock = our_impl.loop._RLock()
     with pytest.raises(RuntimeError):
         lock.release()
     order = []
