@@ -1,4 +1,4 @@
-"""asynchat_core: CPython 3.11's asyncore and asynchat, fast, on 3.9-3.13.
+"""asynchat_core: CPython 3.11's asyncore and asynchat, fast, on 3.9-3.15.
 
     from asynchat_core import asyncore, asynchat   # explicit use
     import asynchat_core; asynchat_core.install()  # legacy ``import asyncore``

@@ -353,7 +353,7 @@ class Numberish:
 
 
 @pytest.mark.parametrize("cap", [1000.0, "1000", 1e3])
-def test_a_cap_that_is_not_an_integer_raises_typeerror(kernels, cap):
+def test_a_cap_that_is_not_an_integer_raises_typeerror(our_impl, cap):
     # decided for issue 12: both builds reject a float cap (the Python one
     # used to compare with it, the compiled one raised TypeError)
     chan = Recorder([b"abc\n"], b"\n", cap=None)
@@ -365,14 +365,14 @@ def test_a_cap_that_is_not_an_integer_raises_typeerror(kernels, cap):
     assert chan.frames == []
 
 
-def test_a_cap_with_index_counts_as_its_integer(kernels):
+def test_a_cap_with_index_counts_as_its_integer(our_impl):
     chan = Recorder([b"abcdef\n"], b"\n", cap=Numberish())
     with pytest.raises(ac_asynchat.FrameTooLarge) as info:
         chan.handle_read()
     assert info.value.limit == 5
 
 
-def test_a_cap_past_maxsize_means_no_practical_cap(kernels):
+def test_a_cap_past_maxsize_means_no_practical_cap(our_impl):
     chan = Recorder([b"abc\n"], b"\n", cap=sys.maxsize * 4)
     chan.handle_read()
     assert chan.frames == [b"abc"]

@@ -24,7 +24,6 @@ import pytest
 import trustme
 
 from asynchat_core import asynchat, tls
-from chat_harness import bound_kernels
 from tls_servers import (
     CLIENT_TIMEOUT,
     FTP_FILE,
@@ -42,13 +41,10 @@ from tls_servers import (
     SMTPHandler,
 )
 
-IMPL_NAMES = ["cython", "python"]
-
-
-@pytest.fixture(params=IMPL_NAMES)
-def impl(request):
-    with bound_kernels(request.param):  # the cython one imports the .so: no fallback
-        yield request.param
+@pytest.fixture
+def impl(our_impl):
+    """The name of each of asynchat_core's implementations, bound for the test."""
+    return our_impl.name
 
 
 @pytest.fixture(scope="module")

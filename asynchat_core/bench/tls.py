@@ -248,7 +248,7 @@ def run_tls(args, run, targets):
                     extra.update({
                         "rounds": len(got), "rates": [g[0] for g in got],
                         "rate_min": rate_min, "rate_max": rate_max,
-                        "cpu_us": cpu, "cpu_us_min": cpu_min, "cpu_us_max": cpu_max,
+                        "cpu_us_min": cpu_min, "cpu_us_max": cpu_max,
                         "requests": sum(g[2] for g in got),
                     })
                     for key in ("client_cpu", "mib_per_s"):
@@ -260,7 +260,9 @@ def run_tls(args, run, targets):
                     for key in ("tls_version", "cipher"):
                         if key in got[-1][3]:
                             extra[key] = got[-1][3][key]
-                    run.add(SCENARIO, case, name, rate, unit, **extra)
+                    # one extras dict per round: Run.add takes the medians
+                    per_round = [dict(extra, cpu_us=g[1]) for g in got]
+                    run.add(SCENARIO, case, name, [g[0] for g in got], unit, per_round)
                     if len(got) > 1:
                         run.progress("    %s/%s: median of %d rounds, range %s-%s req/s, "
                                      "CPU %s-%s us/req" % (case, name, len(got), _fmt(rate_min),
