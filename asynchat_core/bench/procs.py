@@ -140,11 +140,16 @@ def redis_benchmark(port, test, clients, pipeline, duration):
     return rate, requests
 
 
-def wrk(port, clients, duration):
-    """Run ``wrk`` with one thread; return ``(rate, requests)``."""
+def wrk(port, clients, duration, scheme="http"):
+    """Run ``wrk`` with one thread; return ``(rate, requests)``.
+
+    With ``scheme="https"`` wrk speaks TLS (it does not check certificates).
+    """
     exe = shutil.which("wrk")
+    if exe is None:
+        raise RuntimeError("wrk missing (apt install wrk)")
     cmd = [exe, "-t1", "-c%d" % clients, "-d%ds" % max(1, round(duration)),
-           "http://127.0.0.1:%d/" % port]
+           "%s://127.0.0.1:%d/" % (scheme, port)]
     text = _run(cmd, timeout=60 + 4 * duration)
     rate = re.search(r"Requests/sec:\s*([\d.]+)", text)
     total = re.search(r"(\d+) requests in", text)

@@ -314,8 +314,8 @@ async def _echo_stream(reader, writer):
     writer.close()
 
 
-def run_asyncio_server(loop_name, kind, streams, ready):
-    """Serve ``kind`` with asyncio (``loop_name`` "asyncio" or "uvloop")."""
+def new_event_loop(loop_name):
+    """A new current event loop: ``loop_name`` "asyncio" (the default one) or "uvloop"."""
     import asyncio
 
     loop: asyncio.AbstractEventLoop
@@ -326,6 +326,14 @@ def run_asyncio_server(loop_name, kind, streams, ready):
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    return loop
+
+
+def run_asyncio_server(loop_name, kind, streams, ready):
+    """Serve ``kind`` with asyncio (``loop_name`` "asyncio" or "uvloop")."""
+    import asyncio
+
+    loop = new_event_loop(loop_name)
     store: Dict[bytes, bytes] = {}
     coro: Awaitable[Any]
     if streams:

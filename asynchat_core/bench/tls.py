@@ -30,7 +30,6 @@ Child processes:
 """
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -129,23 +128,8 @@ def builtin_tls_client(**params):
 
 
 def wrk_https(port, clients, duration):
-    """``wrk -t1`` over https; return ``(rate, requests)``.  wrk does not check certificates."""
-    exe = shutil.which("wrk")
-    if exe is None:
-        raise RuntimeError("wrk missing (apt install wrk)")
-    cmd = [exe, "-t1", "-c%d" % clients, "-d%ds" % max(1, round(duration)),
-           "https://127.0.0.1:%d/" % port]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 4 * duration)
-    text = out.stdout
-    if out.returncode != 0:
-        raise RuntimeError("wrk failed: %s" % (out.stderr or text).strip()[-300:])
-    rate = re.search(r"Requests/sec:\s*([\d.]+)", text)
-    total = re.search(r"(\d+) requests in", text)
-    if not rate or not total:
-        raise RuntimeError("no result in wrk output: %r" % text[-300:])
-    if "Non-2xx" in text or "Socket errors" in text:
-        raise RuntimeError("wrk saw errors: %r" % text[-300:])
-    return float(rate.group(1)), int(total.group(1))
+    """``wrk -t1`` over https; return ``(rate, requests)``."""
+    return procs.wrk(port, clients, duration, scheme="https")
 
 
 def _chosen(args, targets, run):

@@ -18,7 +18,7 @@ serves until its process is stopped.
 import ssl
 from typing import Any
 
-from .servers import make_asyncio_protocols, make_chat_servers
+from .servers import make_asyncio_protocols, make_chat_servers, new_event_loop
 
 _SSL_WANT = (ssl.SSL_ERROR_WANT_READ, ssl.SSL_ERROR_WANT_WRITE)
 _SSL_GONE = (ssl.SSL_ERROR_EOF, ssl.SSL_ERROR_ZERO_RETURN)
@@ -174,14 +174,7 @@ def run_asyncio_tls_server(loop_name, kind, context, ready):
     """Serve ``kind`` over TLS with asyncio (``loop_name`` "asyncio" or "uvloop")."""
     import asyncio
 
-    loop: asyncio.AbstractEventLoop
-    if loop_name == "uvloop":
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = new_event_loop(loop_name)
     protocol = make_asyncio_protocols(asyncio)[kind]
 
     def factory():
