@@ -95,6 +95,18 @@ if not cython.compiled:
         return -1
 
     PY_SSIZE_T_MAX = sys.maxsize
+    NOT_A_SIZE = -PY_SSIZE_T_MAX - 1
+
+    def out_size(value):
+        # ac_out_buffer_size clamped to the C range, NOT_A_SIZE if it has no
+        # __index__ (CPython's comparisons and slices then fail: the callers
+        # fail as they do)
+        if not hasattr(type(value), "__index__"):
+            return NOT_A_SIZE
+        size = _index(value)
+        if size > PY_SSIZE_T_MAX:
+            return PY_SSIZE_T_MAX
+        return size if size > NOT_A_SIZE else NOT_A_SIZE + 1
 
     def is_method_of(bound, function):
         # bound is exactly function bound to an object (not overridden)
@@ -860,7 +872,8 @@ def _drain(chan, fifo):
 
 
 def _drain_locked(chan, fifo, out):
-    obs = chan.ac_out_buffer_size
+    obs_value = chan.ac_out_buffer_size
+    obs = out_size(obs_value)
     while fifo and chan.connected:
         first = fifo[0]
         if not first:
@@ -871,7 +884,12 @@ def _drain_locked(chan, fifo, out):
             # CPython still makes one send() of the empty item below and
             # returns: that send is how a dead peer gets noticed
         try:
-            data = first[:obs]
+            if obs == NOT_A_SIZE:
+                # CPython slices with the value itself: a TypeError for bytes,
+                # so (as there) the item is taken for a producer just below
+                data = first[:obs_value]
+            else:
+                data = first[:obs]
         except TypeError:
             # a producer: ask it for more, CPython style.  Not batching
             # meanwhile: a push from more() that took its bytes as sent
@@ -990,8 +1008,14 @@ def chat_push(self, data):
     try:
         if not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
-        size = self.ac_out_buffer_size
+        size_value = self.ac_out_buffer_size
+        size = out_size(size_value)
         length = len(data)
+        if size == NOT_A_SIZE and length > size_value:
+            # CPython chunks with range(), which fails so (nothing queued);
+            # a size not passed is queued whole and fails at the send
+            raise TypeError("'%s' object cannot be interpreted as an integer"
+                            % type(size_value).__name__)
         fifo = self.producer_fifo
         was_empty = not fifo
         out = _output(self)
@@ -1007,7 +1031,7 @@ def chat_push(self, data):
                 out._release()
         if self.ac_out_high_water is not None:
             self._ac_out_queued += length
-        if length > size:
+        if length > size and size != NOT_A_SIZE:
             for start in range(0, length, size):
                 fifo.append(data[start:start + size])
         else:

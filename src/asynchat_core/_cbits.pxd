@@ -194,6 +194,30 @@ cdef inline Py_ssize_t exact_count(object term) noexcept:
     return count if count >= 0 else -1
 
 
+# ``ac_out_buffer_size`` as the push and the drain use it.  CPython compares,
+# chunks and slices with the attribute itself, so any integer works there
+# (slicing clamps it to the C range, as this does); a value with no
+# ``__index__`` gives NOT_A_SIZE, and the caller fails as CPython does.
+cdef extern from *:
+    """
+    #define AC_NOT_A_SIZE PY_SSIZE_T_MIN
+    """
+    const Py_ssize_t NOT_A_SIZE "AC_NOT_A_SIZE"
+    Py_ssize_t _index_clamped "PyNumber_AsSsize_t"(object, PyObject *) except? -1
+
+from cpython.number cimport PyIndex_Check
+
+
+cdef inline Py_ssize_t out_size(object value) except? -1:
+    """``value`` as an integer clamped to the C range, never NOT_A_SIZE
+    unless it has no ``__index__``."""
+    cdef Py_ssize_t size
+    if not PyIndex_Check(value):
+        return NOT_A_SIZE
+    size = _index_clamped(value, NULL)  # NULL: clamp instead of raising
+    return size + 1 if size == NOT_A_SIZE else size
+
+
 cdef inline bint is_method_of(object bound, object function) noexcept:
     """``bound`` is ``function`` bound to an object (not overridden)."""
     return PyMethod_Check(bound) and PyMethod_GET_FUNCTION(bound) == <PyObject *>function

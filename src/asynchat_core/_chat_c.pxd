@@ -12,6 +12,7 @@
 import cython
 
 from asynchat_core._cbits cimport (
+    NOT_A_SIZE,
     PY_SSIZE_T_MAX,
     PyThread_type_lock,
     ac_enter,
@@ -23,6 +24,7 @@ from asynchat_core._cbits cimport (
     is_method_of,
     lock_try,
     lock_wait,
+    out_size,
     prefix_at_end_bytes,
 )
 from asynchat_core._cbits cimport PyThread_allocate_lock as lock_new
