@@ -743,6 +743,10 @@ def _uncount(chan, sent):
     return 0
 
 
+# what _flush returns when data went back into producer_fifo unsent
+_REQUEUED = object()
+
+
 def _requeue(chan, rest):
     # bytes taken as sent that the socket refused: first in line again
     fifo = chan.producer_fifo
@@ -771,8 +775,13 @@ def _raw_send(chan, data):
 def _flush(chan, out, data):
     """Send ``pending`` (followed by ``data``, unless None) in one send().
 
-    Returns how many bytes of ``data`` went out, or -1 if ``pending`` did
-    not all go (the rest is queued again).  The caller holds the lock.
+    Returns how many bytes of ``data`` went out; -1 if ``pending`` did not
+    all go and ``data`` was not given (the rest is queued again); or
+    ``_REQUEUED`` if they did not all go together with ``data``: the whole
+    refused rest, ``data``'s bytes included, is then first in
+    ``producer_fifo`` as one item, because a TLS socket requires the retry
+    of a refused write to start with the same bytes and be at least as
+    long (OpenSSL: BAD_LENGTH).  The caller holds the lock.
     """
     held = out.held
     if held and data is not None and held + len(data) > chan.ac_out_buffer_size:
@@ -797,8 +806,8 @@ def _flush(chan, out, data):
         return -1
     if sent >= held:
         return sent - held
-    _requeue(chan, buf[sent:held])
-    return -1
+    _requeue(chan, buf[sent:])
+    return -1 if data is None else _REQUEUED
 
 
 def _hold(out, data):
@@ -843,7 +852,7 @@ def _send_item(chan, out, data):
         _hold(out, data)
         return len(data)
     sent = _flush(chan, out, data)
-    return sent if sent > 0 else 0
+    return sent if sent is _REQUEUED or sent > 0 else 0
 
 
 def chat_drain(chan, fifo):
@@ -914,15 +923,20 @@ def _drain_locked(chan, fifo, out):
         except OSError:
             chan.handle_error()
             return
+        at = 0
+        if sent is _REQUEUED:
+            # data went back inside the refused buffer, now in front of first
+            sent = len(data)
+            at = 1
         if not sent:
             return
         _uncount(chan, sent)
-        if not fifo or fifo[0] is not first:
+        if len(fifo) <= at or fifo[at] is not first:
             return  # changed meanwhile: leave it alone
         if sent < len(data) or obs < len(first):
-            fifo[0] = first[sent:]
+            fifo[at] = first[sent:]
         else:
-            del fifo[0]
+            del fifo[at]
         return
 
 

@@ -109,9 +109,9 @@ class _TLSSocket(ssl.SSLSocket):
     # (whole records) and keeps the next record inside OpenSSL; it must be
     # retried with a buffer that starts with the same bytes and is at least
     # as long (SSL_R_BAD_LENGTH / BAD_WRITE_RETRY otherwise), and then
-    # reports the whole buffer sent.  Callers retry with the start of the
-    # same stream, but not always as long a piece: async_chat requeues only
-    # the held part of a joined send.  So the socket keeps the failed
+    # reports the whole buffer sent.  async_chat retries with the whole
+    # refused buffer, but a handler's own send() calls or a queue edited in
+    # between (discard_buffers, out_buffer) may not.  So the socket keeps the failed
     # buffer, retries with whichever is longer, and acknowledges bytes
     # written beyond the caller's piece when the caller gets to them.
     tls_retry = None  # the buffer an SSL_write left unfinished

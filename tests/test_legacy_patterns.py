@@ -21,6 +21,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 
 import pytest
 import trustme
@@ -432,6 +433,57 @@ def test_ssl_by_library_implicit_tls_raw_pipelined(request, impl, server, client
         client.send(batch)
         assert client.read_lines(len(replies)) == replies
         assert client.read_to_eof() == b""
+    assert server.errors == []
+
+
+class SmallThenBig(LineHandler):
+    """Tiny replies for pipelined requests, then one large reply."""
+
+    def cmd_SMALL(self, arg):
+        self.push(b"s" + arg + b"\r\n")
+
+    def cmd_BIG(self, arg):
+        self.push(b"B" + arg + b"x" * 40000 + b"\r\n")
+
+
+def test_ssl_by_library_blocked_write_retried_whole(request, impl, server, client_tls):
+    """A handler with no TLS code on an ssl.SSLSocket, a peer that pipelines
+    and reads late (small socket buffers).  Each read brings five SMALL
+    requests and a BIG one: the SMALL replies are held and go out joined
+    with the BIG reply in one SSL_write.  When the full socket refuses it,
+    the retry must start with the same bytes and be at least as long, or
+    OpenSSL fails the connection (BAD_LENGTH / BAD_WRITE_RETRY): the
+    library must put the whole refused buffer back, not only the held part.
+    NEEDS THE LIBRARY TO HANDLE SSL ERRORS (CPython 3.11 fails: strict xfail)."""
+    needs_library_ssl(request, impl)
+    cls = impl.chat_class(SmallThenBig)
+
+    def factory(sock, srv):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+        cls(srv.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), srv)
+
+    port = server.listen(factory)
+    server.start()
+    rounds = 40
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+    raw.settimeout(CLIENT_TIMEOUT)
+    raw.connect((HOST, port))
+    with LineClient(port, sock=raw) as client:
+        client.start_tls(client_tls)
+        for i in range(rounds):
+            # one TLS record each, so one read on the server each
+            client.send(b"".join(b"SMALL %d.%d\r\n" % (i, j) for j in range(5))
+                        + b"BIG %d\r\n" % i)
+            assert server.wait_for(lambda: len(server.log) >= (i + 1) * 12), server.log[-3:]
+            # once the socket is full, the joined send of this round is
+            # refused; reading a little lets the loop retry it from a write
+            # event (not joined with a later reply, which would hide the bug)
+            client.buffer += client.sock.recv(8192)
+            time.sleep(0.02)
+        for i in range(rounds):
+            assert client.read_lines(5) == [b"s%d.%d\r\n" % (i, j) for j in range(5)]
+            assert client.read_line() == b"B%d" % i + b"x" * 40000 + b"\r\n"
     assert server.errors == []
 
 

@@ -34,6 +34,7 @@ from asynchat_core._cbits cimport PyThread_release_lock as lock_release
 from asynchat_core._loop_c cimport sock_send
 
 cdef object _UNSET
+cdef object _REQUEUED
 cdef object _terminator_slot
 cdef object _MAXSIZE
 cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
@@ -132,5 +133,5 @@ cdef int _chat_flush(chan, OutputState out) except -1
 cdef inline object _send_item(chan, OutputState out, data)
 cdef int _drain(chan, fifo) except -1
 
-@cython.locals(obs=Py_ssize_t)
+@cython.locals(obs=Py_ssize_t, at=Py_ssize_t)
 cdef object _drain_locked(chan, fifo, OutputState out)
