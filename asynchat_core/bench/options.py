@@ -13,10 +13,12 @@ import os
 import subprocess
 import sys
 
+from .impls import RENAMED_IMPLS
+
 SCENARIO_NAMES = ("kernel", "resp", "echo", "http")
 KERNEL_WORKLOADS = ("lines32-64k", "lines32-4k", "records100", "resp-mix", "push-small", "push-large")
 RESP_TESTS = ("ping_inline", "set", "get")
-ECHO_IMPLS = ("cython", "baseline", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop",
+ECHO_IMPLS = ("cython", "baseline", "python", "stdlib", "asyncio", "asyncio-streams", "uvloop",
               "uvloop-streams")
 IMPL_NAMES = ECHO_IMPLS + ("redis-server",)
 
@@ -60,14 +62,26 @@ def _number(kind, low, high, low_ok=False):
     return parse
 
 
-def _names(choices, what):
+def _names(choices, what, renamed=None):
+    """A parser of comma-separated names from ``choices``.
+
+    ``renamed`` maps old names to current ones: an old name is accepted,
+    replaced, and remembered in ``parse.renamed`` (``parse_args`` prints a
+    note for each after the whole command line has been accepted).
+    """
+    renamed = renamed or {}
+
     def parse(text):
         names = [n.strip() for n in text.split(",") if n.strip()]
-        for name in names:
+        for i, name in enumerate(names):
+            if name in renamed:
+                parse.renamed.append(name)
+                names[i] = name = renamed[name]
             if name not in choices:
                 raise argparse.ArgumentTypeError(
                     "unknown %s %r (choose from %s)" % (what, name, ",".join(choices)))
         return names
+    parse.renamed = []
     return parse
 
 
@@ -91,10 +105,10 @@ def _sizes(text):
 
 
 def version_text():
-    """``asynchat_core X.Y.Z (cython kernels)``: what --version prints."""
+    """``asynchat_core X.Y.Z (cython build, Python 3.11.7)``: what --version prints."""
     import asynchat_core
 
-    return "asynchat_core %s (%s kernels, Python %s)" % (
+    return "asynchat_core %s (%s build, Python %s)" % (
         asynchat_core.__version__, asynchat_core.IMPLEMENTATION, sys.version.split()[0])
 
 
@@ -109,12 +123,16 @@ def build_parser(scenarios):
     p.add_argument("--version", action="version", version=version_text())
     p.add_argument("--scenarios", type=_names(tuple(scenarios), "scenario"),
                    default=list(SCENARIO_NAMES),
-                   help="comma-separated subset of %s (default: %s)"
+                   help="comma-separated subset of %s (default: %s); 'kernel' runs the chat "
+                        "code in process, without sockets"
                         % (",".join(scenarios), ",".join(SCENARIO_NAMES)))
-    p.add_argument("--impls", type=_names(IMPL_NAMES, "implementation"), default=[],
+    impls = _names(IMPL_NAMES, "implementation", RENAMED_IMPLS)
+    p.renamed_impls = impls.renamed  # old names given to --impls, for the note
+    p.add_argument("--impls", type=impls, default=[],
                    help="comma-separated implementations to run (default: every one found): "
-                        "%s (asyncio and uvloop bring their -streams variants)"
-                        % ",".join(IMPL_NAMES))
+                        "%s (cython: the compiled build, python: the Python build; asyncio and "
+                        "uvloop bring their -streams variants; 'pure' is the old name of "
+                        "python)" % ",".join(IMPL_NAMES))
     p.add_argument("--rounds", type=_number(int, 1, MAX_ROUNDS, low_ok=True),
                    default=DEFAULT_ROUNDS,
                    help="measure every case this many times per implementation, interleaved; "
@@ -124,12 +142,12 @@ def build_parser(scenarios):
                    help="seconds per socket measurement (default %g)" % DEFAULT_DURATION)
     p.add_argument("--kernel-seconds", type=_number(float, 0, MAX_SECONDS),
                    default=DEFAULT_KERNEL_SECONDS,
-                   help="seconds per kernel workload, implementation and round (default %g)"
-                        % DEFAULT_KERNEL_SECONDS)
+                   help="kernel scenario: seconds per workload, implementation and round "
+                        "(default %g)" % DEFAULT_KERNEL_SECONDS)
     p.add_argument("--kernel-workloads", type=_names(KERNEL_WORKLOADS, "kernel workload"),
                    default=list(KERNEL_WORKLOADS),
-                   help="comma-separated kernel workloads (default: all of %s)"
-                        % ",".join(KERNEL_WORKLOADS))
+                   help="kernel scenario: comma-separated workloads for the chat code "
+                        "(default: all of %s)" % ",".join(KERNEL_WORKLOADS))
     p.add_argument("--sizes", type=_sizes, default=[1024, 10240],
                    help="line echo message sizes in bytes (default 1024,10240; vmbench adds "
                         "102400)")
@@ -152,8 +170,8 @@ def build_parser(scenarios):
                    help="interpreter whose asyncore/asynchat is the baseline (default: this "
                         "one, or python3.11 on 3.12+ without pyasynchat)")
     p.add_argument("--baseline", metavar="DIR", default=None,
-                   help="also measure asynchat_core from the checkout DIR (kernels built in "
-                        "place), e.g. an earlier revision, side by side as 'baseline'")
+                   help="also measure asynchat_core from the checkout DIR (compiled build "
+                        "made in place), e.g. an earlier revision, side by side as 'baseline'")
     p.add_argument("--goals", action="store_true",
                    help="also print the project's own performance goals and whether this run "
                         "meets them")
@@ -262,5 +280,9 @@ def parse_args(argv, scenarios):
             parser.error("--markdown: the checkout %s has uncommitted changes (git status); "
                          "commit them first so the report names the code it measured, or pass "
                          "--allow-dirty" % checkout_root())
+    for old in dict.fromkeys(parser.renamed_impls):
+        # one line per old name, after the command line was accepted: scripts keep working
+        sys.stderr.write("%s: note: --impls %s is deprecated, use %s (same implementation)\n"
+                         % (parser.prog, old, RENAMED_IMPLS[old]))
     args.parser = parser
     return args
