@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from typing import List
 
 from .impls import RENAMED_IMPLS
 
@@ -36,6 +37,9 @@ DEFAULT_KERNEL_SECONDS = 0.25
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (no usage block)."""
+
+    #: the old implementation names given to --impls (each gets a note)
+    renamed_impls: List[str]
 
     def error(self, message):
         """Print ``prog: error: message`` on one line and exit with status 2."""
@@ -62,27 +66,30 @@ def _number(kind, low, high, low_ok=False):
     return parse
 
 
-def _names(choices, what, renamed=None):
-    """A parser of comma-separated names from ``choices``.
+class _Names:
+    """Parses comma-separated names from ``choices`` (an argparse ``type``).
 
     ``renamed`` maps old names to current ones: an old name is accepted,
-    replaced, and remembered in ``parse.renamed`` (``parse_args`` prints a
-    note for each after the whole command line has been accepted).
+    replaced, and remembered in ``old_names_used`` (``parse_args`` prints a
+    note for each once the whole command line has been accepted).
     """
-    renamed = renamed or {}
 
-    def parse(text):
+    def __init__(self, choices, what, renamed=None):
+        self.choices = choices
+        self.what = what
+        self.renamed = renamed or {}
+        self.old_names_used = []
+
+    def __call__(self, text):
         names = [n.strip() for n in text.split(",") if n.strip()]
         for i, name in enumerate(names):
-            if name in renamed:
-                parse.renamed.append(name)
-                names[i] = name = renamed[name]
-            if name not in choices:
-                raise argparse.ArgumentTypeError(
-                    "unknown %s %r (choose from %s)" % (what, name, ",".join(choices)))
+            if name in self.renamed:
+                self.old_names_used.append(name)
+                names[i] = name = self.renamed[name]
+            if name not in self.choices:
+                raise argparse.ArgumentTypeError("unknown %s %r (choose from %s)" % (
+                    self.what, name, ",".join(self.choices)))
         return names
-    parse.renamed = []
-    return parse
 
 
 def _sizes(text):
@@ -121,13 +128,13 @@ def build_parser(scenarios):
                     "about three minutes on 2 cores." % DEFAULT_ROUNDS,
     )
     p.add_argument("--version", action="version", version=version_text())
-    p.add_argument("--scenarios", type=_names(tuple(scenarios), "scenario"),
+    p.add_argument("--scenarios", type=_Names(tuple(scenarios), "scenario"),
                    default=list(SCENARIO_NAMES),
                    help="comma-separated subset of %s (default: %s); 'kernel' runs the chat "
                         "code in process, without sockets"
                         % (",".join(scenarios), ",".join(SCENARIO_NAMES)))
-    impls = _names(IMPL_NAMES, "implementation", RENAMED_IMPLS)
-    p.renamed_impls = impls.renamed  # old names given to --impls, for the note
+    impls = _Names(IMPL_NAMES, "implementation", RENAMED_IMPLS)
+    p.renamed_impls = impls.old_names_used
     p.add_argument("--impls", type=impls, default=[],
                    help="comma-separated implementations to run (default: every one found): "
                         "%s (cython: the compiled build, python: the Python build; asyncio and "
@@ -144,7 +151,7 @@ def build_parser(scenarios):
                    default=DEFAULT_KERNEL_SECONDS,
                    help="kernel scenario: seconds per workload, implementation and round "
                         "(default %g)" % DEFAULT_KERNEL_SECONDS)
-    p.add_argument("--kernel-workloads", type=_names(KERNEL_WORKLOADS, "kernel workload"),
+    p.add_argument("--kernel-workloads", type=_Names(KERNEL_WORKLOADS, "kernel workload"),
                    default=list(KERNEL_WORKLOADS),
                    help="kernel scenario: comma-separated workloads for the chat code "
                         "(default: all of %s)" % ",".join(KERNEL_WORKLOADS))
@@ -161,7 +168,7 @@ def build_parser(scenarios):
                         "strict ping-pong)")
     p.add_argument("--pipeline", type=_number(int, 1, 100000, low_ok=True), default=16,
                    help="RESP pipelined depth (default 16)")
-    p.add_argument("--resp-tests", type=_names(RESP_TESTS, "RESP test"),
+    p.add_argument("--resp-tests", type=_Names(RESP_TESTS, "RESP test"),
                    default=list(RESP_TESTS),
                    help="redis-benchmark tests (default %s)" % ",".join(RESP_TESTS))
     p.add_argument("--builtin-client", action="store_true",
