@@ -1,8 +1,9 @@
 """Which implementations exist on this machine, and how to run each.
 
-The implementation of asynchat_core (compiled or Python) is chosen once, at
-import, so every implementation runs in its own process: a ``Target`` says which
-interpreter and environment start it and which module pair it loads.
+The implementation of asynchat_core (compiled or Python build) is chosen
+once, at import, so every implementation runs in its own process: a
+``Target`` says which interpreter and environment start it and which module
+pair it loads.
 """
 import importlib
 import os
@@ -15,6 +16,7 @@ NO_EXT = "ASYNCHAT_CORE_NO_EXTENSIONS"
 
 # module-pair implementations, in table order
 CHAT_IMPLS = ("cython", "baseline", "python", "stdlib")
+ASYNCIO_IMPLS = ("asyncio", "uvloop")
 # names that earlier releases used, accepted by --impls and when reading old
 # JSON: old name -> current name ("pure" was the Python implementation)
 RENAMED_IMPLS = {"pure": "python"}
@@ -23,7 +25,6 @@ RENAMED_IMPLS = {"pure": "python"}
 def current_name(name):
     """The current name of implementation ``name`` (old names are mapped)."""
     return RENAMED_IMPLS.get(name, name)
-ASYNCIO_IMPLS = ("asyncio", "uvloop")
 
 
 def load_modules(source):
@@ -141,8 +142,8 @@ def discover(stdlib_python=None, baseline=None):
         if out == "cython " + target.root:
             targets["baseline"] = target
         else:
-            skipped["baseline"] = "%s: not an asynchat_core checkout with a compiled build in place (%s)" % (
-                baseline, err or out)
+            skipped["baseline"] = ("%s: not an asynchat_core checkout with a compiled build "
+                                   "in place (%s)" % (baseline, err or out))
 
     probe_std = (
         "import warnings; warnings.simplefilter('ignore');"
