@@ -1,5 +1,6 @@
-"""Build script: compiles the Cython kernels (src/asynchat_core/*.pyx, or a pure
-twin typed by its .pxd, see PURE_MODE).
+"""Build script: makes the compiled build (src/asynchat_core/*.pyx, or a module of
+the Python implementation compiled in Cython's pure-Python mode and typed by
+its .pxd, see PURE_MODE).
 
 Set ASYNCHAT_CORE_DEBUG_BUILD=1 for a sanitizer/trace build (-O1, ASan, UBSan,
 CYTHON_TRACE) used by the hardening tests.
@@ -12,12 +13,12 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # ASYNCHAT_CORE_REQUIRE_EXTENSIONS=1 turns a failed compile into a build error
-# (wheel builders set it: a platform wheel without its kernels is a bug).
+# (wheel builders set it: a platform wheel without its compiled modules is a bug).
 REQUIRE_EXT = os.environ.get("ASYNCHAT_CORE_REQUIRE_EXTENSIONS", "") not in ("", "0")
 
 
 class optional_build_ext(build_ext):
-    """Build the kernels if possible; without a compiler, install the pure twin."""
+    """Compile if possible; without a compiler, install the Python implementation only."""
 
     _warned = False
 
@@ -42,17 +43,18 @@ class optional_build_ext(build_ext):
             if len(detail) > 160:  # compiler command lines are long; keep the end
                 detail = "..." + detail[-157:]
             sys.stderr.write(
-                "WARNING: asynchat_core: could not compile the Cython kernels "
-                "(%s: %s); installing the pure-Python implementation, which is "
+                "WARNING: asynchat_core: could not compile the Cython modules "
+                "(%s: %s); installing the Python implementation, which is "
                 "slower but behaves the same.\n" % (type(exc).__name__, detail)
             )
 
-KERNELS = ["_chat_c", "_loop_c"]
+COMPILED = ["_chat_c", "_loop_c"]  # the modules of the compiled build
 
 # One source, two builds (as aiohttp builds its websocket reader): a module
-# whose src/asynchat_core/NAME.pyx is gone is compiled from its pure-Python
-# twin, cythonized in pure-Python mode and typed by src/asynchat_core/NAME.pxd
-# (an augmenting .pxd: Cython pairs it with the NAME.py copied beside it).
+# whose src/asynchat_core/NAME.pyx is gone is compiled from its module of the
+# Python implementation, cythonized in pure-Python mode and typed by
+# src/asynchat_core/NAME.pxd (an augmenting .pxd: Cython pairs it with the
+# NAME.py copied beside it).
 PURE_MODE = {
     "_loop_c": "asynchat_core/_loop_py.py",
     "_chat_c": "asynchat_core/_chat_py.py",
@@ -65,14 +67,15 @@ _GENERATED_HEADER = (
 
 
 def _source(name):
-    """The file to cythonize for kernel ``name``: its .pyx, else its pure twin."""
+    """The file to cythonize for compiled module ``name``: its .pyx, else a copy of
+    its Python source (PURE_MODE)."""
     pyx = "src/asynchat_core/%s.pyx" % name
     if os.path.exists(pyx):
         return pyx
-    pure = PURE_MODE[name]
+    source = PURE_MODE[name]
     generated = "src/asynchat_core/%s.py" % name
-    with open(pure, encoding="utf-8") as f:
-        text = (_GENERATED_HEADER % (pure, name)) + f.read()
+    with open(source, encoding="utf-8") as f:
+        text = (_GENERATED_HEADER % (source, name)) + f.read()
     try:
         with open(generated, encoding="utf-8") as f:
             unchanged = f.read() == text
@@ -85,22 +88,22 @@ def _source(name):
 
 
 def _free_threaded():
-    # CPython built with --disable-gil (3.13t, 3.14t, ...): the kernels are
-    # not declared free-threading safe (importing them would turn the GIL
-    # back on for the whole process), so nothing is compiled there and
-    # asynchat_core._impl selects the pure-Python twin (docs/platforms.md).
+    # CPython built with --disable-gil (3.13t, 3.14t, ...): the compiled
+    # modules are not declared free-threading safe (importing them would turn
+    # the GIL back on for the whole process), so nothing is compiled there
+    # and asynchat_core._impl selects the Python build (docs/platforms.md).
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 def _extensions():
     if sys.implementation.name != "cpython":
-        return []  # pure-Python twin is selected automatically off CPython
+        return []  # the Python build is selected automatically off CPython
     if _free_threaded():
         if REQUIRE_EXT:
-            raise SystemExit("asynchat_core: no compiled kernels for a free-threaded CPython "
+            raise SystemExit("asynchat_core: no compiled build for a free-threaded CPython "
                              "(ASYNCHAT_CORE_REQUIRE_EXTENSIONS is set)")
         sys.stderr.write("NOTE: asynchat_core: free-threaded CPython; installing the "
-                         "pure-Python implementation only (docs/platforms.md).\n")
+                         "Python implementation only (docs/platforms.md).\n")
         return []
     from Cython.Build import cythonize
 
@@ -121,7 +124,7 @@ def _extensions():
             extra_link_args=link_args,
             define_macros=macros,
         )
-        for name in KERNELS
+        for name in COMPILED
     ]
     return cythonize(exts, include_path=["src"], compiler_directives=directives)
 

@@ -10,8 +10,8 @@
 #   4. each repaired wheel, installed into a fresh venv of its interpreter,
 #      passes the test suite run from outside the repository;
 #   5. an sdist install where compiling fails (CC=false) still succeeds,
-#      warns once at build time and once at import, runs the pure twin, and
-#      the suite passes in pure mode.
+#      warns once at build time and once at import, runs the Python build,
+#      and the suite passes on it.
 #
 # Usage: .ci/wheels.sh [WORKDIR]
 #   WHEELS_PYTHONS  space-separated interpreters (default: pyenv 3.9-3.13)
@@ -196,7 +196,7 @@ EOF
     ) || fail "tests on $tag"
 done
 
-step "no compiler: sdist install with CC=false falls back to the pure twin"
+step "no compiler: sdist install with CC=false falls back to the Python build"
 tag=$("$FALLBACK_PY" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
 venv="$WORK/venv-nocc-$tag"
 "$FALLBACK_PY" -m venv "$venv"
@@ -246,13 +246,13 @@ for case in ET.parse(sys.argv[1]).iter("testcase"):
         compiled_only += 1
     else:
         bad.append("%s::%s" % (case.get("classname"), case.get("name")))
-print("pure fallback: %d passed, %d skipped, %d need the compiled kernels (ImportError as designed), %d failed"
+print("Python build fallback: %d passed, %d skipped, %d need the compiled kernels (ImportError as designed), %d failed"
       % (passed, skipped, compiled_only, len(bad)))
 for name in bad:
     print("  FAILED " + name)
 sys.exit(1 if bad or passed < 50 else 0)
 EOF2
-) || fail "pure fallback"
+) || fail "Python build fallback"
 
 step "done"
 echo "wheel tags:"

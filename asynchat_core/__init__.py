@@ -3,7 +3,8 @@
     from asynchat_core import asyncore, asynchat   # explicit use
     import asynchat_core; asynchat_core.install()  # legacy ``import asyncore``
 
-``IMPLEMENTATION`` is ``"cython"`` or ``"python"`` (the pure twin, forced by
+``IMPLEMENTATION`` is ``"cython"`` (the compiled build) or ``"python"`` (the
+Python build: the same source run as plain Python; forced by
 ``ASYNCHAT_CORE_NO_EXTENSIONS=1``).
 """
 

@@ -24,7 +24,7 @@ __all__ = [
     "close_all", "socket_map", "ExitNow",
 ]
 __version__: str
-# "cython" (compiled kernels) or "python" (the pure twin)
+# "cython" (the compiled build) or "python" (the Python build)
 IMPLEMENTATION: Literal["cython", "python"]
 
 def install(force: bool = True) -> List[str]: ...

@@ -1,6 +1,6 @@
 """``python -m asynchat_core``: what is installed here, and how it was chosen.
 
-Prints the version, the kernel implementation in use (and why), the event
+Prints the version, the implementation in use (and why), the event
 backends this platform offers (best first, the default first), the Python
 and the platform.  ``--version`` prints the version line only.
 """
@@ -16,15 +16,16 @@ def _why(implementation):
     from asynchat_core import _impl
 
     if implementation == "cython":
-        return "compiled kernels"
+        return "the compiled build"
     if sys.implementation.name != "cpython":
-        return "pure-Python twin: compiled kernels are for CPython only"
+        return "the Python build; the compiled build is for CPython only"
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        return ("pure-Python twin: free-threaded build, for which no compiled kernels are "
-                "built (docs/platforms.md)")
+        return ("the Python build; nothing is compiled for free-threaded CPython "
+                "(docs/platforms.md)")
     if os.environ.get(_impl.ENV_VAR, "") not in ("", "0"):
-        return "pure-Python twin: %s=%s" % (_impl.ENV_VAR, os.environ[_impl.ENV_VAR])
-    return "pure-Python twin: compiled kernels not installed (no C compiler at install time?)"
+        return "the Python build, chosen by %s=%s" % (_impl.ENV_VAR, os.environ[_impl.ENV_VAR])
+    return ("the Python build; the compiled build is not installed (no C compiler at install "
+            "time?)")
 
 
 def _legacy_modules():
@@ -45,7 +46,7 @@ def main(argv=None):
     version = "asynchat_core %s" % asynchat_core.__version__
     parser = argparse.ArgumentParser(
         prog="python -m asynchat_core",
-        description="Show the asynchat_core version, kernels, event backends and platform. "
+        description="Show the asynchat_core version, implementation, event backends and platform. "
                     "The benchmark is python -m asynchat_core.bench.")
     parser.add_argument("--version", action="version", version=version)
     parser.parse_args(argv)

@@ -1,7 +1,8 @@
-"""Stand-in for Cython's ``cython`` module, for the pure twins without Cython.
+"""Stand-in for Cython's ``cython`` module, for the Python build without Cython.
 
-The twins (``_loop_py.py``, ``_chat_py.py``) are also the source of the
-compiled kernels (setup.py ``PURE_MODE``), so they import ``cython`` by that
+The Python implementation's modules (``_loop_py.py``, ``_chat_py.py``) are
+also the source of the compiled build (setup.py ``PURE_MODE``, Cython's
+pure-Python mode), so they import ``cython`` by that
 name, which the Cython compiler recognises, and fall back to this module
 when Cython is not installed::
 
@@ -12,7 +13,7 @@ when Cython is not installed::
 
 Compiled, ``cython.compiled`` is a compile-time True and the other branch is
 dropped; run as Python it is False here and in Cython's own shadow module.
-Only what the twins use is provided: decorators are no-ops.
+Only what those modules use is provided: decorators are no-ops.
 """
 
 __all__ = ["cython"]

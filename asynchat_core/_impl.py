@@ -1,11 +1,12 @@
-"""Chooses the implementation (compiled or pure), once, for the whole package.
+"""Chooses the implementation, once, for the whole package.
 
-``ASYNCHAT_CORE_NO_EXTENSIONS`` (any value but "" or "0") forces the pure
-Python twins; off CPython, and on a free-threaded CPython build, they are
-always used.  If a compiled module is
-missing (installed where no compiler was available) both twins are used,
-with a single warning, instead of failing at import: the chat and loop
-modules always come from the same implementation.
+``IMPLEMENTATION`` is "cython" (the compiled build) or "python" (the Python
+build).  ``ASYNCHAT_CORE_NO_EXTENSIONS`` (any value but "" or "0") forces
+the Python build; off CPython, and on a free-threaded CPython build, it is
+always used.  If a compiled module is missing (installed where no compiler
+was available) the Python build is used for both modules, with a single
+warning, instead of failing at import: the chat and loop modules always
+come from the same implementation.
 """
 import os
 import sys
@@ -21,7 +22,7 @@ def _extensions_wanted():
     if sys.implementation.name != "cpython":
         return False
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        # free-threaded CPython: no kernels are built for it (setup.py), by
+        # free-threaded CPython: nothing is compiled for it (setup.py), by
         # design and without a warning; see docs/platforms.md
         return False
     return os.environ.get(ENV_VAR, "") in ("", "0")
@@ -35,7 +36,7 @@ def _load_compiled():
         # package "partially initialized", as it is while importing these)
         warnings.warn(
             "asynchat_core: compiled modules not installed; using the "
-            "pure-Python implementation (same behaviour, slower). Install a "
+            "Python implementation (same behaviour, slower). Install a "
             "wheel, or set %s=1 to choose it explicitly." % (ENV_VAR,),
             RuntimeWarning,
             stacklevel=3,

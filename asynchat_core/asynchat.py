@@ -61,7 +61,7 @@ class async_chat(asyncore.dispatcher):
     ac_coalesce_pushes = True
 
     #: The input delimiter (see set_terminator); stored in the channel's
-    #: input state so the kernel reads it without a lookup per frame.
+    #: input state so the chat code reads it without a lookup per frame.
     terminator = _kernels.terminator_slot
 
     #: The channel's socket, kept in its output state: reading or replacing

@@ -189,7 +189,7 @@ class TLSMixin:
     """TLS for a channel; put it before ``dispatcher``/``async_chat`` in the bases.
 
     Works the same on ``asyncore.dispatcher``, ``dispatcher_with_send`` and
-    ``asynchat.async_chat``, with the compiled and the pure kernels.
+    ``asynchat.async_chat``, with the compiled and the Python build.
     """
 
     #: Context used by ``start_tls()``/``connect_tls()`` when given none.

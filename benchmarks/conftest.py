@@ -1,9 +1,9 @@
 """Implementations for the pytest-benchmark suites, side by side in one process.
 
-``cython`` is the normally imported ``asynchat_core`` (compiled kernels);
-``pure`` is a second copy of the package imported under another name with
-``ASYNCHAT_CORE_NO_EXTENSIONS=1`` (the kernel is chosen at import, so this
-is the only way to hold both at once); ``stdlib`` is ``import asyncore,
+``cython`` is the normally imported ``asynchat_core`` (the compiled build);
+``python`` is a second copy of the package imported under another name with
+``ASYNCHAT_CORE_NO_EXTENSIONS=1`` (the implementation is chosen at import, so
+this is the only way to hold both at once); ``stdlib`` is ``import asyncore,
 asynchat`` (CPython <= 3.11, or pyasyncore/pyasynchat on 3.12+).
 """
 import importlib.util
@@ -15,12 +15,12 @@ import pytest
 import asynchat_core
 from asynchat_core.bench.impls import NO_EXT, load_modules
 
-IMPLS = ["cython", "pure", "stdlib"]
+IMPLS = ["cython", "python", "stdlib"]
 _cache = {}
 
 
-def _pure_copy():
-    name = "_asynchat_core_pure"
+def _python_copy():
+    name = "_asynchat_core_python"
     if name in sys.modules:
         return sys.modules[name]
     package_dir = os.path.dirname(asynchat_core.__file__)
@@ -50,12 +50,12 @@ def modules_for(impl):
     if impl not in _cache:
         if impl == "cython":
             if os.environ.get(NO_EXT, "") not in ("", "0"):
-                pytest.skip("%s is set: no compiled kernels in this run" % NO_EXT)
+                pytest.skip("%s is set: no compiled build in this run" % NO_EXT)
             if asynchat_core.IMPLEMENTATION != "cython":
-                pytest.fail("compiled kernels missing: build the extension (pip install -e .)")
+                pytest.fail("compiled build missing: build the extension (pip install -e .)")
             _cache[impl] = (asynchat_core.asyncore, asynchat_core.asynchat)
-        elif impl == "pure":
-            copy = _pure_copy()
+        elif impl == "python":
+            copy = _python_copy()
             _cache[impl] = (copy.asyncore, copy.asynchat)
         else:
             try:

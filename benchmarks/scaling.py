@@ -14,8 +14,8 @@ one cell can swing by 2x, a rotation spreads that noise over all servers.
 
 Server variants: ``stdlib-select`` / ``stdlib-poll`` (the interpreter's own
 asyncore and asynchat, 3.11 and older), ``epoll`` / ``poll`` / ``select``
-(asynchat_core's loop with that backend, compiled), ``epoll-py`` (the pure
-twin), ``legacy-select`` / ``legacy-poll`` (asynchat_core's channels under
+(asynchat_core's loop with that backend, compiled), ``epoll-py`` (the Python
+build), ``legacy-select`` / ``legacy-poll`` (asynchat_core's channels under
 the stdlib's per-pass loop, to separate loop cost from channel cost).  select() cannot watch descriptors >= FD_SETSIZE (1024): those
 cells report "n.a.".  Linux only (reads /proc for CPU time).
 """

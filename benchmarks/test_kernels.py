@@ -1,7 +1,7 @@
-"""Kernel benchmarks: ``pytest benchmarks --benchmark-only``.
+"""Chat code benchmarks (the bench's kernel scenario): ``pytest benchmarks --benchmark-only``.
 
-One group per workload; inside a group the Cython kernels, the pure twin and
-the stdlib run the same workload (see ``asynchat_core.bench.kernel``), so
+One group per workload; inside a group the compiled build, the Python build
+and the stdlib run the same workload (see ``asynchat_core.bench.kernel``), so
 pytest-benchmark's table compares them side by side.  ``extra_info`` holds
 frames per call: frames/s = frames_per_call / mean.
 """

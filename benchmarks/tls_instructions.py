@@ -19,7 +19,6 @@ strace for ``--strace``); Linux only.
 
 import argparse
 import os
-import re
 import select
 import shutil
 import signal

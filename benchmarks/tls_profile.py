@@ -10,7 +10,7 @@ process meanwhile:
 
 - ``perf`` (``perf record -e cpu-clock``): samples by shared object, grouped
   as OpenSSL (libssl + libcrypto), the ``_ssl`` module (CPython's glue),
-  the Python interpreter, asynchat_core's compiled kernels, uvloop, the OS
+  the Python interpreter, asynchat_core's compiled build, uvloop, the OS
   kernel (system calls, TCP) and libc; plus the top symbols.
 - ``py-spy`` (``py-spy record --nonblocking -f raw``): Python stacks; the
   share of samples under the library's TLS code, the ``ssl`` module's
@@ -40,7 +40,7 @@ from asynchat_core.bench.impls import discover  # noqa: E402
 DSO_GROUPS = [
     ("OpenSSL (libssl, libcrypto)", re.compile(r"libssl|libcrypto")),
     ("CPython _ssl module", re.compile(r"_ssl\.cpython")),
-    ("asynchat_core kernels", re.compile(r"_chat_c|_loop_c|asynchat_core")),
+    ("asynchat_core (compiled)", re.compile(r"_chat_c|_loop_c|asynchat_core")),
     ("uvloop", re.compile(r"uvloop|loop\.cpython")),
     ("Python interpreter", re.compile(r"python|libpython")),
     ("OS kernel (syscalls, TCP)", re.compile(r"kernel|vmlinux|\[k\]")),

@@ -1,8 +1,8 @@
-"""Coverage-guided (atheris/libFuzzer) harness for the compiled chat kernels.
+"""Coverage-guided (atheris/libFuzzer) harness for the compiled chat code.
 
 Each input is decoded into a terminator, a read size, a list of received
-chunks and a list of callback actions.  The script runs against the Cython
-kernels and the pure-Python twin; any difference in callbacks, buffered
+chunks and a list of callback actions.  The script runs against the compiled
+build and the Python build; any difference in callbacks, buffered
 input, terminator or bytes sent is a crash, as is any exception other than
 the deliberate ones.  Build the extension with ASYNCHAT_CORE_DEBUG_BUILD=1
 to combine this with ASan/UBSan (see .ci/sanitize.sh for the environment).
@@ -11,8 +11,8 @@ to combine this with ASan/UBSan (see .ci/sanitize.sh for the environment).
     python fuzz/fuzz_kernels.py -atheris_runs=200000 fuzz/corpus
     python fuzz/fuzz_kernels.py -max_total_time=600          # nightly
 
-Only the kernels are instrumented (``atheris.instrument_imports`` wraps the
-pure twin; the Cython module's coverage comes from the libFuzzer
+Only the chat code is instrumented (``atheris.instrument_imports`` wraps the
+Python build; the Cython module's coverage comes from the libFuzzer
 comparison hooks on the inputs).
 """
 import errno

@@ -1,6 +1,6 @@
 """Every public method and attribute of asynchat, written once and bound to
-each implementation: the Cython and pure kernels of asynchat_core and, where
-the interpreter still has it, CPython's own module.  Real socketpairs."""
+each implementation: the compiled and the Python build of asynchat_core and,
+where the interpreter still has it, CPython's own module.  Real socketpairs."""
 import socket
 
 import pytest

@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_bench_cli_kernel_and_echo(tmp_path):
     out = tmp_path / "bench.json"
     compiled = importlib.util.find_spec("asynchat_core._chat_c") is not None
-    impls = ["cython", "pure"] if compiled else ["pure"]
+    impls = ["cython", "python"] if compiled else ["python"]
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [
@@ -64,9 +64,10 @@ RECORDS = [
     _record("resp", "PING_INLINE -P16", "uvloop", [280.0, 320.0, 300.0], [1.0, 1.0, 1.0]),
     _record("resp", "PING_INLINE -P16", "asyncio-streams", [150.0, None, 160.0]),
 ]
-ENV = {"asynchat_core": "0.0", "kernels": "cython", "git": "abc1234", "git_dirty": False,
+ENV = {"asynchat_core": "0.0", "implementation": "cython", "git": "abc1234", "git_dirty": False,
        "python": "3.12.1", "machine": "test machine, 2 CPUs", "cpus": 2, "rounds": 3,
-       "date": "2026-12-01 00:00 UTC", "implementations": {"cython": "asynchat_core (Cython)"}}
+       "date": "2026-12-01 00:00 UTC",
+       "implementations": {"cython": "asynchat_core (compiled build)"}}
 
 
 def test_ratios_are_per_round_medians_with_range_and_noise_flag():
@@ -125,3 +126,27 @@ def test_plot_is_written(tmp_path):
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_from_before_the_rename_reads_as_python():
+    # --json files written before the rename call the Python build "pure" and
+    # the implementation in use "kernels"; upgrade() gives today's names
+    old_env = dict(ENV, implementations={"cython": "asynchat_core (Cython)",
+                                         "pure": "asynchat_core (pure twin)"})
+    del old_env["implementation"]
+    old_env["kernels"] = "cython"
+    old = {"environment": old_env,
+           "records": RECORDS + [_record("resp", "PING_INLINE -P16", "pure", [150.0] * 3)]}
+    new = report.upgrade(old)
+    assert [r["impl"] for r in new["records"]] == [
+        "cython", "stdlib", "uvloop", "asyncio-streams", "python"]
+    assert list(new["environment"]["implementations"]) == ["cython", "python"]
+    assert new["environment"]["implementation"] == "cython"
+    assert "kernels" not in new["environment"]
+    assert old["records"][-1]["impl"] == "pure"  # the input is not changed
+    text = report.render_text(new["records"], None, {}, [], new["environment"])
+    assert "(cython build," in text
+    rows = [line.split() for line in text.splitlines()]
+    # the table row (labels are kept as recorded: the old file's "pure twin")
+    assert ["python", "150", "150-150", "2.00x"] in [r[:4] for r in rows]
+    assert not [r for r in rows if r and r[0] == "pure"]

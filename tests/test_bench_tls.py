@@ -28,7 +28,7 @@ def test_bench_cli_tls_scenario(tmp_path):
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
     compiled = importlib.util.find_spec("asynchat_core._chat_c") is not None
-    impls = (["cython"] if compiled else []) + ["pure", "asyncio", "stdlib"]
+    impls = (["cython"] if compiled else []) + ["python", "asyncio", "stdlib"]
     cmd = [
         sys.executable, "-m", "asynchat_core.bench", "--scenarios", "tls",
         "--impls", ",".join(impls), "--duration", "0.3", "--rounds", "1",
@@ -120,3 +120,27 @@ def test_bench_tls_without_wrk_reports_it_and_uses_the_builtin_client(tmp_path):
     assert "wrk missing" in data["skipped"].get("wrk (tls)", ""), data["skipped"]
     https = [r for r in data["records"] if r["case"] == tls.HTTPS_CASE]
     assert https and https[0]["load"] == "built-in" and https[0]["verified_bytes"] > 0
+
+
+def _tls_record(impl, rate, cpu):
+    return {"scenario": "tls", "case": tls.ECHO_CASE, "impl": impl, "unit": "req/s",
+            "rate": rate, "cpu_us": cpu, "rounds": 1}
+
+
+@pytest.mark.parametrize("python_name", ["python", "pure"])
+def test_tls_table_reads_json_from_before_and_after_the_rename(tmp_path, python_name):
+    # files written before the rename call the Python build "pure"
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"records": [
+        _tls_record("cython", 3000.0, 100.0), _tls_record(python_name, 1500.0, 200.0),
+        _tls_record("stdlib", 1000.0, 300.0)]}))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "asynchat_core.bench.tls", "table", str(path)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("| case | metric | cython | python | stdlib | cython vs stdlib "
+                        "| cython vs python |")
+    assert lines[2] == "| %s | req/s | 3000 | 1500 | 1000 | 3.00x | 2.00x |" % tls.ECHO_CASE
+    assert "pure" not in proc.stdout

@@ -33,6 +33,8 @@ def run(args, cwd=None, timeout=60):
 REJECTED = [
     (["--kernel-workloads", "nosuch"], "unknown kernel workload 'nosuch'"),
     (["--impls", "nosuch"], "unknown implementation 'nosuch'"),
+    # the old name is accepted, but a refusal is still one line (no note first)
+    (["--impls", "pure,nosuch"], "unknown implementation 'nosuch'"),
     (["--scenarios", "nosuch"], "unknown scenario 'nosuch'"),
     (["--scenarios", ","], "--scenarios: no scenario given"),
     (["--resp-tests", "nosuch"], "unknown RESP test 'nosuch'"),
@@ -128,8 +130,53 @@ def test_bench_stdlib_python_without_asyncore_is_refused(tmp_path):
 def test_bench_version():
     proc = run(BENCH + ["--version"])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "asynchat_core %s (%s kernels, Python %s)" % (
+    assert proc.stdout.strip() == "asynchat_core %s (%s build, Python %s)" % (
         asynchat_core.__version__, asynchat_core.IMPLEMENTATION, sys.version.split()[0])
+
+
+def _kernel_run(impls, tmp_path):
+    out = tmp_path / ("%s.json" % impls.replace(",", "+"))
+    proc = run(BENCH + ["--scenarios", "kernel", "--impls", impls, "--kernel-workloads",
+                        "lines32-64k", "--kernel-seconds", "0.05", "--rounds", "1", "--quiet",
+                        "--json", str(out)], cwd=str(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    return proc, json.loads(out.read_text())
+
+
+def test_bench_impls_python_names_the_python_build(tmp_path):
+    proc, data = _kernel_run("python", tmp_path)
+    assert proc.stderr == ""
+    assert [r["impl"] for r in data["records"]] == ["python"]
+    assert data["environment"]["implementations"]["python"] == "asynchat_core (Python build)"
+    assert "pure" not in data["environment"]["implementations"]
+    table = [line.split() for line in proc.stdout.splitlines() if "lines32-64k" in line]
+    assert table and table[0][:2] == ["lines32-64k", "python"], proc.stdout
+
+
+def test_bench_impls_pure_is_a_deprecated_alias_of_python(tmp_path):
+    # scripts written for the old name keep working: same run, one note on stderr
+    proc, data = _kernel_run("pure", tmp_path)
+    assert proc.stderr.splitlines() == [
+        "python -m asynchat_core.bench: note: --impls pure is deprecated, use python "
+        "(same implementation)"]
+    assert [r["impl"] for r in data["records"]] == ["python"]
+    assert "pure" not in data["environment"]["implementations"]
+    assert "pure" not in proc.stdout
+    # both names at once: one implementation, still one note
+    proc, data = _kernel_run("pure,python", tmp_path)
+    assert len(proc.stderr.splitlines()) == 1 and "--impls pure is deprecated" in proc.stderr
+    assert [r["impl"] for r in data["records"]] == ["python"]
+
+
+def test_bench_help_names_python_and_the_old_alias():
+    proc = run(BENCH + ["--help"])
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "cython,baseline,python,stdlib," in text
+    assert "'pure' is the old name of python" in text
+    assert "'kernel' runs the chat code in process" in text
 
 
 def test_package_version_and_report():
@@ -150,13 +197,13 @@ def test_package_version_and_report():
     assert fields["platform"]
 
 
-def test_package_report_names_the_forced_pure_twin():
+def test_package_report_names_the_forced_python_build():
     env = _env()
     env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
     proc = subprocess.run([sys.executable, "-m", "asynchat_core"], capture_output=True,
                           text=True, timeout=60, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert ("implementation: python (pure-Python twin: ASYNCHAT_CORE_NO_EXTENSIONS=1)"
+    assert ("implementation: python (the Python build, chosen by ASYNCHAT_CORE_NO_EXTENSIONS=1)"
             in proc.stdout.splitlines())
 
 
@@ -187,7 +234,7 @@ def _group_members(pgid):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_bench_ctrl_c_stops_children_and_prints_partial_results(tmp_path):
     out = tmp_path / "partial.json"
-    cmd = BENCH + ["--scenarios", "kernel,echo", "--impls", "pure",
+    cmd = BENCH + ["--scenarios", "kernel,echo", "--impls", "python",
                    "--kernel-workloads", "lines32-64k", "--kernel-seconds", "0.05",
                    "--rounds", "1", "--sizes", "1024", "--duration", "20", "--builtin-client",
                    "--json", str(out)]
@@ -206,9 +253,9 @@ def test_bench_ctrl_c_stops_children_and_prints_partial_results(tmp_path):
             if not line:
                 break
             seen.append(line)
-            if "echo: pure on port" in line:
+            if "echo: python on port" in line:
                 break
-        assert any("echo: pure on port" in s for s in seen), "".join(seen)
+        assert any("echo: python on port" in s for s in seen), "".join(seen)
         time.sleep(1.5)  # inside the 20 s echo measurement: server and load client running
         assert len(_group_members(proc.pid)) >= 3, _group_members(proc.pid)
         os.kill(proc.pid, signal.SIGINT)
@@ -234,7 +281,7 @@ def test_bench_ctrl_c_stops_children_and_prints_partial_results(tmp_path):
     assert _group_members(proc.pid) == []
 
 
-def test_free_threaded_build_gets_the_pure_twin_deliberately():
+def test_free_threaded_build_gets_the_python_build_deliberately():
     # no free-threaded interpreter here: the build flag is faked in a child
     # before asynchat_core is imported, as a 3.13t/3.14t would report it
     code = ("import sys, sysconfig, warnings; real = sysconfig.get_config_var; "
@@ -248,5 +295,5 @@ def test_free_threaded_build_gets_the_pure_twin_deliberately():
                           timeout=60, env=env, cwd=ROOT)
     # no warning (turned into an error above): the choice is by design
     assert proc.returncode == 0, proc.stderr
-    assert ("implementation: python (pure-Python twin: free-threaded build, for which no "
-            "compiled kernels are built (docs/platforms.md))") in proc.stdout.splitlines()
+    assert ("implementation: python (the Python build; nothing is compiled for free-threaded "
+            "CPython (docs/platforms.md))") in proc.stdout.splitlines()

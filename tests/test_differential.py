@@ -1,7 +1,7 @@
 """Differential tests: the same scripted peer against every implementation.
 
 Implementations: CPython's own ``asynchat`` (only where it still exists,
-<= 3.11), and asynchat_core bound to the pure and to the Cython kernels.
+<= 3.11), and asynchat_core's Python build and its compiled build.
 Input-side logs (every callback, the exact bytes, buffer and terminator
 state) must be identical.  On the output side asynchat_core joins queued
 items into fewer ``send()`` calls on purpose, so only the bytes on the wire

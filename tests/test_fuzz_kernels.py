@@ -1,4 +1,4 @@
-"""Differential fuzzing of the chat kernels: Cython vs pure twin vs stdlib.
+"""Differential fuzzing of the chat code: compiled build vs Python build vs stdlib.
 
 One Hypothesis test per terminator kind (byte strings, byte counts, and
 None/empty).  Each example feeds a random stream in random chunks to a
@@ -203,13 +203,13 @@ def check(chunk_list, terminator, in_size, found_plan, collect_plan, ending):
     for impl in IMPLS:
         results[impl] = run(impl, chunk_list, terminator, in_size, found_plan,
                             collect_plan, ending)
-    # the twins first: a Cython/pure mismatch is a kernel bug whatever the stdlib does
+    # the twins first: a cython/python mismatch is our bug whatever the stdlib does
     reference = results["python"]
     for impl in ("cython", "stdlib"):
         result = results.get(impl, reference)
         if result != reference:
             note("python: %r\n%s: %r" % (reference, impl, result))
-        assert result == reference, "%s differs from the pure kernels" % impl
+        assert result == reference, "%s differs from the Python build" % impl
 
 
 @fuzz_settings

@@ -378,7 +378,7 @@ exc = ordinary(lp._flush, 0.0) if hasattr(lp, "_flush") else None
 assert not (isinstance(exc, RuntimeError) and "changed size" in str(exc)), exc
 ''',
     # recursion made only of C calls has no recursion limit on 3.11: the
-    # pure twin raises RecursionError where the compiled one overflows the
+    # Python build raises RecursionError where the compiled one overflows the
     # C stack.  chat_send -> chat_flush_owed -> drain -> chan.send ...
     # while every look at `connected` owes one more deferred send:
     "flush_owed_recursion": '''

@@ -48,11 +48,11 @@ asyncore.close_all()
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="smtpd was removed in Python 3.12")
-@pytest.mark.parametrize("pure", [False, True], ids=["default", "no-extensions"])
-def test_stdlib_smtpd_on_asynchat_core(pure, tmp_path):
+@pytest.mark.parametrize("python_build", [False, True], ids=["default", "no-extensions"])
+def test_stdlib_smtpd_on_asynchat_core(python_build, tmp_path):
     env = dict(os.environ)
     env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
-    if pure:
+    if python_build:
         env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
     messages = [
         ("alice@example.org", ["bob@example.org"], b"Subject: one\r\n\r\nhello\r\n"),
@@ -70,7 +70,7 @@ def test_stdlib_smtpd_on_asynchat_core(pure, tmp_path):
         first = proc.stdout.readline().split()
         assert first[:1] == ["PORT"], proc.stderr.read()
         port, impl = int(first[1]), first[2]
-        assert impl == ("python" if pure else "cython")
+        assert impl == ("python" if python_build else "cython")
         # one session per message: smtpd itself (stdlib too) does not reset
         # its byte count after a large DATA, so a later command would fail
         for sender, rcpts, body in messages:

@@ -3,7 +3,7 @@
 Each test runs one real-world pattern against three implementations: the
 stdlib (CPython 3.11's own asyncore/asynchat; skipped on 3.12+), proving the
 test encodes CPython's behaviour, and asynchat_core with its compiled
-("cython") and pure ("python") kernels.  Servers are written once in
+("cython") and its Python ("python") build.  Servers are written once in
 ``legacy_servers`` and served from a loop thread over real sockets on
 127.0.0.1; clients are real stdlib clients (ftplib, smtplib, poplib) or a
 raw line client, with pipelined and one-request-at-a-time variants.

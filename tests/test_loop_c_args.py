@@ -3,7 +3,7 @@ C code expects an ``Entry``, a lock or an int: an exception, never a crash.
 
 Each case runs in a child process, so that a regression (a segfault) fails
 that case instead of ending the test run; a missing build fails too (the
-child's import).  Only the compiled twin can crash: the pure one raises
+child's import).  Only the compiled build can crash: the Python build raises
 AttributeError on the same calls.
 """
 

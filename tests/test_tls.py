@@ -4,9 +4,10 @@ Servers (tests/tls_servers.py) are built on ``TLSMixin`` and
 ``TLSListenerMixin`` and served from a loop thread over real sockets on
 127.0.0.1; clients are ftplib, smtplib, poplib, ``ssl``-wrapped sockets,
 ``openssl s_client`` and ``TLSMixin`` client channels.  Certificates come
-from trustme.  Every test runs with the compiled ("cython") and the pure
-("python") kernels, bound like tests/test_legacy_patterns.py does; the loop
-kernel follows ASYNCHAT_CORE_NO_EXTENSIONS (CI runs the suite both ways).
+from trustme.  Every test runs with the compiled ("cython") and the Python
+("python") build of the chat code, bound like tests/test_legacy_patterns.py
+does; the loop follows ASYNCHAT_CORE_NO_EXTENSIONS (CI runs the suite both
+ways).
 """
 import ftplib
 import os

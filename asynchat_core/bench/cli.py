@@ -93,8 +93,8 @@ def _chosen(args, names):
 
 
 def run_kernel(args, run, targets):
-    """Run the in-process kernel workloads for each chat implementation, in rounds."""
-    names = [n for n in _chosen(args, ("cython", "baseline", "pure", "stdlib")) if n in targets]
+    """The kernel scenario: the chat code's workloads in process, per implementation, in rounds."""
+    names = [n for n in _chosen(args, ("cython", "baseline", "python", "stdlib")) if n in targets]
     workloads = args.kernel_workloads
     samples: Dict[Tuple[str, str], List[Optional[float]]] = {}
     extras: Dict[Tuple[str, str], List[Any]] = {}
@@ -211,7 +211,7 @@ def run_resp(args, run, targets):
     if not use_tool and not args.builtin_client:
         run.skip("redis-benchmark", "not found (apt install redis-tools); using the built-in client")
     load_name = "redis-benchmark" if use_tool else "built-in"
-    names = _chosen(args, ("cython", "baseline", "pure", "stdlib", "asyncio", "uvloop", "redis-server"))
+    names = _chosen(args, ("cython", "baseline", "python", "stdlib", "asyncio", "uvloop", "redis-server"))
     cases = [("%s -P%d" % (test.upper(), pipeline),
               {"test": test, "pipeline": pipeline, "unit": "req/s"})
              for pipeline in sorted({1, args.pipeline}) for test in args.resp_tests]
@@ -250,7 +250,7 @@ def run_http(args, run, targets):
     if not use_tool and not args.builtin_client:
         run.skip("wrk", "not found (apt install wrk); using the built-in client")
     load_name = "wrk" if use_tool else "built-in"
-    names = _chosen(args, ("cython", "baseline", "pure", "stdlib", "asyncio", "uvloop"))
+    names = _chosen(args, ("cython", "baseline", "python", "stdlib", "asyncio", "uvloop"))
 
     def load(port, params):
         if use_tool:
@@ -321,7 +321,7 @@ def environment(targets, exclude=()):
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "python": sys.version.split()[0],
         "asynchat_core": asynchat_core.__version__,
-        "kernels": asynchat_core.IMPLEMENTATION,
+        "implementation": asynchat_core.IMPLEMENTATION,
         "git": commit,
         "git_dirty": dirty,
         "cpus": os.cpu_count() or 0,

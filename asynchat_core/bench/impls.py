@@ -1,8 +1,9 @@
 """Which implementations exist on this machine, and how to run each.
 
-The kernel implementation of asynchat_core is chosen once, at import, so
-every implementation runs in its own process: a ``Target`` says which
-interpreter and environment start it and which module pair it loads.
+The implementation of asynchat_core (compiled or Python build) is chosen
+once, at import, so every implementation runs in its own process: a
+``Target`` says which interpreter and environment start it and which module
+pair it loads.
 """
 import importlib
 import os
@@ -14,8 +15,16 @@ import warnings
 NO_EXT = "ASYNCHAT_CORE_NO_EXTENSIONS"
 
 # module-pair implementations, in table order
-CHAT_IMPLS = ("cython", "baseline", "pure", "stdlib")
+CHAT_IMPLS = ("cython", "baseline", "python", "stdlib")
 ASYNCIO_IMPLS = ("asyncio", "uvloop")
+# names that earlier releases used, accepted by --impls and when reading old
+# JSON: old name -> current name ("pure" was the Python implementation)
+RENAMED_IMPLS = {"pure": "python"}
+
+
+def current_name(name):
+    """The current name of implementation ``name`` (old names are mapped)."""
+    return RENAMED_IMPLS.get(name, name)
 
 
 def load_modules(source):
@@ -95,7 +104,7 @@ def _find_python311():
 
 
 def _baseline_target(me, root):
-    # asynchat_core from another checkout with its compiled kernels built
+    # asynchat_core from another checkout with its compiled build made
     # in place (an earlier revision, to compare side by side in one run)
     root = os.path.abspath(root)
     rev = ""
@@ -111,20 +120,21 @@ def _baseline_target(me, root):
 def discover(stdlib_python=None, baseline=None):
     """Return ``(targets, skipped)``: a dict name -> Target, and name -> reason.
 
-    ``baseline``: the path of another asynchat_core checkout (kernels built
-    in place) to measure as the "baseline" implementation.
+    ``baseline``: the path of another asynchat_core checkout (compiled
+    build made in place) to measure as the "baseline" implementation.
     """
     targets = {}
     skipped = {}
     me = sys.executable
-    targets["cython"] = Target("cython", me, {}, "asynchat_core", "asynchat_core (Cython)")
-    targets["pure"] = Target("pure", me, {NO_EXT: "1"}, "asynchat_core", "asynchat_core (pure twin)")
+    targets["cython"] = Target("cython", me, {}, "asynchat_core", "asynchat_core (compiled build)")
+    targets["python"] = Target("python", me, {NO_EXT: "1"}, "asynchat_core",
+                               "asynchat_core (Python build)")
 
-    probe_kernel = "import asynchat_core; print(asynchat_core.IMPLEMENTATION)"
-    impl, err = _probe(me, targets["cython"].environ(), probe_kernel)
+    probe_impl = "import asynchat_core; print(asynchat_core.IMPLEMENTATION)"
+    impl, err = _probe(me, targets["cython"].environ(), probe_impl)
     if impl != "cython":
         del targets["cython"]
-        skipped["cython"] = "compiled kernels not importable (%s)" % (err or impl)
+        skipped["cython"] = "compiled build not importable (%s)" % (err or impl)
     if baseline:
         target = _baseline_target(me, baseline)
         probe_root = "import asynchat_core, os; print(asynchat_core.IMPLEMENTATION, os.path.dirname(os.path.dirname(asynchat_core.__file__)))"
@@ -132,8 +142,8 @@ def discover(stdlib_python=None, baseline=None):
         if out == "cython " + target.root:
             targets["baseline"] = target
         else:
-            skipped["baseline"] = "%s: not an asynchat_core checkout with built kernels (%s)" % (
-                baseline, err or out)
+            skipped["baseline"] = ("%s: not an asynchat_core checkout with a compiled build "
+                                   "in place (%s)" % (baseline, err or out))
 
     probe_std = (
         "import warnings; warnings.simplefilter('ignore');"

@@ -1,4 +1,4 @@
-"""Scenario 1: the chat kernels in process, no sockets.
+"""Scenario 1 ("kernel"): the chat code in process, no sockets.
 
 A fake socket hands pre-built chunks to ``handle_read`` (its ``recv``
 returns the next chunk) and accepts or refuses ``send`` calls, so only
@@ -73,7 +73,7 @@ def make_workloads(asyncore, asynchat):
     Chat: Any = asynchat.async_chat  # chosen at run time: an untyped base
 
     class LineCounter(Chat):
-        # minimal handlers: the cost measured is the kernel's
+        # minimal handlers: the cost measured is the chat code's
         def __init__(self):
             asynchat.async_chat.__init__(self, map={})
             self.frames = 0

@@ -12,11 +12,14 @@ import math
 import os
 import subprocess
 import sys
+from typing import List
+
+from .impls import RENAMED_IMPLS
 
 SCENARIO_NAMES = ("kernel", "resp", "echo", "http")
 KERNEL_WORKLOADS = ("lines32-64k", "lines32-4k", "records100", "resp-mix", "push-small", "push-large")
 RESP_TESTS = ("ping_inline", "set", "get")
-ECHO_IMPLS = ("cython", "baseline", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop",
+ECHO_IMPLS = ("cython", "baseline", "python", "stdlib", "asyncio", "asyncio-streams", "uvloop",
               "uvloop-streams")
 IMPL_NAMES = ECHO_IMPLS + ("redis-server",)
 
@@ -34,6 +37,9 @@ DEFAULT_KERNEL_SECONDS = 0.25
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (no usage block)."""
+
+    #: the old implementation names given to --impls (each gets a note)
+    renamed_impls: List[str]
 
     def error(self, message):
         """Print ``prog: error: message`` on one line and exit with status 2."""
@@ -60,15 +66,30 @@ def _number(kind, low, high, low_ok=False):
     return parse
 
 
-def _names(choices, what):
-    def parse(text):
+class _Names:
+    """Parses comma-separated names from ``choices`` (an argparse ``type``).
+
+    ``renamed`` maps old names to current ones: an old name is accepted,
+    replaced, and remembered in ``old_names_used`` (``parse_args`` prints a
+    note for each once the whole command line has been accepted).
+    """
+
+    def __init__(self, choices, what, renamed=None):
+        self.choices = choices
+        self.what = what
+        self.renamed = renamed or {}
+        self.old_names_used = []
+
+    def __call__(self, text):
         names = [n.strip() for n in text.split(",") if n.strip()]
-        for name in names:
-            if name not in choices:
-                raise argparse.ArgumentTypeError(
-                    "unknown %s %r (choose from %s)" % (what, name, ",".join(choices)))
+        for i, name in enumerate(names):
+            if name in self.renamed:
+                self.old_names_used.append(name)
+                names[i] = name = self.renamed[name]
+            if name not in self.choices:
+                raise argparse.ArgumentTypeError("unknown %s %r (choose from %s)" % (
+                    self.what, name, ",".join(self.choices)))
         return names
-    return parse
 
 
 def _sizes(text):
@@ -91,10 +112,10 @@ def _sizes(text):
 
 
 def version_text():
-    """``asynchat_core X.Y.Z (cython kernels)``: what --version prints."""
+    """``asynchat_core X.Y.Z (cython build, Python 3.11.7)``: what --version prints."""
     import asynchat_core
 
-    return "asynchat_core %s (%s kernels, Python %s)" % (
+    return "asynchat_core %s (%s build, Python %s)" % (
         asynchat_core.__version__, asynchat_core.IMPLEMENTATION, sys.version.split()[0])
 
 
@@ -107,14 +128,18 @@ def build_parser(scenarios):
                     "about three minutes on 2 cores." % DEFAULT_ROUNDS,
     )
     p.add_argument("--version", action="version", version=version_text())
-    p.add_argument("--scenarios", type=_names(tuple(scenarios), "scenario"),
+    p.add_argument("--scenarios", type=_Names(tuple(scenarios), "scenario"),
                    default=list(SCENARIO_NAMES),
-                   help="comma-separated subset of %s (default: %s)"
+                   help="comma-separated subset of %s (default: %s); 'kernel' runs the chat "
+                        "code in process, without sockets"
                         % (",".join(scenarios), ",".join(SCENARIO_NAMES)))
-    p.add_argument("--impls", type=_names(IMPL_NAMES, "implementation"), default=[],
+    impls = _Names(IMPL_NAMES, "implementation", RENAMED_IMPLS)
+    p.renamed_impls = impls.old_names_used
+    p.add_argument("--impls", type=impls, default=[],
                    help="comma-separated implementations to run (default: every one found): "
-                        "%s (asyncio and uvloop bring their -streams variants)"
-                        % ",".join(IMPL_NAMES))
+                        "%s (cython: the compiled build, python: the Python build; asyncio and "
+                        "uvloop bring their -streams variants; 'pure' is the old name of "
+                        "python)" % ",".join(IMPL_NAMES))
     p.add_argument("--rounds", type=_number(int, 1, MAX_ROUNDS, low_ok=True),
                    default=DEFAULT_ROUNDS,
                    help="measure every case this many times per implementation, interleaved; "
@@ -124,12 +149,12 @@ def build_parser(scenarios):
                    help="seconds per socket measurement (default %g)" % DEFAULT_DURATION)
     p.add_argument("--kernel-seconds", type=_number(float, 0, MAX_SECONDS),
                    default=DEFAULT_KERNEL_SECONDS,
-                   help="seconds per kernel workload, implementation and round (default %g)"
-                        % DEFAULT_KERNEL_SECONDS)
-    p.add_argument("--kernel-workloads", type=_names(KERNEL_WORKLOADS, "kernel workload"),
+                   help="kernel scenario: seconds per workload, implementation and round "
+                        "(default %g)" % DEFAULT_KERNEL_SECONDS)
+    p.add_argument("--kernel-workloads", type=_Names(KERNEL_WORKLOADS, "kernel workload"),
                    default=list(KERNEL_WORKLOADS),
-                   help="comma-separated kernel workloads (default: all of %s)"
-                        % ",".join(KERNEL_WORKLOADS))
+                   help="kernel scenario: comma-separated workloads for the chat code "
+                        "(default: all of %s)" % ",".join(KERNEL_WORKLOADS))
     p.add_argument("--sizes", type=_sizes, default=[1024, 10240],
                    help="line echo message sizes in bytes (default 1024,10240; vmbench adds "
                         "102400)")
@@ -143,7 +168,7 @@ def build_parser(scenarios):
                         "strict ping-pong)")
     p.add_argument("--pipeline", type=_number(int, 1, 100000, low_ok=True), default=16,
                    help="RESP pipelined depth (default 16)")
-    p.add_argument("--resp-tests", type=_names(RESP_TESTS, "RESP test"),
+    p.add_argument("--resp-tests", type=_Names(RESP_TESTS, "RESP test"),
                    default=list(RESP_TESTS),
                    help="redis-benchmark tests (default %s)" % ",".join(RESP_TESTS))
     p.add_argument("--builtin-client", action="store_true",
@@ -152,8 +177,8 @@ def build_parser(scenarios):
                    help="interpreter whose asyncore/asynchat is the baseline (default: this "
                         "one, or python3.11 on 3.12+ without pyasynchat)")
     p.add_argument("--baseline", metavar="DIR", default=None,
-                   help="also measure asynchat_core from the checkout DIR (kernels built in "
-                        "place), e.g. an earlier revision, side by side as 'baseline'")
+                   help="also measure asynchat_core from the checkout DIR (compiled build "
+                        "made in place), e.g. an earlier revision, side by side as 'baseline'")
     p.add_argument("--goals", action="store_true",
                    help="also print the project's own performance goals and whether this run "
                         "meets them")
@@ -262,5 +287,9 @@ def parse_args(argv, scenarios):
             parser.error("--markdown: the checkout %s has uncommitted changes (git status); "
                          "commit them first so the report names the code it measured, or pass "
                          "--allow-dirty" % checkout_root())
+    for old in dict.fromkeys(parser.renamed_impls):
+        # one line per old name, after the command line was accepted: scripts keep working
+        sys.stderr.write("%s: note: --impls %s is deprecated, use %s (same implementation)\n"
+                         % (parser.prog, old, RENAMED_IMPLS[old]))
     args.parser = parser
     return args

@@ -10,16 +10,18 @@ import os
 import re
 from typing import Any, Dict
 
-IMPL_ORDER = ("cython", "baseline", "pure", "stdlib", "asyncio", "asyncio-streams", "uvloop",
+from .impls import current_name
+
+IMPL_ORDER = ("cython", "baseline", "python", "stdlib", "asyncio", "asyncio-streams", "uvloop",
               "uvloop-streams", "redis-server")
 # one colour per implementation, the same in every panel of the chart
 IMPL_COLOURS = {
-    "cython": "#1f77b4", "baseline": "#17becf", "pure": "#aec7e8", "stdlib": "#7f7f7f",
+    "cython": "#1f77b4", "baseline": "#17becf", "python": "#aec7e8", "stdlib": "#7f7f7f",
     "asyncio": "#ff7f0e", "asyncio-streams": "#ffbb78", "uvloop": "#2ca02c",
     "uvloop-streams": "#98df8a", "redis-server": "#d62728",
 }
 SCENARIO_TITLES = {
-    "kernel": "Scenario 1: kernels in process (no sockets)",
+    "kernel": "Scenario 1: chat code in process, no sockets (kernel scenario)",
     "resp": "Scenario 2: Redis protocol server",
     "echo": "Scenario 3: line echo",
     "http": "Scenario 4: HTTP/1.1 keep-alive",
@@ -30,9 +32,9 @@ WIDTH = 100  # the text report fits a 100-column terminal
 # The project's goals, printed only with --goals:
 # (scenario, case, comparator, metric, op, threshold, label)
 TARGETS = [
-    ("kernel", "lines32-64k", "stdlib", "rate", ">=", 10, "kernel 32-byte lines, 64 KiB reads"),
-    ("kernel", "lines32-4k", "stdlib", "rate", ">=", 4, "kernel 32-byte lines, 4 KiB reads"),
-    ("kernel", "records100", "stdlib", "rate", ">=", 5, "kernel 100-byte records"),
+    ("kernel", "lines32-64k", "stdlib", "rate", ">=", 10, "chat code 32-byte lines, 64 KiB reads"),
+    ("kernel", "lines32-4k", "stdlib", "rate", ">=", 4, "chat code 32-byte lines, 4 KiB reads"),
+    ("kernel", "records100", "stdlib", "rate", ">=", 5, "chat code 100-byte records"),
     ("resp", "PING_INLINE -P16", "stdlib", "rate", ">=", 6, "RESP -P16 PING_INLINE"),
     ("resp", "SET -P16", "stdlib", "rate", ">=", 3, "RESP -P16 SET"),
     ("resp", "GET -P16", "stdlib", "rate", ">=", 3, "RESP -P16 GET"),
@@ -178,7 +180,7 @@ def scenario_tables(records, rounds=None):
         n = max(len(r.get("samples", [1])) for r in recs)
         spread = "median of %d round%s" % (n, "" if n == 1 else "s")
         header = ["case", "implementation", unit, "min-max", "cython/this", "min-max", ""]
-        yield ("%s: %s, %s; cython/this > 1: asynchat_core (Cython) is faster"
+        yield ("%s: %s, %s; cython/this > 1: asynchat_core (compiled build) is faster"
                % (_title(scenario), unit, spread), header, _long_table(records, scenario, "rate"))
         if any(r.get("cpu_us") for r in recs):
             header = ["case", "implementation", "us/req", "min-max", "cython/this", "min-max", ""]
@@ -243,6 +245,30 @@ GOALS_TITLE = ("The project's own goals (what the maintainers aim for; \"not met
                "to-do of the project, not a fault of your installation)")
 
 
+def _implementation(env):
+    return env.get("implementation", "?")
+
+
+def upgrade(data):
+    """``data`` (a ``--json`` file's content) with old implementation names renamed.
+
+    Files written before the rename call the Python build "pure" (records'
+    ``impl``, the ``implementations`` of the environment) and the
+    implementation in use "kernels"; this returns them in today's terms.
+    """
+    data = dict(data)
+    data["records"] = [dict(r, impl=current_name(r["impl"])) for r in data.get("records", [])]
+    env = dict(data.get("environment") or {})
+    if "implementations" in env:
+        env["implementations"] = {current_name(n): label
+                                  for n, label in env["implementations"].items()}
+    if "kernels" in env and "implementation" not in env:
+        env["implementation"] = env.pop("kernels")
+    if env:
+        data["environment"] = env
+    return data
+
+
 def _git_text(env):
     if not env.get("git"):
         return "commit unknown (not a git checkout)"
@@ -252,8 +278,8 @@ def _git_text(env):
 def render_text(records, goals, skipped, errors, env):
     """The terminal report; ``goals`` (a check_targets list) is printed if not None."""
     out = [""]
-    out += _wrap("asynchat_core %s (%s kernels, %s) on Python %s, %s" % (
-        env["asynchat_core"], env.get("kernels", "?"), _git_text(env), env["python"],
+    out += _wrap("asynchat_core %s (%s build, %s) on Python %s, %s" % (
+        env["asynchat_core"], _implementation(env), _git_text(env), env["python"],
         env["machine"]))
     for name, label in env["implementations"].items():
         out.append("  %-16s %s" % (name, label))
@@ -288,9 +314,9 @@ def _md_section(data):
         "<!-- python %s begin -->" % major_minor,
         "## Python %s" % major_minor,
         "",
-        "`%s --markdown FILE` on %s, %s (%.0f s).  asynchat_core %s, %s kernels, %s." % (
+        "`%s --markdown FILE` on %s, %s (%.0f s).  asynchat_core %s, %s build, %s." % (
             data["command"], env["date"], "Python " + env["python"], data["seconds"],
-            env["asynchat_core"], env.get("kernels", "?"), _git_text(env)),
+            env["asynchat_core"], _implementation(env), _git_text(env)),
         "",
         "- Machine: %s" % env["machine"],
     ]
@@ -341,7 +367,7 @@ def render_markdown(path, data):
         "Ratios are the headline: the figures compared were measured side by side, round by "
         "round, in one run on a shared machine; absolute rates are context only. Each figure is "
         "the median over the rounds with its min-max range. \"cython/this\" is asynchat_core "
-        "(Cython kernels) divided by the implementation of the row, computed per round; "
+        "(compiled build) divided by the implementation of the row, computed per round; "
         "\"within noise\" marks a ratio whose range crosses 1.0. For CPU per request lower is "
         "better.",
         "",
@@ -356,7 +382,7 @@ def render_markdown(path, data):
 
 def plot_reference(impls):
     """The implementation the chart divides by: the stdlib where it was measured."""
-    for name in ("stdlib", "pure", "asyncio"):
+    for name in ("stdlib", "python", "asyncio"):
         if name in impls:
             return name
     return None

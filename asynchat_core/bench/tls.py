@@ -2,8 +2,9 @@
 
 Servers, side by side in one run, each in its own process:
 
-- ``cython`` / ``pure``: asynchat_core with ``asynchat_core.tls`` (and
-  ``baseline``: the same from the checkout given to ``--baseline``);
+- ``cython`` / ``python``: asynchat_core's compiled / Python build with
+  ``asynchat_core.tls`` (and ``baseline``: the same from the checkout given
+  to ``--baseline``);
 - ``stdlib``: the same handlers on the stdlib asynchat (pyasynchat on 3.12+)
   under a hand-written legacy TLS mixin (``tls_servers.HandRolledTLS``);
 - ``asyncio`` / ``uvloop``: ``loop.create_server(ssl=...)`` Protocol servers.
@@ -42,7 +43,7 @@ from . import procs
 
 SCENARIO = "tls"
 # "baseline": asynchat_core from another checkout (``--baseline DIR``) that has the TLS API
-TLS_IMPLS = ("cython", "baseline", "pure", "stdlib", "asyncio", "uvloop")
+TLS_IMPLS = ("cython", "baseline", "python", "stdlib", "asyncio", "uvloop")
 ECHO_SIZE = 1024
 ECHO_CASE = "echo 1 KiB"
 HTTPS_CASE = "HTTPS keep-alive"
@@ -273,7 +274,7 @@ def markdown_table(records):
     impls = [n for n in TLS_IMPLS if any(r["impl"] == n for r in recs)]
     by = {(r["case"], r["impl"]): r for r in recs}
     cases = list(dict.fromkeys(r["case"] for r in recs))
-    others = [n for n in ("stdlib", "uvloop", "asyncio", "pure", "baseline") if n in impls]
+    others = [n for n in ("stdlib", "uvloop", "asyncio", "python", "baseline") if n in impls]
     head = ["case", "metric"] + impls + ["cython vs %s" % n for n in others if "cython" in impls]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
     for case in cases:
@@ -326,8 +327,11 @@ def main(argv):
         run_tls_server(source, kind, certfile, keyfile, _ready)
         return 0
     if role == "table":
+        from .report import upgrade
+
         with open(argv[1]) as f:
-            sys.stdout.write(markdown_table(json.load(f)["records"]))
+            # upgrade: a file from before the rename names the Python build "pure"
+            sys.stdout.write(markdown_table(upgrade(json.load(f))["records"]))
         return 0
     if role == "client":
         _die_with_parent()

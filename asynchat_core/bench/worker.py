@@ -4,7 +4,7 @@
     python -m asynchat_core.bench.worker server SOURCE KIND [streams]
     python -m asynchat_core.bench.worker client JSON
 
-``SOURCE`` is "asynchat_core" (kernel chosen by ASYNCHAT_CORE_NO_EXTENSIONS),
+``SOURCE`` is "asynchat_core" (build chosen by ASYNCHAT_CORE_NO_EXTENSIONS),
 "stdlib", "asyncio" or "uvloop".  Servers print ``PORT <n>`` when listening
 and run until stopped; a watchdog ends them anyway after a bound.
 """

@@ -1,4 +1,4 @@
-# C-only helpers shared by the kernels compiled from the pure twins (setup.py
+# C-only helpers shared by the compiled build's modules (setup.py
 # PURE_MODE): what has no Python meaning lives here, cimported by the
 # augmenting .pxd files (_loop_c.pxd, _chat_c.pxd).  Each twin defines a
 # Python stand-in for the names it uses under ``if not cython.compiled:``,
