@@ -96,10 +96,11 @@ if missing or generated:
     sys.exit("missing %s, generated files shipped %s" % (missing, generated))
 EOF
 
-WHEELS_KERNELS=$(tar -tzf "$SDIST" | sed -n 's|.*/src/asynchat_core/\([^/]*\)\.pyx$|\1|p' | sort | tr '\n' ' ')
+# each compiled module has its augmenting .pxd (_chat_c.pxd types _chat_py.py)
+WHEELS_KERNELS=$(tar -tzf "$SDIST" | sed -n 's|.*/src/asynchat_core/\(_[a-z]*_c\)\.pxd$|\1|p' | sort | tr '\n' ' ')
 export WHEELS_KERNELS
 echo "kernels in the sdist: $WHEELS_KERNELS"
-[ -n "$WHEELS_KERNELS" ] || fail "no .pyx in the sdist"
+[ -n "$WHEELS_KERNELS" ] || fail "no compiled module's .pxd in the sdist"
 
 # check_wheel WHEEL: complete, no sources, kernels for its own tag
 check_wheel() {
@@ -107,7 +108,7 @@ check_wheel() {
 import os, sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 sources = [n for n in names if n.endswith((".c", ".pyx", ".pxd", ".html"))]
-# one compiled module per .pyx the sdist ships (WHEELS_KERNELS, from the sdist)
+# one compiled module per module .pxd the sdist ships (WHEELS_KERNELS)
 want = os.environ["WHEELS_KERNELS"].split()
 compiled = [n for n in names if n.endswith((".so", ".pyd"))]
 kernels = [n for n in compiled if n.split("/")[-1].split(".")[0] in want]

@@ -11,7 +11,6 @@ import os
 import select
 import socket
 import sys
-import threading
 import time
 import warnings
 from errno import (

@@ -3,7 +3,7 @@
 # class like ``Handler(TLSMixin, async_chat)`` type-checks its use of the
 # channel API; the methods they override keep dispatcher's signatures.
 import ssl
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Tuple
 
 from . import asyncore
 
