@@ -5,7 +5,9 @@ line on stderr and exit status 2; Ctrl-C stops the children, prints the
 results measured so far and exits with 130.  All runs are real
 subprocesses.
 """
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,8 +142,6 @@ def _kernel_run(impls, tmp_path):
                         "lines32-64k", "--kernel-seconds", "0.05", "--rounds", "1", "--quiet",
                         "--json", str(out)], cwd=str(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stderr
-    import json
-
     return proc, json.loads(out.read_text())
 
 
@@ -168,6 +168,24 @@ def test_bench_impls_pure_is_a_deprecated_alias_of_python(tmp_path):
     proc, data = _kernel_run("pure,python", tmp_path)
     assert len(proc.stderr.splitlines()) == 1 and "--impls pure is deprecated" in proc.stderr
     assert [r["impl"] for r in data["records"]] == ["python"]
+
+
+@pytest.mark.compiled
+def test_bench_baseline_is_the_checkout_given_even_run_from_another(tmp_path):
+    # run from this checkout (the first place -m and -c look), with a copy
+    # of its package, compiled modules included, as the baseline: the
+    # baseline's probe and workers must import the copy
+    base = tmp_path / "base"
+    shutil.copytree(os.path.join(ROOT, "asynchat_core"), str(base / "asynchat_core"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "out.json"
+    proc = run(BENCH + ["--scenarios", "kernel", "--impls", "cython,baseline",
+                        "--baseline", str(base), "--kernel-workloads", "lines32-64k",
+                        "--kernel-seconds", "0.05", "--rounds", "1", "--quiet",
+                        "--json", str(out)], cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert sorted(r["impl"] for r in data["records"]) == ["baseline", "cython"], proc.stdout
 
 
 def test_bench_help_names_python_and_the_old_alias():

@@ -107,7 +107,7 @@ def run_kernel(args, run, targets):
                 cmd = target.command("kernel", target.source, str(args.kernel_seconds), *workloads)
                 try:
                     out = subprocess.run(
-                        cmd, env=target.environ(), capture_output=True, text=True,
+                        cmd, env=target.environ(), cwd=target.cwd(), capture_output=True, text=True,
                         timeout=120 + 20 * args.kernel_seconds * len(KERNEL_WORKLOADS))
                     if out.returncode:
                         lines = out.stderr.strip().splitlines()

@@ -71,15 +71,20 @@ class Target:
         env.pop(NO_EXT, None)
         env.update(self.env)
         # the worker must import this checkout even from another interpreter
-        root = self.root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = self.cwd() + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
+    def cwd(self):
+        """The worker's directory: its checkout.  ``-m``/``-c`` put the current
+        directory first on ``sys.path``, so started from another checkout
+        (the bench run from one) the worker would import that one instead."""
+        return self.root or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-def _probe(python, env, code):
+
+def _probe(python, env, code, cwd=None):
     try:
         out = subprocess.run(
-            [python, "-c", code], env=env, capture_output=True, text=True, timeout=30
+            [python, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, str(exc)
@@ -131,14 +136,15 @@ def discover(stdlib_python=None, baseline=None):
                                "asynchat_core (Python build)")
 
     probe_impl = "import asynchat_core; print(asynchat_core.IMPLEMENTATION)"
-    impl, err = _probe(me, targets["cython"].environ(), probe_impl)
+    impl, err = _probe(me, targets["cython"].environ(), probe_impl,
+                       cwd=targets["cython"].cwd())
     if impl != "cython":
         del targets["cython"]
         skipped["cython"] = "compiled build not importable (%s)" % (err or impl)
     if baseline:
         target = _baseline_target(me, baseline)
         probe_root = "import asynchat_core, os; print(asynchat_core.IMPLEMENTATION, os.path.dirname(os.path.dirname(asynchat_core.__file__)))"
-        out, err = _probe(me, target.environ(), probe_root)
+        out, err = _probe(me, target.environ(), probe_root, cwd=target.cwd())
         if out == "cython " + target.root:
             targets["baseline"] = target
         else:
@@ -163,7 +169,8 @@ def discover(stdlib_python=None, baseline=None):
     for python in candidates:
         env = {NO_EXT: "1"} if python != me else {}
         probe_target = Target("stdlib", python, env, "stdlib", "")
-        out, err = _probe(python, probe_target.environ(), probe_std)
+        out, err = _probe(python, probe_target.environ(), probe_std,
+                          cwd=probe_target.cwd())
         if out:
             path, version = out.rsplit(" ", 1)
             kind = "pyasynchat" if "site-packages" in path else "stdlib"

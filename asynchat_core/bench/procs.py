@@ -52,7 +52,8 @@ def start_worker_server(target, kind, streams=False, timeout=30.0):
     # stderr goes to a file: a server logging errors must never block on a full pipe
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            target.command(*args), env=target.environ(), stdout=subprocess.PIPE, stderr=errors,
+            target.command(*args), env=target.environ(), cwd=target.cwd(),
+            stdout=subprocess.PIPE, stderr=errors,
         )
         try:
             out = proc.stdout

@@ -109,6 +109,9 @@ class _ServerTarget:
     def environ(self):
         return self.target.environ()
 
+    def cwd(self):
+        return self.target.cwd()
+
     @property
     def source(self):
         return self.target.source
