@@ -27,6 +27,8 @@ if TARGET != "reference":
 
     asynchat_core.install()
 
+# what "import asyncore" gives from here on (the reference: the stdlib's,
+# or on 3.12+ the backports; an ImportError fails the run)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import asynchat
@@ -51,6 +53,7 @@ def pytest_exception_interact(node, call, report):
     # pytest's faulthandler plugin cancels any pending dump at every failure
     # (its hook runs first): start ours again
     _arm()
+
 
 _outcomes = {}
 # worst first: a test keeps the worst outcome of its setup, call and teardown
@@ -85,11 +88,9 @@ def pytest_sessionfinish(session, exitstatus):
     info = {
         "target": TARGET,
         "python": sys.version.split()[0],
-        "asyncore": _module_file(sys.modules.get("asyncore")),
-        "asynchat": _module_file(sys.modules.get("asynchat")),
-        # the modules the suite's code really holds (not just sys.modules)
-        "asyncore_name": asyncore.__name__,
-        # what the third-party code holds (pyftpdlib's IOLoop module)
+        # what "import asyncore/asynchat" gave, and what the third-party
+        # code really holds (pyftpdlib's IOLoop module)
+        "imported": [_module_file(asyncore), _module_file(asynchat)],
         "used_by_pyftpdlib": _used_by("pyftpdlib.ioloop"),
         "implementation": None,
         "package": None,
