@@ -56,19 +56,24 @@ cdef class InputState:
     cpdef discard(self)
 
 
+@cython.final
+cdef class _OutputLock:
+    cdef PyThread_type_lock _lock
+    cdef unsigned long _owner
+    cdef Py_ssize_t _depth
+
+    @cython.locals(me=cython.ulong)
+    cdef int acquire(self) except -1
+    cdef void release(self) noexcept
+
+
 cdef class OutputState:
     cdef public object sock
     cdef readonly list pending
     cdef readonly Py_ssize_t held
     cdef public bint batching
     cdef public int batch_ok
-    cdef PyThread_type_lock _lock
-    cdef unsigned long _owner
-    cdef Py_ssize_t _depth
-
-    @cython.locals(me=cython.ulong)
-    cdef int _acquire(self) except -1
-    cdef void _release(self) noexcept
+    cdef _OutputLock _lock
 
 
 cdef class SocketSlot:
