@@ -144,7 +144,14 @@ class TerminatorSlot:
             except AttributeError:
                 value = _UNSET
             else:
-                value = _input_check(obj, state).terminator
+                # (compiled: a C cast once checked; Python: the same check
+                # without a call)
+                if cython.compiled:
+                    value = _input_check(obj, state).terminator
+                elif isinstance(state, InputState):
+                    value = state.terminator
+                else:
+                    raise _input_type_error(obj, state)
             if value is _UNSET:
                 raise AttributeError(
                     "%r object has no attribute 'terminator'" % type(obj).__name__
@@ -165,7 +172,12 @@ class TerminatorSlot:
                 inbuf = InputState(b"")
                 obj._ac_in = inbuf
             else:
-                inbuf = _input_check(obj, state)
+                if cython.compiled:
+                    inbuf = _input_check(obj, state)
+                elif isinstance(state, InputState):
+                    inbuf = state
+                else:
+                    raise _input_type_error(obj, state)
             inbuf.terminator = value
         finally:
             if cython.compiled:
@@ -226,9 +238,13 @@ class InputState:
 def _input_check(chan, state):
     # Python code may have put anything in _ac_in: never trust its type
     if not isinstance(state, InputState):
-        raise TypeError("%s._ac_in must be an InputState, not %s"
-                        % (type(chan).__name__, type(state).__name__))
+        raise _input_type_error(chan, state)
     return state
+
+
+def _input_type_error(chan, state):
+    return TypeError("%s._ac_in must be an InputState, not %s"
+                     % (type(chan).__name__, type(state).__name__))
 
 
 def _input(chan):
@@ -349,15 +365,14 @@ def _feed(chan, inbuf, data, mode, out):
     return _deliver(chan, inbuf, mode, out)
 
 
-def _frame_limit(chan):
-    """``ac_max_frame_size`` as a byte count, -1 for None (no cap).
+def _frame_limit(value):
+    """``ac_max_frame_size`` (``value``) as a byte count, -1 for None (no cap).
 
     It must be None or an integer (anything ``operator.index`` accepts):
     a float such as ``1000.0`` raises TypeError in both builds, as sizes
     do elsewhere in Python.  Counts past ``sys.maxsize`` mean the same as
     ``sys.maxsize``.
     """
-    value = getattr(chan, "ac_max_frame_size", None)
     if value is None:
         return -1
     if type(value) is not int:
@@ -451,7 +466,7 @@ def chat_deliver(chan, inbuf, mode, out=None):
 
 
 def _deliver(chan, inbuf, mode, out):
-    limit = _frame_limit(chan)
+    limit = _frame_limit(getattr(chan, "ac_max_frame_size", None))
     while True:
         data = inbuf.data
         pos = inbuf.pos
@@ -1078,9 +1093,11 @@ def chat_set_terminator(self, term):
             if term > _MAXSIZE:
                 # CPython accepts it, but no frame that long can ever complete
                 raise ValueError("the number of received bytes must be <= sys.maxsize")
-            limit = _frame_limit(self)
-            if limit >= 0 and term > limit:
-                raise FrameTooLarge(term, limit)
+            cap = getattr(self, "ac_max_frame_size", None)
+            if cap is not None:  # (checked here: no call for the common None)
+                limit = _frame_limit(cap)
+                if term > limit:
+                    raise FrameTooLarge(term, limit)
         self.terminator = term
     finally:
         if cython.compiled:

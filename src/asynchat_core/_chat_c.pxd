@@ -82,6 +82,7 @@ cdef class SocketSlot:
 
 # input side
 cdef inline InputState _input_check(chan, state)
+cdef object _input_type_error(chan, state)
 cdef inline InputState _input(chan)
 
 @cython.locals(size=Py_ssize_t)
@@ -94,7 +95,7 @@ cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
                   Py_ssize_t offset, Py_ssize_t slice_start) except -1
 cpdef int terminator_mode(chan) except -1
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
-cdef Py_ssize_t _frame_limit(chan) except -2
+cdef Py_ssize_t _frame_limit(value) except -2
 
 @cython.locals(frame=Py_ssize_t)
 cdef inline Py_ssize_t _held(InputState inbuf) noexcept
