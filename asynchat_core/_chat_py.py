@@ -402,24 +402,13 @@ def _add_frame(inbuf, size):
 
 
 def _check_frame(inbuf, size, limit):
-    # limit < 0 means no cap; 0 <= held, so limit - held cannot overflow
-    if limit >= 0:
-        held = _held(inbuf)
-        if held > limit or size > limit - held:
-            raise FrameTooLarge(
-                held + size if size <= PY_SSIZE_T_MAX - held else PY_SSIZE_T_MAX, limit)
+    # with a cap (limit >= 0, which callers test first: no call without
+    # one); 0 <= held, so limit - held cannot overflow
+    held = _held(inbuf)
+    if held > limit or size > limit - held:
+        raise FrameTooLarge(
+            held + size if size <= PY_SSIZE_T_MAX - held else PY_SSIZE_T_MAX, limit)
     return 0
-
-
-def _get_term(chan, inbuf, mode):
-    if mode == _TERM_SLOT:
-        term = inbuf.terminator
-        if term is _UNSET:
-            return chan.terminator  # raises AttributeError as CPython does
-        return term
-    if mode == _TERM_ATTR:
-        return chan.terminator
-    return chan.get_terminator()
 
 
 def _set_term(chan, inbuf, mode, value):
@@ -476,7 +465,15 @@ def _deliver(chan, inbuf, mode, out):
         size = buffer_size(data) - pos
         if size <= 0:
             return
-        term = _get_term(chan, inbuf, mode)
+        # the terminator, as CPython reads it (once per frame)
+        if mode == _TERM_SLOT:
+            term = inbuf.terminator
+            if term is _UNSET:
+                term = chan.terminator  # raises AttributeError as CPython does
+        elif mode == _TERM_ATTR:
+            term = chan.terminator
+        else:
+            term = chan.get_terminator()
         # (CPython's order: "not term", then int, then a string; a bytes
         # terminator's length, read first, answers "not term" for it)
         term_len = buffer_size(term) if type(term) is bytes else -1
@@ -522,7 +519,8 @@ def _deliver(chan, inbuf, mode, out):
                 index = data.find(term, pos)
             if index >= 0:
                 index -= pos
-                _check_frame(inbuf, index, limit)
+                if limit >= 0:
+                    _check_frame(inbuf, index, limit)
                 if index > 0:
                     # an empty chunk is never reported
                     if cython.compiled:
@@ -534,7 +532,8 @@ def _deliver(chan, inbuf, mode, out):
                 inbuf.frame = 0
                 _found(chan, inbuf, out)
             else:
-                _check_frame(inbuf, size, limit)
+                if limit >= 0:
+                    _check_frame(inbuf, size, limit)
                 partial = _prefix_at_end(data, pos, term)
                 if not partial:
                     _add_frame(inbuf, size)

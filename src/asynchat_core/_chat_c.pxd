@@ -106,7 +106,6 @@ cdef inline int _add_frame(InputState inbuf, Py_ssize_t size) except -1
 @cython.locals(held=Py_ssize_t)
 cdef inline int _check_frame(InputState inbuf, Py_ssize_t size, Py_ssize_t limit) except -1
 
-cdef inline object _get_term(chan, InputState inbuf, int mode)
 cdef inline int _set_term(chan, InputState inbuf, int mode, value) except -1
 cdef inline object _term_now(chan, InputState inbuf, int mode)
 cdef inline int _found(chan, InputState inbuf, OutputState out) except -1
