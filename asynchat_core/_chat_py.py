@@ -474,14 +474,17 @@ def _deliver(chan, inbuf, mode, out):
             term = chan.terminator
         else:
             term = chan.get_terminator()
-        # (CPython's order: "not term", then int, then a string; a bytes
-        # terminator's length, read first, answers "not term" for it)
-        term_len = buffer_size(term) if type(term) is bytes else -1
-        if term_len == 0 or (term_len < 0 and not term):
+        # a non-empty bytes terminator (the common case: no user code runs
+        # to tell) is searched for at once; else CPython's order: "not
+        # term", then int, then a string
+        if type(term) is bytes and (term_len := buffer_size(term)) > 0:
+            pass  # searched for below
+        elif not term:
             inbuf.frame = 0  # a stream without frames: nothing is held
             chan.collect_incoming_data(_rest(data, pos))
             inbuf.assign(b"")
-        elif term_len < 0 and isinstance(term, int):
+            continue
+        elif isinstance(term, int):
             # term as a byte count if exactly an int in 0..PY_SSIZE_T_MAX,
             # else -1 (a subclass may lie in comparisons)
             if cython.compiled:
@@ -506,46 +509,53 @@ def _deliver(chan, inbuf, mode, out):
                 else:
                     chunk = data[pos:pos + count]
                 chan.collect_incoming_data(chunk)
-                _advance(inbuf, data, pos, count, count)
+                if inbuf.data is data and inbuf.pos == pos:
+                    inbuf.pos = pos + count  # (_advance's common case, no call)
+                else:
+                    _advance(inbuf, data, pos, count, count)
                 inbuf.frame = 0
                 _set_term(chan, inbuf, mode, 0)
                 _found(chan, inbuf, out)
+            continue
         else:
-            if term_len < 0:
-                term_len = len(term)
-            if cython.compiled:
-                index = _find(data, pos, term)
-            else:
-                index = data.find(term, pos)
-            if index >= 0:
-                index -= pos
-                if limit >= 0:
-                    _check_frame(inbuf, index, limit)
-                if index > 0:
-                    # an empty chunk is never reported
-                    if cython.compiled:
-                        chunk = _slice(data, pos, pos + index)
-                    else:
-                        chunk = data[pos:pos + index]
-                    chan.collect_incoming_data(chunk)
-                _advance(inbuf, data, pos, index + term_len, index + term_len)
-                inbuf.frame = 0
-                _found(chan, inbuf, out)
-            else:
-                if limit >= 0:
-                    _check_frame(inbuf, size, limit)
-                partial = _prefix_at_end(data, pos, term)
-                if not partial:
-                    _add_frame(inbuf, size)
-                    chan.collect_incoming_data(_rest(data, pos))
-                    inbuf.assign(b"")
+            term_len = len(term)
+        # a string terminator
+        if cython.compiled:
+            index = _find(data, pos, term)
+        else:
+            index = data.find(term, pos)
+        if index >= 0:
+            index -= pos
+            if limit >= 0:
+                _check_frame(inbuf, index, limit)
+            if index > 0:
+                # an empty chunk is never reported
+                if cython.compiled:
+                    chunk = _slice(data, pos, pos + index)
                 else:
-                    if partial != size:
-                        # keep the possible start of a terminator for later
-                        _add_frame(inbuf, size - partial)
-                        chan.collect_incoming_data(_slice(data, pos, pos + size - partial))
-                        _advance(inbuf, data, pos, size - partial, -partial)
-                    return
+                    chunk = data[pos:pos + index]
+                chan.collect_incoming_data(chunk)
+            if inbuf.data is data and inbuf.pos == pos:
+                inbuf.pos = pos + index + term_len  # (_advance's common case, no call)
+            else:
+                _advance(inbuf, data, pos, index + term_len, index + term_len)
+            inbuf.frame = 0
+            _found(chan, inbuf, out)
+        else:
+            if limit >= 0:
+                _check_frame(inbuf, size, limit)
+            partial = _prefix_at_end(data, pos, term)
+            if not partial:
+                _add_frame(inbuf, size)
+                chan.collect_incoming_data(_rest(data, pos))
+                inbuf.assign(b"")
+            else:
+                if partial != size:
+                    # keep the possible start of a terminator for later
+                    _add_frame(inbuf, size - partial)
+                    chan.collect_incoming_data(_slice(data, pos, pos + size - partial))
+                    _advance(inbuf, data, pos, size - partial, -partial)
+                return
 
 
 def _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit):
