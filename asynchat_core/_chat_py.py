@@ -642,10 +642,10 @@ class OutputState:
         self.batch_ok = -1
         # the lock of rule 4 (kept if __init__ runs again)
         if cython.compiled:
-            if self._lock is None:
+            if self._lock is None:  # type: ignore[has-type]
                 self._lock = _OutputLock()
         elif getattr(self, "_lock", None) is None:
-            self._lock = _thread.RLock()  # (see _OutputLock)
+            self._lock = _thread.RLock()  # type: ignore[assignment]  # (see _OutputLock)
 
     def __enter__(self):
         """Hold the lock (rule 4): no kernel recv or send on this channel meanwhile."""
@@ -678,6 +678,8 @@ class _OutputLock:
             self._lock = lock_new()
             if self._lock == cython.NULL:
                 raise MemoryError("cannot allocate the channel's output lock")
+            self._owner = 0
+            self._depth = 0
 
     def __dealloc__(self):
         # the C lock goes with the object
