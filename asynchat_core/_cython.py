@@ -36,6 +36,6 @@ cython.compiled = False  # type: ignore[attr-defined]
 for _name in ("locals", "final", "cfunc", "ccall", "inline", "exceptval"):
     setattr(cython, _name, _no_op_decorator)
 # type names used in cython.locals(...) arguments: any value will do
-for _name in ("int", "bint", "double", "Py_ssize_t", "longlong", "ulonglong", "ulong"):
+for _name in ("int", "bint", "double", "Py_ssize_t", "longlong", "ulonglong"):
     setattr(cython, _name, object)
 del _name
