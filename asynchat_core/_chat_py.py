@@ -63,37 +63,26 @@ __all__ = [
 if not cython.compiled:
     # Python stand-ins for the C helpers of _cbits.pxd (the compiled build
     # cimports those instead, in _chat_c.pxd).
+    #
+    # What only C needs is called only under ``if cython.compiled:`` (a
+    # constant there, one module attribute read here), so Python makes no
+    # call that would do nothing: the nesting guard (the C build counts
+    # nested kernel calls per thread because calls between C functions run
+    # no Python frame; here every call is a Python frame, and the
+    # interpreter's recursion limit stops a cycle), the byte scanners (they
+    # work on the memory of bytes objects; Python takes the generic path,
+    # bytes methods and slicing) and the C lock's primitives (Python's
+    # output lock is an RLock, see _OutputLock).  Their names stay defined
+    # so that the compiled-only code is valid Python; calling one is a bug.
 
-    def ac_enter():
-        # The C build counts nested kernel calls per thread (C calls run no
-        # Python frame, so nothing else would stop a cycle).  Here every
-        # call is a Python frame: the interpreter's recursion limit does it.
-        return 0
+    def _compiled_only(*args):
+        raise AssertionError("asynchat_core: a compiled-only helper called from Python")
 
-    def ac_leave():
-        pass
-
-    # the byte scanners: the C ones work on bytes objects only and say
-    # when they cannot (-2, None); here the generic path always runs
-
-    def find_bytes(data, pos, term):
-        return -2
-
-    def prefix_at_end_bytes(data, pos, term):
-        return -2
-
-    def bytes_slice(data, start, stop):
-        return None
+    ac_enter = ac_leave = _compiled_only
+    find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
+    thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
 
     buffer_size = len
-
-    def exact_count(term):
-        # term as a byte count if exactly an int in 0..sys.maxsize, else -1
-        # (a subclass may lie in comparisons)
-        if type(term) is int and 0 <= term <= PY_SSIZE_T_MAX:
-            return term
-        return -1
-
     PY_SSIZE_T_MAX = sys.maxsize
     NOT_A_SIZE = -PY_SSIZE_T_MAX - 1
 
@@ -111,22 +100,6 @@ if not cython.compiled:
     def is_method_of(bound, function):
         # bound is exactly function bound to an object (not overridden)
         return type(bound) is _MethodType and bound.__func__ is function
-
-    thread_ident = _thread.get_ident
-    lock_new = _thread.allocate_lock
-
-    def lock_try(lock):
-        return lock.acquire(False)
-
-    def lock_wait(lock):
-        lock.acquire()
-        return 0
-
-    def lock_release(lock):
-        lock.release()
-
-    def lock_free(lock):
-        pass  # (a Python lock goes with its last reference)
 
 
 if not cython.compiled:
@@ -173,7 +146,8 @@ class TerminatorSlot:
     __slots__ = ()
 
     def __get__(self, obj, cls):
-        ac_enter()
+        if cython.compiled:
+            ac_enter()
         try:
             if obj is None:
                 return self
@@ -182,17 +156,26 @@ class TerminatorSlot:
             except AttributeError:
                 value = _UNSET
             else:
-                value = _input_check(obj, state).terminator
+                # (compiled: a C cast once checked; Python: the same check
+                # without a call)
+                if cython.compiled:
+                    value = _input_check(obj, state).terminator
+                elif isinstance(state, InputState):
+                    value = state.terminator
+                else:
+                    raise _input_type_error(obj, state)
             if value is _UNSET:
                 raise AttributeError(
                     "%r object has no attribute 'terminator'" % type(obj).__name__
                 )
             return value
         finally:
-            ac_leave()
+            if cython.compiled:
+                ac_leave()
 
     def __set__(self, obj, value):
-        ac_enter()
+        if cython.compiled:
+            ac_enter()
         try:
             try:
                 state = obj._ac_in
@@ -201,18 +184,26 @@ class TerminatorSlot:
                 inbuf = InputState(b"")
                 obj._ac_in = inbuf
             else:
-                inbuf = _input_check(obj, state)
+                if cython.compiled:
+                    inbuf = _input_check(obj, state)
+                elif isinstance(state, InputState):
+                    inbuf = state
+                else:
+                    raise _input_type_error(obj, state)
             inbuf.terminator = value
         finally:
-            ac_leave()
+            if cython.compiled:
+                ac_leave()
 
     def __delete__(self, obj):
-        ac_enter()
+        if cython.compiled:
+            ac_enter()
         try:
             self.__get__(obj, None)  # AttributeError if not set
             _input(obj).terminator = _UNSET
         finally:
-            ac_leave()
+            if cython.compiled:
+                ac_leave()
 
 
 terminator_slot = TerminatorSlot()
@@ -259,13 +250,21 @@ class InputState:
 def _input_check(chan, state):
     # Python code may have put anything in _ac_in: never trust its type
     if not isinstance(state, InputState):
-        raise TypeError("%s._ac_in must be an InputState, not %s"
-                        % (type(chan).__name__, type(state).__name__))
+        raise _input_type_error(chan, state)
     return state
 
 
+def _input_type_error(chan, state):
+    return TypeError("%s._ac_in must be an InputState, not %s"
+                     % (type(chan).__name__, type(state).__name__))
+
+
 def _input(chan):
-    return _input_check(chan, chan._ac_in)
+    # _input_check(chan, chan._ac_in), one call less in Python
+    state = chan._ac_in
+    if not isinstance(state, InputState):
+        raise _input_type_error(chan, state)
+    return state
 
 
 def find_prefix_at_end(haystack, needle):
@@ -281,9 +280,10 @@ def find_prefix_at_end(haystack, needle):
 
 def _prefix_at_end(data, pos, needle):
     # find_prefix_at_end(data[pos:], needle) without slicing data
-    size = prefix_at_end_bytes(data, pos, needle)
-    if size != -2:
-        return size  # (compiled, both bytes: memcmp)
+    if cython.compiled:
+        size = prefix_at_end_bytes(data, pos, needle)
+        if size != -2:
+            return size  # (both bytes: memcmp)
     size = len(needle) - 1
     while size > 0:
         if data.endswith(needle[:size], pos):
@@ -292,20 +292,27 @@ def _prefix_at_end(data, pos, needle):
     return 0
 
 
+# _find and _slice are the compiled build's fast paths: on hot paths Python
+# calls data.find and slices directly (a Python call costs more than the
+# work), elsewhere these take the same generic path
+
+
 def _find(data, pos, term):
-    # index of term (non-empty) in data at or after pos, or -1
-    index = find_bytes(data, pos, term)
-    if index == -2:
-        index = data.find(term, pos)  # (not both bytes, or not compiled)
-    return index
+    # data.find(term, pos), term non-empty
+    if cython.compiled:
+        index = find_bytes(data, pos, term)
+        if index != -2:
+            return index  # (both bytes: memchr and memcmp)
+    return data.find(term, pos)
 
 
 def _slice(data, start, stop):
     # data[start:stop], 0 <= start <= stop <= len(data)
-    piece = bytes_slice(data, start, stop)
-    if piece is None:
-        piece = data[start:stop]  # (not bytes, or not compiled)
-    return piece
+    if cython.compiled:
+        piece = bytes_slice(data, start, stop)
+        if piece is not None:
+            return piece  # (bytes)
+    return data[start:stop]
 
 
 def _rest(data, pos):
@@ -355,11 +362,13 @@ def chat_feed(chan, inbuf, data, mode, out=None):
     ``terminator_mode(chan)``; ``out`` the ``OutputState`` whose
     ``batching`` to set around ``found_terminator``, or None.
     """
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         _feed(chan, _input_check(chan, inbuf), data, mode, _output_check(chan, out))
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def _feed(chan, inbuf, data, mode, out):
@@ -372,15 +381,14 @@ def _feed(chan, inbuf, data, mode, out):
     return _deliver(chan, inbuf, mode, out)
 
 
-def _frame_limit(chan):
-    """``ac_max_frame_size`` as a byte count, -1 for None (no cap).
+def _frame_limit(value):
+    """``ac_max_frame_size`` (``value``) as a byte count, -1 for None (no cap).
 
     It must be None or an integer (anything ``operator.index`` accepts):
     a float such as ``1000.0`` raises TypeError in both builds, as sizes
     do elsewhere in Python.  Counts past ``sys.maxsize`` mean the same as
     ``sys.maxsize``.
     """
-    value = getattr(chan, "ac_max_frame_size", None)
     if value is None:
         return -1
     if type(value) is not int:
@@ -410,24 +418,13 @@ def _add_frame(inbuf, size):
 
 
 def _check_frame(inbuf, size, limit):
-    # limit < 0 means no cap; 0 <= held, so limit - held cannot overflow
-    if limit >= 0:
-        held = _held(inbuf)
-        if held > limit or size > limit - held:
-            raise FrameTooLarge(
-                held + size if size <= PY_SSIZE_T_MAX - held else PY_SSIZE_T_MAX, limit)
+    # with a cap (limit >= 0, which callers test first: no call without
+    # one); 0 <= held, so limit - held cannot overflow
+    held = _held(inbuf)
+    if held > limit or size > limit - held:
+        raise FrameTooLarge(
+            held + size if size <= PY_SSIZE_T_MAX - held else PY_SSIZE_T_MAX, limit)
     return 0
-
-
-def _get_term(chan, inbuf, mode):
-    if mode == _TERM_SLOT:
-        term = inbuf.terminator
-        if term is _UNSET:
-            return chan.terminator  # raises AttributeError as CPython does
-        return term
-    if mode == _TERM_ATTR:
-        return chan.terminator
-    return chan.get_terminator()
 
 
 def _set_term(chan, inbuf, mode, value):
@@ -464,15 +461,18 @@ def _found(chan, inbuf, out):
 
 def chat_deliver(chan, inbuf, mode, out=None):
     """Run the terminator loop over the buffered input until it needs more."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         _deliver(chan, _input_check(chan, inbuf), mode, _output_check(chan, out))
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def _deliver(chan, inbuf, mode, out):
-    limit = _frame_limit(chan)
+    cap = getattr(chan, "ac_max_frame_size", None)
+    limit = -1 if cap is None else _frame_limit(cap)  # (no call for the common None)
     while True:
         data = inbuf.data
         pos = inbuf.pos
@@ -482,16 +482,34 @@ def _deliver(chan, inbuf, mode, out):
         size = buffer_size(data) - pos
         if size <= 0:
             return
-        term = _get_term(chan, inbuf, mode)
-        # (CPython's order: "not term", then int, then a string; a bytes
-        # terminator's length, read first, answers "not term" for it)
-        term_len = buffer_size(term) if type(term) is bytes else -1
-        if term_len == 0 or (term_len < 0 and not term):
+        # the terminator, as CPython reads it (once per frame)
+        if mode == _TERM_SLOT:
+            term = inbuf.terminator
+            if term is _UNSET:
+                term = chan.terminator  # raises AttributeError as CPython does
+        elif mode == _TERM_ATTR:
+            term = chan.terminator
+        else:
+            term = chan.get_terminator()
+        # a non-empty bytes terminator (the common case: no user code runs
+        # to tell) is searched for at once; else CPython's order: "not
+        # term", then int, then a string
+        if type(term) is bytes and (term_len := buffer_size(term)) > 0:
+            pass  # searched for below
+        elif not term:
             inbuf.frame = 0  # a stream without frames: nothing is held
             chan.collect_incoming_data(_rest(data, pos))
             inbuf.assign(b"")
-        elif term_len < 0 and isinstance(term, int):
-            count = exact_count(term)
+            continue
+        elif isinstance(term, int):
+            # term as a byte count if exactly an int in 0..PY_SSIZE_T_MAX,
+            # else -1 (a subclass may lie in comparisons)
+            if cython.compiled:
+                count = exact_count(term)
+            elif type(term) is int and 0 <= term <= PY_SSIZE_T_MAX:
+                count = term
+            else:
+                count = -1
             if count < 0:
                 _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit)
                 continue
@@ -503,38 +521,58 @@ def _deliver(chan, inbuf, mode, out):
                 inbuf.assign(b"")
                 _set_term(chan, inbuf, mode, _term_now(chan, inbuf, mode) - size)
             else:
-                chan.collect_incoming_data(_slice(data, pos, pos + count))
-                _advance(inbuf, data, pos, count, count)
+                if cython.compiled:
+                    chunk = _slice(data, pos, pos + count)
+                else:
+                    chunk = data[pos:pos + count]
+                chan.collect_incoming_data(chunk)
+                if inbuf.data is data and inbuf.pos == pos:
+                    inbuf.pos = pos + count  # (_advance's common case, no call)
+                else:
+                    _advance(inbuf, data, pos, count, count)
                 inbuf.frame = 0
                 _set_term(chan, inbuf, mode, 0)
                 _found(chan, inbuf, out)
+            continue
         else:
-            if term_len < 0:
-                term_len = len(term)
+            term_len = len(term)
+        # a string terminator
+        if cython.compiled:
             index = _find(data, pos, term)
-            if index >= 0:
-                index -= pos
+        else:
+            index = data.find(term, pos)
+        if index >= 0:
+            index -= pos
+            if limit >= 0:
                 _check_frame(inbuf, index, limit)
-                if index > 0:
-                    # an empty chunk is never reported
-                    chan.collect_incoming_data(_slice(data, pos, pos + index))
-                _advance(inbuf, data, pos, index + term_len, index + term_len)
-                inbuf.frame = 0
-                _found(chan, inbuf, out)
-            else:
-                _check_frame(inbuf, size, limit)
-                partial = _prefix_at_end(data, pos, term)
-                if not partial:
-                    _add_frame(inbuf, size)
-                    chan.collect_incoming_data(_rest(data, pos))
-                    inbuf.assign(b"")
+            if index > 0:
+                # an empty chunk is never reported
+                if cython.compiled:
+                    chunk = _slice(data, pos, pos + index)
                 else:
-                    if partial != size:
-                        # keep the possible start of a terminator for later
-                        _add_frame(inbuf, size - partial)
-                        chan.collect_incoming_data(_slice(data, pos, pos + size - partial))
-                        _advance(inbuf, data, pos, size - partial, -partial)
-                    return
+                    chunk = data[pos:pos + index]
+                chan.collect_incoming_data(chunk)
+            if inbuf.data is data and inbuf.pos == pos:
+                inbuf.pos = pos + index + term_len  # (_advance's common case, no call)
+            else:
+                _advance(inbuf, data, pos, index + term_len, index + term_len)
+            inbuf.frame = 0
+            _found(chan, inbuf, out)
+        else:
+            if limit >= 0:
+                _check_frame(inbuf, size, limit)
+            partial = _prefix_at_end(data, pos, term)
+            if not partial:
+                _add_frame(inbuf, size)
+                chan.collect_incoming_data(_rest(data, pos))
+                inbuf.assign(b"")
+            else:
+                if partial != size:
+                    # keep the possible start of a terminator for later
+                    _add_frame(inbuf, size - partial)
+                    chan.collect_incoming_data(_slice(data, pos, pos + size - partial))
+                    _advance(inbuf, data, pos, size - partial, -partial)
+                return
 
 
 def _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit):
@@ -604,7 +642,7 @@ class OutputState:
     5. ``sock`` backs ``async_chat.socket``.
     """
 
-    __slots__ = ("sock", "pending", "held", "batching", "batch_ok", "_lock", "_owner", "_depth")
+    __slots__ = ("sock", "pending", "held", "batching", "batch_ok", "_lock")
 
     def __init__(self):
         self.sock = _UNSET
@@ -614,25 +652,54 @@ class OutputState:
         # whether send/initiate_send are the library's, asked once per read
         # and only when a frame has more input behind it (-1: not yet)
         self.batch_ok = -1
+        # the lock of rule 4 (kept if __init__ runs again)
         if cython.compiled:
-            if self._lock == cython.NULL:  # type: ignore[has-type]  # (__init__ may run twice)
-                self._lock = lock_new()
-                if self._lock == cython.NULL:
-                    raise MemoryError("cannot allocate the channel's output lock")
+            if self._lock is None:  # type: ignore[has-type]
+                self._lock = _OutputLock()
         elif getattr(self, "_lock", None) is None:
+            self._lock = _thread.RLock()  # type: ignore[assignment]  # (see _OutputLock)
+
+    def __enter__(self):
+        """Hold the lock (rule 4): no kernel recv or send on this channel meanwhile."""
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # (Python's RLock) not ours: never release another thread's hold
+
+
+class _OutputLock:
+    """The compiled build's output lock (``OutputState``, rule 4).
+
+    A C lock, taken without a Python call when it is free; reentrant for
+    the thread that holds it, which alone releases it (a release by
+    another thread does nothing); others wait for it without the GIL,
+    signal handlers still running.  The Python build uses a threading
+    ``RLock`` instead, which keeps the same rules in C (its ``release``
+    by another thread raises, which ``OutputState.__exit__`` ignores):
+    ``out._lock.acquire()`` is then one call, no Python frame.
+    """
+
+    __slots__ = ("_lock", "_owner", "_depth")
+
+    def __init__(self):
+        if self._lock == cython.NULL:  # type: ignore[has-type]  # (__init__ may run twice)
             self._lock = lock_new()
+            if self._lock == cython.NULL:
+                raise MemoryError("cannot allocate the channel's output lock")
             self._owner = 0
             self._depth = 0
 
     def __dealloc__(self):
-        # (compiled only: the C lock goes with the object)
-        if cython.compiled:
-            if self._lock != cython.NULL:
-                lock_free(self._lock)
-                self._lock = cython.NULL
+        # the C lock goes with the object
+        if self._lock != cython.NULL:
+            lock_free(self._lock)
+            self._lock = cython.NULL
 
-    def _acquire(self):
-        # rule 4: reentrant for the holder, others wait (without the GIL)
+    def acquire(self):
         me = thread_ident()
         if self._depth > 0 and self._owner == me:
             self._depth += 1
@@ -643,21 +710,13 @@ class OutputState:
         self._depth = 1
         return 0
 
-    def _release(self):
+    def release(self):
         if self._depth <= 0 or self._owner != thread_ident():
             return  # not ours: never release another thread's hold
         self._depth -= 1
         if self._depth == 0:
             self._owner = 0
             lock_release(self._lock)
-
-    def __enter__(self):
-        """Hold the lock (rule 4): no kernel recv or send on this channel meanwhile."""
-        self._acquire()
-        return self
-
-    def __exit__(self, *exc_info):
-        self._release()
 
 
 def _output(chan):
@@ -699,7 +758,8 @@ class SocketSlot:
     __slots__ = ()
 
     def __get__(self, obj, cls):
-        ac_enter()
+        if cython.compiled:
+            ac_enter()
         try:
             if obj is None:
                 return self
@@ -711,25 +771,30 @@ class SocketSlot:
                 raise AttributeError("%r object has no attribute 'socket'" % type(obj).__name__)
             return sock
         finally:
-            ac_leave()
+            if cython.compiled:
+                ac_leave()
 
     def __set__(self, obj, value):
-        ac_enter()
+        if cython.compiled:
+            ac_enter()
         try:
             out = _output(obj)
             if out.pending:
                 _chat_flush(obj, out)
             out.sock = value
         finally:
-            ac_leave()
+            if cython.compiled:
+                ac_leave()
 
     def __delete__(self, obj):
-        ac_enter()
+        if cython.compiled:
+            ac_enter()
         try:
             self.__get__(obj, None)  # AttributeError if not set
             _output(obj).sock = _UNSET
         finally:
-            ac_leave()
+            if cython.compiled:
+                ac_leave()
 
 
 socket_slot = SocketSlot()
@@ -818,23 +883,25 @@ def _hold(out, data):
 
 
 def _chat_flush(chan, out):
-    out._acquire()
+    out._lock.acquire()
     try:
         _flush(chan, out, None)
     finally:
-        out._release()
+        out._lock.release()
     return 0
 
 
 def chat_flush(self):
     """Send the replies held in ``pending`` now (rule 3 of OutputState)."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         out = _output(self)
         if out.pending:
             _chat_flush(self, out)
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def _send_item(chan, out, data):
@@ -863,20 +930,22 @@ def chat_drain(chan, fifo):
     ``close_when_done`` queued; nothing while the channel is not
     connected.
     """
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         _drain(chan, fifo)
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def _drain(chan, fifo):
     out = _output(chan)
-    out._acquire()
+    out._lock.acquire()
     try:
         _drain_locked(chan, fifo, out)
     finally:
-        out._release()
+        out._lock.release()
     return 0
 
 
@@ -958,20 +1027,24 @@ def set_loop_hook(hook):
 
 def chat_get_terminator(self):
     """Return the current terminator."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         return self.terminator
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         _drain(self, self.producer_fifo)
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def chat_handle_read(self):
@@ -980,15 +1053,16 @@ def chat_handle_read(self):
     Replies pushed for a frame that more input follows are sent joined
     with the next one (``OutputState``, rule 2).
     """
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         out = _output(self)
         try:
-            out._acquire()
+            out._lock.acquire()
             try:
                 data = self.recv(self.ac_in_buffer_size)
             finally:
-                out._release()  # handle_error runs without the lock
+                out._lock.release()  # handle_error runs without the lock
         except _WOULD_BLOCK:
             return
         except OSError:
@@ -1011,14 +1085,16 @@ def chat_handle_read(self):
             if out.pending:
                 _chat_flush(self, out)
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 @cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,
                was_empty=cython.bint)
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         if not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
@@ -1035,14 +1111,14 @@ def chat_push(self, data):
         out = _output(self)
         if out.batching and was_empty and length <= size and self.connected:
             # what the drain would do with this lone item (rule 2), directly
-            out._acquire()
+            out._lock.acquire()
             try:
                 if (not out.pending or out.held + length <= size
                         or _flush(self, out, None) >= 0):
                     _hold(out, data)
                     return
             finally:
-                out._release()
+                out._lock.release()
         if self.ac_out_high_water is not None:
             self._ac_out_queued += length
         if length > size and size != NOT_A_SIZE:
@@ -1054,12 +1130,14 @@ def chat_push(self, data):
         if was_empty and _loop_hook is not None and fifo:
             _loop_hook(self)
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def chat_set_terminator(self, term):
     """Set the input delimiter: bytes of any length, a byte count, or None."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         if isinstance(term, str) and self.use_encoding:
             term = bytes(term, self.encoding)
@@ -1069,12 +1147,15 @@ def chat_set_terminator(self, term):
             if term > _MAXSIZE:
                 # CPython accepts it, but no frame that long can ever complete
                 raise ValueError("the number of received bytes must be <= sys.maxsize")
-            limit = _frame_limit(self)
-            if limit >= 0 and term > limit:
-                raise FrameTooLarge(term, limit)
+            cap = getattr(self, "ac_max_frame_size", None)
+            if cap is not None:  # (checked here: no call for the common None)
+                limit = _frame_limit(cap)
+                if term > limit:
+                    raise FrameTooLarge(term, limit)
         self.terminator = term
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def chat__collect_incoming_data(self, data):
@@ -1098,7 +1179,8 @@ def chat__get_data(self):
 
 def chat_readable(self):
     """Watch for input unless output back-pressure paused reading."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         high = self.ac_out_high_water
         if high is None:
@@ -1117,41 +1199,48 @@ def chat_readable(self):
             return 0
         return 1
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def chat_writable(self):
     """Watch for writability while output is queued or a connect is pending."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         return self.producer_fifo or (not self.connected)
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         self.initiate_send()
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
-    ac_enter()
+    if cython.compiled:
+        ac_enter()
     try:
         out = _output(self)
-        out._acquire()
+        out._lock.acquire()
         try:
             if out.pending and _flush(self, out, None) < 0:
                 return 0  # the socket is full: CPython's send would take nothing too
             return _raw_send(self, data)
         finally:
-            out._release()
+            out._lock.release()
     finally:
-        ac_leave()
+        if cython.compiled:
+            ac_leave()
 
 
 _dispatcher_class: Any = None  # asyncore.dispatcher, set when asyncore loads

@@ -14,7 +14,13 @@ when Cython is not installed::
 Compiled, ``cython.compiled`` is a compile-time True and the other branch is
 dropped; run as Python it is False here and in Cython's own shadow module.
 Only what those modules use is provided: decorators are no-ops.
+
+``cython`` is a module object, like Cython's shadow module: the modules test
+``cython.compiled`` on hot paths, and CPython 3.11+ specialises an
+attribute read from a module (a plain object's class attribute is not).
 """
+
+import types
 
 __all__ = ["cython"]
 
@@ -26,16 +32,11 @@ def _no_op_decorator(*args, **kwargs):
     return lambda func: func
 
 
-class _CythonShim:
-    compiled = False
-    locals = staticmethod(_no_op_decorator)
-    final = staticmethod(_no_op_decorator)
-    cfunc = staticmethod(_no_op_decorator)
-    ccall = staticmethod(_no_op_decorator)
-    inline = staticmethod(_no_op_decorator)
-    exceptval = staticmethod(_no_op_decorator)
-    # type names used in cython.locals(...) arguments: any value will do
-    int = bint = double = Py_ssize_t = longlong = ulonglong = object
-
-
-cython = _CythonShim()
+cython = types.ModuleType("cython", "Stand-in for Cython's shadow module (see asynchat_core._cython).")
+cython.compiled = False  # type: ignore[attr-defined]
+for _name in ("locals", "final", "cfunc", "ccall", "inline", "exceptval"):
+    setattr(cython, _name, _no_op_decorator)
+# type names used in cython.locals(...) arguments: any value will do
+for _name in ("int", "bint", "double", "Py_ssize_t", "longlong", "ulonglong"):
+    setattr(cython, _name, object)
+del _name

@@ -59,19 +59,24 @@ cdef class InputState:
     cpdef discard(self)
 
 
+@cython.final
+cdef class _OutputLock:
+    cdef PyThread_type_lock _lock
+    cdef unsigned long _owner
+    cdef Py_ssize_t _depth
+
+    @cython.locals(me=cython.ulong)
+    cdef int acquire(self) except -1
+    cdef void release(self) noexcept
+
+
 cdef class OutputState:
     cdef public object sock
     cdef readonly list pending
     cdef readonly Py_ssize_t held
     cdef public bint batching
     cdef public int batch_ok
-    cdef PyThread_type_lock _lock
-    cdef unsigned long _owner
-    cdef Py_ssize_t _depth
-
-    @cython.locals(me=cython.ulong)
-    cdef int _acquire(self) except -1
-    cdef void _release(self) noexcept
+    cdef _OutputLock _lock
 
 
 cdef class SocketSlot:
@@ -80,6 +85,7 @@ cdef class SocketSlot:
 
 # input side
 cdef inline InputState _input_check(chan, state)
+cdef object _input_type_error(chan, state)
 cdef inline InputState _input(chan)
 
 @cython.locals(size=Py_ssize_t)
@@ -92,7 +98,7 @@ cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
                   Py_ssize_t offset, Py_ssize_t slice_start) except -1
 cpdef int terminator_mode(chan) except -1
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
-cdef Py_ssize_t _frame_limit(chan) except -2
+cdef Py_ssize_t _frame_limit(value) except -2
 
 @cython.locals(frame=Py_ssize_t)
 cdef inline Py_ssize_t _held(InputState inbuf) noexcept
@@ -103,7 +109,6 @@ cdef inline int _add_frame(InputState inbuf, Py_ssize_t size) except -1
 @cython.locals(held=Py_ssize_t)
 cdef inline int _check_frame(InputState inbuf, Py_ssize_t size, Py_ssize_t limit) except -1
 
-cdef inline object _get_term(chan, InputState inbuf, int mode)
 cdef inline int _set_term(chan, InputState inbuf, int mode, value) except -1
 cdef inline object _term_now(chan, InputState inbuf, int mode)
 cdef inline int _found(chan, InputState inbuf, OutputState out) except -1
