@@ -951,7 +951,8 @@ def _drain(chan, fifo):
 
 def _drain_locked(chan, fifo, out):
     obs_value = chan.ac_out_buffer_size
-    obs = out_size(obs_value)
+    # (Python build: any Python int slices and compares as its clamp does)
+    obs = obs_value if not cython.compiled and type(obs_value) is int else out_size(obs_value)
     while fifo and chan.connected:
         first = fifo[0]
         if not first:
@@ -1099,7 +1100,9 @@ def chat_push(self, data):
         if not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
         size_value = self.ac_out_buffer_size
-        size = out_size(size_value)
+        # (Python build: any Python int slices and compares as its clamp does)
+        size = (size_value if not cython.compiled and type(size_value) is int
+                else out_size(size_value))
         length = len(data)
         if size == NOT_A_SIZE and length > size_value:
             # CPython chunks with range(), which fails so (nothing queued);

@@ -81,13 +81,15 @@ from cpython.bytes cimport (
 )
 from cpython.object cimport PyObject_Size
 from cpython.exc cimport PyErr_Clear, PyErr_Occurred
-from cpython.long cimport PyLong_AsSsize_t
+from cpython.long cimport PyLong_CheckExact
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION
 from cpython.object cimport PyObject
 from libc.string cimport memchr, memcmp
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
+    # no except clause: an overflow is a value to the callers (they clear it)
+    Py_ssize_t _long_as_ssize "PyLong_AsSsize_t"(object)
 
 
 cdef inline Py_ssize_t _clamp_start(Py_ssize_t start, Py_ssize_t length) noexcept:
@@ -187,7 +189,7 @@ cdef inline Py_ssize_t exact_count(object term) noexcept:
     cdef Py_ssize_t count
     if type(term) is not int:
         return -1
-    count = PyLong_AsSsize_t(term)
+    count = _long_as_ssize(term)
     if count == -1 and PyErr_Occurred() != NULL:
         PyErr_Clear()  # past PY_SSIZE_T_MAX
         return -1
@@ -212,7 +214,12 @@ cdef inline Py_ssize_t out_size(object value) except? -1:
     """``value`` as an integer clamped to the C range, never NOT_A_SIZE
     unless it has no ``__index__``."""
     cdef Py_ssize_t size
-    if not PyIndex_Check(value):
+    if PyLong_CheckExact(value):  # the usual case, without a new reference
+        size = _long_as_ssize(value)
+        if not (size == -1 and PyErr_Occurred() != NULL):
+            return size + 1 if size == NOT_A_SIZE else size
+        PyErr_Clear()  # past the C range: clamped below
+    elif not PyIndex_Check(value):
         return NOT_A_SIZE
     size = _index_clamped(value, NULL)  # NULL: clamp instead of raising
     return size + 1 if size == NOT_A_SIZE else size
