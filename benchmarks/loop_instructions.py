@@ -11,7 +11,9 @@ difference of the two totals over the difference of the request counts is
 the user-space cost of one request: start-up and shutdown cancel out.
 Kernel time (the recv/send/poll system calls, the same number for every
 server) is not counted: ``scaling.py`` reports the full CPU per request.
-Needs valgrind; Linux only.
+Needs valgrind; Linux only.  ``PYTHONHASHSEED=0`` unless the environment
+sets it, as in ``kernel_instructions.py``: with random string hashing the
+same build's figure moved by 3-5% between runs.
 """
 
 import argparse
@@ -31,6 +33,7 @@ def count(variant, rounds):
     """Total instructions of one server run that serves ``rounds`` rounds."""
     env = dict(os.environ)
     env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
+    env.setdefault("PYTHONHASHSEED", "0")  # the same figure every run (see above)
     if variant.endswith("-py"):
         env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",

@@ -95,7 +95,7 @@ cdef inline Py_ssize_t _find(data, Py_ssize_t pos, term) except? -2
 cdef inline object _slice(data, Py_ssize_t start, Py_ssize_t stop)
 cdef inline object _rest(data, Py_ssize_t pos)
 cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
-                  Py_ssize_t offset, Py_ssize_t slice_start) except -1
+                         Py_ssize_t offset, Py_ssize_t slice_start) except -1
 cpdef int terminator_mode(chan) except -1
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
 cdef Py_ssize_t _frame_limit(value) except -2
