@@ -23,13 +23,11 @@ threads running.
 
 The pass counts are printed in pytest's terminal summary.
 """
-import json
 import os
 import platform
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,8 +35,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 
 import asynchat_core
-from asynchat_core import _impl
 import impls
+from child_procs import env_for, read_report, run_logged
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "cpython_suite.py")
@@ -148,56 +146,12 @@ def _start_suites(request):
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _env_for(implementation):
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"  # keep all output up to a crash
-    if implementation == "python":
-        env[_impl.ENV_VAR] = "1"
-    else:
-        env.pop(_impl.ENV_VAR, None)
-    return env
-
-
-if os.name == "posix":
-    # Its own session, so a timeout kills whatever the suite started too.
-    _NEW_GROUP = {"start_new_session": True}
-
-    def _kill_group(proc):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-else:
-    _NEW_GROUP = {}
-
-    def _kill_group(proc):
-        proc.kill()
-
-
 def _execute(cmd, cwd, env):
-    """Run CMD with its output in a file (no pipe a straggler can hold open).
-
-    Returns (returncode, timed out, output).
-    """
-    log_path = os.path.join(cwd, "output.log")
-    # Our copy of the file is closed at once: conftest's fd-leak check must
-    # not see it while another test runs.
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                **_NEW_GROUP)
-    try:
-        returncode, timed_out = proc.wait(TIMEOUT), False
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        returncode, timed_out = proc.wait(), True
-    with open(log_path, "rb") as fh:
-        output = fh.read().decode("utf-8", "replace")
-    if not timed_out and DUMP_HEADER.search(output):
-        # The runner gave up at its own deadline (3.12.1's faulthandler may
-        # even crash while dumping): what it started must not outlive it.
-        _kill_group(proc)
-        timed_out = True
-    return returncode, timed_out, output
+    """``run_logged``, and a run the runner ended at its own deadline (its
+    stack dump in the output) counts as timed out."""
+    returncode, timed_out, output = run_logged(cmd, cwd, env, TIMEOUT)
+    # (3.12.1's faulthandler may even crash while dumping)
+    return returncode, timed_out or bool(DUMP_HEADER.search(output)), output
 
 
 def _status(report):
@@ -250,11 +204,8 @@ def _run_suite(target, module, implementation):
         report_path = os.path.join(cwd, "report.json")
         cmd = [sys.executable, RUNNER, target, module, "--json", report_path,
                "--timeout", str(TIMEOUT)]
-        returncode, timed_out, output = _execute(cmd, cwd, _env_for(implementation))
-        report = {}
-        if os.path.exists(report_path):
-            with open(report_path) as fh:
-                report = json.load(fh)
+        returncode, timed_out, output = _execute(cmd, cwd, env_for(implementation))
+        report = read_report(report_path)
     finally:
         shutil.rmtree(cwd, ignore_errors=True)
     report.update(

@@ -40,8 +40,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import asynchat_core
-from asynchat_core import _impl
 import impls
+from child_procs import env_for, read_report, run_logged
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN = "real_users_plugin"  # tests/real_users_plugin.py
@@ -113,35 +111,14 @@ def _missing():
 
 
 def _env_for(target, report_path):
-    env = dict(os.environ)
-    env.update(
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join([HERE] + [p for p in [env.get("PYTHONPATH")] if p]),
+    return env_for(
+        target,
+        PYTHONPATH=os.pathsep.join([HERE] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
         REAL_USERS_TARGET=target,
         REAL_USERS_REPORT=report_path,
         REAL_USERS_DEADLINE=str(TIMEOUT - DEADLINE_MARGIN),
         GITHUB_ACTIONS="1",  # pyftpdlib's CI mode (module docstring)
     )
-    if target == "python":
-        env[_impl.ENV_VAR] = "1"
-    else:
-        env.pop(_impl.ENV_VAR, None)
-    return env
-
-
-if os.name == "posix":
-    _NEW_GROUP = {"start_new_session": True}
-
-    def _kill_group(proc):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass  # the group is gone (its id is not reused while we hold proc)
-else:
-    _NEW_GROUP = {}
-
-    def _kill_group(proc):
-        proc.kill()
 
 
 def _run(target):
@@ -150,34 +127,20 @@ def _run(target):
     cwd = tempfile.mkdtemp(prefix="ac-real-users-")
     try:
         report_path = os.path.join(cwd, "report.json")
-        log_path = os.path.join(cwd, "output.log")
         # node ids relative to the suite's own directory ("test_x.py::Class::test"):
         # with the default rootdir (cwd) they would lose the module part
         suite_dir = importlib.util.find_spec("pyftpdlib.test").submodule_search_locations[0]
         cmd = [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
                "--rootdir", suite_dir, "-q", "-rfE", "--pyargs"] + _pytest_args()
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=cwd, env=_env_for(target, report_path),
-                                    stdout=log, stderr=subprocess.STDOUT, **_NEW_GROUP)
-        try:
-            returncode, timed_out = proc.wait(TIMEOUT), False
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            returncode, timed_out = proc.wait(), True
-        # nothing the suite started may outlive it
-        _kill_group(proc)
-        with open(log_path, "rb") as fh:
-            output = fh.read().decode("utf-8", "replace")
+        returncode, timed_out, output = run_logged(cmd, cwd, _env_for(target, report_path),
+                                                   TIMEOUT)
         stacks_path = report_path + ".stacks"
         if os.path.exists(stacks_path):
             with open(stacks_path, "rb") as fh:
                 stacks = fh.read().decode("utf-8", "replace")
             if stacks:
                 output += "\n--- thread stacks at the deadline ---\n" + stacks
-        report = {}
-        if os.path.exists(report_path):
-            with open(report_path) as fh:
-                report = json.load(fh)
+        report = read_report(report_path)
     finally:
         shutil.rmtree(cwd, ignore_errors=True)
     report.update(cmd=" ".join(cmd), returncode=returncode, timed_out=timed_out,
