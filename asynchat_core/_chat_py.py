@@ -382,15 +382,14 @@ def _feed(chan, inbuf, data, mode, out):
 
 
 def _frame_limit(value):
-    """``ac_max_frame_size`` (``value``) as a byte count, -1 for None (no cap).
+    """A set ``ac_max_frame_size`` (``value``, not None: the callers read
+    None, no cap, themselves) as a byte count.
 
-    It must be None or an integer (anything ``operator.index`` accepts):
-    a float such as ``1000.0`` raises TypeError in both builds, as sizes
-    do elsewhere in Python.  Counts past ``sys.maxsize`` mean the same as
+    It must be an integer (anything ``operator.index`` accepts): a float
+    such as ``1000.0`` raises TypeError in both builds, as sizes do
+    elsewhere in Python.  Counts past ``sys.maxsize`` mean the same as
     ``sys.maxsize``.
     """
-    if value is None:
-        return -1
     if type(value) is not int:
         try:
             value = _index(value)
