@@ -69,3 +69,25 @@ def read_report(path):
         return {}
     with open(path) as fh:
         return json.load(fh)
+
+
+class _Summary:
+    """A pytest plugin: ``lines`` under ``title`` in the terminal summary."""
+
+    def __init__(self, title, lines):
+        self.title = title
+        self.lines = lines
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.lines:
+            terminalreporter.section(self.title)
+            for line in sorted(set(self.lines)):
+                terminalreporter.write_line(line)
+
+
+def show_in_summary(config, title, lines):
+    """Show ``lines`` (a list the runs fill as they end) under ``title`` in
+    pytest's terminal summary; once per session however often it is called."""
+    name = "asynchat_core-summary: " + title
+    if config.pluginmanager.get_plugin(name) is None:
+        config.pluginmanager.register(_Summary(title, lines), name)

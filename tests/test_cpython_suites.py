@@ -36,7 +36,7 @@ import pytest
 
 import asynchat_core
 import impls
-from child_procs import env_for, read_report, run_logged
+from child_procs import env_for, read_report, run_logged, show_in_summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "cpython_suite.py")
@@ -83,23 +83,9 @@ DANGLING_MARKERS = ("Warning -- threading_cleanup() failed", "Warning -- Danglin
 _summary = []
 
 
-class _SummaryPlugin:
-    """Writes the collected pass counts into pytest's terminal summary."""
-
-    def pytest_terminal_summary(self, terminalreporter):
-        if not _summary:
-            return
-        terminalreporter.section("CPython suites")
-        for line in sorted(set(_summary)):
-            terminalreporter.write_line(line)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _summary_plugin(request):
-    manager = request.config.pluginmanager
-    name = "asynchat_core-cpython-suites-summary"
-    if manager.get_plugin(name) is None:
-        manager.register(_SummaryPlugin(), name)
+    show_in_summary(request.config, "CPython suites", _summary)
     yield
 
 

@@ -48,7 +48,7 @@ import pytest
 
 import asynchat_core
 import impls
-from child_procs import env_for, read_report, run_logged
+from child_procs import env_for, read_report, run_logged, show_in_summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN = "real_users_plugin"  # tests/real_users_plugin.py
@@ -75,16 +75,6 @@ TARGETS = ("reference",) + impls.OURS
 
 _runs = {}
 _summary = []
-
-
-class _SummaryPlugin:
-    """Writes each run's counts into pytest's terminal summary."""
-
-    def pytest_terminal_summary(self, terminalreporter):
-        if _summary:
-            terminalreporter.section("pyftpdlib's suite")
-            for line in sorted(set(_summary)):
-                terminalreporter.write_line(line)
 
 
 def _pytest_args():
@@ -164,9 +154,7 @@ def no_leaks():
 @pytest.fixture(scope="module", autouse=True)
 def _start_runs(request):
     """Start the three runs at once (they mostly wait on sockets)."""
-    manager = request.config.pluginmanager
-    if manager.get_plugin("asynchat_core-real-users-summary") is None:
-        manager.register(_SummaryPlugin(), "asynchat_core-real-users-summary")
+    show_in_summary(request.config, "pyftpdlib's suite", _summary)
     if _missing() is not None:
         yield
         return
