@@ -3,6 +3,7 @@
     python benchmarks/tls_instructions.py [--impls cython,stdlib,asyncio,uvloop]
                                           [--cases echo,https] [--conns 10]
                                           [--rounds 40,200] [--strace] [--plain]
+                                          [--cache-sim]
 
 Wall-clock rates of the TLS scenario swing by tens of percent on a shared
 machine; these counts do not.  Each server of ``asynchat_core.bench.tls``
@@ -13,7 +14,10 @@ keep-alive GET per connection and round).  The difference of the two
 totals over the difference of the request counts is the user-space cost of
 one request (handshakes, start-up and shutdown cancel out).  ``--strace``
 also counts the system calls per request the same way (``strace -c -f``),
-which is where the kernel's share of the CPU goes.  Needs valgrind (and
+which is where the kernel's share of the CPU goes; ``--cache-sim`` adds
+callgrind's simulated L1 cache misses per request (the compiled build's
+plain HTTP runs fewer instructions than the stdlib but misses the
+instruction cache more).  Needs valgrind (and
 strace for ``--strace``); Linux only.
 """
 
@@ -112,19 +116,41 @@ def _run(target, certs, case, conns, rounds, prefix, parse):
     return requests, parse()
 
 
-def callgrind_total(target, certs, case, conns, rounds):
-    """Instructions the server ran serving ``rounds`` rounds (plus start-up)."""
+def callgrind_total(target, certs, case, conns, rounds, cache_sim=False):
+    """Events the server ran serving ``rounds`` rounds (plus start-up): a dict
+    of callgrind's totals, ``Ir`` (instructions) and with ``cache_sim`` the
+    simulated cache misses (``I1mr``, ``D1mr``, ``D1mw``, ...)."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cg.out")
         prefix = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
+        if cache_sim:
+            prefix.append("--cache-sim=yes")
 
         def parse():
+            events = ["Ir"]
             with open(out) as f:
                 for line in f:
-                    if line.startswith("totals:") or line.startswith("summary:"):
-                        return int(line.split()[1])
+                    if line.startswith("events:"):
+                        events = line.split()[1:]
+                    elif line.startswith("totals:") or line.startswith("summary:"):
+                        return dict(zip(events, (int(v) for v in line.split()[1:])))
             raise RuntimeError("no callgrind total")
         return _run(target, certs, case, conns, rounds, prefix, parse)
+
+
+def per_request(target, certs, case, conns, low, high, cache_sim=False):
+    """Callgrind's events per request: the ``high``-round run minus the
+    ``low``-round one, over the difference in requests."""
+    n1, e1 = callgrind_total(target, certs, case, conns, low, cache_sim)
+    n2, e2 = callgrind_total(target, certs, case, conns, high, cache_sim)
+    return {k: (e2[k] - e1.get(k, 0)) / (n2 - n1) for k in e2}
+
+
+def _cache_text(per):
+    if "I1mr" not in per:
+        return ""
+    return "; L1 misses/request: instructions %.0f, data %.0f" % (
+        per["I1mr"], per.get("D1mr", 0) + per.get("D1mw", 0))
 
 
 def strace_counts(target, certs, case, conns, rounds):
@@ -173,6 +199,9 @@ def main(argv=None):
     p.add_argument("--strace", action="store_true")
     p.add_argument("--plain", action="store_true",
                    help="also measure each server without TLS (the scenarios echo/http)")
+    p.add_argument("--cache-sim", action="store_true",
+                   help="also count simulated L1 cache misses per request (callgrind "
+                        "--cache-sim): fewer instructions can still cost more time")
     args = p.parse_args(argv)
     if not shutil.which("valgrind"):
         sys.exit("valgrind not found (apt install valgrind)")
@@ -187,10 +216,11 @@ def main(argv=None):
                 if target is None:
                     print("%s: skipped (%s)" % (name, skipped.get(name)), flush=True)
                     continue
-                n1, i1 = callgrind_total(target, certs, case, args.conns, low)
-                n2, i2 = callgrind_total(target, certs, case, args.conns, high)
-                per = (i2 - i1) / (n2 - n1)
-                line = "%-6s %-8s %9.0f instructions/request" % (case, name, per)
+                events = per_request(target, certs, case, args.conns, low, high,
+                                     args.cache_sim)
+                per = events["Ir"]
+                line = "%-6s %-8s %9.0f instructions/request%s" % (
+                    case, name, per, _cache_text(events))
                 if args.strace and shutil.which("strace"):
                     m1, c1 = strace_counts(target, certs, case, args.conns, low)
                     m2, c2 = strace_counts(target, certs, case, args.conns, high)
@@ -201,11 +231,10 @@ def main(argv=None):
                 print(line, flush=True)
                 rows.append(line)
                 if args.plain:
-                    plain = (None, None, None)
-                    n1, i1 = callgrind_total(target, plain, case, args.conns, low)
-                    n2, i2 = callgrind_total(target, plain, case, args.conns, high)
-                    print("%-6s %-8s %9.0f instructions/request without TLS (TLS adds %.0f)"
-                          % (case, name, (i2 - i1) / (n2 - n1), per - (i2 - i1) / (n2 - n1)),
+                    plain = per_request(target, (None, None, None), case, args.conns,
+                                        low, high, args.cache_sim)
+                    print("%-6s %-8s %9.0f instructions/request without TLS (TLS adds %.0f)%s"
+                          % (case, name, plain["Ir"], per - plain["Ir"], _cache_text(plain)),
                           flush=True)
     return 0
 
