@@ -231,10 +231,10 @@ def _rerun_alone(target, tests, message):
     lose such a race now and then, on the reference too: that test alone,
     run 125 times per target beside two busy loops on 3.11, failed once on
     the stdlib's modules, once on the compiled build and never on the
-    Python build.  A test lost
-    in the full run counts as that flake only when it then passes
-    ``RERUNS`` times out of ``RERUNS``, each time alone in a fresh child: a
-    failure that is ours repeats (p = 0.5 passes 5 runs 3% of the time)."""
+    Python build.  A test lost in the full run counts as that flake only
+    when it then passes ``RERUNS`` times out of ``RERUNS``, each time alone
+    in a fresh child: a failure that is ours repeats (one that fails half
+    the time passes 5 reruns 3% of the time)."""
     for test in tests:
         module, rest = test.split("::", 1)
         node = "pyftpdlib.test.%s::%s" % (module[:-len(".py")], rest)
