@@ -83,14 +83,21 @@ _runs = {}
 _summary = []
 
 
+def _pyargs(module, rest=None):
+    """A ``--pyargs`` argument for pyftpdlib.test's ``module`` (its ``rest``
+    of a node id: a class, or class::test); --pyargs resolves the module
+    part of a node id too."""
+    arg = "pyftpdlib.test." + module
+    return arg if rest is None else arg + "::" + rest
+
+
 def _pytest_args():
     args = []
     for module, classes in SELECTION:
         if classes is None:
-            args.append("pyftpdlib.test." + module)
+            args.append(_pyargs(module))
         else:
-            # --pyargs resolves the module part of a node id too
-            args.extend("pyftpdlib.test.%s::%s" % (module, name) for name in classes)
+            args.extend(_pyargs(module, name) for name in classes)
     return args
 
 
@@ -117,11 +124,9 @@ def _env_for(target, report_path):
     )
 
 
-def _run(target, pytest_args=None, summarize=True):
-    """One child run (``pytest_args``: the selection by default): its JSON
-    report plus how the process ended."""
-    if pytest_args is None:
-        pytest_args = _pytest_args()
+def _run(target, pytest_args):
+    """One child run of ``pytest_args``: its JSON report plus how the
+    process ended."""
     # pyftpdlib's tests write scratch files into the current directory
     cwd = tempfile.mkdtemp(prefix="ac-real-users-")
     try:
@@ -144,13 +149,17 @@ def _run(target, pytest_args=None, summarize=True):
         shutil.rmtree(cwd, ignore_errors=True)
     report.update(cmd=" ".join(cmd), returncode=returncode, timed_out=timed_out,
                   output=output)
-    if not summarize:
-        return report
+    return report
+
+
+def _full_run(target):
+    """The run of the whole selection, its counts put in the summary."""
+    report = _run(target, _pytest_args())
     counts = ", ".join("%d %s" % (len(_by_outcome(report, outcome)), outcome)
                        for outcome in ("passed", "failed", "error", "skipped"))
     _summary.append("Python %s pyftpdlib %s on %-9s: %s" % (
         sys.version.split()[0], report.get("pyftpdlib", "?"), target,
-        counts if "outcomes" in report else "no report (exit %d)" % returncode))
+        counts if "outcomes" in report else "no report (exit %d)" % report["returncode"]))
     return report
 
 
@@ -178,7 +187,7 @@ def _start_runs(request):
     pool = ThreadPoolExecutor(len(TARGETS))
     for target in TARGETS:
         if target in wanted:
-            _runs[target] = pool.submit(_run, target)
+            _runs[target] = pool.submit(_full_run, target)
     yield
     pool.shutdown(wait=True)
 
@@ -237,9 +246,9 @@ def _rerun_alone(target, tests, message):
     the time passes 5 reruns 3% of the time)."""
     for test in tests:
         module, rest = test.split("::", 1)
-        node = "pyftpdlib.test.%s::%s" % (module[:-len(".py")], rest)
+        node = _pyargs(module[:-len(".py")], rest)
         for attempt in range(1, RERUNS + 1):
-            rerun = _run(target, [node], summarize=False)
+            rerun = _run(target, [node])
             _check_process(rerun)
             outcome = rerun["outcomes"].get(test)
             assert outcome == "passed", "%s\n--- rerun %d of %s alone: %s ---\n%s" % (
