@@ -138,12 +138,13 @@ def callgrind_total(target, certs, case, conns, rounds, cache_sim=False):
         return _run(target, certs, case, conns, rounds, prefix, parse)
 
 
-def per_request(target, certs, case, conns, low, high, cache_sim=False):
-    """Callgrind's events per request: the ``high``-round run minus the
-    ``low``-round one, over the difference in requests."""
-    n1, e1 = callgrind_total(target, certs, case, conns, low, cache_sim)
-    n2, e2 = callgrind_total(target, certs, case, conns, high, cache_sim)
-    return {k: (e2[k] - e1.get(k, 0)) / (n2 - n1) for k in e2}
+def per_request(count, low, high):
+    """``{name: count per request}``: ``count(rounds)`` returns ``(requests,
+    {name: count})``; the ``high``-round run minus the ``low``-round one,
+    over the difference in requests (start-up and shutdown cancel out)."""
+    n1, c1 = count(low)
+    n2, c2 = count(high)
+    return {k: (c2[k] - c1.get(k, 0)) / (n2 - n1) for k in c2}
 
 
 def _cache_text(per):
@@ -216,23 +217,23 @@ def main(argv=None):
                 if target is None:
                     print("%s: skipped (%s)" % (name, skipped.get(name)), flush=True)
                     continue
-                events = per_request(target, certs, case, args.conns, low, high,
-                                     args.cache_sim)
+                events = per_request(lambda rounds: callgrind_total(
+                    target, certs, case, args.conns, rounds, args.cache_sim), low, high)
                 per = events["Ir"]
                 line = "%-6s %-8s %9.0f instructions/request%s" % (
                     case, name, per, _cache_text(events))
                 if args.strace and shutil.which("strace"):
-                    m1, c1 = strace_counts(target, certs, case, args.conns, low)
-                    m2, c2 = strace_counts(target, certs, case, args.conns, high)
-                    calls = {k: (c2.get(k, 0) - c1.get(k, 0)) / (m2 - m1) for k in c2}
+                    calls = per_request(lambda rounds: strace_counts(
+                        target, certs, case, args.conns, rounds), low, high)
                     busy = sorted(((v, k) for k, v in calls.items() if v >= 0.01), reverse=True)
                     line += "; syscalls/request: %.2f (%s)" % (
                         sum(v for v, _ in busy), ", ".join("%s %.2f" % (k, v) for v, k in busy))
                 print(line, flush=True)
                 rows.append(line)
                 if args.plain:
-                    plain = per_request(target, (None, None, None), case, args.conns,
-                                        low, high, args.cache_sim)
+                    plain = per_request(lambda rounds: callgrind_total(
+                        target, (None, None, None), case, args.conns, rounds, args.cache_sim),
+                        low, high)
                     print("%-6s %-8s %9.0f instructions/request without TLS (TLS adds %.0f)%s"
                           % (case, name, plain["Ir"], per - plain["Ir"], _cache_text(plain)),
                           flush=True)
