@@ -400,7 +400,8 @@ MUTATIONS = [
     "ac_out_buffer_size=min64", "ac_in_buffer_size=zero", "ac_max_frame_size=zero",
     "ac_out_high_water=zero", "_fileno=none", "_map=none", "__class__=cls_disp",
     "inbuf.pos=maxsize", "inbuf.pos=neg1", "inbuf.data=str_abc", "inbuf.data=none",
-    "inbuf.frame=min64", "inbuf.owed=maxsize", "inbuf.corked=true", "inbuf.terminator=liar_int",
+    "inbuf.frame=min64", "inbuf.terminator=liar_int",
+    "out.batching=true", "out.batch_ok=maxsize", "out.sock=none", "out.sock=live_inbuf",
     "loop.polled[fd]=none", "loop.always[fd]=none", "loop.entries[fd]=none", "loop.dirty=none",
     "call:close", "call:discard_buffers", "call:handle_read", "call:handle_write",
     "call:push", "call:close_when_done", "call:initiate_send", "call:handle_close",
@@ -516,6 +517,8 @@ def mutate(ctx, mutation):
         obj = chat
         if lhs.startswith("inbuf."):
             obj, lhs = _peek(chat, "_ac_in"), lhs[6:]
+        elif lhs.startswith("out."):
+            obj, lhs = _peek(chat, "_ac_out"), lhs[4:]
         elif lhs.startswith("loop."):
             obj, lhs = ctx.loop(), lhs[5:]
             if obj is None:
@@ -1311,7 +1314,22 @@ def cmd_names(args):
     return 0
 
 
+def check_mutations():
+    """Every state field a mutation sets exists: a renamed field would make
+    the mutation an AttributeError that the callbacks swallow, and the
+    state it targets would silently never be reached (issue 23)."""
+    states = {"inbuf.": CHAT.InputState, "out.": CHAT.OutputState}
+    for mutation in MUTATIONS:
+        for prefix, cls in states.items():
+            if mutation.startswith(prefix):
+                field = mutation[len(prefix):].partition("=")[0]
+                if not hasattr(cls, field) and field not in getattr(cls, "__slots__", ()):
+                    raise SystemExit("hostile_python_driver: %s has no field %r (mutation %r)"
+                                     % (cls.__name__, field, mutation))
+
+
 def main(argv=None):
+    check_mutations()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("fuzz")
