@@ -34,6 +34,11 @@ def _mypy_available():
     return True
 
 
+# CI sets ASYNCHAT_CORE_REQUIRE_OPTIONAL=1 on the job that installs the
+# typing extra: a missing mypy then fails instead of skipping unseen
+if not _mypy_available() and os.environ.get("ASYNCHAT_CORE_REQUIRE_OPTIONAL", "") not in ("", "0"):
+    raise ImportError("ASYNCHAT_CORE_REQUIRE_OPTIONAL is set but mypy is not installed "
+                      "(pip install -e '.[test,typing]')")
 needs_mypy = pytest.mark.skipif(
     not _mypy_available(), reason="mypy not installed (pip install -e '.[typing]')"
 )
