@@ -1,23 +1,17 @@
 """README deviation 3: ``ac_in_buffer`` and ``terminator`` are descriptors.
 
 They behave like the plain instance attributes CPython uses (compared with
-the stdlib where it still exists), but are not in ``vars(channel)``.
+the reference: the stdlib up to 3.11, the backports on 3.12+), but are not
+in ``vars(channel)``.
 """
-import sys
-import warnings
 
 import pytest
 
 from asynchat_core import asynchat as ac_asynchat
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import asynchat as std_asynchat
-    except ImportError:  # 3.12+
-        std_asynchat = None
-if std_asynchat is ac_asynchat or (std_asynchat is not None and sys.version_info >= (3, 12)):
-    std_asynchat = None  # installed asynchat_core or a backport, not the stdlib
+# the reference (impls.py): CPython's modules up to 3.11, the pyasynchat
+# backport (3.11's code) on 3.12+, None if neither is installed
+from impls import REF_ASYNCHAT as std_asynchat
 
 
 def _modules():

@@ -1,7 +1,8 @@
 """Differential tests: the same scripted peer against every implementation.
 
-Implementations: CPython's own ``asynchat`` (only where it still exists,
-<= 3.11), and asynchat_core's Python build and its compiled build.
+Implementations: the reference (CPython's own ``asynchat`` up to 3.11, the
+pyasynchat backport of 3.11's module on 3.12+; impls.py), and asynchat_core's
+Python build and its compiled build.
 Input-side logs (every callback, the exact bytes, buffer and terminator
 state) must be identical.  On the output side asynchat_core joins queued
 items into fewer ``send()`` calls on purpose, so only the bytes on the wire
@@ -321,7 +322,7 @@ def test_pipelined_replies_coalesce_into_one_send(impl):
     assert not chan.producer_fifo
 
 
-@pytest.mark.skipif(not HAVE_STDLIB, reason="no stdlib asynchat on Python 3.12+")
+@pytest.mark.skipif(not HAVE_STDLIB, reason="no reference: %s" % impls.REFERENCE)
 def test_stdlib_sends_once_per_push():
     # the baseline the coalescing test improves on
     chan, sock, expected = _pipelined("stdlib", 16)

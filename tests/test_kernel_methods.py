@@ -4,26 +4,21 @@
 ``handle_write_event`` and async_chat's hot methods are functions of the
 kernel module bound into the classes.  They must still behave as methods:
 overridable, reachable through ``super()``, patchable on the class, and
-called in CPython's order.  Compared with the stdlib where it still exists.
+called in CPython's order.  Compared with the reference (impls.py): the
+stdlib up to 3.11, the pyasyncore/pyasynchat backports on 3.12+.
 """
 import socket
-import sys
-import warnings
 
 import pytest
 
 from asynchat_core import asynchat as ac_asynchat
 from asynchat_core import asyncore as ac_asyncore
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import asynchat as std_asynchat
-        import asyncore as std_asyncore
-    except ImportError:  # 3.12+
-        std_asynchat = std_asyncore = None
-if std_asynchat is ac_asynchat or (std_asynchat is not None and sys.version_info >= (3, 12)):
-    std_asynchat = std_asyncore = None  # installed asynchat_core or a backport
+from impls import REF_ASYNCHAT as std_asynchat
+from impls import REF_ASYNCORE as std_asyncore
+
+# the reference (impls.py): CPython's modules up to 3.11, the pyasyncore/
+# pyasynchat backports (3.11's code) on 3.12+, None if neither is installed
 
 
 def _modules():

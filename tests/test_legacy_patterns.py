@@ -1,7 +1,8 @@
 """Legacy handlers that rely on CPython's ``push()`` trying to send at once.
 
 Each test runs one real-world pattern against three implementations: the
-stdlib (CPython 3.11's own asyncore/asynchat; skipped on 3.12+), proving the
+reference (CPython's own asyncore/asynchat up to 3.11, the pyasyncore/
+pyasynchat backports of 3.11's modules on 3.12+; impls.py), proving the
 test encodes CPython's behaviour, and asynchat_core with its compiled
 ("cython") and its Python ("python") build.  Servers are written once in
 ``legacy_servers`` and served from a loop thread over real sockets on
@@ -10,8 +11,8 @@ raw line client, with pipelined and one-request-at-a-time variants.
 
 Tests named ``test_ssl_by_library_*`` need the library itself to treat
 ``ssl.SSLWantReadError``/``SSLWantWriteError`` from its own ``recv``/``send``
-as would-block (the handler has no TLS code): CPython 3.11 does not, so
-their stdlib parameter is a strict xfail.
+as would-block (the handler has no TLS code): CPython 3.11's modules (and
+their backports) do not, so their stdlib parameter is a strict xfail.
 """
 import ftplib
 import poplib
