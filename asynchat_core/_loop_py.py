@@ -796,6 +796,10 @@ class _RLock:
     def _is_owned(self):
         return self._depth > 0 and self._owner == _get_ident()
 
+    def waiting(self):
+        """How many threads are queued for the lock (tests wait on this)."""
+        return len(self._queue)
+
     def __enter__(self):
         return self.acquire()
 

@@ -2,10 +2,13 @@
 
 * flood: with ``ac_max_frame_size = 64 KiB`` a client streaming up to
   100 MiB with no terminator is cut off after at most the cap plus one read,
-  the server's RSS grows < 8 MiB, and a well-behaved client's p99 request
-  latency stays < 50 ms during the attack;
-* slowloris: clients trickling one byte per second are closed by the idle
-  timeout.
+  the server's RSS grows < 8 MiB, and a well-behaved client is still served
+  during the attack (its latency is a benchmark: benchmarks/flood_latency.py);
+* idle clients: clients that send one byte per second, never a line, are
+  closed by a 0.5 s idle timeout (each is idle for longer than that);
+* slowloris: clients that trickle bytes faster than the idle timeout, so it
+  never fires, are cut off by the defence the README documents for them,
+  ``ac_max_frame_size``.
 
 ``ASYNCHAT_CORE_NIGHTLY=1`` runs more attackers and 1,000 tricklers.
 """
@@ -155,10 +158,13 @@ def test_flood_does_not_hurt_other_clients(capped_server):
     assert figures["max_read_by_cut"] <= CAP + IN_BUFFER
     assert figures["other_errors"] == []
     assert figures["rss_kib"] - before < 8 * 1024
-    assert p99 < 0.050
+    # Not a speed claim (benchmarks/flood_latency.py measures the latency,
+    # with a 50 ms p99 goal): this generous bound only catches a client
+    # starved by the flood.
+    assert p99 < 2.0
 
 
-def test_slowloris_closed_by_idle_timeout():
+def test_clients_idle_longer_than_the_timeout_are_closed():
     clients = 1000 if NIGHTLY else 200
     server = ServerProcess("--idle", "0.5")
     socks = []
@@ -186,6 +192,51 @@ def test_slowloris_closed_by_idle_timeout():
         # closed by the 0.5 s idle timeout, not by some other limit
         assert elapsed < 5
         figures = stats(server)
+        assert figures["channels"] == 2
+    finally:
+        for s in socks:
+            s.close()
+        server.stop()
+
+
+def test_slowloris_trickling_faster_than_the_idle_timeout_is_cut_by_the_frame_cap():
+    """Bytes every 0.1 s against a 0.5 s idle timeout: every byte is traffic,
+    so the timeout never fires.  The frame cap (README: "against a
+    slowloris that trickles bytes, bound the frame") cuts each client once
+    its line passes the cap."""
+    clients = 50
+    cap = 2048
+    server = ServerProcess("--idle", "0.5", "--cap", str(cap))
+    socks = []
+    try:
+        for _ in range(clients):
+            socks.append(server.connect())
+        for s in socks:
+            s.settimeout(0)
+        trickled = [0] * clients
+        cut = set()
+        # generous: 100 rounds of 0.1 s trickle 25 KiB each, 12x the cap
+        for _ in range(100):
+            for i, s in enumerate(socks):
+                if i in cut:
+                    continue
+                try:
+                    trickled[i] += s.send(b"x" * 256)  # never a newline
+                    if s.recv(1) == b"":
+                        cut.add(i)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    cut.add(i)
+            if len(cut) == clients:
+                break
+            time.sleep(0.1)  # the trickle's pace, faster than the idle timeout
+        assert len(cut) == clients, "%d of %d never cut off" % (clients - len(cut), clients)
+        figures = stats(server)
+        # cut by the frame cap, each one, not by the idle timeout
+        assert figures["frame_errors"] == clients
+        assert 0 < figures["max_read_by_cut"] <= cap + IN_BUFFER
+        assert all(sent > cap for sent in trickled)
         assert figures["channels"] == 2
     finally:
         for s in socks:
