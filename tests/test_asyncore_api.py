@@ -255,6 +255,25 @@ def test_send_and_recv(core, pair):
     assert closed
 
 
+def test_recv_at_a_clean_eof_calls_handle_close(core, pair):
+    # the peer closes with nothing unread (a FIN, not a reset): recv() gets
+    # b"" from the socket, calls handle_close and returns b""
+    closed = []
+
+    class D(core.dispatcher):
+        def handle_close(self):
+            closed.append(True)
+            self.close()
+
+    a, b = pair
+    d = D(a, map={})
+    b.sendall(b"last")
+    b.close()
+    assert d.recv(10) == b"last" and not closed
+    assert d.recv(10) == b""
+    assert closed == [True]
+
+
 def test_send_to_reset_peer_closes(core, pair):
     closed = []
 
