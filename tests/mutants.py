@@ -195,7 +195,7 @@ def main(argv=None):
             sys.exit("mutants.py: no mutant matches %s" % opts.k)
     if opts.list:
         for m in mutants:
-            print("%-34s %-28s %s" % (m["name"], m["file"], m["tests"]))
+            print("%-40s %-28s %s" % (m["name"], m["file"], m["tests"]))
         return 0
 
     tree = tempfile.mkdtemp(prefix="asynchat_core-mutants-")
@@ -238,7 +238,7 @@ def main(argv=None):
                     rc, out = build_extension(tree, env)
                     if rc:
                         results.append((m, "killed", 0.0, "(does not compile)"))
-                        print("%-34s killed    (does not compile)" % m["name"])
+                        print("%-40s killed    (does not compile)" % m["name"])
                         continue
                 status, secs, out = run_tests(tree, env, shlex.split(opts.tests or m["tests"]),
                                               opts.build, opts.timeout)
@@ -251,7 +251,7 @@ def main(argv=None):
                 else:
                     verdict, note = "ERROR", "pytest exit status %d" % status
                 results.append((m, verdict, secs, note))
-                print("%-34s %-9s %5.0f s  %s" % (m["name"], verdict, secs, note), flush=True)
+                print("%-40s %-9s %5.0f s  %s" % (m["name"], verdict, secs, note), flush=True)
                 if verdict != "killed" and opts.verbose:
                     print(out[-5000:])
             finally:

@@ -396,3 +396,57 @@ def test_int_terminator_larger_than_data(impl):
 def test_compare_detects_a_difference():
     with pytest.raises(AssertionError):
         compare({"a": [1], "b": [2]})
+
+
+# --- output rules that one test used to pin (issue 23), compared with the
+# reference: the wire, and what an overriding channel sees, must be CPython's
+
+def _pipelined_output(impl, kind):
+    """Three pipelined frames in one read; each found_terminator pushes a
+    reply.  Returns what is compared: the wire, the send() calls an
+    overriding channel saw, and the wire at the last frame's push."""
+    sock = ScriptedSocket([b"one\ntwo\nthree\n"])
+    seen = {"sends": [], "at_last": None}
+    base = impls.get(impl).asynchat.async_chat
+
+    class Chan(base):
+        def collect_incoming_data(self, data):
+            self.word += data
+
+        def found_terminator(self):
+            if kind == "reused":
+                self.reply[:] = b"reply " + self.word + b"\n"
+                self.push(self.reply)
+            else:
+                self.push(b"reply " + self.word + b"\n")
+            if self.word == b"three":
+                seen["at_last"] = bytes(sock.wire)
+            self.word = b""
+
+        if kind == "send":
+            def send(self, data):
+                seen["sends"].append(bytes(data))
+                return base.send(self, data)
+
+    with impls.bound(impl):
+        chan = Chan(sock=None, map={})
+        chan.word = b""
+        chan.reply = bytearray()
+        chan.set_socket(sock)
+        chan.connected = True
+        chan.set_terminator(b"\n")
+        chan.handle_read()
+    return bytes(sock.wire), seen["sends"], seen["at_last"]
+
+
+@pytest.mark.parametrize("kind", ["reused", "send", "plain"])
+def test_pipelined_reply_rules_match(kind):
+    """A reply bytearray reused for every frame (held replies are copies),
+    an overridden send() (one call per push), and the reply to the last
+    frame on the wire by the time push() returns: same as the reference."""
+    results = {impl: _pipelined_output(impl, kind) for impl in IMPLS}
+    compare(results)
+    wire, sends, at_last = results[IMPLS[-1]]
+    assert wire == at_last == b"reply one\nreply two\nreply three\n"
+    if kind == "send":
+        assert sends == [b"reply one\n", b"reply two\n", b"reply three\n"]
