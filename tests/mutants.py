@@ -204,6 +204,11 @@ def main(argv=None):
         check_snippets(mutants, tree)
         env = environment(tree, opts.build)
         if opts.build == "cython":
+            try:
+                import Cython  # noqa: F401
+            except ImportError:
+                sys.exit("mutants.py: --build cython compiles in this interpreter: "
+                         "pip install 'Cython>=3.3.0,<4' setuptools")
             rc, out = build_extension(tree, env)
             if rc:
                 print(out)
