@@ -33,7 +33,12 @@ import _thread
 import sys
 from operator import index as _index
 from types import MethodType as _MethodType
-from typing import Any
+
+# typing costs a fifth of the import time (issue 18): only the type checker
+# reads it (mypy treats any name TYPE_CHECKING as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 try:
     import cython
@@ -44,11 +49,9 @@ except ImportError:  # run as plain Python without Cython installed
 # exceptions that mean "try later", and (compiled: the C function cimported
 # in _chat_c.pxd) sock_send
 if cython.compiled:
-    from asynchat_core._loop_c import WOULD_BLOCK as _WOULD_BLOCK
-    from asynchat_core._loop_c import dispatcher_send
+    from asynchat_core._loop_c import dispatcher_send, ssl_wants_io
 else:
-    from ._loop_py import WOULD_BLOCK as _WOULD_BLOCK
-    from ._loop_py import dispatcher_send, sock_send
+    from ._loop_py import dispatcher_send, sock_send, ssl_wants_io
 
 __all__ = [
     "FrameTooLarge", "InputState", "TerminatorSlot", "terminator_slot", "UNSET",
@@ -102,26 +105,8 @@ if not cython.compiled:
         return type(bound) is _MethodType and bound.__func__ is function
 
 
-if not cython.compiled:
-    class FrameTooLarge(ValueError):
-        """A frame exceeded ``async_chat.ac_max_frame_size``.
-
-        Raised inside ``handle_read`` (so it reaches ``handle_error``, which by
-        default logs it and closes the channel) when the bytes of one frame
-        (collected so far plus buffered) pass the cap, or when an integer
-        terminator larger than the cap is in force.
-        """
-
-        def __init__(self, size, limit):
-            ValueError.__init__(
-                self, "frame of at least %d bytes exceeds ac_max_frame_size=%d" % (size, limit)
-            )
-            self.size = size
-            self.limit = limit
-else:
-    # one exception class for both builds: code that catches the python
-    # build's FrameTooLarge also catches the compiled one's
-    from asynchat_core._chat_py import FrameTooLarge  # type: ignore[no-redef, attr-defined, unused-ignore]
+# one exception class for both builds (asynchat_core/_errors.py)
+from asynchat_core._errors import FrameTooLarge
 
 
 class _Unset:
@@ -1063,9 +1048,11 @@ def chat_handle_read(self):
                 data = self.recv(self.ac_in_buffer_size)
             finally:
                 out._lock.release()  # handle_error runs without the lock
-        except _WOULD_BLOCK:
+        except BlockingIOError:
             return
-        except OSError:
+        except OSError as why:
+            if ssl_wants_io(why):
+                return  # a TLS socket waiting for the peer: try later
             self.handle_error()
             return
         if isinstance(data, str) and self.use_encoding:
@@ -1245,7 +1232,7 @@ def chat_send(self, data):
             ac_leave()
 
 
-_dispatcher_class: Any = None  # asyncore.dispatcher, set when asyncore loads
+_dispatcher_class: "Any" = None  # asyncore.dispatcher, set when asyncore loads
 
 
 def set_dispatcher_class(cls):

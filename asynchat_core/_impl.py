@@ -10,7 +10,6 @@ come from the same implementation.
 """
 import os
 import sys
-import sysconfig
 import warnings
 
 __all__ = ["ENV_VAR", "IMPLEMENTATION", "chat_impl", "loop_impl"]
@@ -18,10 +17,18 @@ __all__ = ["ENV_VAR", "IMPLEMENTATION", "chat_impl", "loop_impl"]
 ENV_VAR = "ASYNCHAT_CORE_NO_EXTENSIONS"
 
 
+def _gil_disabled_build():
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
 def _extensions_wanted():
     if sys.implementation.name != "cpython":
         return False
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    # (free-threaded builds exist from 3.13 on, which all have
+    # sys._is_gil_enabled: sysconfig, a slow import, only where one can be)
+    if hasattr(sys, "_is_gil_enabled") and _gil_disabled_build():
         # free-threaded CPython: nothing is compiled for it (setup.py), by
         # design and without a warning; see docs/platforms.md
         return False

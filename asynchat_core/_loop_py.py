@@ -36,14 +36,21 @@ Both locks are ``_RLock``s: reentrant and first come first served.
 """
 
 import errno
-import heapq
 import os
 import select
 import socket
 import sys
-import threading
 import time
-import traceback
+
+# _thread, not threading: the same locks and thread ids, without threading's
+# import time (issue 18); _heapq, the C functions that heapq re-exports,
+# likewise
+import _thread
+
+try:
+    import _heapq as heapq
+except ImportError:  # pragma: no cover - an interpreter without the C module
+    import heapq  # type: ignore[no-redef]
 
 try:
     import cython  # type: ignore[import-untyped, import-not-found, unused-ignore]
@@ -53,7 +60,7 @@ except ImportError:  # run as plain Python without Cython installed
 __all__ = [
     "BACKENDS", "available_backends", "best_backend", "Loop", "TimerQueue",
     "TimerHandle", "IdleWatch", "make_poller",
-    "DISCONNECTED", "WOULD_BLOCK", "dispatcher_recv", "dispatcher_send", "sock_send",
+    "DISCONNECTED", "ssl_wants_io", "dispatcher_recv", "dispatcher_send", "sock_send",
     "dispatcher_readable", "dispatcher_writable", "dispatcher_handle_read_event",
     "dispatcher_handle_write_event",
 ]
@@ -396,6 +403,8 @@ def _from_class(obj, name):
 def _report_exception(where):
     # last resort when even handle_error failed; never raises
     try:
+        import traceback  # (not at module level: import time, issue 18)
+
         sys.stderr.write("asynchat_core: uncaptured exception in %s\n" % (where,))
         traceback.print_exc()
     except Exception:
@@ -412,14 +421,23 @@ def _report_exception(where):
 DISCONNECTED = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
                           errno.ECONNABORTED, errno.EPIPE, errno.EBADF})
 
-WOULD_BLOCK: "tuple[type[OSError], ...]"
-try:
-    import ssl
-except ImportError:  # pragma: no cover - Python built without OpenSSL
-    WOULD_BLOCK = (BlockingIOError,)
-else:
-    # a TLS socket that needs the peer (or room) before it can go on
-    WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def ssl_wants_io(exc):
+    """Whether ``exc`` is a TLS socket's ``SSLWantReadError`` or
+    ``SSLWantWriteError``: it needs the peer (or room) before it can go on,
+    which means "try later", as ``BlockingIOError`` does.
+
+    ``ssl`` is not imported here (it is a third of the import time, issue
+    18): its exception classes come from the C module ``_ssl``, and until
+    ``_ssl`` is loaded no socket can be a TLS socket, so nothing can raise
+    them.
+    """
+    ssl = sys.modules.get("_ssl")
+    if ssl is None:
+        return False
+    return isinstance(exc, (getattr(ssl, "SSLWantReadError", ()),
+                            getattr(ssl, "SSLWantWriteError", ())))
 
 # send() flag that turns SIGPIPE into EPIPE (Linux, BSD); macOS has none and
 # its sockets get SO_NOSIGPIPE instead (asyncore's set_socket)
@@ -489,10 +507,10 @@ def sock_send(chan, sock, data):
             return sock.send(data)
         except InterruptedError:
             continue  # a wrapped socket may not retry EINTR itself
-        except WOULD_BLOCK:
-            return 0  # (a TLS socket's SSLWantWriteError/SSLWantReadError too)
+        except BlockingIOError:
+            return 0
         except OSError as why:
-            if why.errno == errno.EWOULDBLOCK:
+            if why.errno == errno.EWOULDBLOCK or ssl_wants_io(why):
                 return 0
             if why.errno in DISCONNECTED:
                 chan.handle_close()
@@ -689,7 +707,7 @@ class IdleWatch:
 # -------------------------------------------------------------------- loop
 
 if not cython.compiled:
-    _get_ident = threading.get_ident  # compiled: PyThread_get_thread_ident
+    _get_ident = _thread.get_ident  # compiled: PyThread_get_thread_ident
 
 
 class _RLock:
@@ -716,8 +734,8 @@ class _RLock:
         self._owner = 0
         self._depth = 0
         self._queue = []  # the batons of the waiting threads, oldest first
-        self._mutex = threading.Lock()  # guards the queue when waiting
-        self._taken = None if cython.compiled else threading.Lock()  # Python: "held"
+        self._mutex = _thread.allocate_lock()  # guards the queue when waiting
+        self._taken = None if cython.compiled else _thread.allocate_lock()  # Python: "held"
 
     def acquire(self):
         """Wait for the lock (reentrant); returns True."""
@@ -741,7 +759,7 @@ class _RLock:
 
     def _wait(self):
         me = _get_ident()
-        baton = threading.Lock()
+        baton = _thread.allocate_lock()
         baton.acquire()
         with self._mutex:
             self._queue.append(baton)

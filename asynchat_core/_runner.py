@@ -10,9 +10,15 @@ library's own ``readable``/``writable`` methods (``register_predicates``).
 """
 
 import os
-import threading
 import time
-from typing import Any
+
+# _thread, not threading: the same locks (import time, issue 18)
+import _thread
+# typing is for the type checker only (import time, issue 18; mypy treats
+# any name TYPE_CHECKING as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._impl import loop_impl as _loop_impl
 
@@ -35,12 +41,12 @@ _known_predicates: "tuple[frozenset[Any], frozenset[Any]]" = (frozenset(), froze
 # lock serialises their passes.  Lock order: _loops_lock, then a Loop's own
 # (close() may take its guard, which no thread holds while it waits here:
 # a loop being released has no thread inside it).
-_loops_lock = threading.Lock()
+_loops_lock = _thread.allocate_lock()
 
 
 def _new_loops_lock():
     global _loops_lock
-    _loops_lock = threading.Lock()  # a forked child: the holder may be gone
+    _loops_lock = _thread.allocate_lock()  # a forked child: the holder may be gone
 
 
 if hasattr(os, "register_at_fork"):
