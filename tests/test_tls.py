@@ -652,7 +652,9 @@ def test_pipelined_replies_to_a_peer_that_reads_late(server, client_ctx, size):
     request = b"".join(lines)
     with tls_client(port, client_ctx) as c:
         c.sendall(request)  # the server answers into a socket nobody reads
-        time.sleep(0.3)
+        # every request read and answered before the client reads a byte
+        assert server.wait_for(
+            lambda: sum(1 for e in server.events if e[0] == "line") == len(lines))
         got = read_until(c, lines[-1])
         assert len(got) == len(request)
         assert got == request
