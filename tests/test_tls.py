@@ -1020,10 +1020,11 @@ def test_late_reader_behind_back_pressure_gets_every_byte(
 
 
 @pytest.mark.parametrize("handler", sorted(BACK_PRESSURE))
-def test_peer_leaving_while_reading_is_paused_frees_the_channel(
+def test_peer_resetting_while_reading_is_paused_frees_the_channel(
         impl, server_ctx, client_ctx, handler):
-    # Issue 22, 1: the descriptor leak: the peer goes away while the
-    # channel holds undelivered input and queued output
+    # Issue 22, 1: the peer goes away (a reset) while the channel holds
+    # undelivered input and queued output: closed, no traceback (a write
+    # that meets the reset is a disconnect, not an SSLEOFError traceback)
     srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
     try:
         port = srv.listen(BACK_PRESSURE[handler], implicit_tls=True)
@@ -1033,6 +1034,44 @@ def test_peer_leaving_while_reading_is_paused_frees_the_channel(
         assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
         c.close()  # unread replies in its buffer: a reset
         assert srv.wait_for(lambda: srv.channel_count() == 0), "channel not freed"
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("handler", sorted(BACK_PRESSURE))
+def test_peer_closing_after_reading_what_came_frees_the_channel(
+        impl, server_ctx, client_ctx, handler):
+    # Issue 22, 1, as the review saw it: the peer reads what arrives until
+    # nothing more comes (1 s of silence, or all of it), then closes with
+    # nothing unread (a FIN, no reset).  The channel must end, its
+    # descriptor freed, with the loop idle.
+    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
+    try:
+        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=True)
+        srv.start()
+        c = tls_client(port, client_ctx)
+        got = 0
+        try:
+            c.sendall(bulk_request())
+            assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+            c.settimeout(1.0)
+            while got < BULK_REQUESTS * BULK_REPLY_SIZE:
+                try:
+                    chunk = c.recv(1 << 20)
+                except socket.timeout:
+                    break  # the server stopped sending
+                if not chunk:
+                    break
+                got += len(chunk)
+        finally:
+            c.close()
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        freed = srv.wait_for(lambda: srv.channel_count() == 0, timeout=3.0)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        assert freed, "channel not freed after the peer closed (%d bytes received, " \
+            "%.1f s CPU in %.1f s)" % (got, cpu, wall)
+        assert got == BULK_REQUESTS * BULK_REPLY_SIZE
         assert_no_tracebacks(srv)
     finally:
         srv.stop()
