@@ -985,7 +985,9 @@ def test_late_reader_behind_back_pressure_gets_every_byte(
     # that waits for nothing costs no CPU; one that spins shows.
     srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
     try:
-        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=transport == "tls")
+        # (max_connections: the listener's part of the hardening settings)
+        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=transport == "tls",
+                          max_connections=100)
         srv.start()
         wall0, cpu0 = time.monotonic(), time.process_time()
         c = _connect(port, client_ctx, transport)

@@ -134,7 +134,7 @@ class LoopThread:
                    if not isinstance(c, _Waker) and not c.accepting)
 
     # -- listeners
-    def listen(self, factory, implicit_tls=False, backlog=128):
+    def listen(self, factory, implicit_tls=False, backlog=128, max_connections=None):
         """A listener on 127.0.0.1 calling ``factory(sock, server)``; with
         ``implicit_tls`` it is a ``TLSListenerMixin`` (wrap at accept)."""
         server = self
@@ -154,6 +154,8 @@ class LoopThread:
                 self.close()
 
         listener = Listener(map=self.map)
+        if max_connections is not None:
+            listener.max_connections = max_connections
         listener.create_socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.set_reuse_addr()
         listener.bind((HOST, 0))
