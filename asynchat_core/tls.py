@@ -24,8 +24,9 @@ import errno
 import socket
 import ssl
 import sys
+import threading
 
-from . import asyncore
+from . import _runner, asyncore
 
 __all__ = ["TLSMixin", "TLSListenerMixin"]
 
@@ -96,6 +97,8 @@ class _TLSSocket(ssl.SSLSocket):
         except _WANT_ERRORS as exc:
             self._note_retry(data, exc)
             raise
+        except _EOF_ERRORS as exc:
+            raise _peer_gone(exc) from None
 
     def set_gate(self, closed):
         """Hold application data back (True) or let it through (False)."""
@@ -147,6 +150,8 @@ class _TLSSocket(ssl.SSLSocket):
         except _WANT_ERRORS as exc:
             self._note_retry(buf, exc)
             raise
+        except _EOF_ERRORS as exc:
+            raise _peer_gone(exc) from None
         self.tls_retry = None
         if not same:
             self._update_slow()
@@ -167,11 +172,47 @@ class _TLSSocket(ssl.SSLSocket):
             self._update_slow()
 
 
+def _peer_gone(exc):
+    # a write to a peer that went away (SSLEOFError: the transport broke
+    # under OpenSSL): what a plain socket raises, which the library's send
+    # paths turn into handle_close(), as for plain TCP
+    return BrokenPipeError(errno.EPIPE, "TLS peer went away (%s)" % _describe(exc))
+
+
 def _adopt(sock):
     """Give ``sock`` (an ``ssl.SSLSocket``) the ``_TLSSocket`` behaviour."""
     if type(sock) is ssl.SSLSocket:
         sock.__class__ = _TLSSocket
     return sock
+
+
+_CUSTOM_CLASS = (
+    "asynchat_core.tls needs ssl.SSLSocket sockets, not %s (SSLContext.sslsocket_class): "
+    "the channel drives the SSL object itself and would bypass the subclass's methods"
+)
+
+
+def _check_context(context):
+    """Refuse a context whose ``sslsocket_class`` is not ``ssl.SSLSocket``."""
+    cls = getattr(context, "sslsocket_class", ssl.SSLSocket)
+    if cls is not ssl.SSLSocket:
+        raise TypeError(_CUSTOM_CLASS % cls.__qualname__)
+
+
+def _check_socket(sock):
+    if type(sock) is not ssl.SSLSocket and not isinstance(sock, _TLSSocket):
+        raise TypeError(_CUSTOM_CLASS % type(sock).__qualname__)
+
+
+def _loop_of(obj):
+    """The ``Loop`` serving ``obj``'s map, or None (no loop() ran on it yet)."""
+    map = getattr(obj, "_map", None)
+    if map is None:
+        return None
+    lp = _runner._loops.get(id(map))
+    if lp is None or lp.map is not map:
+        return None
+    return lp
 
 
 def _set_gate(sock, closed):
@@ -207,7 +248,6 @@ class TLSMixin:
     _tls_want_write = False  # handshake/shutdown waits for writability
     _tls_plain_out = b""  # plaintext replies to send before wrapping
     _tls_wrap_args = None  # (context, server_side, server_hostname)
-    _tls_connect_args = None  # (context, server_hostname) for connect_tls
     _tls_more_pending = False  # decrypted bytes left in the SSL object
     _tls_shadowing = False  # readable/writable shadowed on the instance
 
@@ -222,26 +262,39 @@ class TLSMixin:
         is done.  Input received but not yet consumed (``ac_in_buffer``,
         ``incoming``) is discarded: plaintext a peer pipelined behind its
         STARTTLS command is never handed to the handler.
+
+        Returns True; returns False and changes nothing if TLS was already
+        started on this channel (a repeated STARTTLS: check ``tls_active``
+        first and answer it, as SMTP's ``503``).  ``ValueError`` without a
+        context on the server side; ``TypeError`` for a context whose
+        ``sslsocket_class`` is not ``ssl.SSLSocket``.
         """
         if self._tls_state != _PLAIN:
-            raise ValueError("TLS already started on this channel")
+            return False
         context = self._tls_pick_context(context, server_side)
+        _check_context(context)
         if not server_side and server_hostname is None and context.check_hostname:
             raise ValueError("a client channel with check_hostname needs server_hostname")
         self._tls_wrap_args = (context, server_side, server_hostname)
-        self._tls_discard_input()
-        plain = self._tls_take_output()
-        # wrapped at once: from here on the library's own sends are held
-        # back (the TLS socket's gate) until the handshake is done
-        self._tls_wrap()
-        if plain and self._tls_state == _HANDSHAKE:
-            self._tls_plain_out = plain
-            self._tls_state = _FLUSHING
-            self._tls_flush_plain()
+        # async_chat's output lock: a push() from another thread waits
+        # until the socket is wrapped (its reply then waits for the
+        # handshake), instead of going out in plaintext ahead of the
+        # replies taken here, or onto the socket being detached
+        with self._tls_guard():
+            self._tls_discard_input()
+            plain = self._tls_take_output()
+            # wrapped at once: from here on the library's own sends are held
+            # back (the TLS socket's gate) until the handshake is done
+            self._tls_wrap()
+            if plain and self._tls_state == _HANDSHAKE:
+                self._tls_plain_out = plain
+                self._tls_state = _FLUSHING
+                self._tls_flush_plain()
         if self._tls_state == _FLUSHING or not server_side:
             self._tls_sync()  # wait for room, not for input
         # a server handshake starts by waiting for input: the channel's own
         # predicates usually say so already, and the first event corrects them
+        return True
 
     def connect_tls(self, address, context=None, *, server_hostname=None):
         """Connect to ``address``, then run a client handshake.
@@ -251,13 +304,22 @@ class TLSMixin:
         on); ``server_hostname`` (SNI and the name checked) defaults to the
         host of ``address``.  ``handle_connect()`` runs when TCP connects,
         ``handle_tls_established()`` when the handshake is done; output
-        pushed before then waits and goes out encrypted.
+        given before then (``push``, ``send``) waits and goes out encrypted.
         """
         context = self._tls_pick_context(context, False)
+        _check_context(context)
         if server_hostname is None and isinstance(address, tuple):
             server_hostname = address[0]
-        self._tls_connect_args = (context, server_hostname)
-        self.connect(address)
+        # Wrapped before the connect, so that no byte can leave in
+        # plaintext: a send() from handle_connect(), or one made as soon as
+        # TCP is up, meets the TLS socket's gate and waits for the handshake
+        # (the socket creates its SSL object when it connects).
+        self._tls_wrap_args = (context, False, server_hostname)
+        self._tls_wrap()
+        if self._tls_state == _HANDSHAKE:
+            self.connect(address)
+            if self._tls_state == _HANDSHAKE:
+                self._tls_sync()  # a client speaks first: wait for writability
 
     @property
     def tls_active(self):
@@ -311,6 +373,7 @@ class TLSMixin:
         ``TLSListenerMixin`` or a hand-made ``wrap_socket``) gets its
         handshake driven by the loop."""
         if isinstance(sock, ssl.SSLSocket) and self._tls_state in (_PLAIN, _CLOSED):
+            _check_socket(sock)
             self._tls_attach(_adopt(sock), sock.server_side)
         super().set_socket(sock, map)
 
@@ -336,10 +399,17 @@ class TLSMixin:
         state = self._tls_state
         if state == _OPEN:
             sock = self._tls_sock
-            if sock.tls_read_wants_write or self._tls_more_pending:
+            if sock.tls_read_wants_write:
+                return True
+            if self._tls_more_pending and type(self).readable(self):
+                # input waits in the SSL object and the handler takes it
+                # again: a write event delivers it (a read event never
+                # comes for bytes the kernel no longer holds)
                 return True
             if sock.tls_write_wants_read:
                 return False  # SSL_write needs the peer first: wait for input
+            # (input held back by the handler's readable() waits; its
+            # output goes on, and draining it is what lets it read again)
             return type(self).writable(self)
         if state == _HANDSHAKE or state == _CLOSING:
             return self._tls_want_write
@@ -365,6 +435,9 @@ class TLSMixin:
 
     def handle_read_event(self):
         state = self._tls_state
+        if state == _HANDSHAKE and not self.connected and self.connecting:
+            self.handle_connect_event()  # connect_tls(): TCP is up (or failed: raises)
+            state = self._tls_state
         if state == _OPEN:
             sock = self._tls_sock
             sock.tls_write_wants_read = False  # a stuck SSL_write may go on
@@ -389,16 +462,24 @@ class TLSMixin:
 
     def handle_write_event(self):
         state = self._tls_state
+        if state == _HANDSHAKE and not self.connected and self.connecting:
+            self.handle_connect_event()  # connect_tls(): TCP is up (or failed: raises)
+            state = self._tls_state
         if state == _OPEN:
             sock = self._tls_sock
             if sock.tls_read_wants_write:
                 sock.tls_read_wants_write = False
                 self.handle_read()  # the read that needed to write first
                 self._tls_drain_pending(sock)
-            elif self._tls_more_pending:
-                self._tls_drain_pending(sock)
             else:
-                super().handle_write_event()
+                # Output makes progress whatever waits in the SSL object:
+                # a handler that stops reading while its replies are queued
+                # (high water, flow control) reads again once they drain,
+                # and only then gets the input held there.
+                if not self._tls_more_pending or type(self).writable(self):
+                    super().handle_write_event()
+                if self._tls_more_pending and self._tls_state == _OPEN and self._tls_sock is sock:
+                    self._tls_drain_pending(sock)
         elif state == _HANDSHAKE:
             self._tls_step_handshake()
         elif state == _CLOSING:
@@ -410,16 +491,6 @@ class TLSMixin:
             if self._tls_state == _PLAIN:
                 return
         self._tls_sync()
-
-    def handle_connect_event(self):
-        super().handle_connect_event()
-        args = self._tls_connect_args
-        if args is not None and self.connected and self._tls_state == _PLAIN:
-            self._tls_connect_args = None
-            context, server_hostname = args
-            self._tls_wrap_args = (context, False, server_hostname)
-            self._tls_wrap()
-            self._tls_sync()  # a client speaks first: wait for writability
 
     def handle_error(self):
         """TLS errors go to ``handle_tls_error``; TLS EOF to ``handle_close``."""
@@ -441,7 +512,30 @@ class TLSMixin:
         ``tls_shutdown_timeout`` seconds, not reading) for writability; a
         second ``close()`` closes at once.  The peer's own ``close_notify``
         is not waited for (RFC 8446, 6.1).
+
+        From another thread than the loop's, ``close()`` first waits for
+        the channel's event in progress, if any (a handshake step), so the
+        TLS socket is never used by two threads; the wait for room is then
+        bounded by a timer thread, since nothing wakes the loop's own wait.
         """
+        lp = _loop_of(self)
+        if lp is None:
+            self._tls_close(None)
+            return
+        lock = lp.lock
+        if lock.try_acquire():
+            # the loop's thread, or no pass runs: nothing dispatches meanwhile
+            try:
+                self._tls_close(None)
+            finally:
+                lock.release()
+            return
+        # another thread is in a pass (dispatching, or asleep in its wait)
+        with lp.guard:
+            self._tls_close(lp)
+
+    def _tls_close(self, foreign):
+        # ``foreign``: the loop another thread runs, or None
         if self._tls_state == _OPEN:
             self._tls_state = _CLOSING
             self._tls_want_write = False
@@ -456,12 +550,18 @@ class TLSMixin:
             timeout = self.tls_shutdown_timeout
             if timeout:
                 self._tls_cancel_timer()
-                self._tls_timer = asyncore.call_later(timeout, self._tls_deadline, _CLOSING)
+                if foreign is None:
+                    self._tls_timer = asyncore.call_later(timeout, self._tls_deadline, _CLOSING)
+                else:
+                    # the loop may sleep without limit (loop(timeout=None)):
+                    # the deadline runs in a thread of its own, under the
+                    # loop's guard, as any close() from another thread
+                    timer = threading.Timer(timeout, self._tls_foreign_deadline, (foreign,))
+                    timer.daemon = True
+                    self._tls_timer = timer
+                    timer.start()
                 self._tls_sync()
-                # close() may come from outside the channel's events
-                touch = getattr(asyncore, "_loop_touch", None)
-                if touch is not None:
-                    touch(self)
+                asyncore._loop_touch(self)  # close() may come from outside the channel's events
                 return
         self._tls_close_now()
 
@@ -612,7 +712,11 @@ class TLSMixin:
     def _tls_drain_pending(self, sock):
         # Decrypted bytes the SSL object already holds never make the
         # socket readable again (epoll would not wake us): read them now,
-        # a bounded number of times, and come back via a write event
+        # a bounded number of times, while the handler's readable() says
+        # so.  What is left is marked (_tls_more_pending): a later event of
+        # the channel, once the handler reads again, delivers it (the write
+        # events that drain its output, or one asked for at once when
+        # only the bound stopped us).
         self._tls_more_pending = False
         rounds = 16
         while self._tls_state == _OPEN and self._tls_sock is sock:
@@ -622,11 +726,17 @@ class TLSMixin:
                         return
             except (OSError, ValueError):
                 return
-            if rounds <= 0 or not self.readable():
+            if rounds <= 0 or not self._tls_handler_readable():
                 self._tls_more_pending = True
                 return
             rounds -= 1
             self.handle_read()
+
+    def _tls_handler_readable(self):
+        # the handler's own answer, not the TLS layer's shadow
+        if self._tls_shadowing:
+            return type(self).readable(self)
+        return self.readable()
 
     def _tls_step_shutdown(self):
         """One ``close_notify`` attempt; True once the channel is closed."""
@@ -654,8 +764,12 @@ class TLSMixin:
         if state == _HANDSHAKE:
             self._tls_fail(TimeoutError(
                 "TLS handshake not done after %gs" % self.tls_handshake_timeout))
-        else:
+        elif not self._tls_step_shutdown():  # (a last try: room may have come)
             self._tls_close_now()
+
+    def _tls_foreign_deadline(self, lp):
+        with lp.guard:  # no event of the channel meanwhile
+            self._tls_deadline(_CLOSING)
 
     def _tls_fail(self, exc):
         if self._tls_state == _CLOSED:
@@ -693,6 +807,13 @@ class TLSListenerMixin:
     #: The server context (certificate chain loaded); required.
     tls_context = None
 
+    def listen(self, num):
+        """Listen; ``TypeError`` first if ``tls_context`` has a custom
+        ``sslsocket_class`` (refused up front, not at every connection)."""
+        if self.tls_context is not None:
+            _check_context(self.tls_context)
+        return super().listen(num)
+
     def accept(self):
         pair = super().accept()
         if pair is None:
@@ -702,6 +823,11 @@ class TLSListenerMixin:
         if context is None:
             sock.close()
             raise ValueError("TLSListenerMixin needs tls_context")
+        try:
+            _check_context(context)
+        except TypeError:
+            sock.close()
+            raise
         try:
             wrapped = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         except (OSError, ValueError) as exc:

@@ -21,7 +21,7 @@ class TLSMixin(asyncore.dispatcher):
         *,
         server_side: bool = True,
         server_hostname: Optional[str] = None,
-    ) -> None: ...
+    ) -> bool: ...
     def connect_tls(
         self,
         address: _Address,

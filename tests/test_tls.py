@@ -19,20 +19,25 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
 import trustme
 
-from asynchat_core import asynchat, tls
+from asynchat_core import asynchat, asyncore, tls
 from tls_servers import (
+    BULK_REPLY_SIZE,
+    BULK_REQUESTS,
     CLIENT_TIMEOUT,
     FTP_FILE,
     FTP_LISTING,
     HOST,
     POP3_MESSAGE,
     ChatEcho,
+    FlowControlledSend,
     FTPHandler,
+    HardenedChat,
     ImplicitChatEcho,
     LoopThread,
     PlainEcho,
@@ -40,6 +45,7 @@ from tls_servers import (
     Recording,
     SendEcho,
     SMTPHandler,
+    bulk_request,
 )
 
 @pytest.fixture
@@ -652,7 +658,9 @@ def test_pipelined_replies_to_a_peer_that_reads_late(server, client_ctx, size):
     request = b"".join(lines)
     with tls_client(port, client_ctx) as c:
         c.sendall(request)  # the server answers into a socket nobody reads
-        time.sleep(0.3)
+        # every request read and answered before the client reads a byte
+        assert server.wait_for(
+            lambda: sum(1 for e in server.events if e[0] == "line") == len(lines))
         got = read_until(c, lines[-1])
         assert len(got) == len(request)
         assert got == request
@@ -929,3 +937,440 @@ def test_client_channel_default_context_verifies(impl, server_ctx):
         assert_no_tracebacks(srv)
     finally:
         srv.stop()
+
+
+# --- issue 22: back-pressure, early client output, threads, misuse -------------------
+
+BACK_PRESSURE = {
+    "async_chat-high-water": HardenedChat,
+    "dispatcher_with_send-flow-control": FlowControlledSend,
+}
+
+
+def _connect(port, client_ctx, transport):
+    raw = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
+    if transport == "plain":
+        return raw
+    return client_ctx.wrap_socket(raw, server_hostname=HOST)
+
+
+def _read_exactly(sock, size):
+    """Read ``size`` bytes; AssertionError naming the count if the stream stops."""
+    got = 0
+    data = []
+    sock.settimeout(CLIENT_TIMEOUT)
+    while got < size:
+        try:
+            chunk = sock.recv(1 << 20)
+        except socket.timeout:
+            raise AssertionError("transfer stopped at %d of %d bytes" % (got, size))
+        if not chunk:
+            raise AssertionError("peer closed at %d of %d bytes" % (got, size))
+        data.append(chunk)
+        got += len(chunk)
+    return b"".join(data)
+
+
+@pytest.mark.parametrize("transport", ["tls", "plain"])
+@pytest.mark.parametrize("handler", sorted(BACK_PRESSURE))
+def test_late_reader_behind_back_pressure_gets_every_byte(
+        impl, server_ctx, client_ctx, handler, transport):
+    # Issue 22, 1: one TLS record of 500 pipelined requests (16,000 bytes),
+    # each answered with 16 KiB, to a peer that starts reading late.  The
+    # handler stops reading while its replies wait (async_chat's high water,
+    # the README's hardening configuration; dispatcher_with_send's usual
+    # flow-control readable()), so most requests wait decrypted inside the
+    # SSL object, where epoll cannot see them.  Plain TCP is the reference:
+    # it delivers everything.  The loop runs on a 30 s timeout, so a channel
+    # that waits for nothing costs no CPU; one that spins shows.
+    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
+    try:
+        # (max_connections: the listener's part of the hardening settings)
+        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=transport == "tls",
+                          max_connections=100)
+        srv.start()
+        wall0, cpu0 = time.monotonic(), time.process_time()
+        c = _connect(port, client_ctx, transport)
+        try:
+            request = bulk_request()
+            assert len(request) == 16000
+            c.sendall(request)  # one write: one TLS record
+            assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+            # the peer does not read: the loop must sleep.  (A measuring
+            # window, not a synchronisation; the bound is generous: a spin
+            # uses the whole window.)
+            window0 = time.process_time()
+            time.sleep(0.5)
+            idle_cpu = time.process_time() - window0
+            assert idle_cpu < 0.25, "loop spun: %.2f s CPU in 0.5 s" % idle_cpu
+            total = BULK_REQUESTS * BULK_REPLY_SIZE
+            got = _read_exactly(c, total)
+            assert got.count(b"\n") == BULK_REQUESTS
+        finally:
+            c.close()
+        assert srv.wait_for(lambda: srv.channel_count() == 0), "channel not freed"
+        wall = time.monotonic() - wall0
+        cpu = time.process_time() - cpu0
+        # guards against a spin, not a speed figure: the whole test (the
+        # client's own reading and decryption included) uses less CPU time
+        # than half its wall time
+        assert cpu < wall / 2, (cpu, wall)
+        assert tls_errors(srv) == []
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("handler", sorted(BACK_PRESSURE))
+def test_peer_resetting_while_reading_is_paused_frees_the_channel(
+        impl, server_ctx, client_ctx, handler):
+    # Issue 22, 1: the peer goes away (a reset) while the channel holds
+    # undelivered input and queued output: closed, no traceback (a write
+    # that meets the reset is a disconnect, not an SSLEOFError traceback)
+    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
+    try:
+        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=True)
+        srv.start()
+        c = tls_client(port, client_ctx)
+        c.sendall(bulk_request())
+        assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+        c.close()  # unread replies in its buffer: a reset
+        assert srv.wait_for(lambda: srv.channel_count() == 0), "channel not freed"
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("handler", sorted(BACK_PRESSURE))
+def test_peer_closing_after_reading_what_came_frees_the_channel(
+        impl, server_ctx, client_ctx, handler):
+    # Issue 22, 1, as the review saw it: the peer reads what arrives until
+    # nothing more comes (1 s of silence, or all of it), then closes with
+    # nothing unread (a FIN, no reset).  The channel must end, its
+    # descriptor freed, with the loop idle.
+    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
+    try:
+        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=True)
+        srv.start()
+        c = tls_client(port, client_ctx)
+        got = 0
+        try:
+            c.sendall(bulk_request())
+            assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+            c.settimeout(1.0)
+            while got < BULK_REQUESTS * BULK_REPLY_SIZE:
+                try:
+                    chunk = c.recv(1 << 20)
+                except socket.timeout:
+                    break  # the server stopped sending
+                if not chunk:
+                    break
+                got += len(chunk)
+        finally:
+            c.close()
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        freed = srv.wait_for(lambda: srv.channel_count() == 0, timeout=3.0)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        assert freed, "channel not freed after the peer closed (%d bytes received, " \
+            "%.1f s CPU in %.1f s)" % (got, cpu, wall)
+        assert got == BULK_REQUESTS * BULK_REPLY_SIZE
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+class EarlyClient(tls.TLSMixin, asyncore.dispatcher_with_send):
+    """A client that sends a credential as soon as it can (issue 22, 2)."""
+
+    early = b"AUTH PLAIN c2VjcmV0\r\n"
+
+    def __init__(self, srv, address, context, when):
+        asyncore.dispatcher_with_send.__init__(self, map=srv.map)
+        self.srv = srv
+        self.when = when
+        self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.connect_tls(address, context)
+        if when == "after connect_tls":
+            # TCP is up before the loop has seen the connect complete
+            deadline = time.monotonic() + CLIENT_TIMEOUT
+            while True:
+                try:
+                    self.socket.getpeername()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.001)
+            self.send_early()
+
+    def send_early(self):
+        self.send(self.early)
+
+    def handle_connect(self):
+        if self.when == "handle_connect":
+            self.send_early()
+
+    def handle_read(self):
+        self.recv(4096)
+
+    def log_info(self, message, type="info"):
+        self.srv.logs.append((type, message))
+
+
+class EarlyBareClient(EarlyClient, asyncore.dispatcher):
+    """The same on a bare dispatcher with its own output buffer."""
+
+    out = b""
+
+    def send_early(self):
+        self.out += self.early
+        self.handle_write()
+
+    def writable(self):
+        return not self.connected or bool(self.out)
+
+    def handle_write(self):
+        if self.out:
+            self.out = self.out[asyncore.dispatcher.send(self, self.out):]
+
+
+@pytest.mark.parametrize("when", ["handle_connect", "after connect_tls"])
+@pytest.mark.parametrize("base", ["dispatcher_with_send", "dispatcher"])
+def test_client_output_before_the_handshake_goes_out_encrypted(
+        impl, server_ctx, ca, when, base):
+    # Issue 22, 2: seen on the wire by a raw TCP server that records the
+    # first bytes, then runs the handshake and reads the credential
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(client_ctx)
+    cls = EarlyClient if base == "dispatcher_with_send" else EarlyBareClient
+    listener = socket.create_server((HOST, 0))
+    listener.settimeout(CLIENT_TIMEOUT)
+    srv = LoopThread(loop_timeout=30.0)
+    try:
+        srv.start()
+        address = listener.getsockname()
+        srv.call(lambda: cls(srv, address, client_ctx, when))
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(CLIENT_TIMEOUT)
+            first = b""
+            while len(first) < 5:
+                first = conn.recv(5, socket.MSG_PEEK)
+                assert first
+            assert first[:1] == b"\x16", first  # a TLS handshake record
+            with server_ctx.wrap_socket(conn, server_side=True) as s:
+                assert read_until(s, b"\r\n") == EarlyClient.early
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+        listener.close()
+
+
+class ThreadClosed(ChatEcho):
+    tls_shutdown_timeout = 0.5
+
+
+@pytest.mark.parametrize("loop_timeout", [30.0, None])
+def test_close_from_another_thread_honours_the_shutdown_timeout(
+        impl, server_ctx, client_ctx, loop_timeout):
+    # Issue 22, 3: close() from a thread that is not the loop's, while
+    # close_notify cannot go out (the peer reads nothing) and the loop
+    # sleeps in its wait (30 s, or no timeout at all)
+    srv = LoopThread(tls=server_ctx, loop_timeout=loop_timeout)
+    try:
+        port = srv.listen(ThreadClosed, implicit_tls=True)
+        srv.start()
+        c = tls_client(port, client_ctx)
+        try:
+            c.sendall(b"ping\n")
+            read_until(c, b"ping\n")
+            chan = srv.channels[0]
+
+            def fill():
+                try:
+                    while True:
+                        chan.socket.send(b"z" * 65536)
+                except ssl.SSLWantWriteError:
+                    pass
+
+            srv.call(fill)
+            t0 = time.monotonic()
+            chan.close()  # this thread: not the loop's
+            closed = srv.wait_for(lambda: srv.channel_count() == 0, timeout=5)
+            waited = time.monotonic() - t0
+            assert closed, "still open after 5 s"
+            assert waited < 2.0, waited  # 0.5 s timeout, generous bound
+        finally:
+            c.close()
+        assert_no_tracebacks(srv)
+    finally:
+        srv.stop()
+
+
+class NaiveStartTLS(ChatEcho):
+    """STARTTLS as the docs showed it before issue 22: no check."""
+
+    def found_terminator(self):
+        line = b"".join(self.buf)
+        if line.strip() == b"STARTTLS":
+            self.buf = []
+            self.push(b"220 ready\n")
+            self.server.events.append(("started", self.start_tls(self.server.tls)))
+        else:
+            super().found_terminator()
+
+
+def test_a_second_start_tls_is_a_documented_no_op(server, client_ctx):
+    # Issue 22, 4: a second STARTTLS over TLS; start_tls() returns False,
+    # and there is no traceback and no disconnect
+    port = server.listen(NaiveStartTLS)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS\n")
+    assert read_until(s, b"\n") == b"220 ready\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        c.sendall(b"STARTTLS\n")
+        assert read_until(c, b"\n") == b"220 ready\n"  # (the handler's mistake)
+        c.sendall(b"still here\n")
+        assert read_until(c, b"still here\n") == b"still here\n"
+    assert [e[1] for e in server.events if e[0] == "started"] == [True, False]
+    assert_no_tracebacks(server)
+
+
+def test_a_second_starttls_is_answered_503_as_the_docs_show(server, client_ctx):
+    port = server.listen(ChatEcho)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS\n")
+    assert read_until(s, b"\n") == b"220 ready\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        c.sendall(b"STARTTLS\n")
+        assert read_until(c, b"\n") == b"503 TLS already active\n"
+        c.sendall(b"after\n")
+        assert read_until(c, b"after\n") == b"after\n"
+    assert_no_tracebacks(server)
+
+
+class CustomSSLSocket(ssl.SSLSocket):
+    pass
+
+
+class BareChat(tls.TLSMixin, asynchat.async_chat):
+    pass
+
+
+def test_a_context_with_a_custom_sslsocket_class_is_refused_up_front(impl, server_cert, ca):
+    # Issue 22, 5: refused where it is given, with a clear error, before
+    # any connection is made or changed
+    server_ctx = make_server_ctx(server_cert)
+    server_ctx.sslsocket_class = CustomSSLSocket
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(client_ctx)
+    client_ctx.sslsocket_class = CustomSSLSocket
+    srv = LoopThread(tls=server_ctx)
+    try:
+        with pytest.raises(TypeError, match="sslsocket_class"):
+            srv.listen(ChatEcho, implicit_tls=True)  # the listener refuses it
+    finally:
+        srv.stop()
+    a, b = socket.socketpair()
+    try:
+        chan = BareChat(a, map={})
+        with pytest.raises(TypeError, match="sslsocket_class"):
+            chan.start_tls(server_ctx)
+        assert not chan.tls_active and chan.socket is a
+        client = BareChat(map={})
+        client.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+        with pytest.raises(TypeError, match="sslsocket_class"):
+            client.connect_tls((HOST, 1), client_ctx)
+        assert not client.connecting
+        client.close()
+        wrapped = server_ctx.wrap_socket(b, server_side=True, do_handshake_on_connect=False)
+        with pytest.raises(TypeError, match="sslsocket_class"):
+            BareChat(wrapped, map={})
+        wrapped.close()
+        chan.close()
+    finally:
+        a.close()
+        b.close()
+
+
+class StartTLSRace(ChatEcho):
+    """STARTTLS while another thread push()es (issue 22, "also check")."""
+
+    def found_terminator(self):
+        line = b"".join(self.buf)
+        if line.strip() != b"STARTTLS":
+            return super().found_terminator()
+        self.buf = []
+        self.push(b"220 ready\n")
+        started = threading.Event()
+
+        def other_thread():
+            started.set()
+            self.push(b"from another thread\n")
+
+        take_output = self._tls_take_output
+
+        def take_output_then_race():
+            # between taking the plaintext replies and wrapping the socket,
+            # another thread pushes; it must wait for the upgrade, not go
+            # out in plaintext ahead of the 220 or onto the detached socket
+            plain = take_output()
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            started.wait(CLIENT_TIMEOUT)
+            thread.join(0.2)  # (time for the push to do harm, if it can)
+            self.server.events.append(("pushed during upgrade", not thread.is_alive()))
+            self.race_thread = thread
+            return plain
+
+        self._tls_take_output = take_output_then_race
+        self.start_tls(self.server.tls)
+        del self._tls_take_output
+
+
+def test_push_from_another_thread_during_start_tls_waits_for_the_upgrade(server, client_ctx):
+    port = server.listen(StartTLSRace)
+    server.start()
+    s = plain_line_client(port)
+    s.sendall(b"STARTTLS\n")
+    assert read_until(s, b"\n") == b"220 ready\n"
+    with client_ctx.wrap_socket(s, server_hostname=HOST) as c:
+        assert read_until(c, b"\n") == b"from another thread\n"
+    server.channels[0].race_thread.join(CLIENT_TIMEOUT)
+    assert ("pushed during upgrade", False) in server.events
+    assert_no_tracebacks(server)
+
+
+def test_close_from_another_thread_waits_for_a_handshake_step(
+        server, client_ctx, monkeypatch):
+    # a close() from another thread must not close the descriptor while the
+    # loop's thread is inside do_handshake() on it
+    order = []
+    inside = threading.Event()
+    original = tls._TLSSocket.do_handshake
+
+    def slow_handshake(self, *args):
+        if not inside.is_set():
+            inside.set()
+            time.sleep(0.3)
+            order.append("handshake step done")
+        return original(self, *args)
+
+    monkeypatch.setattr(tls._TLSSocket, "do_handshake", slow_handshake, raising=False)
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    raw = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
+    c = client_ctx.wrap_socket(raw, server_hostname=HOST, do_handshake_on_connect=False)
+    try:
+        c.setblocking(False)
+        with pytest.raises(ssl.SSLWantReadError):
+            c.do_handshake()  # the ClientHello goes out
+        assert inside.wait(CLIENT_TIMEOUT)
+        server.channels[0].close()  # this thread, while the step runs
+        order.append("close returned")
+    finally:
+        c.close()
+    assert order == ["handshake step done", "close returned"]
+    assert server.wait_for(lambda: server.channel_count() == 0)
+    assert_no_tracebacks(server)

@@ -134,7 +134,7 @@ class LoopThread:
                    if not isinstance(c, _Waker) and not c.accepting)
 
     # -- listeners
-    def listen(self, factory, implicit_tls=False, backlog=128):
+    def listen(self, factory, implicit_tls=False, backlog=128, max_connections=None):
         """A listener on 127.0.0.1 calling ``factory(sock, server)``; with
         ``implicit_tls`` it is a ``TLSListenerMixin`` (wrap at accept)."""
         server = self
@@ -154,6 +154,8 @@ class LoopThread:
                 self.close()
 
         listener = Listener(map=self.map)
+        if max_connections is not None:
+            listener.max_connections = max_connections
         listener.create_socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.set_reuse_addr()
         listener.bind((HOST, 0))
@@ -213,8 +215,11 @@ class ChatEcho(Recording, TLSMixin, asynchat.async_chat):
         self.server.events.append(("line", line))
         word = line.strip()
         if word == b"STARTTLS":
-            self.push(b"220 ready\n")
-            self.start_tls(self.server.tls)
+            if self.tls_active:  # (docs/tls.md: answer a repeated STARTTLS)
+                self.push(b"503 TLS already active\n")
+            else:
+                self.push(b"220 ready\n")
+                self.start_tls(self.server.tls)
         elif word == b"STARTTLS+":
             # several replies and a producer queued before the upgrade go
             # out in plaintext; the push after it is encrypted
@@ -493,3 +498,73 @@ class FTPHandler(Recording, TLSMixin, asynchat.async_chat):
         if self.data is not None and self.pending_transfer is not None:
             payload, self.pending_transfer = self.pending_transfer, None
             self.data.send_file(payload)
+
+
+# --- back-pressure: handlers that stop reading while output waits --------------------
+
+BULK_REQUESTS = 500  # pipelined "GET 16384" lines of 32 bytes: 16,000 bytes, one TLS record
+BULK_REQUEST_SIZE = 32
+BULK_REPLY_SIZE = 16384  # 500 replies: 8,192,000 bytes
+
+
+def bulk_request():
+    line = b"GET %d" % BULK_REPLY_SIZE
+    return (line + b" " * (BULK_REQUEST_SIZE - len(line) - 1) + b"\n") * BULK_REQUESTS
+
+
+def bulk_reply(line):
+    """The reply to one "GET n" line: n bytes ending in a newline."""
+    return b"R" * (int(line.split()[1]) - 1) + b"\n"
+
+
+class HardenedChat(ChatEcho):
+    """The README's hardening configuration ("Limits for hostile peers"):
+    a frame cap, 1 MiB output high water with a 4096-byte input buffer,
+    and an idle timeout; "GET n" is answered with n bytes."""
+
+    ac_max_frame_size = 64 * 1024
+    ac_out_high_water = 1 << 20
+    ac_in_buffer_size = 4096
+
+    def init_channel(self, sock):
+        super().init_channel(sock)
+        asyncore.set_idle_timeout(self, 60)
+
+    def found_terminator(self):
+        line = b"".join(self.buf)
+        if line.startswith(b"GET "):
+            self.buf = []
+            self.push(bulk_reply(line))
+        else:
+            super().found_terminator()
+
+    def stalled(self):
+        """Reading paused by back-pressure, with replies waiting."""
+        return not asynchat.async_chat.readable(self) and bool(self.producer_fifo)
+
+
+class FlowControlledSend(Recording, TLSMixin, asyncore.dispatcher_with_send):
+    """dispatcher_with_send with the usual flow control: no reading while
+    output is queued; recv(4096); "GET n" is answered with n bytes."""
+
+    def init_channel(self, sock):
+        self.out_buffer = b""
+        self.partial = b""
+        asyncore.dispatcher_with_send.__init__(self, sock, map=self.server.map)
+
+    def readable(self):
+        return not self.out_buffer
+
+    def handle_read(self):
+        data = self.recv(4096)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if line.startswith(b"GET "):
+                self.send(bulk_reply(line))
+
+    def handle_close(self):
+        self.close()
+
+    def stalled(self):
+        return bool(self.out_buffer)
