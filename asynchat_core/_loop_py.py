@@ -70,6 +70,9 @@ EV_GONE = EV_HUP | EV_ERR | EV_NVAL
 # the same, as C ints in the compiled build (_loop_c.pxd), for the per-event paths
 _IN, _PRI, _OUT, _ERR, _HUP, _NVAL = EV_IN, EV_PRI, EV_OUT, EV_ERR, EV_HUP, EV_NVAL
 _GONE, _WANT_READ, _WANT_WRITE = EV_GONE, WANT_READ, WANT_WRITE
+# select() puts every fd that is readable() or writable() in its exceptional
+# set: a channel that only writes still gets handle_expt (out-of-band data)
+_WANT_WRITE_EXPT = EV_OUT | EV_PRI
 
 # accept() failing for lack of descriptors or memory: pause, don't close
 ACCEPT_LIMIT_ERRNOS = frozenset(
@@ -1139,7 +1142,10 @@ class Loop:
             if wants_read and entry.paused_until <= now:
                 mask = _WANT_READ
             if wants_write and not obj.accepting:
-                mask |= _WANT_WRITE
+                if self.poll_mode:
+                    mask |= _WANT_WRITE
+                else:
+                    mask |= _WANT_WRITE_EXPT
             return mask
         except self.reraised:
             raise

@@ -214,6 +214,9 @@ def _tcp(peer_action, data=b"", readable=True, writable=False, write="noop", we_
         elif peer_action == "shut_wr":
             peer.shutdown(socket.SHUT_WR)
             _wait_state(ours.fileno(), select.POLLIN | select.POLLHUP)
+        elif peer_action == "oob":
+            peer.send(b"!", socket.MSG_OOB)
+            _wait_state(ours.fileno(), select.POLLPRI)
         elif peer_action == "reset":
             peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
             peer.close()
@@ -334,6 +337,10 @@ SCENARIOS = [
                                                      writable=True, write="send")),
     Scenario("high_water_peer_reset", _high_water("reset")),
     Scenario("high_water_peer_close", _high_water("close")),
+    # out-of-band data: select()'s exceptional set holds every fd that is
+    # readable() or writable()
+    Scenario("tcp_oob", _tcp("oob")),
+    Scenario("tcp_oob_write_only", _tcp("oob", readable=False, writable=True)),
     # UDP, listening sockets, a connect refused
     Scenario("udp_refused", _udp_refused),
     Scenario("udp_datagram", _udp_datagram),
