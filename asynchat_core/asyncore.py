@@ -250,7 +250,8 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
     select()'s semantics, where a hang-up is readability and the handler
     finds the EOF itself; True gives poll2()'s, where POLLHUP, POLLERR and
     POLLNVAL call ``handle_close()``.  With no backend chosen it also picks
-    poll over select where select would be the best available.
+    poll over select where select would be the best available; the select
+    backend sees no hang-up, so there both modes get what select() reports.
 
     The kernel object (epoll/kqueue) of a map lives while the map has
     channels, across loop() calls, and is released when the map empties.
@@ -258,7 +259,7 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
     Several threads may loop one map: their passes take turns (a pass waits
     for the one in progress, the kernel wait included, to end), so no two
     threads ever dispatch events of that map at once; while one is looping,
-    the others use its backend.  Closing a channel from a thread that is not
+    the others use its backend and its ``use_poll``.  Closing a channel from a thread that is not
     looping waits for the dispatch in progress, never for the kernel wait,
     and the channel gets no event after its close() returns.
     """
