@@ -77,6 +77,9 @@ EV_GONE = EV_HUP | EV_ERR | EV_NVAL
 # the same, as C ints in the compiled build (_loop_c.pxd), for the per-event paths
 _IN, _PRI, _OUT, _ERR, _HUP, _NVAL = EV_IN, EV_PRI, EV_OUT, EV_ERR, EV_HUP, EV_NVAL
 _GONE, _WANT_READ, _WANT_WRITE = EV_GONE, WANT_READ, WANT_WRITE
+# select() puts every fd that is readable() or writable() in its exceptional
+# set: a channel that only writes still gets handle_expt (out-of-band data)
+_WANT_WRITE_EXPT = EV_OUT | EV_PRI
 
 # accept() failing for lack of descriptors or memory: pause, don't close
 ACCEPT_LIMIT_ERRNOS = frozenset(
@@ -829,7 +832,7 @@ class Entry:
     """What the loop knows about the channel registered at one fd."""
 
     __slots__ = ("fd", "obj", "kmask", "polled", "always", "closed_once",
-                 "watch", "paused_until", "backoff", "resume")
+                 "watch", "paused_until", "backoff", "resume", "muted")
 
     def __init__(self, fd, obj):
         self.fd = fd
@@ -842,6 +845,9 @@ class Entry:
         self.paused_until = 0.0  # accept() back-off
         self.backoff = 0.0
         self.resume = None
+        # the interest at which a hang-up was seen that select() would not
+        # report (use_poll=False): kept out of the kernel while unchanged
+        self.muted = 0
 
 
 # Compiled, a method argument typed Entry (the cpdef methods of Loop) also
@@ -938,6 +944,9 @@ class Loop:
         self.generation = _fork_generation
         self.rebuild_needed = False
         self.next_sweep = 0.0
+        # loop(use_poll=True): CPython's poll2() semantics (hang-up calls
+        # handle_close); else its select() semantics.  Set by _runner.
+        self.poll_mode = False
         self._closed = False
         self.passes = 0
         if not cython.compiled:
@@ -1064,6 +1073,10 @@ class Loop:
         old = entry.kmask
         if mask == old or self._closed:
             return
+        if entry.muted:
+            if mask == entry.muted:
+                return  # still hung up, and still asking for what it asked
+            entry.muted = 0
         fd = entry.fd
         if entry.always:
             entry.kmask = mask
@@ -1151,7 +1164,10 @@ class Loop:
             if wants_read and entry.paused_until <= now:
                 mask = _WANT_READ
             if wants_write and not obj.accepting:
-                mask |= _WANT_WRITE
+                if self.poll_mode:
+                    mask |= _WANT_WRITE
+                else:
+                    mask |= _WANT_WRITE_EXPT
             return mask
         except self.reraised:
             raise
@@ -1334,7 +1350,56 @@ class Loop:
         return entry.obj is obj and self.map.get(entry.fd) is obj
 
     def _dispatch(self, entry, ev, now):
-        """Deliver one fd's events, in the order read, write, expt, close."""
+        """Deliver one fd's events as CPython's select() loop would
+        (``loop(use_poll=False)``): read, write, expt; a hang-up or error is
+        readability (and writability where select reports it), and the
+        handler finds the EOF or the error itself."""
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
+        obj = entry.obj
+        fd = entry.fd
+        if obj is None or not entry.kmask or self.map.get(fd) is not obj:
+            return  # closed, or closed and its fd reused, earlier this pass
+        watch = entry.watch
+        if watch is not None:
+            watch.last = now
+        if not entry.polled:
+            self._dirty.add(fd)
+        kmask = entry.kmask
+        delivered = False
+        # Linux's select() reports POLLHUP and POLLERR as readable, POLLERR
+        # also as writable (fs/select.c: POLLIN_SET, POLLOUT_SET)
+        if ev & (_IN | _HUP | _ERR) and kmask & _IN:
+            if not self._deliver(entry, _DELIVER_READ, now):
+                return
+            delivered = True
+            if entry.backoff and entry.paused_until <= now:
+                entry.backoff = 0.0
+        if ev & (_OUT | _ERR) and kmask & _OUT:
+            if not self._deliver(entry, _DELIVER_WRITE, now):
+                return
+            delivered = True
+        if ev & _PRI:
+            if not self._deliver(entry, DELIVER_EXPT, now):
+                return
+            delivered = True
+        if ev & _NVAL:
+            # closed behind our back: select() would raise EBADF out of loop()
+            self._close_channel(entry)
+        elif not delivered and ev & (_HUP | _ERR):
+            # epoll/poll report a hang-up on a channel that asked for neither
+            # (readable() False, and no POLLOUT: a pipe's read end): select()
+            # would report nothing and sleep.  Stop watching until the
+            # channel's interest changes, instead of spinning.
+            self._set_kernel(entry, 0)
+            entry.muted = kmask
+
+    def _dispatch_poll(self, entry, ev, now):
+        """Deliver one fd's events as CPython's poll2()/readwrite() would
+        (``loop(use_poll=True)``): read on POLLIN, write on POLLOUT, expt on
+        POLLPRI, then handle_close on POLLHUP/POLLERR/POLLNVAL; but
+        handle_close at most once, and data that came with the hang-up is
+        read first (deviation 5)."""
         if entry is None:
             raise TypeError(_NO_ENTRY)
         obj = entry.obj
@@ -1347,7 +1412,7 @@ class Loop:
         if not entry.polled:
             self._dirty.add(fd)
         read_done = False
-        if ev & (_IN | _HUP | _ERR) and entry.kmask & _IN:
+        if ev & _IN and entry.kmask & _IN:
             if not self._deliver(entry, _DELIVER_READ, now):
                 return
             read_done = True
@@ -1360,6 +1425,8 @@ class Loop:
             if not self._deliver(entry, DELIVER_EXPT, now):
                 return
         if ev & _GONE:
+            # a channel that did not read (readable() False) closes now even
+            # with unread data: reading it is not what it asked for
             if ev & _NVAL or not read_done or _pending_bytes(fd) <= 0:
                 self._close_channel(entry)
             # else: data arrived with the hang-up; read it on the next pass
@@ -1420,12 +1487,21 @@ class Loop:
         # deliver what the wait returned, then the always-ready and the timers
         now = _monotonic()
         entries = self._entries
-        for fd, ev in events:
-            entry = entries.get(fd)
-            if entry is None:
-                self._stray(fd)
-                continue
-            self._dispatch(entry, ev, now)
+        # the caller's mode is chosen once per pass, not per event
+        if self.poll_mode:
+            for fd, ev in events:
+                entry = entries.get(fd)
+                if entry is None:
+                    self._stray(fd)
+                    continue
+                self._dispatch_poll(entry, ev, now)
+        else:
+            for fd, ev in events:
+                entry = entries.get(fd)
+                if entry is None:
+                    self._stray(fd)
+                    continue
+                self._dispatch(entry, ev, now)
         if self._always:
             for entry in list(self._always.values()):
                 if entry is None:

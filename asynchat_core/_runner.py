@@ -102,9 +102,12 @@ def release_idle_loops():
                 del _loops[key]
 
 
-def get_loop(map, backend):
+def get_loop(map, backend, use_poll=False):
     """The ``Loop`` of ``map`` with ``backend``, made if needed (shared by
-    every thread looping that map)."""
+    every thread looping that map); ``use_poll`` picks CPython's poll2()
+    hang-up semantics instead of its select() ones."""
+    # select() sees no hang-up: on that backend both modes get what it reports
+    poll_mode = bool(use_poll) and backend != "select"
     key = id(map)
     with _loops_lock:
         lp = _loops.get(key)
@@ -112,6 +115,7 @@ def get_loop(map, backend):
             if not lp.closed and lp.users:
                 return lp  # another thread is looping this map: share its Loop
             if (lp.map is map and lp.backend == backend and not lp.closed
+                    and lp.poll_mode == poll_mode
                     and type(lp) is _loop_impl.Loop and lp.timers is _timers):
                 return lp
             if not lp.close():
@@ -127,6 +131,7 @@ def get_loop(map, backend):
         readable, writable = _known_predicates
         lp = _loop_impl.Loop(map, backend, _timers, readable, writable,
                              reraised, _loop_impl.DISCONNECTED)
+        lp.poll_mode = poll_mode
         _loops[key] = lp
         return lp
 

@@ -246,8 +246,12 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
     ``backend`` picks the event backend ("epoll", "kqueue", "poll",
     "select", or "legacy" for the stdlib's own passes); None means the
     module's ``default_backend``, else the best available.  ``use_poll``
-    only matters when that resolves to "select" or "legacy", where it
-    selects poll() as in the stdlib.
+    keeps its stdlib meaning on every backend: False (the default) gives
+    select()'s semantics, where a hang-up is readability and the handler
+    finds the EOF itself; True gives poll2()'s, where POLLHUP, POLLERR and
+    POLLNVAL call ``handle_close()``.  With no backend chosen it also picks
+    poll over select where select would be the best available; the select
+    backend sees no hang-up, so there both modes get what select() reports.
 
     The kernel object (epoll/kqueue) of a map lives while the map has
     channels, across loop() calls, and is released when the map empties.
@@ -255,7 +259,7 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
     Several threads may loop one map: their passes take turns (a pass waits
     for the one in progress, the kernel wait included, to end), so no two
     threads ever dispatch events of that map at once; while one is looping,
-    the others use its backend.  Closing a channel from a thread that is not
+    the others use its backend and its ``use_poll``.  Closing a channel from a thread that is not
     looping waits for the dispatch in progress, never for the kernel wait,
     and the channel gets no event after its close() returns.
     """
@@ -265,12 +269,12 @@ def loop(timeout=30.0, use_poll=False, map=None, count=None, backend=None):
     if name == "legacy":
         _legacy_loop(timeout, use_poll, map, count)
         return
-    lp = _runner.get_loop(map, name)
+    lp = _runner.get_loop(map, name, use_poll)
     count = lp.run(timeout, count)
     # closed before this thread got in (another loop() replaced it): go on
     # with the map's current Loop
     while lp.closed and (map or _runner.timers_pending()) and (count is None or count > 0):
-        lp = _runner.get_loop(map, name)
+        lp = _runner.get_loop(map, name, use_poll)
         count = lp.run(timeout, count)
     if not map:
         _runner.discard_loop(map)  # nothing registered: keep no descriptor open

@@ -5,7 +5,8 @@ collected, so ``asynchat_core.install()`` (for the ``python`` and ``cython``
 targets) comes before the suite imports ``asyncore``/``asynchat``; the
 ``reference`` target leaves the interpreter's own modules (CPython <= 3.11)
 or the pyasyncore/pyasynchat backports (3.12+) in place.  It writes a JSON
-report: which modules were really in use, and the outcome of every test.
+report: which modules were really in use, and the outcome of every test
+and the order in which they ran.
 
 Environment: REAL_USERS_TARGET (reference, python or cython),
 REAL_USERS_REPORT (the JSON file to write), REAL_USERS_DEADLINE (seconds
@@ -56,6 +57,7 @@ def pytest_exception_interact(node, call, report):
 
 
 _outcomes = {}
+_order = []  # node ids in the order they ran (the report's dicts are sorted)
 # worst first: a test keeps the worst outcome of its setup, call and teardown
 _RANK = {"error": 0, "failed": 1, "skipped": 2, "passed": 3}
 
@@ -79,6 +81,8 @@ def pytest_runtest_logreport(report):
     else:
         outcome = "skipped" if report.skipped else "passed"
     old = _outcomes.get(report.nodeid)
+    if old is None:
+        _order.append(report.nodeid)
     if old is None or _RANK[outcome] < _RANK[old]:
         _outcomes[report.nodeid] = outcome
 
@@ -95,6 +99,7 @@ def pytest_sessionfinish(session, exitstatus):
         "implementation": None,
         "package": None,
         "outcomes": _outcomes,
+        "order": _order,
         "pyftpdlib": getattr(sys.modules.get("pyftpdlib"), "__ver__", None),
         "exitstatus": int(exitstatus),
     }

@@ -7,7 +7,7 @@ from asynchat_core._cbits cimport ac_enter, ac_leave
 from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
-cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE
+cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WANT_WRITE_EXPT
 cdef int _DELIVER_READ, _DELIVER_WRITE
 cdef object _MSG_NOSIGNAL, _socket_type
 
@@ -68,7 +68,7 @@ cdef class _RLock:
 
 cdef class Entry:
     cdef public object fd, obj, watch, resume
-    cdef public int kmask
+    cdef public int kmask, muted
     cdef public bint polled, always, closed_once
     cdef public double paused_until, backoff
 
@@ -81,7 +81,7 @@ cdef class Loop:
     cdef dict _entries, _polled, _always, _kinds
     cdef set _dirty
     cdef public object generation
-    cdef public bint rebuild_needed
+    cdef public bint rebuild_needed, poll_mode
     cdef public double next_sweep
     cdef public unsigned long long passes
     # the C code calls these locks' C methods: Python may read, never set them
@@ -98,8 +98,10 @@ cdef class Loop:
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
-    @cython.locals(read_done=bint)
+    @cython.locals(kmask=int, delivered=bint)
     cpdef _dispatch(self, Entry entry, int ev, double now)
+    @cython.locals(read_done=bint)
+    cpdef _dispatch_poll(self, Entry entry, int ev, double now)
     @cython.locals(lock=_RLock, guard=_RLock)
     cpdef run_once(self, timeout)
     @cython.locals(now=cython.double, entry=Entry)
