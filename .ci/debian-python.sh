@@ -63,8 +63,27 @@ make_venv() {
     echo "$1/bin/python"
 }
 
+packages=(
+    "python$ver" "python$ver-minimal" "python$ver-dev" "python$ver-venv"
+    "libpython$ver" "libpython$ver-minimal" "libpython$ver-stdlib" "libpython$ver-dev"
+    # the stdlib's test package whole: Debian's libpython3.X-stdlib keeps only
+    # test.support and a few files, and CPython 3.11's test_smtplib and
+    # test_os import helpers (test.mock_socket, test.mapping_tests) from the
+    # running interpreter's package (tests/cpython_suite.py)
+    "libpython$ver-testsuite"
+    # sid's C library and the libraries of the stdlib's extension modules
+    libc6 libgcc-s1 libcrypt1 libssl3t64 libffi8 libexpat1 zlib1g libbz2-1.0 liblzma5
+    libzstd1 libsqlite3-0 libuuid1 libreadline8t64 libncursesw6 libtinfo6 libmpdec4
+    libdb5.3t64
+    # pip's wheel, for the venvs (make_venv)
+    python3-pip-whl
+)
+# the tree records the package list it was made from: a list changed here
+# makes the next run fetch again
+stamp=$tree/.asynchat_core-packages
+
 if [ "${DEBIAN_PYTHON_REFRESH:-0}" = 0 ] && [ -x "$py" ] && check "$py" \
-        && ls "$tree"/usr/share/python-wheels/pip-*.whl >/dev/null 2>&1; then
+        && [ "$(cat "$stamp" 2>/dev/null)" = "${packages[*]}" ]; then
     if [ -n "$venv" ]; then make_venv "$venv"; else echo "$py"; fi
     exit 0
 fi
@@ -104,16 +123,6 @@ apt_opts=(
 )
 echo "debian-python.sh: fetching python$ver from $mirror sid" >&2
 apt-get "${apt_opts[@]}" update >&2
-packages=(
-    "python$ver" "python$ver-minimal" "python$ver-dev" "python$ver-venv"
-    "libpython$ver" "libpython$ver-minimal" "libpython$ver-stdlib" "libpython$ver-dev"
-    # sid's C library and the libraries of the stdlib's extension modules
-    libc6 libgcc-s1 libcrypt1 libssl3t64 libffi8 libexpat1 zlib1g libbz2-1.0 liblzma5
-    libzstd1 libsqlite3-0 libuuid1 libreadline8t64 libncursesw6 libtinfo6 libmpdec4
-    libdb5.3t64
-    # pip's wheel, for the venvs (make_venv)
-    python3-pip-whl
-)
 (cd "$work/debs" && apt-get "${apt_opts[@]}" download "${packages[@]}" >&2)
 
 # unpack beside the final place, then swap: an interrupted run leaves no
@@ -123,6 +132,7 @@ mkdir -p "$tree.new"
 for deb in "$work"/debs/*.deb; do
     dpkg-deb -x "$deb" "$tree.new"
 done
+printf '%s\n' "${packages[*]}" > "$tree.new/.asynchat_core-packages"
 loader=$(cd "$tree.new" && ls usr/lib64/ld-linux-*.so.* lib64/ld-linux-*.so.* \
              "usr/lib/$triplet"/ld-linux-*.so.* 2>/dev/null | head -n 1 || true)
 [ -n "$loader" ] || { echo "debian-python.sh: no ELF loader in sid's libc6" >&2; exit 1; }
