@@ -2,20 +2,23 @@
 # Local proof of the release pipeline, for what a machine without Docker,
 # macOS or Windows can prove:
 #   1. `python -m build` makes an sdist and, from that sdist, a wheel;
-#   2. one wheel per interpreter (3.9-3.13) is built from the same sdist and
-#      is complete: no .c/.pyx/.pxd, compiled kernels, __init__.py, py.typed,
-#      stubs;
+#   2. one wheel per interpreter (pyenv's 3.9-3.13, and 3.14 and 3.15 from
+#      Debian unstable through .ci/debian-python.sh) is built from the same
+#      sdist and is complete: no .c/.pyx/.pxd, compiled kernels, __init__.py,
+#      py.typed, stubs;
 #   3. `auditwheel repair` turns each into a manylinux wheel and
 #      `auditwheel show` agrees with the tag in its name;
 #   4. each repaired wheel, installed into a fresh venv of its interpreter,
-#      passes the test suite run from outside the repository;
+#      reports the compiled build (`python -m asynchat_core`) and passes the
+#      test suite run from outside the repository;
 #   5. an sdist install where compiling fails (CC=false) still succeeds,
 #      warns once at build time and once at import, runs the Python build,
 #      and the suite passes on it.
 #
 # Usage: .ci/wheels.sh [WORKDIR]
-#   WHEELS_PYTHONS  space-separated interpreters (default: pyenv 3.9-3.13)
-#   WHEELS_FALLBACK_PYTHON  interpreter for step 5 (default: the newest)
+#   WHEELS_PYTHONS  space-separated interpreters (default: pyenv 3.9-3.13,
+#                   then Debian's 3.14 and 3.15 unless WHEELS_DEBIAN=0)
+#   WHEELS_FALLBACK_PYTHON  interpreter for step 5 (default: the newest pyenv one)
 #   WHEELS_REF=HEAD build a committed state instead of the working tree
 #   WHEELS_KEEP=1   keep WORKDIR afterwards
 #   WHEELS_REUSE=DIR  take dist/, wheels/, wheelhouse/ from an earlier
@@ -32,11 +35,49 @@ for v in 3.9 3.10 3.11 3.12 3.13; do
         [ -x "$p" ] && DEFAULT_PYTHONS="$DEFAULT_PYTHONS $p" && break
     done
 done
+read -r -a PYENV_LIST <<< "$DEFAULT_PYTHONS"
+[ "${#PYENV_LIST[@]}" -gt 0 ] || { echo "no pyenv interpreters found" >&2; exit 2; }
+if [ -z "${WHEELS_PYTHONS:-}" ] && [ "${WHEELS_DEBIAN:-1}" != 0 ]; then
+    for v in 3.14 3.15; do
+        DEFAULT_PYTHONS="$DEFAULT_PYTHONS $("$ROOT/.ci/debian-python.sh" "$v")" \
+            || { echo "Python $v: .ci/debian-python.sh failed (WHEELS_DEBIAN=0 skips it)" >&2; exit 2; }
+    done
+fi
 PYTHONS=${WHEELS_PYTHONS:-$DEFAULT_PYTHONS}
 read -r -a PYTHON_LIST <<< "$PYTHONS"
 [ "${#PYTHON_LIST[@]}" -gt 0 ] || { echo "no interpreters found" >&2; exit 2; }
-FALLBACK_PY=${WHEELS_FALLBACK_PYTHON:-${PYTHON_LIST[${#PYTHON_LIST[@]}-1]}}
-TOOLS_PY=${WHEELS_TOOLS_PYTHON:-${PYTHON_LIST[${#PYTHON_LIST[@]}-1]}}
+# pyenv's newest: the tools and the fallback step need an ordinary venv
+FALLBACK_PY=${WHEELS_FALLBACK_PYTHON:-${PYENV_LIST[${#PYENV_LIST[@]}-1]}}
+TOOLS_PY=${WHEELS_TOOLS_PYTHON:-${PYENV_LIST[${#PYENV_LIST[@]}-1]}}
+
+# A Debian interpreter (.ci/debian-python.sh's tree): its venvs come from that
+# script (Debian's ensurepip looks for pip in /usr/share), and compiling for
+# it needs the tree's include folder, where its multiarch pyconfig.h is.
+debian_version() {
+    case "$1" in
+        */debian-python3.*/usr/bin/python3.*) echo "${1##*/python}" ;;
+        *) return 1 ;;
+    esac
+}
+# make_venv PY DIR
+make_venv() {
+    local ver
+    if ver=$(debian_version "$1"); then
+        "$ROOT/.ci/debian-python.sh" "$ver" --venv "$2" > /dev/null
+    else
+        "$1" -m venv "$2"
+    fi
+}
+# cppflags PY: what compiling for PY adds to its own flags (CPPFLAGS is added
+# to them by setuptools; CFLAGS would replace -O2/-O3 and -DNDEBUG); a
+# deprecated C API is an error, as in .ci/run
+cppflags() {
+    local flags="-Werror=deprecated-declarations -Werror=implicit-function-declaration"
+    if debian_version "$1" > /dev/null; then
+        flags="-I${1%/bin/*}/include $flags"
+    fi
+    echo "$flags"
+}
 
 WORK=${1:-$(mktemp -d "${TMPDIR:-/tmp}/asynchat-wheels.XXXXXX")}
 mkdir -p "$WORK"
@@ -135,8 +176,9 @@ for py in "${PYTHON_LIST[@]}"; do
     if [ -n "$built" ]; then
         cp "$built" "$WORK/wheels/"  # python -m build already made this one from the sdist
     else
-        "$py" -m venv "$WORK/bld-$tag"
-        ASYNCHAT_CORE_REQUIRE_EXTENSIONS=1 "$WORK/bld-$tag/bin/pip" wheel --no-deps --no-cache-dir \
+        make_venv "$py" "$WORK/bld-$tag"
+        CPPFLAGS=$(cppflags "$py") ASYNCHAT_CORE_REQUIRE_EXTENSIONS=1 \
+            "$WORK/bld-$tag/bin/pip" wheel --no-deps --no-cache-dir \
             -w "$WORK/wheels" "$SDIST" > "$WORK/build-$tag.log" 2>&1 \
             || { tail -40 "$WORK/build-$tag.log"; fail "wheel for $tag"; }
     fi
@@ -165,19 +207,25 @@ for whl in "$WORK"/wheelhouse/*.whl; do
     echo "$name: auditwheel show agrees ($shown)"
 done
 
-# sdist_tests DIR: DIR/tests from the sdist, so tests match the built code
+# sdist_tests DIR: DIR/tests from the sdist, so tests match the built code,
+# and README.md beside it (tests/test_readme.py runs its quickstart)
 sdist_tests() {
-    tar -xzf "$SDIST" -C "$1" --strip-components=1 --wildcards '*/tests/*'
+    tar -xzf "$SDIST" -C "$1" --strip-components=1 --wildcards '*/tests/*' '*/README.md'
     [ -f "$1/tests/conftest.py" ] || fail "no tests/ in the sdist"
 }
+# A test of running the benchmark from a checkout with another one as the
+# baseline (it copies the checkout's asynchat_core/): an installed wheel has
+# no checkout, so it does not apply here.
+CHECKOUT_ONLY=(--deselect tests/test_cli.py::test_bench_baseline_is_the_checkout_given_even_run_from_another)
 
 step "install each repaired wheel in a fresh venv and run the suite"
 for py in "${PYTHON_LIST[@]}"; do
     tag=$("$py" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
     whl=$(ls "$WORK"/wheelhouse/*-"$tag"-"$tag"-manylinux*.whl)
     venv="$WORK/venv-$tag"
-    "$py" -m venv "$venv"
-    "$venv/bin/pip" install -q "$whl[test]" || fail "install $whl"
+    make_venv "$py" "$venv"
+    # (CPPFLAGS: a test dependency without a wheel for this Python compiles)
+    CPPFLAGS=$(cppflags "$py") "$venv/bin/pip" install -q "$whl[test]" || fail "install $whl"
     run="$WORK/run-$tag"
     mkdir "$run"
     sdist_tests "$run"
@@ -190,7 +238,11 @@ assert where.startswith(os.path.realpath(sys.argv[1])), where
 assert asynchat_core.IMPLEMENTATION == "cython", asynchat_core.IMPLEMENTATION
 print("imported %s %s from %s" % (asynchat_core.__version__, asynchat_core.IMPLEMENTATION, where))
 EOF
-        timeout 1200 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests \
+        "$venv/bin/python" -m asynchat_core > "$WORK/about-$tag.txt" || exit 1
+        grep -q '^implementation: cython' "$WORK/about-$tag.txt" \
+            || { cat "$WORK/about-$tag.txt"; exit 1; }
+        grep '^implementation\|^python' "$WORK/about-$tag.txt"
+        timeout 1200 "$venv/bin/python" -m pytest -q -p no:cacheprovider "${CHECKOUT_ONLY[@]}" tests \
             > "$WORK/pytest-$tag.log" 2>&1 \
             || { tail -40 "$WORK/pytest-$tag.log"; exit 1; }
         echo "$tag: $(tail -1 "$WORK/pytest-$tag.log")"
@@ -228,7 +280,7 @@ EOF
     # purpose (a broken build must fail them), so here they fail with
     # ImportError; every other test must pass.
     ASYNCHAT_CORE_NO_EXTENSIONS=1 timeout 1200 "$venv/bin/python" \
-        -m pytest -q -p no:cacheprovider --junitxml="$WORK/nocc.xml" tests \
+        -m pytest -q -p no:cacheprovider --junitxml="$WORK/nocc.xml" "${CHECKOUT_ONLY[@]}" tests \
         > "$WORK/pytest-nocc.log" 2>&1 || true
     "$TOOLS/python" - "$WORK/nocc.xml" <<'EOF2' || { tail -40 "$WORK/pytest-nocc.log"; exit 1; }
 import re, sys
