@@ -21,6 +21,7 @@ no venv yet) these tests fail: they never skip.
 """
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -91,6 +92,22 @@ def _lock_file(fh):
     fcntl.flock(fh, fcntl.LOCK_EX)
 
 
+def _venv_commands(path):
+    """Make the venv at ``path`` and install the requirements into it.
+
+    With pip beside this interpreter, the venv is made without pip and this
+    pip installs into it (``pip --python``): a Debian-packaged CPython's
+    ensurepip looks for its wheels in /usr/share and fails in a venv made
+    from an unpacked tree (.ci/debian-python.sh), and the venv needs no pip
+    of its own."""
+    install = ["install", "-q", "--disable-pip-version-check"] + _requirements()
+    if importlib.util.find_spec("pip") is not None:
+        return ([sys.executable, "-m", "venv", "--without-pip", path],
+                [sys.executable, "-m", "pip", "--python", _venv_python(path)] + install)
+    return ([sys.executable, "-m", "venv", path],
+            [_venv_python(path), "-m", "pip"] + install)
+
+
 def _make_venv():
     """The venv's interpreter and how long making it took (0.0 if cached);
     one pytest process makes it while the others wait."""
@@ -103,9 +120,7 @@ def _make_venv():
             return _venv_python(path), 0.0
         shutil.rmtree(path, ignore_errors=True)  # half made by a killed run
         start = time.monotonic()
-        for cmd in ([sys.executable, "-m", "venv", path],
-                    [_venv_python(path), "-m", "pip", "install", "-q",
-                     "--disable-pip-version-check"] + _requirements()):
+        for cmd in _venv_commands(path):
             done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   timeout=VENV_TIMEOUT)
             if done.returncode:
