@@ -936,6 +936,15 @@ def _connect(port, client_ctx, transport):
     return client_ctx.wrap_socket(raw, server_hostname=HOST)
 
 
+def _stall(srv, c):
+    """Send the bulk request from client ``c`` in one write (one TLS record)
+    and wait until the server's channel has stopped reading."""
+    request = bulk_request()
+    assert len(request) == 16000
+    c.sendall(request)
+    assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+
+
 def _read_exactly(sock, size):
     """Read ``size`` bytes; AssertionError naming the count if the stream stops."""
     got = 0
@@ -971,10 +980,7 @@ def test_late_reader_behind_back_pressure_gets_every_byte(
         wall0, cpu0 = time.monotonic(), time.process_time()
         c = _connect(port, client_ctx, transport)
         try:
-            request = bulk_request()
-            assert len(request) == 16000
-            c.sendall(request)  # one write: one TLS record
-            assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+            _stall(srv, c)
             # the peer does not read: the loop must sleep.  (A measuring
             # window, not a synchronisation; the bound is generous: a spin
             # uses the whole window.)
@@ -1007,8 +1013,7 @@ def test_peer_resetting_while_reading_is_paused_frees_the_channel(
     with serving(LoopThread(tls=server_ctx, loop_timeout=30.0),
                  BACK_PRESSURE[handler], implicit_tls=True) as (srv, port):
         c = tls_client(port, client_ctx)
-        c.sendall(bulk_request())
-        assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+        _stall(srv, c)
         c.close()  # unread replies in its buffer: a reset
         assert srv.wait_for(lambda: srv.channel_count() == 0), "channel not freed"
         assert_no_tracebacks(srv)
@@ -1026,8 +1031,7 @@ def test_peer_closing_after_reading_what_came_frees_the_channel(
         c = tls_client(port, client_ctx)
         got = 0
         try:
-            c.sendall(bulk_request())
-            assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+            _stall(srv, c)
             c.settimeout(1.0)
             while got < BULK_REQUESTS * BULK_REPLY_SIZE:
                 try:
