@@ -24,7 +24,6 @@ lock, ``producer_fifo``, the map's and the loop's entries).  Linux only.
 import argparse
 import gc
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -32,19 +31,13 @@ import sys
 import time
 
 HERE = os.path.abspath(__file__)
-ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 import pingpong_instructions as pingpong  # noqa: E402  (the servers)
+from linechat import (ROOT, build_env, chat_modules, exchange,  # noqa: E402
+                      pong_handler, raise_nofile)
 
 SERVERS = ["stdlib", "cython", "python", "asyncio", "uvloop"]
 BATCH = 50
-
-
-def _raise_nofile(n):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = n + 256 if hard == resource.RLIM_INFINITY else min(n + 256, hard)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def _rss_kib(pid):
@@ -55,26 +48,11 @@ def _rss_kib(pid):
     raise RuntimeError("no VmRSS")
 
 
-def _exchange(socks):
-    for s in socks:
-        s.sendall(b"ping\n")
-    for s in socks:
-        got = b""
-        while not got.endswith(b"\n"):
-            chunk = s.recv(64)
-            if not chunk:
-                raise OSError("server closed")
-            got += chunk
-
-
 def measure(kind, conns):
     """KiB of server RSS per connection."""
-    env = dict(os.environ)
-    env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
-    if kind == "python":
-        env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
     server = subprocess.Popen([sys.executable, HERE, "--serve", kind, str(conns)],
-                              stdout=subprocess.PIPE, env=env, text=True)
+                              stdout=subprocess.PIPE, env=build_env(kind == "python"),
+                              text=True)
     socks = []
     try:
         port = int(server.stdout.readline())
@@ -84,7 +62,7 @@ def measure(kind, conns):
             new = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
             for s in new:
                 s.settimeout(30.0)
-            _exchange(new)
+            exchange(new)
             socks.extend(new)
 
         connect(4)
@@ -92,7 +70,7 @@ def measure(kind, conns):
         before = _rss_kib(server.pid)
         for start in range(0, conns, BATCH):
             connect(min(BATCH, conns - start))
-        _exchange(socks[:4])  # the server still serves (and has seen every line)
+        exchange(socks[:4])  # the server still serves (and has seen every line)
         time.sleep(0.2)
         after = _rss_kib(server.pid)
         return (after - before) / conns
@@ -104,7 +82,7 @@ def measure(kind, conns):
 
 
 def serve(kind, conns):
-    _raise_nofile(conns + 16)
+    raise_nofile(conns + 16)
     if kind == "stdlib":
         pingpong.serve_chat(kind, {"use_poll": True})
     else:
@@ -116,33 +94,11 @@ def serve(kind, conns):
 def objects(kind, count=1000):
     """What one channel holds, by tracemalloc and by sys.getsizeof."""
     import tracemalloc
-    import warnings
 
-    if kind == "stdlib":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import asynchat
-            import asyncore
-        loop_kw = {"use_poll": True}
-    else:
-        sys.path.insert(0, ROOT)
-        import asynchat_core
-        from asynchat_core import asynchat, asyncore
-        assert asynchat_core.IMPLEMENTATION == kind
-        loop_kw = {}
-
-    class Handler(asynchat.async_chat):
-        def __init__(self, sock, map):
-            asynchat.async_chat.__init__(self, sock, map)
-            self.set_terminator(b"\n")
-
-        def collect_incoming_data(self, data):
-            pass
-
-        def found_terminator(self):
-            self.push(b"pong\n")
-
-    _raise_nofile(2 * count + 64)
+    asynchat, asyncore = chat_modules(kind)
+    loop_kw = {"use_poll": True} if kind == "stdlib" else {}
+    Handler = pong_handler(asynchat)
+    raise_nofile(2 * count + 64)
     chan_map = {}
     warm = [socket.socketpair() for _ in range(4)]
     pairs = [socket.socketpair() for _ in range(count)]
@@ -220,7 +176,7 @@ def main(argv):
     if args.objects_of:
         print(objects(args.objects_of))
         return 0
-    _raise_nofile(args.conns + 64)
+    raise_nofile(args.conns + 64)
     kinds = args.servers.split(",")
     results = {kind: [] for kind in kinds}
     for _ in range(args.repeat):
@@ -241,11 +197,8 @@ def main(argv):
     if args.objects:
         for kind in kinds:
             if kind in ("stdlib", "cython", "python"):
-                env = dict(os.environ)
-                env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
-                if kind == "python":
-                    env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
-                out = subprocess.run([sys.executable, HERE, "--objects-of", kind], env=env,
+                out = subprocess.run([sys.executable, HERE, "--objects-of", kind],
+                                     env=build_env(kind == "python"),
                                      stdout=subprocess.PIPE, text=True, check=True).stdout
                 print()
                 print(out.rstrip())

@@ -18,47 +18,19 @@ same build's figure moved by 3-5% between runs.
 
 import argparse
 import os
-import re
 import shutil
-import socket
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import scaling  # noqa: E402  (the server and client of the scaling benchmark)
+import scaling  # noqa: E402  (the server of the scaling benchmark)
+from linechat import ACTIVE, callgrind_total  # noqa: E402
 
 
 def count(variant, rounds):
     """Total instructions of one server run that serves ``rounds`` rounds."""
-    env = dict(os.environ)
-    env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
-    env.setdefault("PYTHONHASHSEED", "0")  # the same figure every run (see above)
-    if variant.endswith("-py"):
-        env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-           sys.executable, scaling.HERE, "--serve", variant, "0"]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=env, text=True)
-    socks = []
-    try:
-        port = int(server.stdout.readline())
-        assert server.stdout.readline().strip() == "ready"
-        for _ in range(scaling.ACTIVE):
-            s = socket.create_connection(("127.0.0.1", port))
-            s.settimeout(60.0)  # valgrind runs the server ~50x slower
-            socks.append(s)
-        for _ in range(rounds):
-            scaling._round(socks)
-    finally:
-        for s in socks:
-            s.close()
-        server.terminate()  # callgrind writes its totals on SIGTERM
-        _, err = server.communicate(timeout=120)
-    found = re.search(r"Collected : (\d+)", err)
-    if not found:
-        raise RuntimeError("no callgrind total for %s:\n%s" % (variant, err[-2000:]))
-    return int(found.group(1))
+    return callgrind_total([scaling.HERE, "--serve", variant, "0"], variant.endswith("-py"),
+                           rounds, variant)
 
 
 def main(argv):
@@ -75,7 +47,7 @@ def main(argv):
     if args.servers:
         variants = args.servers.split(",")
     low, high = (int(r) for r in args.rounds.split(","))
-    requests = (high - low) * scaling.ACTIVE
+    requests = (high - low) * ACTIVE
     per_request = {}
     for variant in variants:
         per_request[variant] = (count(variant, high) - count(variant, low)) / requests

@@ -36,60 +36,23 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import warnings
 
-ACTIVE = 4
 HERE = os.path.abspath(__file__)
-ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from linechat import (ACTIVE, accept_with, callgrind_total, chat_modules,  # noqa: E402
+                      listener, pong_handler)
+
 SERVERS = ["stdlib", "cython", "python", "asyncio", "uvloop", "epoll"]
 
 
 # ------------------------------------------------------------------ servers
 
-def _listener():
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1024)
-    print(listener.getsockname()[1], flush=True)
-    return listener
-
-
 def serve_chat(kind, loop_kw=None):
-    if kind == "stdlib":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import asynchat
-            import asyncore
-    else:
-        sys.path.insert(0, ROOT)
-        import asynchat_core
-        from asynchat_core import asynchat, asyncore
-        assert asynchat_core.IMPLEMENTATION == kind, asynchat_core.IMPLEMENTATION
-
-    class Handler(asynchat.async_chat):
-        def __init__(self, sock):
-            asynchat.async_chat.__init__(self, sock)
-            self.set_terminator(b"\n")
-
-        def collect_incoming_data(self, data):
-            pass
-
-        def found_terminator(self):
-            self.push(b"pong\n")
-
-    class Server(asyncore.dispatcher):
-        def handle_accepted(self, sock, addr):
-            Handler(sock)
-
-    listener = _listener()
-    listener.setblocking(False)
-    server = Server(listener)
-    server.accepting = True
+    asynchat, asyncore = chat_modules(kind)
+    accept_with(asyncore, pong_handler(asynchat), listener(1024))
     print("ready", flush=True)
     asyncore.loop(**(loop_kw or {}))
 
@@ -113,8 +76,7 @@ def serve_asyncio(kind):
         loop = uvloop.new_event_loop()
     else:
         loop = asyncio.new_event_loop()
-    listener = _listener()
-    loop.run_until_complete(loop.create_server(Pong, sock=listener))
+    loop.run_until_complete(loop.create_server(Pong, sock=listener(1024)))
     print("ready", flush=True)
     loop.run_forever()
 
@@ -130,19 +92,19 @@ def serve_epoll(kind):
         def line(self, line):
             self.sock.send(b"pong\n")
 
-    listener = _listener()
-    listener.setblocking(False)
+    sock = listener(1024)
+    sock.setblocking(False)
     ep = select.epoll()
-    ep.register(listener.fileno(), select.EPOLLIN)
+    ep.register(sock.fileno(), select.EPOLLIN)
     conns = {}
     print("ready", flush=True)
     while True:
         for fd, _ in ep.poll():
-            if fd == listener.fileno():
-                sock, _ = listener.accept()
-                sock.setblocking(False)
-                conns[sock.fileno()] = Pong(sock)
-                ep.register(sock.fileno(), select.EPOLLIN)
+            if fd == sock.fileno():
+                conn_sock, _ = sock.accept()
+                conn_sock.setblocking(False)
+                conns[conn_sock.fileno()] = Pong(conn_sock)
+                ep.register(conn_sock.fileno(), select.EPOLLIN)
                 continue
             conn = conns[fd]
             data = conn.sock.recv(65536)
@@ -174,55 +136,9 @@ def serve(kind):
 
 # ------------------------------------------------------------------ driver
 
-def _round(socks):
-    for s in socks:
-        s.sendall(b"ping\n")
-    for s in socks:
-        got = b""
-        while not got.endswith(b"\n"):
-            chunk = s.recv(64)
-            if not chunk:
-                raise OSError("server closed")
-            got += chunk
-        if got != b"pong\n":
-            raise AssertionError("wrong reply %r" % got)
-    return len(socks)
-
-
 def run(kind, rounds, outfile):
     """Serve ``rounds`` rounds under callgrind; return its total instructions."""
-    env = dict(os.environ)
-    env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
-    env.setdefault("PYTHONHASHSEED", "0")  # the same figure every run
-    if kind == "python":
-        env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + outfile,
-           sys.executable, HERE, "--serve", kind]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=env, text=True)
-    socks = []
-    try:
-        line = server.stdout.readline()
-        if not line.strip().isdigit():
-            raise RuntimeError("%s did not start: %s" % (kind, server.communicate()[1][-2000:]))
-        port = int(line)
-        assert server.stdout.readline().strip() == "ready"
-        for _ in range(ACTIVE):
-            s = socket.create_connection(("127.0.0.1", port))
-            s.settimeout(120.0)  # valgrind runs the server ~50x slower
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            socks.append(s)
-        for _ in range(rounds):
-            _round(socks)
-    finally:
-        for s in socks:
-            s.close()
-        server.terminate()  # callgrind writes its totals on SIGTERM
-        _, err = server.communicate(timeout=300)
-    found = re.search(r"Collected : (\d+)", err)
-    if not found:
-        raise RuntimeError("no callgrind total for %s:\n%s" % (kind, err[-2000:]))
-    return int(found.group(1))
+    return callgrind_total([HERE, "--serve", kind], kind == "python", rounds, kind, outfile)
 
 
 _FN_LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$")

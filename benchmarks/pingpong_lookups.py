@@ -22,9 +22,9 @@ import collections
 import os
 import socket
 import sys
-import warnings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from linechat import chat_modules, pong_handler  # noqa: E402
 
 
 def main(argv):
@@ -33,32 +33,17 @@ def main(argv):
     parser.add_argument("--stdlib", action="store_true")
     parser.add_argument("--calls", action="store_true")
     args = parser.parse_args(argv)
+    asynchat, asyncore = chat_modules("stdlib" if args.stdlib else None)
     if args.stdlib:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import asynchat
-            import asyncore
         what = "stdlib"
     else:
-        sys.path.insert(0, ROOT)
         import asynchat_core
-        from asynchat_core import asynchat, asyncore
         what = asynchat_core.IMPLEMENTATION
 
     counts = collections.Counter()
     counting = [False]
 
-    class Handler(asynchat.async_chat):
-        def __init__(self, sock, map):
-            asynchat.async_chat.__init__(self, sock, map)
-            self.set_terminator(b"\n")
-
-        def collect_incoming_data(self, data):
-            pass
-
-        def found_terminator(self):
-            self.push(b"pong\n")
-
+    class Handler(pong_handler(asynchat)):
         def __getattribute__(self, name):
             if counting[0]:
                 counts[name] += 1

@@ -22,78 +22,39 @@ cells report "n.a.".  Linux only (reads /proc for CPU time).
 
 import argparse
 import os
-import resource
 import socket
 import subprocess
 import sys
 import time
-import warnings
 
-ACTIVE = 4
 HERE = os.path.abspath(__file__)
-ROOT = os.path.dirname(os.path.dirname(HERE))
-
-
-def _raise_nofile(n):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = n + 256
-    if hard != resource.RLIM_INFINITY:
-        want = min(want, hard)
-    if soft != resource.RLIM_INFINITY and soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+sys.path.insert(0, os.path.dirname(HERE))
+from linechat import (ACTIVE, accept_with, build_env, chat_modules,  # noqa: E402
+                      exchange, listener, pong_handler, raise_nofile)
 
 
 # ------------------------------------------------------------------ server
 
 def serve(variant, idle):
-    _raise_nofile(idle)
+    raise_nofile(idle)
     if variant.startswith("stdlib-"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import asynchat
-            import asyncore
+        asynchat, asyncore = chat_modules("stdlib")
         loop_kw = {"use_poll": variant == "stdlib-poll"}
     else:
-        sys.path.insert(0, ROOT)
-        from asynchat_core import asynchat, asyncore
-        import asynchat_core
-
-        want = "python" if variant.endswith("-py") else "cython"
-        assert asynchat_core.IMPLEMENTATION == want, asynchat_core.IMPLEMENTATION
+        asynchat, asyncore = chat_modules("python" if variant.endswith("-py") else "cython")
         if variant.startswith("legacy-"):
             # our channels under the stdlib's per-pass loop: isolates the loop
             loop_kw = {"backend": "legacy", "use_poll": variant == "legacy-poll"}
         else:
             loop_kw = {"backend": variant.split("-")[0]}
-
-    class Handler(asynchat.async_chat):
-        def __init__(self, sock):
-            asynchat.async_chat.__init__(self, sock)
-            self.set_terminator(b"\n")
-
-        def collect_incoming_data(self, data):
-            pass
-
-        def found_terminator(self):
-            self.push(b"pong\n")
-
-    class Server(asyncore.dispatcher):
-        def handle_accepted(self, sock, addr):
-            Handler(sock)
-
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4096)
-    print(listener.getsockname()[1], flush=True)
+    handler = pong_handler(asynchat)
+    sock = listener(4096)
     # the idle connections are accepted before the loop starts: the
     # measurement is the steady state, not the stdlib's O(N^2) accept phase
     for _ in range(idle):
-        conn, _ = listener.accept()
-        Handler(conn)
-    listener.setblocking(False)
-    server = Server(listener)
-    server.accepting = True
+        conn, _ = sock.accept()
+        handler(conn)
+    accept_with(asyncore, handler, sock)
     print("ready", flush=True)
     try:
         asyncore.loop(timeout=1.0, **loop_kw)
@@ -103,7 +64,7 @@ def serve(variant, idle):
 
 
 def hold_idle(port, n):
-    _raise_nofile(n)
+    raise_nofile(n)
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
     print("ok", flush=True)
     sys.stdin.read()  # until the driver closes our stdin
@@ -121,12 +82,9 @@ def _cpu(pid):
 
 
 def measure(variant, idle, seconds):
-    env = dict(os.environ)
-    env.pop("ASYNCHAT_CORE_NO_EXTENSIONS", None)
-    if variant.endswith("-py"):
-        env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
     server = subprocess.Popen([sys.executable, HERE, "--serve", variant, str(idle)],
-                              stdout=subprocess.PIPE, env=env, text=True)
+                              stdout=subprocess.PIPE, env=build_env(variant.endswith("-py")),
+                              text=True)
     holder = None
     actives = []
     try:
@@ -141,7 +99,7 @@ def measure(variant, idle, seconds):
             s.settimeout(5.0)
             actives.append(s)
         try:
-            _round(actives)  # warm up; fails if the server died
+            exchange(actives)  # warm up; fails if the server died
         except (OSError, socket.timeout):
             line = server.stdout.readline().strip() if server.poll() is not None else ""
             return None, None, line or "server stopped"
@@ -149,7 +107,7 @@ def measure(variant, idle, seconds):
         start = time.monotonic()
         done = 0
         while time.monotonic() - start < seconds:
-            done += _round(actives)
+            done += exchange(actives)
         elapsed = time.monotonic() - start
         cpu = _cpu(server.pid) - cpu0
         return done / elapsed, cpu / done * 1e6, ""
@@ -161,19 +119,6 @@ def measure(variant, idle, seconds):
             holder.wait(timeout=30)
         server.kill()
         server.wait(timeout=30)
-
-
-def _round(socks):
-    for s in socks:
-        s.sendall(b"ping\n")
-    for s in socks:
-        got = b""
-        while not got.endswith(b"\n"):
-            chunk = s.recv(64)
-            if not chunk:
-                raise OSError("server closed")
-            got += chunk
-    return len(socks)
 
 
 def main(argv):
@@ -198,7 +143,7 @@ def main(argv):
     if args.servers:
         variants = args.servers.split(",")
     counts = [int(n) for n in args.idle.split(",")]
-    _raise_nofile(max(counts))
+    raise_nofile(max(counts))
     samples = {}
     for round_ in range(args.repeat):
         shift = round_ % len(variants)

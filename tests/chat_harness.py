@@ -8,6 +8,7 @@ every callback with the exact bytes it saw, and performs scripted
 
 The same script is run against CPython's ``asynchat`` (where it exists) and
 against asynchat_core bound to each kernel module; the tests compare logs.
+``line_chat`` is the base of the channels tests drive over real sockets.
 """
 import errno
 import sys
@@ -21,6 +22,23 @@ std_asynchat = impls.REF_ASYNCHAT
 
 class Boom(Exception):
     """Raised on purpose by scripted callbacks and producers."""
+
+
+def line_chat(asynchat, map=None):
+    """A base class for a test's own channel on a real socket: an
+    ``async_chat`` of the ``asynchat`` module given whose frames end at
+    ``b"\n"``, whose frame data is dropped, on ``map`` (a new dict per
+    channel when None).  Subclasses define ``found_terminator``."""
+
+    class LineChat(asynchat.async_chat):
+        def __init__(self, sock):
+            super().__init__(sock, map={} if map is None else map)
+            self.set_terminator(b"\n")
+
+        def collect_incoming_data(self, data):
+            pass
+
+    return LineChat
 
 
 class ScriptedSocket:

@@ -227,8 +227,9 @@ def test_connect_refused_raises(core):
     d.close()
 
 
-def test_send_and_recv(core, pair):
-    m = {}
+def _closing_dispatcher(core, sock):
+    """A dispatcher on ``sock`` (its own map) whose handle_close closes it,
+    and the list each call of handle_close appends True to."""
     closed = []
 
     class D(core.dispatcher):
@@ -236,8 +237,12 @@ def test_send_and_recv(core, pair):
             closed.append(True)
             self.close()
 
+    return D(sock, map={}), closed
+
+
+def test_send_and_recv(core, pair):
     a, b = pair
-    d = D(a, map=m)
+    d, closed = _closing_dispatcher(core, a)
     assert d.send(b"ping") == 4
     assert b.recv(10) == b"ping"
     b.sendall(b"pong")
@@ -258,15 +263,8 @@ def test_send_and_recv(core, pair):
 def test_recv_at_a_clean_eof_calls_handle_close(core, pair):
     # the peer closes with nothing unread (a FIN, not a reset): recv() gets
     # b"" from the socket, calls handle_close and returns b""
-    closed = []
-
-    class D(core.dispatcher):
-        def handle_close(self):
-            closed.append(True)
-            self.close()
-
     a, b = pair
-    d = D(a, map={})
+    d, closed = _closing_dispatcher(core, a)
     b.sendall(b"last")
     b.close()
     assert d.recv(10) == b"last" and not closed
@@ -275,15 +273,8 @@ def test_recv_at_a_clean_eof_calls_handle_close(core, pair):
 
 
 def test_send_to_reset_peer_closes(core, pair):
-    closed = []
-
-    class D(core.dispatcher):
-        def handle_close(self):
-            closed.append(True)
-            self.close()
-
     a, b = pair
-    d = D(a, map={})
+    d, closed = _closing_dispatcher(core, a)
     b.close()
     assert d.send(b"data") == 0
     assert closed == [True]

@@ -27,6 +27,7 @@ import time
 import pytest
 import trustme
 
+from chat_harness import line_chat
 from legacy_servers import (
     CLIENT_TIMEOUT,
     FTP_FILES,
@@ -888,14 +889,7 @@ def test_deviation_reply_held_only_while_pipelined_input_follows(impl):
     b.setblocking(False)
     seen = []
 
-    class Probe(impl.asynchat.async_chat):
-        def __init__(self, sock):
-            super().__init__(sock, map={})
-            self.set_terminator(b"\n")
-
-        def collect_incoming_data(self, data):
-            pass
-
+    class Probe(line_chat(impl.asynchat)):
         def found_terminator(self):
             self.push(b"reply\n")
             try:

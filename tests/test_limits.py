@@ -7,6 +7,8 @@ import pytest
 from asynchat_core import asyncore
 from asynchat_core import asynchat as ac_asynchat
 
+from chat_harness import line_chat
+
 
 class ScriptedSocket:
     """recv() returns the next scripted chunk; b'' once the script ends."""
@@ -190,17 +192,10 @@ def test_back_pressure_pauses_reading_and_loses_nothing(our_impl):
     reply = b"r" * 1023 + b"\n"
     high, per_read = 64 * 1024, 256
 
-    class Server(ac_asynchat.async_chat):
+    class Server(line_chat(ac_asynchat, channel_map)):
         ac_out_high_water = high
         ac_in_buffer_size = per_read
-
-        def __init__(self, sock):
-            ac_asynchat.async_chat.__init__(self, sock, map=channel_map)
-            self.set_terminator(b"\n")
-            self.answered = 0
-
-        def collect_incoming_data(self, data):
-            pass
+        answered = 0
 
         def found_terminator(self):
             self.answered += 1

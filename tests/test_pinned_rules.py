@@ -13,6 +13,7 @@ import pytest
 
 from asynchat_core import asyncore as ac_asyncore
 
+from chat_harness import line_chat
 from impls import BACKENDS
 
 
@@ -44,10 +45,9 @@ def test_held_reply_in_a_reused_bytearray_is_copied(impl):
     second reply twice."""
     a, b = _pair()
 
-    class Reuser(impl.asynchat.async_chat):
+    class Reuser(line_chat(impl.asynchat)):
         def __init__(self, sock):
-            super().__init__(sock, map={})
-            self.set_terminator(b"\n")
+            super().__init__(sock)
             self.word = b""
             self.reply = bytearray()
 
@@ -81,14 +81,8 @@ def test_reply_to_the_last_frame_is_on_the_wire_when_push_returns(impl, stream):
     frames = stream.count(b"\n")
     seen = []
 
-    class Probe(impl.asynchat.async_chat):
-        def __init__(self, sock):
-            super().__init__(sock, map={})
-            self.set_terminator(b"\n")
-            self.n = 0
-
-        def collect_incoming_data(self, data):
-            pass
+    class Probe(line_chat(impl.asynchat)):
+        n = 0
 
         def found_terminator(self):
             self.n += 1
@@ -119,14 +113,8 @@ def test_held_reply_sent_when_the_read_ends_without_another_push(impl, last):
     waits for it, and no later push may come to carry it."""
     a, b = _pair()
 
-    class Quiet(impl.asynchat.async_chat):
-        def __init__(self, sock):
-            super().__init__(sock, map={})
-            self.set_terminator(b"\n")
-            self.n = 0
-
-        def collect_incoming_data(self, data):
-            pass
+    class Quiet(line_chat(impl.asynchat)):
+        n = 0
 
         def found_terminator(self):
             self.n += 1
@@ -158,14 +146,7 @@ def test_overridden_send_sees_one_call_per_push_while_pipelined(impl):
     a, b = _pair()
     calls = []
 
-    class Logger(impl.asynchat.async_chat):
-        def __init__(self, sock):
-            super().__init__(sock, map={})
-            self.set_terminator(b"\n")
-
-        def collect_incoming_data(self, data):
-            pass
-
+    class Logger(line_chat(impl.asynchat)):
         def found_terminator(self):
             self.push(b"reply %d\n" % len(calls))
             calls.append(("pushed",))
@@ -191,14 +172,7 @@ def test_overridden_initiate_send_is_called_by_every_push_while_pipelined(impl):
     a, b = _pair()
     calls = []
 
-    class Counter(impl.asynchat.async_chat):
-        def __init__(self, sock):
-            super().__init__(sock, map={})
-            self.set_terminator(b"\n")
-
-        def collect_incoming_data(self, data):
-            pass
-
+    class Counter(line_chat(impl.asynchat)):
         def found_terminator(self):
             self.push(b"r\n")
 
@@ -225,14 +199,8 @@ def test_direct_send_does_not_overtake_held_replies(impl):
     where the push sent it at once."""
     a, b = _pair()
 
-    class Mixed(impl.asynchat.async_chat):
-        def __init__(self, sock):
-            super().__init__(sock, map={})
-            self.set_terminator(b"\n")
-            self.n = 0
-
-        def collect_incoming_data(self, data):
-            pass
+    class Mixed(line_chat(impl.asynchat)):
+        n = 0
 
         def found_terminator(self):
             self.n += 1

@@ -45,13 +45,14 @@ import os
 import shutil
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import asynchat_core
 import impls
-from child_procs import env_for, read_report, run_logged, show_in_summary
+from child_procs import env_for, show_in_summary
+from suite_runs import (by_outcome, check_process, counts, lost_passes, no_leaks,  # noqa: F401
+                        run_reporting, start_runs, tail)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN = "real_users_plugin"  # tests/real_users_plugin.py
@@ -137,39 +138,18 @@ def _run(target, pytest_args):
         suite_dir = importlib.util.find_spec("pyftpdlib.test").submodule_search_locations[0]
         cmd = [sys.executable, "-m", "pytest", "-p", PLUGIN, "-p", "no:cacheprovider",
                "--rootdir", suite_dir, "-q", "-rfE", "--pyargs"] + pytest_args
-        returncode, timed_out, output = run_logged(cmd, cwd, _env_for(target, report_path),
-                                                   TIMEOUT)
-        stacks_path = report_path + ".stacks"
-        if os.path.exists(stacks_path):
-            with open(stacks_path, "rb") as fh:
-                stacks = fh.read().decode("utf-8", "replace")
-            if stacks:
-                output += "\n--- thread stacks at the deadline ---\n" + stacks
-        report = read_report(report_path)
+        return run_reporting(cmd, cwd, _env_for(target, report_path), TIMEOUT, report_path)
     finally:
         shutil.rmtree(cwd, ignore_errors=True)
-    report.update(cmd=" ".join(cmd), returncode=returncode, timed_out=timed_out,
-                  output=output)
-    return report
 
 
 def _full_run(target):
     """The run of the whole selection, its counts put in the summary."""
     report = _run(target, _pytest_args())
-    counts = ", ".join("%d %s" % (len(_by_outcome(report, outcome)), outcome)
-                       for outcome in ("passed", "failed", "error", "skipped"))
     _summary.append("Python %s pyftpdlib %s on %-9s: %s" % (
         sys.version.split()[0], report.get("pyftpdlib", "?"), target,
-        counts if "outcomes" in report else "no report (exit %d)" % report["returncode"]))
+        counts(report) if "outcomes" in report else "no report (exit %d)" % report["returncode"]))
     return report
-
-
-@pytest.fixture(autouse=True)
-def no_leaks():
-    """Replaces conftest's per-test leak check here: the child runs go on
-    in worker threads across this module's tests, with their log files
-    open.  Each child is killed with its whole process group instead."""
-    yield
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -179,16 +159,8 @@ def _start_runs(request):
     if _missing() is not None:
         yield
         return
-    wanted = {"reference"}
-    for item in request.session.items:
-        params = getattr(item, "callspec", None) and item.callspec.params
-        if (item.module is sys.modules[__name__] and params and "target" in params
-                and item.get_closest_marker("skip") is None):  # (--no-compiled)
-            wanted.add(params["target"])
-    pool = ThreadPoolExecutor(len(TARGETS))
-    for target in TARGETS:
-        if target in wanted:
-            _runs[target] = pool.submit(_full_run, target)
+    runs, pool = start_runs(request, sys.modules[__name__], TARGETS, _full_run)
+    _runs.update(runs)
     yield
     pool.shutdown(wait=True)
 
@@ -202,34 +174,8 @@ def _report(target):
     if target not in _runs:
         pytest.fail("no run was started for %r" % target, pytrace=False)
     report = _runs[target].result()
-    _check_process(report)
+    check_process(report, TIMEOUT)
     return report
-
-
-def _tail(report, chars=6000):
-    return "--- output tail ---\n" + report["output"][-chars:]
-
-
-def _check_process(report):
-    cmd = report["cmd"]
-    if report["timed_out"]:
-        pytest.fail("%s timed out after %ds:\n%s" % (cmd, TIMEOUT, _tail(report)), pytrace=False)
-    if report["returncode"] < 0:
-        pytest.fail("%s was killed by signal %d:\n%s"
-                    % (cmd, -report["returncode"], _tail(report)), pytrace=False)
-    if "outcomes" not in report:
-        # e.g. faulthandler's deadline: the stacks are in the output
-        pytest.fail("%s wrote no report (exit %d):\n%s"
-                    % (cmd, report["returncode"], _tail(report)), pytrace=False)
-    # 0: all passed, 1: some failed (judged below); anything else is a
-    # usage, collection or internal error
-    if report["returncode"] not in (0, 1):
-        pytest.fail("%s exited with status %d:\n%s"
-                    % (cmd, report["returncode"], _tail(report)), pytrace=False)
-
-
-def _by_outcome(report, outcome):
-    return {test for test, got in report.get("outcomes", {}).items() if got == outcome}
 
 
 def _node_arg(test):
@@ -253,14 +199,14 @@ def _rerun_in_order(target, report, tests, message):
     must pass there too."""
     prefix = _run_order_prefix(report["order"], tests)
     rerun = _run(target, [_node_arg(test) for test in prefix])
-    _check_process(rerun)
+    check_process(rerun, TIMEOUT)
     assert rerun["order"] == prefix, (
         "%s\n--- the rerun in order ran other tests than the full run's %d ---\n%s"
-        % (message, len(prefix), _tail(rerun)))
+        % (message, len(prefix), tail(rerun)))
     failed = {test: rerun["outcomes"].get(test) for test in tests
               if rerun["outcomes"].get(test) != "passed"}
     assert not failed, "%s\n--- rerun after the %d tests before them, in order: %s ---\n%s" % (
-        message, len(prefix) - len(tests), failed, _tail(rerun))
+        message, len(prefix) - len(tests), failed, tail(rerun))
     _summary.append("Python %s on %-9s: %s failed in the full run, then passed after the %d "
                     "tests before them, in order"
                     % (sys.version.split()[0], target, ", ".join(tests), len(prefix)))
@@ -283,10 +229,10 @@ def _rerun_alone(target, tests, message):
         node = _node_arg(test)
         for attempt in range(1, RERUNS + 1):
             rerun = _run(target, [node])
-            _check_process(rerun)
+            check_process(rerun, TIMEOUT)
             outcome = rerun["outcomes"].get(test)
             assert outcome == "passed", "%s\n--- rerun %d of %s alone: %s ---\n%s" % (
-                message, attempt, test, outcome, _tail(rerun))
+                message, attempt, test, outcome, tail(rerun))
         _summary.append("Python %s on %-9s: %s failed in the full run, then passed %d of %d "
                         "reruns alone (a race in the suite)"
                         % (sys.version.split()[0], target, test, RERUNS, RERUNS))
@@ -324,9 +270,9 @@ def test_pyftpdlib_reference():
     # test_functional_ssl imports under the same names
     unnamed = [test for test in report["outcomes"] if not test.split("::")[0].endswith(".py")]
     assert not unnamed, unnamed[:5]
-    passed = _by_outcome(report, "passed")
+    passed = by_outcome(report, "passed")
     assert len(passed) >= MIN_PASSED, (
-        "only %d tests passed on the reference:\n%s" % (len(passed), _tail(report)))
+        "only %d tests passed on the reference:\n%s" % (len(passed), tail(report)))
 
 
 @pytest.mark.parametrize("target", impls.params(impls.OURS))
@@ -342,16 +288,11 @@ def test_pyftpdlib_on_asynchat_core(target):
     assert report["imported"] == report["used_by_pyftpdlib"] == ours
 
     reference = _report("reference")
-    assert set(report["outcomes"]) == set(reference["outcomes"]), (
-        "different tests collected: only on the reference %s, only here %s"
-        % (sorted(set(reference["outcomes"]) - set(report["outcomes"])),
-           sorted(set(report["outcomes"]) - set(reference["outcomes"]))))
-    assert _by_outcome(report, "skipped") == _by_outcome(reference, "skipped")
-    lost = {test: report["outcomes"][test] for test in _by_outcome(reference, "passed")
-            if report["outcomes"][test] != "passed"}
+    lost = lost_passes(report, reference)
+    assert by_outcome(report, "skipped") == by_outcome(reference, "skipped")
     if lost:
         message = "%d test(s) pass on the reference but not here: %s\n%s" % (
-            len(lost), json.dumps(lost, indent=1, sort_keys=True), _tail(report))
+            len(lost), json.dumps(lost, indent=1, sort_keys=True), tail(report))
         assert len(lost) <= MAX_RERUN, message
         _excuse(target, report, sorted(lost), message)
-    assert len(_by_outcome(report, "passed")) >= MIN_PASSED
+    assert len(by_outcome(report, "passed")) >= MIN_PASSED

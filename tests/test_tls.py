@@ -9,6 +9,7 @@ from trustme.  Every test runs with the compiled ("cython") and the Python
 does; the loop follows ASYNCHAT_CORE_NO_EXTENSIONS (CI runs the suite both
 ways).
 """
+import contextlib
 import ftplib
 import os
 import poplib
@@ -108,6 +109,18 @@ def assert_no_tracebacks(srv):
         assert "\n" not in message, message
 
 
+@contextlib.contextmanager
+def serving(srv, handler, **listen_kw):
+    """``srv`` (a LoopThread) listening with ``handler`` and running: yields
+    ``(srv, port)``, stops it after."""
+    try:
+        port = srv.listen(handler, **listen_kw)
+        srv.start()
+        yield srv, port
+    finally:
+        srv.stop()
+
+
 def tls_client(port, client_ctx, hostname=HOST, **kw):
     raw = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
     return client_ctx.wrap_socket(raw, server_hostname=hostname, **kw)
@@ -166,10 +179,8 @@ def test_implicit_tls_echo(server, client_ctx, kind):
 
 
 def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, client_ctx, ca):
-    srv = LoopThread(tls=make_server_ctx(server_cert, alpn=["x-test", "http/1.1"], client_ca=ca))
-    try:
-        port = srv.listen(ChatEcho, implicit_tls=True)
-        srv.start()
+    ctx = make_server_ctx(server_cert, alpn=["x-test", "http/1.1"], client_ca=ca)
+    with serving(LoopThread(tls=ctx), ChatEcho, implicit_tls=True) as (srv, port):
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         ca.configure_trust(ctx)
         ctx.set_alpn_protocols(["h2", "x-test"])
@@ -188,8 +199,6 @@ def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, clien
         assert ("DNS", "client.example") in peercert["subjectAltName"]
         assert alpn == "x-test"
         assert active and established
-    finally:
-        srv.stop()
     assert srv.errors == []
 
 
@@ -198,10 +207,7 @@ def test_post_handshake_authentication(impl, server_cert, ca):
     # the channel's ordinary reads and writes
     ctx = make_server_ctx(server_cert, client_ca=ca)
     ctx.post_handshake_auth = True
-    srv = LoopThread(tls=ctx)
-    try:
-        port = srv.listen(ChatEcho, implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=ctx), ChatEcho, implicit_tls=True) as (srv, port):
         cctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         ca.configure_trust(cctx)
         ca.issue_cert("late.example").configure_cert(cctx)
@@ -216,8 +222,6 @@ def test_post_handshake_authentication(impl, server_cert, ca):
         assert srv.wait_for(lambda: srv.channel_count() == 0)
         assert tls_errors(srv) == []
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 # --- real stdlib clients ----------------------------------------------------------
@@ -476,10 +480,8 @@ class Stalled(ChatEcho):
 
 def test_stalled_handshake_closed_at_deadline_cpu_idle(impl, server_ctx):
     # a long loop timeout: only the library's timer can wake the loop
-    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
-    try:
-        port = srv.listen(Stalled, implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=server_ctx, loop_timeout=30.0),
+                 Stalled, implicit_tls=True) as (srv, port):
         s = plain_line_client(port)
         s.sendall(b"\x16")  # one byte of a record header, then nothing
         assert srv.wait_for(lambda: srv.channel_count() == 1)
@@ -494,8 +496,6 @@ def test_stalled_handshake_closed_at_deadline_cpu_idle(impl, server_ctx):
         assert len(errors) == 1 and "handshake not done after 0.5s" in errors[0], srv.logs
         assert [e for e in srv.events if e[0] == "tls error"] == [("tls error", "TimeoutError")]
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 def _open_fds():
@@ -609,10 +609,8 @@ class SmallReads(ChatEcho):
 def test_bytes_buffered_in_the_ssl_object_are_consumed(impl, server_ctx, client_ctx):
     # 200 lines in one record; each recv takes 256 bytes of it and the rest
     # waits inside the SSL object, where epoll cannot see it
-    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
-    try:
-        port = srv.listen(SmallReads, implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=server_ctx, loop_timeout=30.0),
+                 SmallReads, implicit_tls=True) as (srv, port):
         with tls_client(port, client_ctx) as c:
             lines = b"".join(b"line %03d %s\n" % (i, b"." * 40) for i in range(200))
             assert len(lines) < 16384
@@ -620,8 +618,6 @@ def test_bytes_buffered_in_the_ssl_object_are_consumed(impl, server_ctx, client_
             got = read_until(c, b"line 199 " + b"." * 40 + b"\n")
             assert got == lines
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 def test_pipelined_replies_are_coalesced_into_few_tls_writes(server, client_ctx, monkeypatch):
@@ -876,10 +872,8 @@ class ClientChannel(Recording, tls.TLSMixin, asynchat.async_chat):
 
 def test_client_channel_sni_alpn_and_verification(impl, server_cert, ca):
     sni = []
-    srv = LoopThread(tls=make_server_ctx(server_cert, alpn=["x-test"], sni_log=sni))
-    try:
-        port = srv.listen(ChatEcho, implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=make_server_ctx(server_cert, alpn=["x-test"], sni_log=sni)),
+                 ChatEcho, implicit_tls=True) as (srv, port):
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         ca.configure_trust(ctx)
         ctx.set_alpn_protocols(["x-test"])
@@ -894,15 +888,10 @@ def test_client_channel_sni_alpn_and_verification(impl, server_cert, ca):
         assert srv.wait_for(lambda: srv.channel_count() == 0)
         assert tls_errors(srv) == []
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 def test_client_channel_hostname_mismatch_goes_to_the_hook(impl, server_ctx, client_ctx):
-    srv = LoopThread(tls=server_ctx)
-    try:
-        port = srv.listen(ChatEcho, implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=server_ctx), ChatEcho, implicit_tls=True) as (srv, port):
         client = srv.call(lambda: ClientChannel(srv, (HOST, port), client_ctx, "wrong.example"))
         assert srv.wait_for(lambda: ("tls error", "SSLCertVerificationError") in srv.events)
         assert srv.wait_for(lambda: srv.channel_count() == 0)
@@ -910,16 +899,11 @@ def test_client_channel_hostname_mismatch_goes_to_the_hook(impl, server_ctx, cli
         client_errors = [m for m in tls_errors(srv) if "certificate verify failed" in m]
         assert len(client_errors) == 1 and "Hostname mismatch" in client_errors[0]
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 def test_client_channel_default_context_verifies(impl, server_ctx):
     # the default context trusts only the system CAs: our test CA fails
-    srv = LoopThread(tls=server_ctx)
-    try:
-        port = srv.listen(ChatEcho, implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=server_ctx), ChatEcho, implicit_tls=True) as (srv, port):
 
         def make():
             chan = ClientChannel.__new__(ClientChannel)
@@ -935,8 +919,6 @@ def test_client_channel_default_context_verifies(impl, server_ctx):
         assert srv.wait_for(lambda: ("tls error", "SSLCertVerificationError") in srv.events)
         assert srv.wait_for(lambda: srv.channel_count() == 0)
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 # --- issue 22: back-pressure, early client output, threads, misuse -------------------
@@ -952,6 +934,15 @@ def _connect(port, client_ctx, transport):
     if transport == "plain":
         return raw
     return client_ctx.wrap_socket(raw, server_hostname=HOST)
+
+
+def _stall(srv, c):
+    """Send the bulk request from client ``c`` in one write (one TLS record)
+    and wait until the server's channel has stopped reading."""
+    request = bulk_request()
+    assert len(request) == 16000
+    c.sendall(request)
+    assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
 
 
 def _read_exactly(sock, size):
@@ -983,19 +974,13 @@ def test_late_reader_behind_back_pressure_gets_every_byte(
     # SSL object, where epoll cannot see them.  Plain TCP is the reference:
     # it delivers everything.  The loop runs on a 30 s timeout, so a channel
     # that waits for nothing costs no CPU; one that spins shows.
-    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
-    try:
-        # (max_connections: the listener's part of the hardening settings)
-        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=transport == "tls",
-                          max_connections=100)
-        srv.start()
+    # (max_connections: the listener's part of the hardening settings)
+    with serving(LoopThread(tls=server_ctx, loop_timeout=30.0), BACK_PRESSURE[handler],
+                 implicit_tls=transport == "tls", max_connections=100) as (srv, port):
         wall0, cpu0 = time.monotonic(), time.process_time()
         c = _connect(port, client_ctx, transport)
         try:
-            request = bulk_request()
-            assert len(request) == 16000
-            c.sendall(request)  # one write: one TLS record
-            assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+            _stall(srv, c)
             # the peer does not read: the loop must sleep.  (A measuring
             # window, not a synchronisation; the bound is generous: a spin
             # uses the whole window.)
@@ -1017,8 +1002,6 @@ def test_late_reader_behind_back_pressure_gets_every_byte(
         assert cpu < wall / 2, (cpu, wall)
         assert tls_errors(srv) == []
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("handler", sorted(BACK_PRESSURE))
@@ -1027,18 +1010,13 @@ def test_peer_resetting_while_reading_is_paused_frees_the_channel(
     # Issue 22, 1: the peer goes away (a reset) while the channel holds
     # undelivered input and queued output: closed, no traceback (a write
     # that meets the reset is a disconnect, not an SSLEOFError traceback)
-    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
-    try:
-        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=server_ctx, loop_timeout=30.0),
+                 BACK_PRESSURE[handler], implicit_tls=True) as (srv, port):
         c = tls_client(port, client_ctx)
-        c.sendall(bulk_request())
-        assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+        _stall(srv, c)
         c.close()  # unread replies in its buffer: a reset
         assert srv.wait_for(lambda: srv.channel_count() == 0), "channel not freed"
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("handler", sorted(BACK_PRESSURE))
@@ -1048,15 +1026,12 @@ def test_peer_closing_after_reading_what_came_frees_the_channel(
     # nothing more comes (1 s of silence, or all of it), then closes with
     # nothing unread (a FIN, no reset).  The channel must end, its
     # descriptor freed, with the loop idle.
-    srv = LoopThread(tls=server_ctx, loop_timeout=30.0)
-    try:
-        port = srv.listen(BACK_PRESSURE[handler], implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=server_ctx, loop_timeout=30.0),
+                 BACK_PRESSURE[handler], implicit_tls=True) as (srv, port):
         c = tls_client(port, client_ctx)
         got = 0
         try:
-            c.sendall(bulk_request())
-            assert srv.wait_for(lambda: srv.channels and srv.channels[0].stalled())
+            _stall(srv, c)
             c.settimeout(1.0)
             while got < BULK_REQUESTS * BULK_REPLY_SIZE:
                 try:
@@ -1075,8 +1050,6 @@ def test_peer_closing_after_reading_what_came_frees_the_channel(
             "%.1f s CPU in %.1f s)" % (got, cpu, wall)
         assert got == BULK_REQUESTS * BULK_REPLY_SIZE
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 class EarlyClient(tls.TLSMixin, asyncore.dispatcher_with_send):
@@ -1175,10 +1148,8 @@ def test_close_from_another_thread_honours_the_shutdown_timeout(
     # Issue 22, 3: close() from a thread that is not the loop's, while
     # close_notify cannot go out (the peer reads nothing) and the loop
     # sleeps in its wait (30 s, or no timeout at all)
-    srv = LoopThread(tls=server_ctx, loop_timeout=loop_timeout)
-    try:
-        port = srv.listen(ThreadClosed, implicit_tls=True)
-        srv.start()
+    with serving(LoopThread(tls=server_ctx, loop_timeout=loop_timeout),
+                 ThreadClosed, implicit_tls=True) as (srv, port):
         c = tls_client(port, client_ctx)
         try:
             c.sendall(b"ping\n")
@@ -1202,8 +1173,6 @@ def test_close_from_another_thread_honours_the_shutdown_timeout(
         finally:
             c.close()
         assert_no_tracebacks(srv)
-    finally:
-        srv.stop()
 
 
 class NaiveStartTLS(ChatEcho):

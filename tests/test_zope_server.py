@@ -30,13 +30,14 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import asynchat_core
 import impls
-from child_procs import env_for, read_report, run_logged, show_in_summary
+from child_procs import env_for, show_in_summary
+from suite_runs import (by_outcome, check_process, counts, lost_passes, no_leaks,  # noqa: F401
+                        run_reporting, start_runs, tail)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "zope_server_runner.py")
@@ -169,34 +170,15 @@ def _run(target):
             env.pop(name, None)  # nothing of this venv in that one
         cmd = [python, RUNNER]
         start = time.monotonic()
-        returncode, timed_out, output = run_logged(cmd, cwd, env, TIMEOUT)
+        report = run_reporting(cmd, cwd, env, TIMEOUT, report_path)
         took = time.monotonic() - start
-        stacks_path = report_path + ".stacks"
-        if os.path.exists(stacks_path):
-            with open(stacks_path, "rb") as fh:
-                stacks = fh.read().decode("utf-8", "replace")
-            if stacks:
-                output += "\n--- thread stacks at the deadline ---\n" + stacks
-        report = read_report(report_path)
     finally:
         shutil.rmtree(cwd, ignore_errors=True)
-    report.update(cmd=" ".join(cmd), returncode=returncode, timed_out=timed_out,
-                  output=output)
-    outcomes = list(report.get("outcomes", {}).values())
-    counts = ", ".join("%d %s" % (outcomes.count(outcome), outcome)
-                       for outcome in ("passed", "failed", "error", "skipped"))
     _summary.append("Python %s zope.server %s on %-9s: %s (%.0f s)" % (
         sys.version.split()[0], ZOPE_SERVER, target,
-        counts if "outcomes" in report else "no report (exit %d)" % returncode, took))
+        counts(report) if "outcomes" in report else "no report (exit %d)" % report["returncode"],
+        took))
     return report
-
-
-@pytest.fixture(autouse=True)
-def no_leaks():
-    """Replaces conftest's per-test leak check here: the child runs go on
-    in worker threads across this module's tests, with their log files
-    open.  Each child is killed with its whole process group instead."""
-    yield
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -204,22 +186,10 @@ def _start_runs(request):
     """Make the venv, then start the three runs at once (they mostly wait
     on sockets)."""
     show_in_summary(request.config, "zope.server's suite", _summary)
-    wanted = {"reference"}
-    for item in request.session.items:
-        params = getattr(item, "callspec", None) and item.callspec.params
-        if (item.module is sys.modules[__name__] and params and "target" in params
-                and item.get_closest_marker("skip") is None):  # (--no-compiled)
-            wanted.add(params["target"])
-    pool = ThreadPoolExecutor(len(TARGETS))
-    for target in TARGETS:
-        if target in wanted:
-            _runs[target] = pool.submit(_run, target)
+    runs, pool = start_runs(request, sys.modules[__name__], TARGETS, _run)
+    _runs.update(runs)
     yield
     pool.shutdown(wait=True)
-
-
-def _tail(report, chars=6000):
-    return "--- output tail ---\n" + report["output"][-chars:]
 
 
 def _report(target):
@@ -228,23 +198,8 @@ def _report(target):
     report = _runs[target].result()
     if "venv_error" in report:
         pytest.fail(report["venv_error"], pytrace=False)
-    cmd = report["cmd"]
-    if report["timed_out"]:
-        pytest.fail("%s timed out after %ds:\n%s" % (cmd, TIMEOUT, _tail(report)), pytrace=False)
-    if report["returncode"] < 0:
-        pytest.fail("%s was killed by signal %d:\n%s"
-                    % (cmd, -report["returncode"], _tail(report)), pytrace=False)
-    if "outcomes" not in report:
-        pytest.fail("%s wrote no report (exit %d):\n%s"
-                    % (cmd, report["returncode"], _tail(report)), pytrace=False)
-    if report["returncode"] not in (0, 1):  # 1: some failed (judged by the tests)
-        pytest.fail("%s exited with status %d:\n%s"
-                    % (cmd, report["returncode"], _tail(report)), pytrace=False)
+    check_process(report, TIMEOUT)
     return report
-
-
-def _by_outcome(report, outcome):
-    return {test for test, got in report["outcomes"].items() if got == outcome}
 
 
 def test_zope_server_reference():
@@ -259,8 +214,8 @@ def test_zope_server_reference():
     assert report["imported"][0].endswith(expected), report["imported"]
     held = report["held_by_zope_server"]
     assert held and set(held.values()) == {report["imported"][0]}, held
-    assert len(report["outcomes"]) == EXPECTED_TESTS, _tail(report)
-    assert _by_outcome(report, "passed") == set(report["outcomes"]), _tail(report)
+    assert len(report["outcomes"]) == EXPECTED_TESTS, tail(report)
+    assert by_outcome(report, "passed") == set(report["outcomes"]), tail(report)
 
 
 @pytest.mark.parametrize("target", impls.params(impls.OURS))
@@ -274,13 +229,7 @@ def test_zope_server_on_asynchat_core(target):
     assert report["imported"] == ours
     held = report["held_by_zope_server"]
     assert held and set(held.values()) == {ours[0]}, held
-    reference = _report("reference")
-    assert set(report["outcomes"]) == set(reference["outcomes"]), (
-        "different tests ran: only on the reference %s, only here %s"
-        % (sorted(set(reference["outcomes"]) - set(report["outcomes"])),
-           sorted(set(report["outcomes"]) - set(reference["outcomes"]))))
-    lost = {test: report["outcomes"][test] for test in _by_outcome(reference, "passed")
-            if report["outcomes"][test] != "passed"}
+    lost = lost_passes(report, _report("reference"))
     assert not lost, "%d test(s) pass on the reference but not here: %s\n%s" % (
-        len(lost), json.dumps(lost, indent=1, sort_keys=True), _tail(report))
-    assert report["returncode"] == 0, _tail(report)
+        len(lost), json.dumps(lost, indent=1, sort_keys=True), tail(report))
+    assert report["returncode"] == 0, tail(report)
