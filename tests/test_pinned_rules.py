@@ -256,14 +256,16 @@ def test_drain_waits_for_the_output_lock(our_impl):
 
 # --- data that arrives with a hang-up is read first (_loop_py._pending_bytes) -
 
+@pytest.mark.parametrize("use_poll", [False, True], ids=["select_mode", "poll_mode"])
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "select"])
-def test_every_frame_sent_before_a_hangup_is_delivered(our_impl, backend):
+def test_every_frame_sent_before_a_hangup_is_delivered(our_impl, backend, use_poll):
     """A peer sends many frames and hangs up at once; the channel reads 16
     bytes at a time.  The hang-up event comes with the first read, while
-    most of the data is still unread: the loop must keep reading (it asks
-    the kernel how much is left) and close only after the last frame.
-    (The reference's poll loop closes at once and loses the rest: README,
-    deviation 5.)"""
+    most of the data is still unread.  use_poll=True, where a hang-up calls
+    handle_close: the loop must keep reading (it asks the kernel how much
+    is left) and close only after the last frame (the reference's poll loop
+    closes at once and loses the rest: README, deviation 5).
+    use_poll=False: the hang-up is readability, the channel reads to EOF."""
     a, b = socket.socketpair()
     frames = []
     closes = []
@@ -297,7 +299,8 @@ def test_every_frame_sent_before_a_hangup_is_delivered(our_impl, backend):
         for _ in range(10000):
             if not cmap:
                 break
-            ac_asyncore.loop(timeout=1.0, map=cmap, count=1, backend=backend)
+            ac_asyncore.loop(timeout=1.0, map=cmap, count=1, backend=backend,
+                             use_poll=use_poll)
         assert not cmap
         assert frames == sent
         assert closes == [len(sent)]
