@@ -208,7 +208,7 @@ def main(argv=None):
                 import Cython  # noqa: F401
             except ImportError:
                 sys.exit("mutants.py: --build cython compiles in this interpreter: "
-                         "pip install 'Cython>=3.3.0,<4' setuptools")
+                         "pip install 'Cython>=3.3.0,<4' 'setuptools>=77.0.3'")
             rc, out = build_extension(tree, env)
             if rc:
                 print(out)
