@@ -25,7 +25,7 @@ PYVER="${SAN_PYTHON:-3.11.7}"
 PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
 BASE_PY="$PYENV_ROOT/versions/$PYVER/bin/python"
 WORK="${SAN_WORK:-/tmp/asynchat_core-sanitize-$PYVER}"
-SAN_TESTS="${SAN_TESTS:-tests/test_differential.py tests/test_limits.py tests/test_fuzz_kernels.py tests/test_reentrancy.py tests/test_errno_matrix.py tests/test_loop*.py tests/test_halfclose.py tests/test_hostile_python.py tests/test_legacy_patterns.py tests/test_tls.py}"
+SAN_TESTS="${SAN_TESTS:-tests/test_differential.py tests/test_limits.py tests/test_fuzz_kernels.py tests/test_reentrancy.py tests/test_errno_matrix.py tests/test_loop*.py tests/test_halfclose.py tests/test_hostile_python.py tests/test_legacy_patterns.py tests/test_tls.py tests/test_event_delivery.py tests/test_pinned_rules.py}"
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 
 [ -x "$BASE_PY" ] || { echo "sanitize: no interpreter at $BASE_PY" >&2; exit 2; }
@@ -49,8 +49,10 @@ else  # an unpacked sdist or archive
         --exclude='*.egg-info' --exclude=__pycache__ -cf - .) | tar -xf - -C "$WORK/src"
 fi
 
-# (the marker names the dependency list: a new list makes a new venv)
-DEPS=("Cython>=3.0.8,<4" "setuptools>=64" wheel pytest hypothesis trustme)
+# (the marker names the dependency list: a new list makes a new venv; the
+# floors are pyproject.toml's build requirements: an installed older setuptools
+# would be kept, and it rejects the SPDX license string)
+DEPS=("Cython>=3.3.0,<4" "setuptools>=77.0.3" wheel pytest hypothesis trustme)
 DEPS_MARK="$WORK/venv/.deps-$(printf '%s ' "${DEPS[@]}" | cksum | cut -d' ' -f1)"
 if [ ! -e "$DEPS_MARK" ]; then
     "$BASE_PY" -m venv --clear "$WORK/venv"
