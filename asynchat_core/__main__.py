@@ -9,7 +9,6 @@ import importlib.util
 import os
 import platform
 import sys
-import sysconfig
 
 
 def _why(implementation):
@@ -19,7 +18,7 @@ def _why(implementation):
         return "the compiled build"
     if sys.implementation.name != "cpython":
         return "the Python build; the compiled build is for CPython only"
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    if _impl.gil_disabled_build():
         return ("the Python build; nothing is compiled for free-threaded CPython "
                 "(docs/platforms.md)")
     if os.environ.get(_impl.ENV_VAR, "") not in ("", "0"):

@@ -12,12 +12,21 @@ import os
 import sys
 import warnings
 
-__all__ = ["ENV_VAR", "IMPLEMENTATION", "chat_impl", "loop_impl"]
+__all__ = ["ENV_VAR", "IMPLEMENTATION", "chat_impl", "gil_disabled_build", "loop_impl"]
 
 ENV_VAR = "ASYNCHAT_CORE_NO_EXTENSIONS"
 
 
-def _gil_disabled_build():
+def gil_disabled_build():
+    """Whether this CPython is a free-threaded build (3.13t, 3.14t, ...)."""
+    if not hasattr(sys, "_is_gil_enabled"):
+        return False  # (free-threaded builds exist from 3.13 on, which all have it)
+    # Their ABI flags say so ("t", PEP 703) where the interpreter has flags;
+    # sysconfig (a slow import that loads threading on 3.13+: issue 18) only
+    # where it has none (Windows before 3.14).
+    flags = getattr(sys, "abiflags", None)
+    if flags is not None:
+        return "t" in flags
     import sysconfig
 
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
@@ -26,9 +35,7 @@ def _gil_disabled_build():
 def _extensions_wanted():
     if sys.implementation.name != "cpython":
         return False
-    # (free-threaded builds exist from 3.13 on, which all have
-    # sys._is_gil_enabled: sysconfig, a slow import, only where one can be)
-    if hasattr(sys, "_is_gil_enabled") and _gil_disabled_build():
+    if gil_disabled_build():
         # free-threaded CPython: nothing is compiled for it (setup.py), by
         # design and without a warning; see docs/platforms.md
         return False

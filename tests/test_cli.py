@@ -300,12 +300,15 @@ def test_bench_ctrl_c_stops_children_and_prints_partial_results(tmp_path):
 
 
 def test_free_threaded_build_gets_the_python_build_deliberately():
-    # no free-threaded interpreter here: the build flag is faked in a child
-    # before asynchat_core is imported, as a 3.13t/3.14t would report it
-    # (they also have sys._is_gil_enabled, which every 3.13+ has)
+    # no free-threaded interpreter here: the build is faked in a child
+    # before asynchat_core is imported, as a 3.13t/3.14t reports it (the "t"
+    # ABI flag; the build flag, for Windows before 3.14, which has no ABI
+    # flags; and sys._is_gil_enabled, which every 3.13+ has)
     code = ("import sys, sysconfig, warnings; real = sysconfig.get_config_var; "
             "sysconfig.get_config_var = lambda name: 1 if name == 'Py_GIL_DISABLED' "
             "else real(name); warnings.simplefilter('error'); "
+            "flags = getattr(sys, 'abiflags', None); "
+            "sys.abiflags = None if flags is None else flags + 't'; "
             "sys._is_gil_enabled = getattr(sys, '_is_gil_enabled', lambda: False); "
             "sys.argv[0] = 'python -m asynchat_core'; "
             "from asynchat_core.__main__ import main; sys.exit(main([]))")
