@@ -34,6 +34,9 @@ import sys
 from operator import index as _index
 from types import MethodType as _MethodType
 
+# one exception class for both builds (asynchat_core/_errors.py)
+from asynchat_core._errors import FrameTooLarge
+
 # typing costs a fifth of the import time (issue 18): only the type checker
 # reads it (mypy treats any name TYPE_CHECKING as true)
 TYPE_CHECKING = False
@@ -104,9 +107,6 @@ if not cython.compiled:
         # bound is exactly function bound to an object (not overridden)
         return type(bound) is _MethodType and bound.__func__ is function
 
-
-# one exception class for both builds (asynchat_core/_errors.py)
-from asynchat_core._errors import FrameTooLarge
 
 
 class _Unset:

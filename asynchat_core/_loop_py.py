@@ -425,7 +425,6 @@ DISCONNECTED = frozenset({errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
                           errno.ECONNABORTED, errno.EPIPE, errno.EBADF})
 
 
-
 def ssl_wants_io(exc):
     """Whether ``exc`` is a TLS socket's ``SSLWantReadError`` or
     ``SSLWantWriteError``: it needs the peer (or room) before it can go on,

@@ -14,13 +14,14 @@ import time
 
 # _thread, not threading: the same locks (import time, issue 18)
 import _thread
+
+from ._impl import loop_impl as _loop_impl
+
 # typing is for the type checker only (import time, issue 18; mypy treats
 # any name TYPE_CHECKING as true)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-from ._impl import loop_impl as _loop_impl
 
 __all__ = ["call_later", "set_idle_timeout", "available_backends"]
 
@@ -141,17 +142,25 @@ def timers_pending():
     return _timers.live > 0
 
 
-def loop_note(map, fd):
-    """Hook for add_channel: the entry at ``fd`` of ``map`` changed."""
+def loop_of(map):
+    """The ``Loop`` serving ``map``, or None (no loop() ran on it yet)."""
     lp = _loops.get(id(map))
     if lp is not None and lp.map is map:
+        return lp
+    return None
+
+
+def loop_note(map, fd):
+    """Hook for add_channel: the entry at ``fd`` of ``map`` changed."""
+    lp = loop_of(map)
+    if lp is not None:
         lp.note(fd)
 
 
 def loop_forget(map, fd, obj):
     """Hook for del_channel, called while ``obj``'s descriptor is open."""
-    lp = _loops.get(id(map))
-    if lp is not None and lp.map is map:
+    lp = loop_of(map)
+    if lp is not None:
         lp.forget(fd, obj)
         if len(map) == 1:
             discard_loop(map)  # about to be empty: release the OS kernel object
@@ -171,7 +180,7 @@ def loop_touch(obj):
     map = getattr(obj, "_map", None)
     if map is None:
         return
-    lp = _loops.get(id(map))
+    lp = _loops.get(id(map))  # (loop_of() inlined: every push() comes here)
     if lp is not None and lp.map is map:
         lp.touch(obj._fileno, obj)
 
@@ -208,8 +217,8 @@ def set_idle_timeout(channel, seconds, callback=None):
         channel._idle_watch = watch
         watch.handle = _timers.call_at(watch.last + seconds, _idle_check, (watch,), False)
     map = getattr(channel, "_map", None)
-    lp = _loops.get(id(map)) if map is not None else None
-    if lp is not None and lp.map is map:
+    lp = loop_of(map) if map is not None else None
+    if lp is not None:
         lp.set_watch(channel._fileno, channel, watch)
 
 

@@ -207,12 +207,7 @@ def _check_socket(sock):
 def _loop_of(obj):
     """The ``Loop`` serving ``obj``'s map, or None (no loop() ran on it yet)."""
     map = getattr(obj, "_map", None)
-    if map is None:
-        return None
-    lp = _runner._loops.get(id(map))
-    if lp is None or lp.map is not map:
-        return None
-    return lp
+    return None if map is None else _runner.loop_of(map)
 
 
 def _set_gate(sock, closed):
