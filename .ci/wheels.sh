@@ -50,34 +50,9 @@ read -r -a PYTHON_LIST <<< "$PYTHONS"
 FALLBACK_PY=${WHEELS_FALLBACK_PYTHON:-${PYENV_LIST[${#PYENV_LIST[@]}-1]}}
 TOOLS_PY=${WHEELS_TOOLS_PYTHON:-${PYENV_LIST[${#PYENV_LIST[@]}-1]}}
 
-# A Debian interpreter (.ci/debian-python.sh's tree): its venvs come from that
-# script (Debian's ensurepip looks for pip in /usr/share), and compiling for
-# it needs the tree's include folder, where its multiarch pyconfig.h is.
-debian_version() {
-    case "$1" in
-        */debian-python3.*/usr/bin/python3.*) echo "${1##*/python}" ;;
-        *) return 1 ;;
-    esac
-}
-# make_venv PY DIR
-make_venv() {
-    local ver
-    if ver=$(debian_version "$1"); then
-        "$ROOT/.ci/debian-python.sh" "$ver" --venv "$2" > /dev/null
-    else
-        "$1" -m venv "$2"
-    fi
-}
-# cppflags PY: what compiling for PY adds to its own flags (CPPFLAGS is added
-# to them by setuptools; CFLAGS would replace -O2/-O3 and -DNDEBUG); a
-# deprecated C API is an error, as in .ci/run
-cppflags() {
-    local flags="-Werror=deprecated-declarations -Werror=implicit-function-declaration"
-    if debian_version "$1" > /dev/null; then
-        flags="-I${1%/bin/*}/include $flags"
-    fi
-    echo "$flags"
-}
+# the compile flags and venvs, as .ci/run makes them
+# shellcheck source=.ci/lib.sh
+source "$ROOT/.ci/lib.sh"
 
 WORK=${1:-$(mktemp -d "${TMPDIR:-/tmp}/asynchat-wheels.XXXXXX")}
 mkdir -p "$WORK"
@@ -176,8 +151,8 @@ for py in "${PYTHON_LIST[@]}"; do
     if [ -n "$built" ]; then
         cp "$built" "$WORK/wheels/"  # python -m build already made this one from the sdist
     else
-        make_venv "$py" "$WORK/bld-$tag"
-        CPPFLAGS=$(cppflags "$py") ASYNCHAT_CORE_REQUIRE_EXTENSIONS=1 \
+        ac_make_venv "$py" "$WORK/bld-$tag"
+        CPPFLAGS=$(ac_cppflags "$py") ASYNCHAT_CORE_REQUIRE_EXTENSIONS=1 \
             "$WORK/bld-$tag/bin/pip" wheel --no-deps --no-cache-dir \
             -w "$WORK/wheels" "$SDIST" > "$WORK/build-$tag.log" 2>&1 \
             || { tail -40 "$WORK/build-$tag.log"; fail "wheel for $tag"; }
@@ -223,9 +198,9 @@ for py in "${PYTHON_LIST[@]}"; do
     tag=$("$py" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
     whl=$(ls "$WORK"/wheelhouse/*-"$tag"-"$tag"-manylinux*.whl)
     venv="$WORK/venv-$tag"
-    make_venv "$py" "$venv"
+    ac_make_venv "$py" "$venv"
     # (CPPFLAGS: a test dependency without a wheel for this Python compiles)
-    CPPFLAGS=$(cppflags "$py") "$venv/bin/pip" install -q "$whl[test]" || fail "install $whl"
+    CPPFLAGS=$(ac_cppflags "$py") "$venv/bin/pip" install -q "$whl[test]" || fail "install $whl"
     run="$WORK/run-$tag"
     mkdir "$run"
     sdist_tests "$run"
