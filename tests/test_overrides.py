@@ -48,8 +48,6 @@ MID_FRAME = b"four"
 #: the reply to "seven" is longer than ac_out_buffer_size: its rest goes
 #: out from handle_write events
 BIG = 70000
-#: the reply to "text" when use_encoding is true: a str
-TEXT = "<text \xe9>\n"
 
 #: loop passes a step may take before it is declared stuck (generous: a
 #: step takes one to five passes; a stuck step costs at most
@@ -97,8 +95,11 @@ def _base(impl, **attrs):
             if frame == b"boom":
                 raise Boom()
             if frame == b"text" and self.use_encoding:
-                reply = TEXT
-            elif frame == b"seven":
+                # CPython 3.11 encodes only str terminators (push() takes
+                # bytes only): from here on the terminator is encoded "\n"
+                self.set_terminator("\n")
+                self.events.append(("terminator", self.terminator))
+            if frame == b"seven":
                 reply = b"<" + frame + b"." * BIG + b">\n"
             else:
                 reply = b"<" + frame + b">\n"
@@ -244,7 +245,26 @@ HELD_PAST_OVERRIDE = (
     "bug: replies pushed inside a read are held (README deviation 1) even "
     "after found_terminator installs a send()/initiate_send() override; the "
     "held bytes then reach the socket without passing through it")
-KNOWN = {}
+HELD_PAST_FIFO = (
+    "bug: replies held inside a read (README deviation 1) never pass "
+    "through producer_fifo: a producer_fifo the user replaced (a deque "
+    "subclass) sees no append()/del for them")
+SOCKET_FIELD = (
+    "bug: sends go to the socket kept in the channel's output state, not "
+    "to self.socket: a __getattribute__ giving another socket is used by "
+    "recv() only")
+TERMINATOR_FIELD = (
+    "bug: the chat code reads the terminator from its own field (README "
+    "deviation 3): a __getattribute__ giving another terminator is ignored")
+KNOWN = {
+    ("state", "producer_fifo", "instance"): HELD_PAST_FIFO,
+    ("state", "producer_fifo", "slots"): HELD_PAST_FIFO,
+    ("state", "producer_fifo", "getattribute"): HELD_PAST_FIFO,
+    ("state", "socket", "getattribute"): SOCKET_FIELD,
+    ("state", "socket", "getattribute_mid"): SOCKET_FIELD,
+    ("state", "terminator", "getattribute"): TERMINATOR_FIELD,
+    ("state", "terminator", "getattribute_mid"): TERMINATOR_FIELD,
+}
 for _name in ("send", "initiate_send"):
     for _way in ("instance_mid", "class_patched_mid", "class_swapped"):
         for _change in ("spy", "changed"):
@@ -602,3 +622,340 @@ def test_method_override(request, impl, name, way, change):
         contrast_run = _method_run(name, contrast, change)
     check(impl, ("method", name, way, change), _method_run(name, way, change),
           contrast_key, contrast_run)
+
+
+# ---------------------------------------------------------------------------
+# the state matrix: data the library reads per event
+
+
+class LoggingFifo(collections.deque):
+    """A producer_fifo that logs what the library does to it."""
+
+    def __init__(self, events, items):
+        super().__init__(items)
+        self.events = events
+
+    def append(self, item):
+        self.events.append(("fifo.append", short(item)))
+        super().append(item)
+
+    def appendleft(self, item):
+        self.events.append(("fifo.appendleft", short(item)))
+        super().appendleft(item)
+
+    def popleft(self):
+        self.events.append(("fifo.popleft",))
+        return super().popleft()
+
+    def __delitem__(self, index):
+        self.events.append(("fifo.del", index))
+        super().__delitem__(index)
+
+    def __setitem__(self, index, item):
+        self.events.append(("fifo.set", index, short(item)))
+        super().__setitem__(index, item)
+
+    def clear(self):
+        self.events.append(("fifo.clear",))
+        super().clear()
+
+
+class SocketSpy:
+    """A channel's socket replaced by a wrapper that logs the calls made
+    on it (everything it does not define is looked up on the real one)."""
+
+    def __init__(self, sock, events):
+        self._sock = sock
+        self._events = events
+
+    def recv(self, size, *flags):
+        self._events.append(("sock.recv", size) + flags)
+        return self._sock.recv(size, *flags)
+
+    def send(self, data, *flags):
+        # the flags are not logged: README deviation 8 (MSG_NOSIGNAL)
+        self._events.append(("sock.send", short(data)))
+        return self._sock.send(data, *flags)
+
+    def close(self):
+        self._events.append(("sock.close",))
+        self._sock.close()
+
+    def __getattr__(self, attr):
+        self._events.append(("sock." + attr,))
+        return getattr(self._sock, attr)
+
+
+class Attr:
+    """A piece of state, the value an override gives it, and how to see it."""
+
+    def __init__(self, value, kind, base=None, ours_only=False, mid=MID_FRAME):
+        self.value = value  # function(chan) -> the override's value
+        self.kind = kind  # "class": a class attribute; "instance": set by __init__
+        self.base = base or {}  # class attributes of the user's class
+        self.ours_only = ours_only  # the reference does not have it
+        self.mid = mid  # the frame at which the "mid" ways act
+
+
+ATTRS = {
+    # smaller reads: the chunks collect_incoming_data gets
+    "ac_in_buffer_size": Attr(lambda chan: 3, "class"),
+    # smaller sends: what the peer holds when push() of seven returns
+    "ac_out_buffer_size": Attr(lambda chan: 30000, "class"),
+    # at the "text" frame the channel sets a str terminator, "\n": encoded
+    # with use_encoding (else the next read fails: a TypeError)
+    "use_encoding": Attr(lambda chan: True, "class"),
+    # ... in UTF-16: the lines that follow never end
+    "encoding": Attr(lambda chan: "utf-16-le", "class", base={"use_encoding": True}),
+    # pipelined replies are each on the socket when push() returns (the
+    # reference's behaviour); the change is made before the pipelined read
+    "ac_coalesce_pushes": Attr(lambda chan: False, "class", ours_only=True, mid=b"two",
+                               base={"peek_frames": (b"four", b"five", b"seven")}),
+    # replies stay queued; handle_write runs with nothing sent
+    "connected": Attr(lambda chan: False, "instance"),
+    # the next read event calls handle_accept (which resets it)
+    "accepting": Attr(lambda chan: True, "instance"),
+    "producer_fifo": Attr(lambda chan: LoggingFifo(chan.events, [b"[pre]\n"]), "instance"),
+    "socket": Attr(lambda chan: SocketSpy(object.__getattribute__(chan, "socket"), chan.events),
+                   "instance",
+                   base={"ac_coalesce_pushes": False}),
+    "terminator": Attr(lambda chan: b"e", "instance"),
+}
+
+
+def a_subclass(impl, name, spec):
+    return type("Sub", (_base(impl, **spec.base),), {name: spec.value(None)}), None
+
+
+def a_mixin(impl, name, spec):
+    mixin = type("Mixin", (), {name: spec.value(None)})
+    return type("Mixed", (mixin, _base(impl, **spec.base)), {}), None
+
+
+def a_metaclass(impl, name, spec):
+    class Meta(type):
+        pass
+
+    return Meta("Made", (_base(impl, **spec.base),), {name: spec.value(None)}), None
+
+
+def a_metaclass_hooks(impl, name, spec):
+    """The metaclass's own __setattr__ (logging) and __getattribute__; the
+    class attribute set through them after the instance exists."""
+    class Meta(type):
+        def __setattr__(cls, attr, value):
+            if attr == name:
+                cls.log_setattr.append(("meta-setattr", name))
+            type.__setattr__(cls, attr, value)
+
+        def __getattribute__(cls, attr):
+            return type.__getattribute__(cls, attr)
+
+    cls = Meta("Made", (_base(impl, **spec.base),), {"log_setattr": []})
+
+    def setup(chan):
+        cls.log_setattr = chan.events
+        setattr(cls, name, spec.value(None))
+    return cls, setup
+
+
+def _attr_class_patch(impl, name, spec, patch_at, restore_at):
+    cls = type("Patched", (_base(impl, **spec.base),), {})
+
+    def patch(chan):
+        setattr(cls, name, spec.value(None))
+
+    def restore(chan):
+        delattr(cls, name)
+
+    def setup(chan):
+        if patch_at is None:
+            patch(chan)
+        else:
+            chan.hooks[patch_at] = patch
+        if restore_at is not None:
+            chan.hooks[restore_at] = restore
+    return cls, setup
+
+
+def a_class_patched(impl, name, spec):
+    return _attr_class_patch(impl, name, spec, None, None)
+
+
+def a_class_patched_mid(impl, name, spec):
+    return _attr_class_patch(impl, name, spec, spec.mid, None)
+
+
+def a_class_restored_mid(impl, name, spec):
+    return _attr_class_patch(impl, name, spec, None, spec.mid)
+
+
+def _attr_library_patch(impl, name, spec, restore_at):
+    """async_chat.name = value on the library class defining it (the
+    async_chat class where the reference has no such name)."""
+    owner = impl.asynchat.async_chat
+    for klass in owner.__mro__:
+        if name in vars(klass):
+            owner = klass
+            break
+    missing = object()
+    saved = vars(owner).get(name, missing)
+
+    def restore(chan=None):
+        if saved is missing:
+            if name in vars(owner):
+                delattr(owner, name)
+        else:
+            setattr(owner, name, saved)
+
+    def setup(chan):
+        setattr(owner, name, spec.value(None))
+        _cleanups.append(restore)
+        if restore_at is not None:
+            chan.hooks[restore_at] = restore
+    return _base(impl, **spec.base), setup
+
+
+def a_library_patched(impl, name, spec):
+    return _attr_library_patch(impl, name, spec, None)
+
+
+def a_library_restored_mid(impl, name, spec):
+    return _attr_library_patch(impl, name, spec, spec.mid)
+
+
+def a_class_swapped(impl, name, spec):
+    base = _base(impl, **spec.base)
+    other = type("Other", (base,), {name: spec.value(None)})
+
+    def setup(chan):
+        chan.hooks[spec.mid] = lambda c: setattr(c, "__class__", other)
+    return base, setup
+
+
+def a_instance(impl, name, spec):
+    def setup(chan):
+        setattr(chan, name, spec.value(chan))
+    return _base(impl, **spec.base), setup
+
+
+def a_instance_mid(impl, name, spec):
+    def setup(chan):
+        chan.hooks[spec.mid] = lambda c: setattr(c, name, spec.value(c))
+    return _base(impl, **spec.base), setup
+
+
+def a_instance_deleted(impl, name, spec):
+    def setup(chan):
+        setattr(chan, name, spec.value(chan))
+        chan.hooks[spec.mid] = lambda c: delattr(c, name)
+    return _base(impl, **spec.base), setup
+
+
+def a_slots(impl, name, spec):
+    """The name is a slot of the user's class: its value (set by the
+    library's __init__, then by the override) is not in the instance dict."""
+    cls = type("Slotted", (_base(impl, **spec.base),), {"__slots__": (name,)})
+
+    def setup(chan):
+        setattr(chan, name, spec.value(chan))
+        assert name not in vars(chan)
+    return cls, setup
+
+
+def _attr_getattribute(impl, name, spec, from_mid):
+    def __getattribute__(self, attr):
+        if attr != name or not object.__getattribute__(self, "intercept"):
+            return object.__getattribute__(self, attr)
+        cache = object.__getattribute__(self, "replacement")
+        if not cache:
+            cache.append(spec.value(self))
+        return cache[0]
+
+    cls = type("Intercepting", (_base(impl, **spec.base),), {
+        "__getattribute__": __getattribute__, "intercept": False})
+
+    def start(chan):
+        chan.intercept = True
+
+    def setup(chan):
+        chan.replacement = []
+        if from_mid:
+            chan.hooks[spec.mid] = start
+        else:
+            start(chan)
+    return cls, setup
+
+
+def a_getattribute(impl, name, spec):
+    """__getattribute__ gives another value for the name."""
+    return _attr_getattribute(impl, name, spec, False)
+
+
+def a_getattribute_mid(impl, name, spec):
+    """... from inside a read on."""
+    return _attr_getattribute(impl, name, spec, True)
+
+
+ATTR_WAYS = {
+    "subclass": (a_subclass, "class"),
+    "mixin": (a_mixin, "class"),
+    "metaclass": (a_metaclass, "class"),
+    "metaclass_hooks": (a_metaclass_hooks, "class"),
+    "class_patched": (a_class_patched, "class"),
+    "class_patched_mid": (a_class_patched_mid, "class"),
+    "class_restored_mid": (a_class_restored_mid, "class"),
+    "library_patched": (a_library_patched, "class"),
+    "library_restored_mid": (a_library_restored_mid, "class"),
+    "class_swapped": (a_class_swapped, "class"),
+    "instance": (a_instance, "any"),
+    "instance_mid": (a_instance_mid, "any"),
+    "instance_deleted": (a_instance_deleted, "class"),
+    "slots": (a_slots, "any"),
+    "getattribute": (a_getattribute, "any"),
+    "getattribute_mid": (a_getattribute_mid, "any"),
+}
+
+
+def _attr_cases():
+    for name, spec in ATTRS.items():
+        for way, (_, applies) in ATTR_WAYS.items():
+            if applies == "class" and spec.kind != "class":
+                continue  # the instance's own value hides any class's
+            if spec.ours_only and way in CONTRAST:
+                continue  # our default comes back: not the reference's behaviour
+            yield pytest.param(name, way, id="%s-%s" % (name, way))
+
+
+def _attr_run(name, way):
+    spec = ATTRS[name]
+
+    def run(impl):
+        cls, setup = ATTR_WAYS[way][0](impl, name, spec)
+        return converse(impl, cls, setup)
+    return run
+
+
+def _attr_plain(name):
+    spec = ATTRS[name]
+    return lambda impl: converse(impl, _base(impl, **spec.base))
+
+
+@pytest.mark.parametrize("name, way", list(_attr_cases()))
+def test_state_override(request, impl, name, way):
+    known_bug(request, impl, ("state", name, way))
+    spec = ATTRS[name]
+    contrast = CONTRAST.get(way)
+    if contrast is None:
+        contrast_key, contrast_run = ("plain", name), _attr_plain(name)
+    else:
+        contrast_key, contrast_run = ("state", name, contrast), _attr_run(name, contrast)
+    if not spec.ours_only:
+        check(impl, ("state", name, way), _attr_run(name, way), contrast_key, contrast_run)
+        return
+    # The reference has no such setting: with it, our builds must behave as
+    # the reference does anyway, and without it (our default) differently.
+    got = _attr_run(name, way)(impl)
+    assert got == reference(("state", name, way), _attr_run(name, way))
+    if not impl.is_reference:
+        assert contrast_run(impl) != got, "the override does not change the observation"
