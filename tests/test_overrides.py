@@ -49,11 +49,15 @@ MID_FRAME = b"four"
 #: out from handle_write events
 BIG = 70000
 
+#: the reply to "huge" (test_high_water only): more than the socket pair
+#: buffers, so most of it stays queued until the peer reads
+HUGE = 4 << 20
+
 #: loop passes a step may take before it is declared stuck (generous: a
 #: step takes one to five passes; a stuck step costs at most
 #: PASSES * TIMEOUT)
-PASSES = 12
-TIMEOUT = 0.002
+PASSES = 10
+TIMEOUT = 0.001
 
 
 def short(data):
@@ -101,6 +105,8 @@ def _base(impl, **attrs):
                 self.events.append(("terminator", self.terminator))
             if frame == b"seven":
                 reply = b"<" + frame + b"." * BIG + b">\n"
+            elif frame == b"huge":
+                reply = b"h" * HUGE + b"\n"
             else:
                 reply = b"<" + frame + b">\n"
             self.push(reply)
@@ -204,9 +210,13 @@ def converse(impl, cls, setup=None, script=SCRIPT):
         finally:
             a.close()
             b.close()
-            while _cleanups:
-                _cleanups.pop()()
+            undo_patches()
     return events
+
+
+def undo_patches():
+    while _cleanups:
+        _cleanups.pop()()
 
 
 # ---------------------------------------------------------------------------
@@ -263,6 +273,10 @@ META_LOOKUPS = (
     "bug: readable, writable and terminator are looked up on the channel's "
     "class (through the metaclass's __getattribute__), which CPython never "
     "does")
+POLLED_CLASS_CHANGE = (
+    "bug: a readable()/writable() override that comes with a class patch or "
+    "a __class__ swap after the loop first saw the channel is not asked "
+    "every pass (README deviation 6 names only an instance attribute)")
 KNOWN = {
     ("getattr", None): IDLE_WATCH_LOOKUP,
     ("metaclass_getattribute",): META_LOOKUPS,
@@ -274,6 +288,9 @@ KNOWN = {
     ("state", "terminator", "getattribute"): TERMINATOR_FIELD,
     ("state", "terminator", "getattribute_mid"): TERMINATOR_FIELD,
 }
+for _name in ("readable", "writable"):
+    for _way in ("class_patched_mid", "class_swapped"):
+        KNOWN["polled", _name, _way] = POLLED_CLASS_CHANGE
 for _name in ("send", "initiate_send"):
     for _way in ("instance_mid", "class_patched_mid", "class_swapped"):
         for _change in ("spy", "changed"):
@@ -1064,3 +1081,125 @@ def test_metaclass_getattribute(request, impl):
     known_bug(request, impl, ("metaclass_getattribute",))
     got = _meta_run(impl)
     assert got == reference(("metaclass_getattribute",), _meta_run)
+
+
+# ---------------------------------------------------------------------------
+# readable()/writable() overrides are asked every pass: their answer may
+# change without any event (README deviation 6 exempts only an instance
+# attribute assigned after the loop first saw the channel)
+
+def _pause(chan, orig):
+    return orig() and not chan.paused
+
+
+#: ways whose override exists before the loop first sees the channel, or
+#: comes with its class (patched, swapped) at MID_FRAME
+POLLED_WAYS = ("subclass", "mixin", "instance", "bound_method", "class_patched",
+               "class_patched_mid", "library_patched", "slots", "getattribute",
+               "metaclass", "metaclass_hooks", "class_swapped")
+
+
+def _polled_run(name, way):
+    """Pause the channel's reading (or writing) from outside, between loop
+    passes, and resume it: the pass after each change must obey it."""
+    def run(impl):
+        if way is None:
+            cls, setup = _base(impl), None
+        else:
+            cls, setup = METHOD_WAYS[way](impl, name, _pause)
+        events = []
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        chan_map = {}
+        chan = cls(a, chan_map, events, b)
+        chan.paused = False
+        if setup is not None:
+            setup(chan)
+        peer = Peer(impl, b, chan_map)
+        seen = []
+        try:
+            b.sendall(MID_FRAME + b"\n")
+            seen.append(("first", peer.run(lambda: peer.got.endswith(b">\n"))))
+            del peer.got[:]
+            chan.paused = True
+            b.sendall(b"two\n" if name == "readable" else b"seven\n")
+            for state in ("paused", "paused", "paused", "resumed", "resumed"):
+                if state == "resumed":
+                    chan.paused = False
+                impl.loop_once(chan_map, TIMEOUT)
+                peer.drain()
+                seen.append((state, _frames(chan), len(peer.got)))
+        finally:
+            chan.close()
+            a.close()
+            b.close()
+            undo_patches()
+        return seen
+    return run
+
+
+@pytest.mark.parametrize("name", sorted(POLLED))
+@pytest.mark.parametrize("way", POLLED_WAYS)
+def test_polled_override_asked_every_pass(request, impl, name, way):
+    known_bug(request, impl, ("polled", name, way))
+    got = _polled_run(name, way)(impl)
+    expected = reference(("polled", name, way), _polled_run(name, way))
+    assert got == expected
+    assert reference(("polled", name, None), _polled_run(name, None)) != expected
+
+
+# ---------------------------------------------------------------------------
+# ac_out_high_water (ours only): while more than it waits unsent, the
+# channel is not read
+
+HIGH_WATER = Attr(lambda chan: 1 << 20, "class", ours_only=True, mid=b"huge")
+HIGH_WATER_WAYS = ("subclass", "mixin", "metaclass", "metaclass_hooks", "class_patched",
+                   "class_patched_mid", "library_patched", "class_swapped", "instance",
+                   "instance_mid", "slots", "getattribute", "getattribute_mid")
+
+
+def _high_water_run(impl, way):
+    if way is None:
+        cls, setup = _base(impl), None
+    else:
+        cls, setup = ATTR_WAYS[way][0](impl, "ac_out_high_water", HIGH_WATER)
+    events = []
+    a, b = socket.socketpair()
+    b.setblocking(False)
+    chan_map = {}
+    chan = cls(a, chan_map, events, b)
+    if setup is not None:
+        setup(chan)
+    seen = []
+    try:
+        b.sendall(b"huge\n")
+        impl.loop_once(chan_map, TIMEOUT)  # the reply fills the socket pair
+        b.sendall(b"after\n")
+        for _ in range(3):  # the peer reads nothing
+            impl.loop_once(chan_map, TIMEOUT)
+        seen.append(("blocked", _frames(chan)))
+        peer = Peer(impl, b, chan_map)
+        # generous: the 4 MiB reply takes a few dozen passes
+        for _ in range(2000):
+            impl.loop_once(chan_map, TIMEOUT)
+            peer.drain()
+            if len(peer.got) >= HUGE + 1 + len(b"<after>\n"):
+                break
+        seen.append(("drained", _frames(chan), len(peer.got)))
+    finally:
+        chan.close()
+        a.close()
+        b.close()
+        undo_patches()
+    return seen
+
+
+@pytest.mark.parametrize("way", HIGH_WATER_WAYS)
+def test_high_water_override(request, our_impl, way):
+    known_bug(request, our_impl, ("high_water", way))
+    total = HUGE + 1 + len(b"<after>\n")
+    assert _high_water_run(our_impl, way) == [
+        ("blocked", [b"huge"]), ("drained", [b"huge", b"after"], total)]
+    # without it, the channel reads on
+    assert _high_water_run(our_impl, None) == [
+        ("blocked", [b"huge", b"after"]), ("drained", [b"huge", b"after"], total)]
