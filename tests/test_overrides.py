@@ -421,6 +421,17 @@ def m_mixin(impl, name, change):
     return cls, None
 
 
+def m_slots_mixin(impl, name, change):
+    """A mixin with empty __slots__ (the usual way to keep mixins light),
+    first in the MRO of a class that also declares __slots__."""
+    holder = []
+    mixin = type("SlotMixin", (), {"__slots__": (),
+                                   name: _spy(name, "slot-mixin", _next_after(holder, name), change)})
+    holder.append(mixin)
+    cls = type("SlotMixed", (mixin, _base(impl)), {"__slots__": ("extra",)})
+    return cls, None
+
+
 def m_instance(impl, name, change):
     def setup(chan):
         setattr(chan, name, _instance_spy(chan, name, "inst", change))
@@ -621,6 +632,7 @@ def m_class_swapped(impl, name, change):
 METHOD_WAYS = {
     "subclass": m_subclass,
     "mixin": m_mixin,
+    "slots_mixin": m_slots_mixin,
     "instance": m_instance,
     "instance_mid": m_instance_mid,
     "instance_deleted": m_instance_deleted,
