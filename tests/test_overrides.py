@@ -45,6 +45,9 @@ SCRIPT = (
 #: the frame at which the "mid" ways act: inside a read that more frames
 #: follow, after events that saw the previous state
 MID_FRAME = b"four"
+#: the frame at which the "between" ways act: the last of its read, so the
+#: change must be seen from the next event on
+BETWEEN_FRAME = b"two"
 #: the reply to "seven" is longer than ac_out_buffer_size: its rest goes
 #: out from handle_write events
 BIG = 70000
@@ -444,6 +447,15 @@ def m_instance_mid(impl, name, change):
     return _base(impl), setup
 
 
+def m_instance_between(impl, name, change):
+    """Assigned from the found_terminator of a read's last frame: the next
+    event must use it."""
+    def setup(chan):
+        chan.hooks[BETWEEN_FRAME] = lambda c: setattr(
+            c, name, _instance_spy(c, name, "inst", change))
+    return _base(impl), setup
+
+
 def m_instance_deleted(impl, name, change):
     def setup(chan):
         setattr(chan, name, _instance_spy(chan, name, "inst", change))
@@ -635,6 +647,7 @@ METHOD_WAYS = {
     "slots_mixin": m_slots_mixin,
     "instance": m_instance,
     "instance_mid": m_instance_mid,
+    "instance_between": m_instance_between,
     "instance_deleted": m_instance_deleted,
     "bound_method": m_bound_method,
     "class_patched": m_class_patched,
@@ -922,6 +935,12 @@ def a_instance_mid(impl, name, spec):
     return _base(impl, **spec.base), setup
 
 
+def a_instance_between(impl, name, spec):
+    def setup(chan):
+        chan.hooks[BETWEEN_FRAME] = lambda c: setattr(c, name, spec.value(c))
+    return _base(impl, **spec.base), setup
+
+
 def a_instance_deleted(impl, name, spec):
     def setup(chan):
         setattr(chan, name, spec.value(chan))
@@ -987,6 +1006,7 @@ ATTR_WAYS = {
     "class_swapped": (a_class_swapped, "class"),
     "instance": (a_instance, "any"),
     "instance_mid": (a_instance_mid, "any"),
+    "instance_between": (a_instance_between, "any"),
     "instance_deleted": (a_instance_deleted, "class"),
     "slots": (a_slots, "any"),
     "getattribute": (a_getattribute, "any"),
