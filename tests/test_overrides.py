@@ -15,6 +15,17 @@ checks, on the reference, that the override changes the observation (or, for
 a removal, that it differs from the override left in place), so no test
 passes because an override was ignored.
 
+The tests: ``test_method_override`` (each hot method, each way of
+overriding it, as a spy or changing its result), ``test_state_override``
+(each piece of state the library reads per event), the state a
+``__getattr__`` serves, a metaclass ``__getattribute__``, ``readable()`` /
+``writable()`` answers that change between passes, and our own
+``ac_out_high_water``.  Two documented deviations are kept out of the
+observation: how often ``readable()``/``writable()`` are asked while nothing
+happens (README deviation 6), and the one ``send()`` that held replies share
+where a socket wrapper or a ``dispatcher.send`` patch would see it (README
+deviation 1: those cases set ``ac_coalesce_pushes = False``).
+
 Any difference found between our builds and the reference is a strict
 xfail naming it (``KNOWN``): fixing the bug fails the test until the entry
 goes.
@@ -428,8 +439,8 @@ def m_slots_mixin(impl, name, change):
     """A mixin with empty __slots__ (the usual way to keep mixins light),
     first in the MRO of a class that also declares __slots__."""
     holder = []
-    mixin = type("SlotMixin", (), {"__slots__": (),
-                                   name: _spy(name, "slot-mixin", _next_after(holder, name), change)})
+    spy = _spy(name, "slot-mixin", _next_after(holder, name), change)
+    mixin = type("SlotMixin", (), {"__slots__": (), name: spy})
     holder.append(mixin)
     cls = type("SlotMixed", (mixin, _base(impl)), {"__slots__": ("extra",)})
     return cls, None
@@ -600,7 +611,8 @@ def m_metaclass(impl, name, change):
         pass
 
     holder = []
-    cls = Meta("Made", (_base(impl),), {name: _spy(name, "meta", _next_after(holder, name), change)})
+    spy = _spy(name, "meta", _next_after(holder, name), change)
+    cls = Meta("Made", (_base(impl),), {name: spy})
     holder.append(cls)
     return cls, None
 
