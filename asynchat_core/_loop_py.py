@@ -447,26 +447,43 @@ _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 _socket_type = socket.socket
 
 # Compiled, the entry points below count their nesting per thread in C
-# (ac_enter/ac_leave, _cbits.pxd): calls between compiled functions run no
+# (ac_nest/ac_unnest, _cbits.pxd): calls between compiled functions run no
 # Python frame, so the recursion limit cannot stop a cycle such as a
-# handle_read that is dispatcher.handle_read_event.  Python needs no such
-# counter: the calls are compiled only, and these names only stand in.
+# handle_read that is dispatcher.handle_read_event.  The check sits where
+# Python can call in (a call by name); the library's direct C calls need
+# none, since a cycle must pass through a call by name.  ac_nest returns the
+# counter's address, so leaving reads no thread-local again.  Python needs no
+# such counter: these names are reached only when compiled.
 if not cython.compiled:
-    def ac_enter():
-        return 0
+    def ac_nest():
+        return None
 
-    def ac_leave():
+    def ac_unnest(nest):
         pass
+
+    def ac_sock_recv(sock, size):
+        return None
+
+    def ac_sock_send(sock, data, flags):
+        return -2
 
 
 def dispatcher_recv(self, buffer_size):
     """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         while True:
             try:
-                data = self.socket.recv(buffer_size)
+                sock = self.socket
+                if cython.compiled and type(sock) is _socket_type:
+                    # a plain non-blocking socket: recv(2) into a reused
+                    # buffer, the method's errors (_cbits.pxd); else None
+                    data = ac_sock_recv(sock, buffer_size)
+                    if data is None:
+                        data = sock.recv(buffer_size)
+                else:
+                    data = sock.recv(buffer_size)
                 break
             except InterruptedError:
                 continue  # a wrapped socket may not retry EINTR itself
@@ -483,18 +500,18 @@ def dispatcher_recv(self, buffer_size):
         return data
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def dispatcher_send(self, data):
     """Send what the socket takes now; return the byte count (0 if it would block)."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         return sock_send(self, self.socket, data)
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def sock_send(chan, sock, data):
@@ -505,6 +522,11 @@ def sock_send(chan, sock, data):
                 # a reset peer must not kill the process even where SIGPIPE
                 # has its default action (plain sockets only: SSL sockets
                 # and file wrappers take no flags)
+                if cython.compiled:
+                    # send(2) itself, the method's errors (_cbits.pxd)
+                    sent = ac_sock_send(sock, data, _MSG_NOSIGNAL)
+                    if sent != -2:
+                        return sent
                 return sock.send(data, _MSG_NOSIGNAL)
             return sock.send(data)
         except InterruptedError:
@@ -533,7 +555,7 @@ def dispatcher_writable(self):
 def dispatcher_handle_read_event(self):
     """The loop saw input: accept, finish a connect, or read."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         if self.accepting:
             # a listening socket spawns connected sockets instead of reading
@@ -546,13 +568,13 @@ def dispatcher_handle_read_event(self):
             self.handle_read()
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def dispatcher_handle_write_event(self):
     """The loop saw the socket writable: finish a connect, then write."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         if self.accepting:
             return  # spurious for a listening socket: ignore it
@@ -561,7 +583,7 @@ def dispatcher_handle_write_event(self):
         self.handle_write()
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 # ------------------------------------------------------------------ timers

@@ -3,7 +3,7 @@
 # augmenting .pxd).  Declarations only: the logic is in _loop_py.py.
 import cython
 
-from asynchat_core._cbits cimport ac_enter, ac_leave
+from asynchat_core._cbits cimport ac_nest, ac_unnest, ac_sock_recv, ac_sock_send
 from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
@@ -11,6 +11,7 @@ cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WA
 cdef int _DELIVER_READ, _DELIVER_WRITE
 cdef object _MSG_NOSIGNAL, _socket_type
 
+@cython.locals(sent=Py_ssize_t)
 cpdef sock_send(chan, sock, data)
 
 
