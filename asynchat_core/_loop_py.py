@@ -127,6 +127,9 @@ class EpollPoller:
 
     def __init__(self):
         self._ep = select.epoll()
+        if cython.compiled:
+            self._epfd = self._ep.fileno()  # -1 once close()d
+            self._busy = False
 
     def register(self, fd, mask):
         """Watch ``fd`` for the poll bits in ``mask``."""
@@ -145,8 +148,18 @@ class EpollPoller:
         # PEP 475: EINTR is retried with the remaining time, after handlers ran
         return self._ep.poll(-1 if timeout is None else timeout)
 
+    def _wait_ready(self, timeout):
+        # compiled only: poll() into self._ready (_loop_c.pxd); the count,
+        # or -2 if poll() must do it: the array is being read (a nested
+        # run_once), epoll is closed (poll() raises), or an unusual timeout
+        if self._busy or self._epfd < 0:
+            return -2
+        return ac_epoll_wait(self._epfd, self._ready, timeout)
+
     def close(self):
         """Close the epoll descriptor."""
+        if cython.compiled:
+            self._epfd = -1
         self._ep.close()
 
 
@@ -465,6 +478,9 @@ if not cython.compiled:
         return None
 
     def ac_sock_send(sock, data, flags):
+        return -2
+
+    def ac_epoll_wait(epfd, ready, timeout):
         return -2
 
 
@@ -1471,11 +1487,23 @@ class Loop:
                 poller = self.poller
             finally:
                 guard.release()
-            events = poller.poll(wait)
+            if cython.compiled:
+                # epoll: the events into a C array, no list of tuples
+                n = -2
+                if type(poller) is EpollPoller:
+                    ep = poller
+                    n = ep._wait_ready(wait)
+                if n < 0:
+                    events = poller.poll(wait)
+            else:
+                events = poller.poll(wait)
             guard.acquire()
             try:
                 if not self._closed:  # (only a run_once() outside run() can see it)
-                    self._process(events)
+                    if cython.compiled and n >= 0:
+                        self._process_ready(ep, n)
+                    else:
+                        self._process(events)
             finally:
                 guard.release()
         finally:
@@ -1523,6 +1551,41 @@ class Loop:
                     self._stray(fd)
                     continue
                 self._dispatch(entry, ev, now)
+        if self._always:
+            for entry in list(self._always.values()):
+                if entry is None:
+                    raise TypeError(_NO_ENTRY)
+                self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
+        if self.timers.heap:
+            self.timers.run_due(_monotonic(), self.reraised)
+
+    def _process_ready(self, ep, n):
+        # compiled only: _process() of the n events in ep._ready; the array
+        # is the poller's, so a nested run_once() polls into a list meanwhile
+        now = _monotonic()
+        entries = self._entries
+        ep._busy = True
+        try:
+            if self.poll_mode:
+                for i in range(n):
+                    fd = ep._ready[i].fd
+                    ev = ep._ready[i].events
+                    entry = entries.get(fd)
+                    if entry is None:
+                        self._stray(fd)
+                        continue
+                    self._dispatch_poll(entry, ev, now)
+            else:
+                for i in range(n):
+                    fd = ep._ready[i].fd
+                    ev = ep._ready[i].events
+                    entry = entries.get(fd)
+                    if entry is None:
+                        self._stray(fd)
+                        continue
+                    self._dispatch(entry, ev, now)
+        finally:
+            ep._busy = False
         if self._always:
             for entry in list(self._always.values()):
                 if entry is None:

@@ -15,8 +15,89 @@ cdef object _MSG_NOSIGNAL, _socket_type
 cpdef sock_send(chan, sock, data)
 
 
+# epoll_wait(2) into a C array (issue 18, lever 9): what select.epoll.poll()
+# does (Modules/selectmodule.c, pyepoll_poll: the timeout rounded up to
+# milliseconds, FD_SETSIZE - 1 events at most, EINTR retried with the
+# remaining time after the signal handlers ran, the GIL released for the
+# wait), without a list of tuples.  A timeout that is not None or a plain
+# float/int in 0..1e6 seconds gives -2: the caller calls poll() instead.
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/epoll.h>
+    #include <sys/select.h>
+    #include <errno.h>
+    #include <math.h>
+    #include <time.h>
+    #define AC_EPOLL_MAX (FD_SETSIZE - 1)
+    typedef struct { unsigned int events; int fd; } ac_ready;
+
+    static int64_t ac_monotonic_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
+
+    static int ac_epoll_wait(int epfd, ac_ready *out, PyObject *timeout_obj) {
+        struct epoll_event evs[AC_EPOLL_MAX];
+        int64_t ns = -1, deadline = 0;
+        int ms = -1, nfds, i;
+        if (timeout_obj != Py_None) {
+            double d;
+            if (PyFloat_CheckExact(timeout_obj)) {
+                d = PyFloat_AS_DOUBLE(timeout_obj);
+            } else if (PyLong_CheckExact(timeout_obj)) {
+                long v = PyLong_AsLong(timeout_obj);
+                if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return -2; }
+                if (v < 0 || v > 1000000) return -2;
+                d = (double)v;
+            } else {
+                return -2;
+            }
+            if (!(d >= 0.0 && d <= 1e6)) return -2;  /* NaN, negative, huge */
+            ns = (int64_t)ceil(d * 1e9);
+            ms = (int)((ns + 999999) / 1000000);
+            deadline = ac_monotonic_ns() + ns;
+        }
+        for (;;) {
+            Py_BEGIN_ALLOW_THREADS
+            errno = 0;
+            nfds = epoll_wait(epfd, evs, AC_EPOLL_MAX, ms);
+            Py_END_ALLOW_THREADS
+            if (errno != EINTR) break;
+            if (PyErr_CheckSignals()) return -1;
+            if (ns >= 0) {
+                int64_t left = deadline - ac_monotonic_ns();
+                if (left < 0) { nfds = 0; break; }
+                ms = (int)((left + 999999) / 1000000);
+            }
+        }
+        if (nfds < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
+        for (i = 0; i < nfds; i++) {
+            out[i].events = evs[i].events;
+            out[i].fd = evs[i].data.fd;
+        }
+        return nfds;
+    }
+    #else
+    #define AC_EPOLL_MAX 1
+    typedef struct { unsigned int events; int fd; } ac_ready;
+    static int ac_epoll_wait(int epfd, ac_ready *out, PyObject *timeout_obj) { return -2; }
+    #endif
+    """
+    enum: AC_EPOLL_MAX
+    ctypedef struct ac_ready:
+        unsigned int events
+        int fd
+    int ac_epoll_wait(int epfd, ac_ready *out, object timeout) except -1
+
+
 cdef class EpollPoller:
     cdef object _ep
+    cdef int _epfd
+    cdef bint _busy
+    cdef ac_ready _ready[AC_EPOLL_MAX]
+    cdef int _wait_ready(self, timeout) except -1
 
 
 cdef class PollPoller:
@@ -103,9 +184,11 @@ cdef class Loop:
     cpdef _dispatch(self, Entry entry, int ev, double now)
     @cython.locals(read_done=bint)
     cpdef _dispatch_poll(self, Entry entry, int ev, double now)
-    @cython.locals(lock=_RLock, guard=_RLock)
+    @cython.locals(lock=_RLock, guard=_RLock, ep=EpollPoller, n=int)
     cpdef run_once(self, timeout)
     @cython.locals(now=cython.double, entry=Entry)
     cpdef _sync(self, timeout)
     @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int)
     cpdef _process(self, events)
+    @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int)
+    cdef _process_ready(self, EpollPoller ep, int n)
