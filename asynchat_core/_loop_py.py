@@ -128,8 +128,15 @@ class EpollPoller:
     def __init__(self):
         self._ep = select.epoll()
         if cython.compiled:
+            if self._ready == cython.NULL:
+                self._ready = ac_ready_new()
             self._epfd = self._ep.fileno()  # -1 once close()d
             self._busy = False
+
+    def __dealloc__(self):
+        # compiled only (Cython's finaliser): the event array
+        if cython.compiled:
+            ac_ready_free(self._ready)
 
     def register(self, fd, mask):
         """Watch ``fd`` for the poll bits in ``mask``."""
@@ -152,7 +159,7 @@ class EpollPoller:
         # compiled only: poll() into self._ready (_loop_c.pxd); the count,
         # or -2 if poll() must do it: the array is being read (a nested
         # run_once), epoll is closed (poll() raises), or an unusual timeout
-        if self._busy or self._epfd < 0:
+        if self._busy or self._epfd < 0 or self._ready == cython.NULL:
             return -2
         return ac_epoll_wait(self._epfd, self._ready, timeout)
 
@@ -482,6 +489,18 @@ if not cython.compiled:
 
     def ac_epoll_wait(epfd, ready, timeout):
         return -2
+
+    def ac_ready_fd(ready):
+        return -1
+
+    def ac_ready_new():
+        return None
+
+    def ac_ready_free(ready):
+        pass
+
+    def ac_ready_events(ready):
+        return 0
 
 
 def dispatcher_recv(self, buffer_size):
@@ -1568,8 +1587,8 @@ class Loop:
         try:
             if self.poll_mode:
                 for i in range(n):
-                    fd = ep._ready[i].fd
-                    ev = ep._ready[i].events
+                    fd = ac_ready_fd(ep._ready[i])
+                    ev = ac_ready_events(ep._ready[i])
                     entry = entries.get(fd)
                     if entry is None:
                         self._stray(fd)
@@ -1577,8 +1596,8 @@ class Loop:
                     self._dispatch_poll(entry, ev, now)
             else:
                 for i in range(n):
-                    fd = ep._ready[i].fd
-                    ev = ep._ready[i].events
+                    fd = ac_ready_fd(ep._ready[i])
+                    ev = ac_ready_events(ep._ready[i])
                     entry = entries.get(fd)
                     if entry is None:
                         self._stray(fd)

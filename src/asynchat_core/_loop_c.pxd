@@ -30,7 +30,11 @@ cdef extern from *:
     #include <math.h>
     #include <time.h>
     #define AC_EPOLL_MAX (FD_SETSIZE - 1)
-    typedef struct { unsigned int events; int fd; } ac_ready;
+    /* the kernel writes straight into the poller's array: no copy, and no
+       12 KiB array on the stack of every (possibly nested) wait */
+    typedef struct epoll_event ac_ready;
+    #define ac_ready_fd(r) ((r).data.fd)
+    #define ac_ready_events(r) ((unsigned int)(r).events)
 
     static int64_t ac_monotonic_ns(void) {
         struct timespec ts;
@@ -39,9 +43,8 @@ cdef extern from *:
     }
 
     static int ac_epoll_wait(int epfd, ac_ready *out, PyObject *timeout_obj) {
-        struct epoll_event evs[AC_EPOLL_MAX];
         int64_t ns = -1, deadline = 0;
-        int ms = -1, nfds, i;
+        int ms = -1, nfds;
         if (timeout_obj != Py_None) {
             double d;
             if (PyFloat_CheckExact(timeout_obj)) {
@@ -62,7 +65,7 @@ cdef extern from *:
         for (;;) {
             Py_BEGIN_ALLOW_THREADS
             errno = 0;
-            nfds = epoll_wait(epfd, evs, AC_EPOLL_MAX, ms);
+            nfds = epoll_wait(epfd, out, AC_EPOLL_MAX, ms);
             Py_END_ALLOW_THREADS
             if (errno != EINTR) break;
             if (PyErr_CheckSignals()) return -1;
@@ -73,30 +76,39 @@ cdef extern from *:
             }
         }
         if (nfds < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
-        for (i = 0; i < nfds; i++) {
-            out[i].events = evs[i].events;
-            out[i].fd = evs[i].data.fd;
-        }
         return nfds;
     }
+    static ac_ready *ac_ready_new(void) {
+        ac_ready *r = PyMem_New(ac_ready, AC_EPOLL_MAX);
+        if (r == NULL) PyErr_NoMemory();
+        return r;
+    }
+    static void ac_ready_free(ac_ready *r) { PyMem_Free(r); }
     #else
     #define AC_EPOLL_MAX 1
     typedef struct { unsigned int events; int fd; } ac_ready;
+    #define ac_ready_fd(r) ((r).fd)
+    #define ac_ready_events(r) ((r).events)
     static int ac_epoll_wait(int epfd, ac_ready *out, PyObject *timeout_obj) { return -2; }
+    static ac_ready *ac_ready_new(void) { return (ac_ready *)PyMem_Malloc(sizeof(ac_ready)); }
+    static void ac_ready_free(ac_ready *r) { PyMem_Free(r); }
     #endif
     """
     enum: AC_EPOLL_MAX
     ctypedef struct ac_ready:
-        unsigned int events
-        int fd
+        pass
+    int ac_ready_fd(ac_ready) noexcept
+    unsigned int ac_ready_events(ac_ready) noexcept
     int ac_epoll_wait(int epfd, ac_ready *out, object timeout) except -1
+    ac_ready *ac_ready_new() except NULL
+    void ac_ready_free(ac_ready *) noexcept
 
 
 cdef class EpollPoller:
     cdef object _ep
     cdef int _epfd
     cdef bint _busy
-    cdef ac_ready _ready[AC_EPOLL_MAX]
+    cdef ac_ready *_ready  # AC_EPOLL_MAX events, PyMem_Malloc'd by __init__
     cdef int _wait_ready(self, timeout) except -1
 
 
