@@ -156,3 +156,23 @@ def test_send_to_a_gone_peer_is_a_close(impl, pair):
     b.close()
     assert d.send(b"x") == 0  # EPIPE (no SIGPIPE: MSG_NOSIGNAL, SO_NOSIGPIPE)
     assert log == ["handle_close"]
+
+
+@pytest.mark.parametrize("name", ["recv", "send"])
+def test_method_patched_on_socket_socket_is_called(impl, pair, name, monkeypatch):
+    # mock.patch.object(socket.socket, "send", ...) in a user's tests: the
+    # patched method is what the channel calls, as in CPython
+    a, b = pair
+    calls = []
+    original = getattr(socket.socket, name)
+
+    def wrapper(self, *args):
+        calls.append(name)
+        return original(self, *args)
+
+    d, _ = _chan(impl, a)
+    monkeypatch.setattr(socket.socket, name, wrapper)
+    b.sendall(b"hi")
+    assert d.recv(10) == b"hi"
+    assert d.send(b"yo") == 2
+    assert calls == [name]

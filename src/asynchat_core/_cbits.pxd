@@ -327,22 +327,49 @@ cdef extern from *:
         return ok;
     }
 
+    /* the method ``name`` of ``sock``'s class is still _socket.socket's
+       own (socket.socket is a Python class: mock.patch.object(socket.socket,
+       "send", ...) replaces it for every socket, and must be called); the
+       type's method cache makes each lookup cheap.  socket.socket has
+       __slots__, so no instance can shadow the method. */
+    static PyObject *ac_str_recv = NULL, *ac_str_send = NULL;
+    static int ac_sock_method_is_own(PyObject *sock, PyObject *name) {
+        PyTypeObject *tp = Py_TYPE(sock);
+        PyObject *own;
+        if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_base == NULL) return 0;
+        own = _PyType_Lookup(tp->tp_base, name);
+        return own != NULL && _PyType_Lookup(tp, name) == own;
+    }
+
     /* the mirror may be used on this socket, whose type the caller has
-       checked is exactly socket.socket: 1 yes, 0 no */
-    static int ac_sock_usable(PyObject *sock) {
+       checked is exactly socket.socket, for its recv (0) or send (1): 1 yes,
+       0 no */
+    static int ac_sock_usable(PyObject *sock, int sending) {
         if (ac_sock_layout == 0) {
-            int r = ac_sock_check(sock);
+            int r;
+            if (ac_str_recv == NULL) {
+                ac_str_recv = PyUnicode_InternFromString("recv");
+                ac_str_send = PyUnicode_InternFromString("send");
+                if (ac_str_recv == NULL || ac_str_send == NULL) {
+                    PyErr_Clear();
+                    Py_CLEAR(ac_str_recv);
+                    Py_CLEAR(ac_str_send);
+                    return 0;
+                }
+            }
+            r = ac_sock_check(sock);
             if (r < 0) return 0;
             ac_sock_layout = r ? 1 : -1;
         }
-        return ac_sock_layout > 0 && ((ac_sock_mirror *)sock)->sock_timeout == 0;
+        return ac_sock_layout > 0 && ((ac_sock_mirror *)sock)->sock_timeout == 0
+               && ac_sock_method_is_own(sock, sending ? ac_str_send : ac_str_recv);
     }
 
     /* sock.recv(size) for 0 < size <= 64 KiB; Py_None: use the method */
     static PyObject *ac_sock_recv(PyObject *sock, PyObject *size_obj) {
         Py_ssize_t size, n;
         int fd;
-        if (!PyLong_CheckExact(size_obj) || !ac_sock_usable(sock)) Py_RETURN_NONE;
+        if (!PyLong_CheckExact(size_obj) || !ac_sock_usable(sock, 0)) Py_RETURN_NONE;
         size = PyLong_AsSsize_t(size_obj);
         if (size <= 0 || size > AC_RECV_MAX) {
             PyErr_Clear();
@@ -361,7 +388,7 @@ cdef extern from *:
     static Py_ssize_t ac_sock_send(PyObject *sock, PyObject *data, int flags) {
         Py_ssize_t n;
         int fd;
-        if (!PyBytes_CheckExact(data) || !ac_sock_usable(sock)) return -2;
+        if (!PyBytes_CheckExact(data) || !ac_sock_usable(sock, 1)) return -2;
         for (;;) {
             fd = ((ac_sock_mirror *)sock)->sock_fd;
             n = send(fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), flags);
