@@ -188,7 +188,7 @@ cdef class Loop:
     cpdef _set_kernel(self, Entry entry, int mask)
     @cython.locals(mask=int)
     cpdef int _interest(self, Entry entry, double now) except? -1
-    @cython.locals(entry=Entry, entries=dict)
+    @cython.locals(entry=Entry, entries=dict, mask=int)
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
