@@ -322,6 +322,7 @@ cdef extern from *:
         if (timeout == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return -1; }
         ok = m->sock_fd == fd && m->sock_family == family
              && m->sock_type == type && m->sock_proto == proto
+             && m->errorhandler != NULL  /* (always set: the slot is where we think) */
              && ((timeout < 0 && m->sock_timeout < 0)
                  || (timeout >= 0 && m->sock_timeout == (int64_t)(timeout * 1e9 + 0.5)));
         return ok;
