@@ -127,6 +127,16 @@ class EpollPoller:
 
     def __init__(self):
         self._ep = select.epoll()
+        if cython.compiled:
+            if self._ready == cython.NULL:
+                self._ready = ac_ready_new()
+            self._epfd = self._ep.fileno()  # -1 once close()d
+            self._busy = False
+
+    def __dealloc__(self):
+        # compiled only (Cython's finaliser): the event array
+        if cython.compiled:
+            ac_ready_free(self._ready)
 
     def register(self, fd, mask):
         """Watch ``fd`` for the poll bits in ``mask``."""
@@ -145,8 +155,18 @@ class EpollPoller:
         # PEP 475: EINTR is retried with the remaining time, after handlers ran
         return self._ep.poll(-1 if timeout is None else timeout)
 
+    def _wait_ready(self, timeout):
+        # compiled only: poll() into self._ready (_loop_c.pxd); the count,
+        # or -2 if poll() must do it: the array is being read (a nested
+        # run_once), epoll is closed (poll() raises), or an unusual timeout
+        if self._busy or self._epfd < 0 or self._ready == cython.NULL:
+            return -2
+        return ac_epoll_wait(self._epfd, self._ready, timeout)
+
     def close(self):
         """Close the epoll descriptor."""
+        if cython.compiled:
+            self._epfd = -1
         self._ep.close()
 
 
@@ -447,26 +467,58 @@ _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 _socket_type = socket.socket
 
 # Compiled, the entry points below count their nesting per thread in C
-# (ac_enter/ac_leave, _cbits.pxd): calls between compiled functions run no
+# (ac_nest/ac_unnest, _cbits.pxd): calls between compiled functions run no
 # Python frame, so the recursion limit cannot stop a cycle such as a
-# handle_read that is dispatcher.handle_read_event.  Python needs no such
-# counter: the calls are compiled only, and these names only stand in.
+# handle_read that is dispatcher.handle_read_event.  The check sits where
+# Python can call in (a call by name); the library's direct C calls need
+# none, since a cycle must pass through a call by name.  ac_nest returns the
+# counter's address, so leaving reads no thread-local again.  Python needs no
+# such counter: these names are reached only when compiled.
 if not cython.compiled:
-    def ac_enter():
-        return 0
+    def ac_nest():
+        return None
 
-    def ac_leave():
+    def ac_unnest(nest):
         pass
+
+    def ac_sock_recv(sock, size):
+        return None
+
+    def ac_sock_send(sock, data, flags):
+        return -2
+
+    def ac_epoll_wait(epfd, ready, timeout):
+        return -2
+
+    def ac_ready_fd(ready):
+        return -1
+
+    def ac_ready_new():
+        return None
+
+    def ac_ready_free(ready):
+        pass
+
+    def ac_ready_events(ready):
+        return 0
 
 
 def dispatcher_recv(self, buffer_size):
     """Read up to ``buffer_size`` bytes; ``b""`` means the peer went away (closed)."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         while True:
             try:
-                data = self.socket.recv(buffer_size)
+                sock = self.socket
+                if cython.compiled and type(sock) is _socket_type:
+                    # a plain non-blocking socket: recv(2) into a reused
+                    # buffer, the method's errors (_cbits.pxd); else None
+                    data = ac_sock_recv(sock, buffer_size)
+                    if data is None:
+                        data = sock.recv(buffer_size)
+                else:
+                    data = sock.recv(buffer_size)
                 break
             except InterruptedError:
                 continue  # a wrapped socket may not retry EINTR itself
@@ -483,18 +535,18 @@ def dispatcher_recv(self, buffer_size):
         return data
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def dispatcher_send(self, data):
     """Send what the socket takes now; return the byte count (0 if it would block)."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         return sock_send(self, self.socket, data)
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def sock_send(chan, sock, data):
@@ -505,6 +557,11 @@ def sock_send(chan, sock, data):
                 # a reset peer must not kill the process even where SIGPIPE
                 # has its default action (plain sockets only: SSL sockets
                 # and file wrappers take no flags)
+                if cython.compiled:
+                    # send(2) itself, the method's errors (_cbits.pxd)
+                    sent = ac_sock_send(sock, data, _MSG_NOSIGNAL)
+                    if sent != -2:
+                        return sent
                 return sock.send(data, _MSG_NOSIGNAL)
             return sock.send(data)
         except InterruptedError:
@@ -533,7 +590,7 @@ def dispatcher_writable(self):
 def dispatcher_handle_read_event(self):
     """The loop saw input: accept, finish a connect, or read."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         if self.accepting:
             # a listening socket spawns connected sockets instead of reading
@@ -546,13 +603,13 @@ def dispatcher_handle_read_event(self):
             self.handle_read()
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def dispatcher_handle_write_event(self):
     """The loop saw the socket writable: finish a connect, then write."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         if self.accepting:
             return  # spurious for a listening socket: ignore it
@@ -561,7 +618,7 @@ def dispatcher_handle_write_event(self):
         self.handle_write()
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 # ------------------------------------------------------------------ timers
@@ -741,6 +798,18 @@ class _RLock:
 
     def acquire(self):
         """Wait for the lock (reentrant); returns True."""
+        if not cython.compiled:
+            # try_acquire() inline: a Python call less, 3 per loop pass
+            # (issue 18: the Python build must not cost more than the stdlib)
+            me = _get_ident()
+            if self._depth and self._owner == me:
+                self._depth += 1
+                return True
+            if self._taken.acquire(False):  # type: ignore[union-attr]
+                self._owner = me
+                self._depth = 1
+                return True
+            return self._wait()
         return self.try_acquire() or self._wait()
 
     def try_acquire(self):
@@ -1222,7 +1291,9 @@ class Loop:
             if entry is None:
                 entry = self._add(fd, obj)
             if not entry.polled:
-                self._set_kernel(entry, self._interest(entry, now))
+                mask = self._interest(entry, now)
+                if mask != entry.kmask:  # (_set_kernel's own first test)
+                    self._set_kernel(entry, mask)
 
     def _resync(self, now):
         # direct edits of the map, or a direct producer_fifo.append: look
@@ -1449,11 +1520,23 @@ class Loop:
                 poller = self.poller
             finally:
                 guard.release()
-            events = poller.poll(wait)
+            if cython.compiled:
+                # epoll: the events into a C array, no list of tuples
+                n = -2
+                if type(poller) is EpollPoller:
+                    ep = poller
+                    n = ep._wait_ready(wait)
+                if n < 0:
+                    events = poller.poll(wait)
+            else:
+                events = poller.poll(wait)
             guard.acquire()
             try:
                 if not self._closed:  # (only a run_once() outside run() can see it)
-                    self._process(events)
+                    if cython.compiled and n >= 0:
+                        self._process_ready(ep, n)
+                    else:
+                        self._process(events)
             finally:
                 guard.release()
         finally:
@@ -1501,6 +1584,41 @@ class Loop:
                     self._stray(fd)
                     continue
                 self._dispatch(entry, ev, now)
+        if self._always:
+            for entry in list(self._always.values()):
+                if entry is None:
+                    raise TypeError(_NO_ENTRY)
+                self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
+        if self.timers.heap:
+            self.timers.run_due(_monotonic(), self.reraised)
+
+    def _process_ready(self, ep, n):
+        # compiled only: _process() of the n events in ep._ready; the array
+        # is the poller's, so a nested run_once() polls into a list meanwhile
+        now = _monotonic()
+        entries = self._entries
+        ep._busy = True
+        try:
+            if self.poll_mode:
+                for i in range(n):
+                    fd = ac_ready_fd(ep._ready[i])
+                    ev = ac_ready_events(ep._ready[i])
+                    entry = entries.get(fd)
+                    if entry is None:
+                        self._stray(fd)
+                        continue
+                    self._dispatch_poll(entry, ev, now)
+            else:
+                for i in range(n):
+                    fd = ac_ready_fd(ep._ready[i])
+                    ev = ac_ready_events(ep._ready[i])
+                    entry = entries.get(fd)
+                    if entry is None:
+                        self._stray(fd)
+                        continue
+                    self._dispatch(entry, ev, now)
+        finally:
+            ep._busy = False
         if self._always:
             for entry in list(self._always.values()):
                 if entry is None:

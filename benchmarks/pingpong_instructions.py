@@ -33,6 +33,7 @@ callgrind's outputs for ``callgrind_annotate``.  Needs valgrind; Linux only.
 """
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -206,6 +207,12 @@ def main(argv):
     per_request = {}
     profiles = {}
     for kind in args.servers.split(","):
+        if kind == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            # the server would die on its import before printing its port,
+            # which read as "uvloop did not start"
+            print("%-8s skipped: not installed here (pip install -e \".[bench]\")" % kind,
+                  flush=True)
+            continue
         with tempfile.TemporaryDirectory() as d:
             where = args.keep or d
             low_file = os.path.join(where, "%s-%d.out" % (kind, low))

@@ -228,3 +228,181 @@ cdef inline Py_ssize_t out_size(object value) except? -1:
 cdef inline bint is_method_of(object bound, object function) noexcept:
     """``bound`` is ``function`` bound to an object (not overridden)."""
     return PyMethod_Check(bound) and PyMethod_GET_FUNCTION(bound) == <PyObject *>function
+
+
+# ---------------------------------------------------------------------------
+# loopfast (issue 18, levers 4, 7, 8): the nesting guard as a token, and the
+# plain-socket fast path.  Appended by the loop side; see
+# /work/briefs/seam_nesting.md for the guard's contract.
+
+# ac_nest() is ac_enter() that hands back the counter's address, so the
+# matching ac_unnest() needs no second thread-local read (18 per ping-pong
+# request before: __tls_get_addr each).  Same counter, limit and message.
+cdef extern from *:
+    """
+    static int *ac_nest(void) {
+        int *depth = &ac_nesting;
+        if (*depth >= AC_MAX_NESTING) {
+            PyErr_SetString(PyExc_RecursionError,
+                            "asynchat_core: kernel calls nested too deeply "
+                            "(a method or descriptor that calls itself?)");
+            return NULL;
+        }
+        ++*depth;
+        return depth;
+    }
+    static void ac_unnest(int *depth) { if (*depth > 0) --*depth; }
+    """
+    int *ac_nest() except NULL
+    void ac_unnest(int *depth) noexcept
+
+
+# recv(2)/send(2) on a plain, non-blocking socket.socket without its method
+# call (lever 8).  _socket's object layout (Modules/socketmodule.h,
+# PySocketSockObject: the descriptor, family, type, proto, the error handler,
+# then the timeout in nanoseconds, 0 = non-blocking) is not a public header,
+# so it is mirrored here and checked against the socket's own methods on the
+# first plain socket seen (fileno(), family, type, proto, gettimeout()); if
+# they disagree the fast path stays off and the methods are called.  The
+# errors are the methods' own: OSError from errno (PyErr_SetFromErrno picks
+# the subclass, as socketmodule's set_error does), EINTR retried after the
+# signal handlers ran, a closed or detached socket (descriptor -1) EBADF.
+# The GIL is kept: the call cannot block.  Receiving goes into one static
+# 64 KiB buffer and copies out what arrived (lever 7): no 64 KiB allocation
+# and shrink per read.  Off where there is no GIL (the buffer is shared) and
+# on Windows (another descriptor type).
+cdef extern from *:
+    """
+    #if !defined(_WIN32) && !defined(Py_GIL_DISABLED)
+    #include <sys/socket.h>
+    #include <errno.h>
+    #define AC_FAST_SOCK 1
+    typedef struct {
+        PyObject_HEAD
+        int sock_fd;
+        int sock_family;
+        int sock_type;
+        int sock_proto;
+        PyObject *(*errorhandler)(void);
+        int64_t sock_timeout;
+    } ac_sock_mirror;
+    #define AC_RECV_MAX 65536
+    static char ac_recv_buf[AC_RECV_MAX];
+    static int ac_sock_layout = 0;  /* 0: not checked yet, 1: matches, -1: off */
+
+    static int ac_int_attr(PyObject *obj, const char *name, int call, long *out) {
+        PyObject *v = call ? PyObject_CallMethod(obj, name, NULL)
+                           : PyObject_GetAttrString(obj, name);
+        if (v == NULL) return -1;
+        *out = PyLong_AsLong(v);
+        Py_DECREF(v);
+        return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+    }
+
+    /* 1 if the mirror reads this socket right, 0 if not, -1: cannot tell yet */
+    static int ac_sock_check(PyObject *sock) {
+        ac_sock_mirror *m = (ac_sock_mirror *)sock;
+        long fd, family, type, proto;
+        PyObject *t;
+        double timeout;
+        int ok;
+        if (ac_int_attr(sock, "fileno", 1, &fd) < 0
+                || ac_int_attr(sock, "family", 0, &family) < 0
+                || ac_int_attr(sock, "type", 0, &type) < 0
+                || ac_int_attr(sock, "proto", 0, &proto) < 0) {
+            PyErr_Clear();
+            return -1;
+        }
+        if (fd < 0) return -1;  /* closed: nothing to compare */
+        t = PyObject_CallMethod(sock, "gettimeout", NULL);
+        if (t == NULL) { PyErr_Clear(); return -1; }
+        if (t == Py_None) timeout = -1.0;
+        else timeout = PyFloat_AsDouble(t);
+        Py_DECREF(t);
+        if (timeout == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return -1; }
+        ok = m->sock_fd == fd && m->sock_family == family
+             && m->sock_type == type && m->sock_proto == proto
+             && m->errorhandler != NULL  /* (always set: the slot is where we think) */
+             && ((timeout < 0 && m->sock_timeout < 0)
+                 || (timeout >= 0 && m->sock_timeout == (int64_t)(timeout * 1e9 + 0.5)));
+        return ok;
+    }
+
+    /* the method ``name`` of ``sock``'s class is still _socket.socket's
+       own (socket.socket is a Python class: mock.patch.object(socket.socket,
+       "send", ...) replaces it for every socket, and must be called); the
+       type's method cache makes each lookup cheap.  socket.socket has
+       __slots__, so no instance can shadow the method. */
+    static PyObject *ac_str_recv = NULL, *ac_str_send = NULL;
+    static int ac_sock_method_is_own(PyObject *sock, PyObject *name) {
+        PyTypeObject *tp = Py_TYPE(sock);
+        PyObject *own;
+        if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_base == NULL) return 0;
+        own = _PyType_Lookup(tp->tp_base, name);
+        return own != NULL && _PyType_Lookup(tp, name) == own;
+    }
+
+    /* the mirror may be used on this socket, whose type the caller has
+       checked is exactly socket.socket, for its recv (0) or send (1): 1 yes,
+       0 no */
+    static int ac_sock_usable(PyObject *sock, int sending) {
+        if (ac_sock_layout == 0) {
+            int r;
+            if (ac_str_recv == NULL) {
+                ac_str_recv = PyUnicode_InternFromString("recv");
+                ac_str_send = PyUnicode_InternFromString("send");
+                if (ac_str_recv == NULL || ac_str_send == NULL) {
+                    PyErr_Clear();
+                    Py_CLEAR(ac_str_recv);
+                    Py_CLEAR(ac_str_send);
+                    return 0;
+                }
+            }
+            r = ac_sock_check(sock);
+            if (r < 0) return 0;
+            ac_sock_layout = r ? 1 : -1;
+        }
+        return ac_sock_layout > 0 && ((ac_sock_mirror *)sock)->sock_timeout == 0
+               && ac_sock_method_is_own(sock, sending ? ac_str_send : ac_str_recv);
+    }
+
+    /* sock.recv(size) for 0 < size <= 64 KiB; Py_None: use the method */
+    static PyObject *ac_sock_recv(PyObject *sock, PyObject *size_obj) {
+        Py_ssize_t size, n;
+        int fd;
+        if (!PyLong_CheckExact(size_obj) || !ac_sock_usable(sock, 0)) Py_RETURN_NONE;
+        size = PyLong_AsSsize_t(size_obj);
+        if (size <= 0 || size > AC_RECV_MAX) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        for (;;) {
+            fd = ((ac_sock_mirror *)sock)->sock_fd;
+            n = recv(fd, ac_recv_buf, (size_t)size, 0);
+            if (n >= 0) return PyBytes_FromStringAndSize(ac_recv_buf, n);
+            if (errno != EINTR) return PyErr_SetFromErrno(PyExc_OSError);
+            if (PyErr_CheckSignals() < 0) return NULL;
+        }
+    }
+
+    /* sock.send(data, flags) for bytes data; -2: use the method */
+    static Py_ssize_t ac_sock_send(PyObject *sock, PyObject *data, int flags) {
+        Py_ssize_t n;
+        int fd;
+        if (!PyBytes_CheckExact(data) || !ac_sock_usable(sock, 1)) return -2;
+        for (;;) {
+            fd = ((ac_sock_mirror *)sock)->sock_fd;
+            n = send(fd, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), flags);
+            if (n >= 0) return n;
+            if (errno != EINTR) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
+            if (PyErr_CheckSignals() < 0) return -1;
+        }
+    }
+    #else
+    #define AC_FAST_SOCK 0
+    static PyObject *ac_sock_recv(PyObject *sock, PyObject *size_obj) { Py_RETURN_NONE; }
+    static Py_ssize_t ac_sock_send(PyObject *sock, PyObject *data, int flags) { return -2; }
+    #endif
+    """
+    object ac_sock_recv(object sock, object size)
+    Py_ssize_t ac_sock_send(object sock, object data, int flags) except -1

@@ -3,7 +3,7 @@
 # augmenting .pxd).  Declarations only: the logic is in _loop_py.py.
 import cython
 
-from asynchat_core._cbits cimport ac_enter, ac_leave
+from asynchat_core._cbits cimport ac_nest, ac_unnest, ac_sock_recv, ac_sock_send
 from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
@@ -11,11 +11,105 @@ cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WA
 cdef int _DELIVER_READ, _DELIVER_WRITE
 cdef object _MSG_NOSIGNAL, _socket_type
 
+@cython.locals(sent=Py_ssize_t)
 cpdef sock_send(chan, sock, data)
+
+
+# epoll_wait(2) into a C array (issue 18, lever 9): what select.epoll.poll()
+# does (Modules/selectmodule.c, pyepoll_poll: the timeout rounded up to
+# milliseconds, FD_SETSIZE - 1 events at most, EINTR retried with the
+# remaining time after the signal handlers ran, the GIL released for the
+# wait), without a list of tuples.  A timeout that is not None or a plain
+# float/int in 0..1e6 seconds gives -2: the caller calls poll() instead.
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/epoll.h>
+    #include <sys/select.h>
+    #include <errno.h>
+    #include <math.h>
+    #include <time.h>
+    #define AC_EPOLL_MAX (FD_SETSIZE - 1)
+    /* the kernel writes straight into the poller's array: no copy, and no
+       12 KiB array on the stack of every (possibly nested) wait */
+    typedef struct epoll_event ac_ready;
+    #define ac_ready_fd(r) ((r).data.fd)
+    #define ac_ready_events(r) ((unsigned int)(r).events)
+
+    static int64_t ac_monotonic_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    }
+
+    static int ac_epoll_wait(int epfd, ac_ready *out, PyObject *timeout_obj) {
+        int64_t ns = -1, deadline = 0;
+        int ms = -1, nfds;
+        if (timeout_obj != Py_None) {
+            double d;
+            if (PyFloat_CheckExact(timeout_obj)) {
+                d = PyFloat_AS_DOUBLE(timeout_obj);
+            } else if (PyLong_CheckExact(timeout_obj)) {
+                long v = PyLong_AsLong(timeout_obj);
+                if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return -2; }
+                if (v < 0 || v > 1000000) return -2;
+                d = (double)v;
+            } else {
+                return -2;
+            }
+            if (!(d >= 0.0 && d <= 1e6)) return -2;  /* NaN, negative, huge */
+            ns = (int64_t)ceil(d * 1e9);
+            ms = (int)((ns + 999999) / 1000000);
+            deadline = ac_monotonic_ns() + ns;
+        }
+        for (;;) {
+            Py_BEGIN_ALLOW_THREADS
+            errno = 0;
+            nfds = epoll_wait(epfd, out, AC_EPOLL_MAX, ms);
+            Py_END_ALLOW_THREADS
+            if (errno != EINTR) break;
+            if (PyErr_CheckSignals()) return -1;
+            if (ns >= 0) {
+                int64_t left = deadline - ac_monotonic_ns();
+                if (left < 0) { nfds = 0; break; }
+                ms = (int)((left + 999999) / 1000000);
+            }
+        }
+        if (nfds < 0) { PyErr_SetFromErrno(PyExc_OSError); return -1; }
+        return nfds;
+    }
+    static ac_ready *ac_ready_new(void) {
+        ac_ready *r = PyMem_New(ac_ready, AC_EPOLL_MAX);
+        if (r == NULL) PyErr_NoMemory();
+        return r;
+    }
+    static void ac_ready_free(ac_ready *r) { PyMem_Free(r); }
+    #else
+    #define AC_EPOLL_MAX 1
+    typedef struct { unsigned int events; int fd; } ac_ready;
+    #define ac_ready_fd(r) ((r).fd)
+    #define ac_ready_events(r) ((r).events)
+    static int ac_epoll_wait(int epfd, ac_ready *out, PyObject *timeout_obj) { return -2; }
+    static ac_ready *ac_ready_new(void) { return (ac_ready *)PyMem_Malloc(sizeof(ac_ready)); }
+    static void ac_ready_free(ac_ready *r) { PyMem_Free(r); }
+    #endif
+    """
+    enum: AC_EPOLL_MAX
+    ctypedef struct ac_ready:
+        pass
+    int ac_ready_fd(ac_ready) noexcept
+    unsigned int ac_ready_events(ac_ready) noexcept
+    int ac_epoll_wait(int epfd, ac_ready *out, object timeout) except -1
+    ac_ready *ac_ready_new() except NULL
+    void ac_ready_free(ac_ready *) noexcept
 
 
 cdef class EpollPoller:
     cdef object _ep
+    cdef int _epfd
+    cdef bint _busy
+    cdef ac_ready *_ready  # AC_EPOLL_MAX events, PyMem_Malloc'd by __init__
+    cdef int _wait_ready(self, timeout) except -1
 
 
 cdef class PollPoller:
@@ -94,7 +188,7 @@ cdef class Loop:
     cpdef _set_kernel(self, Entry entry, int mask)
     @cython.locals(mask=int)
     cpdef int _interest(self, Entry entry, double now) except? -1
-    @cython.locals(entry=Entry, entries=dict)
+    @cython.locals(entry=Entry, entries=dict, mask=int)
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
@@ -102,9 +196,11 @@ cdef class Loop:
     cpdef _dispatch(self, Entry entry, int ev, double now)
     @cython.locals(read_done=bint)
     cpdef _dispatch_poll(self, Entry entry, int ev, double now)
-    @cython.locals(lock=_RLock, guard=_RLock)
+    @cython.locals(lock=_RLock, guard=_RLock, ep=EpollPoller, n=int)
     cpdef run_once(self, timeout)
     @cython.locals(now=cython.double, entry=Entry)
     cpdef _sync(self, timeout)
     @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int)
     cpdef _process(self, events)
+    @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int)
+    cdef _process_ready(self, EpollPoller ep, int n)
