@@ -12,6 +12,7 @@ from collections import deque
 
 from . import asyncore
 from ._impl import chat_impl as _kernels
+from .framing import Framer as _Framer, encode_resp as _encode_resp
 
 __all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge"]
 
@@ -151,6 +152,34 @@ class async_chat(asyncore.dispatcher):
         del self.incoming[:]
         self.producer_fifo.clear()
         self._ac_out_queued = 0
+
+    # --- framers (asynchat_core/framing.py, docs/framing.md) ------------------
+
+    #: Payloads up to this size are joined with their header into one
+    #: push (one send); larger ones are pushed as header and payload
+    #: items, so a large payload is never copied to add a few bytes.
+    ac_frame_join_limit = 16384
+
+    def push_frame(self, payload, framer=None):
+        """Push ``payload`` as one frame of ``framer`` (default: the
+        channel's terminator, which must then be a framer)."""
+        if framer is None:
+            framer = self.get_terminator()
+            if not isinstance(framer, _Framer):
+                raise TypeError("push_frame: the terminator is not a framer (%r)" % (framer,))
+        head, body, tail = framer.encode_parts(payload)
+        if len(body) <= self.ac_frame_join_limit:
+            self.push(b"".join((head, body, tail)) if head or tail else body)
+            return
+        if head:
+            self.push(head)
+        self.push(body)
+        if tail:
+            self.push(tail)
+
+    def push_resp(self, value):
+        """Push ``value`` as a RESP2 reply (``framing.encode_resp``)."""
+        self.push(_encode_resp(value))
 
 
 # async_chat's readable()/writable() are state-driven: tell the loop (which
