@@ -167,15 +167,36 @@ class async_chat(asyncore.dispatcher):
             framer = self.get_terminator()
             if not isinstance(framer, _Framer):
                 raise TypeError("push_frame: the terminator is not a framer (%r)" % (framer,))
-        head, body, tail = framer.encode_parts(payload)
-        if len(body) <= self.ac_frame_join_limit:
-            self.push(b"".join((head, body, tail)) if head or tail else body)
+        if len(payload) <= self.ac_frame_join_limit:
+            self.push(framer.encode(payload))
             return
+        head, body, tail = framer.encode_parts(payload)
         if head:
             self.push(head)
         self.push(body)
         if tail:
             self.push(tail)
+
+    def push_frames(self, payloads, framer=None):
+        """Push each of ``payloads`` as a frame (see ``push_frame``), the
+        small ones joined: the replies to one ``found_messages`` call in
+        one send."""
+        if framer is None:
+            framer = self.get_terminator()
+            if not isinstance(framer, _Framer):
+                raise TypeError("push_frames: the terminator is not a framer (%r)" % (framer,))
+        limit = self.ac_frame_join_limit
+        small = []
+        for payload in payloads:
+            if len(payload) <= limit:
+                small.append(payload)
+                continue
+            if small:
+                self.push(framer.encode_many(small))
+                small = []
+            self.push_frame(payload, framer)
+        if small:
+            self.push(framer.encode_many(small))
 
     def push_resp(self, value):
         """Push ``value`` as a RESP2 reply (``framing.encode_resp``)."""

@@ -1,7 +1,7 @@
 # Type stubs for asynchat_core.asynchat: CPython 3.11's asynchat API.
 from collections import deque
 from socket import socket as _Socket
-from typing import Any, List, Optional, Protocol, Union
+from typing import Any, Iterable, List, Optional, Protocol, Union
 from typing_extensions import TypeAlias
 
 from . import asyncore
@@ -66,6 +66,8 @@ class async_chat(asyncore.dispatcher):
     ac_frame_join_limit: int
     def push_frame(self, payload: Union[bytes, bytearray, memoryview],
                    framer: Optional[Framer] = None) -> None: ...
+    def push_frames(self, payloads: Iterable[Union[bytes, bytearray, memoryview]],
+                    framer: Optional[Framer] = None) -> None: ...
     def push_resp(self, value: Any) -> None: ...
 
 class simple_producer:

@@ -72,6 +72,11 @@ class Framer:
         """``(header, payload, trailer)``: ``encode`` without joining."""
         raise TypeError("%s has no frame encoder" % type(self).__name__)
 
+    def encode_many(self, payloads):
+        """The frames of ``payloads``, joined."""
+        encode = self.encode
+        return b"".join([encode(p) for p in payloads])
+
 
 _HEADER_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
@@ -122,6 +127,8 @@ class LengthPrefix(Framer):
         return head, payload, b""
 
     def encode(self, payload):
+        if not self._offset and not self._includes:  # the common case, directly
+            return self._struct.pack(len(payload)) + payload
         head, body, _ = self.encode_parts(payload)
         return head + body
 

@@ -553,3 +553,18 @@ def test_frame_error_is_documented_and_frame_too_large_is_one():
     assert framing.FrameError is FrameError
     from asynchat_core import asynchat
     assert asynchat.FrameTooLarge is FrameTooLarge
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+def test_push_frames_joins_the_small_ones(impl):
+    framer = LengthPrefix(4)
+    payloads = [b"a", b"b" * 20000, b"", b"c", b"d"]
+    with impls.bound(impl):
+        chan, sock = make(impl, "message", framer, [])
+        chan.push_frames(payloads)
+        # three pushes: [a], the large one (header, body), [empty, c, d]
+        assert len(chan.producer_fifo) <= 4
+        while chan.producer_fifo:
+            chan.handle_write()
+        wire = bytes(sock.wire)
+    assert run(impl, "message", framer, [wire]).events == [("msg", p) for p in payloads]
