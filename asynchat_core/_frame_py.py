@@ -15,10 +15,16 @@ returns 1 when that terminator is not a framer (the classic loop takes
 the rest), 0 when it needs more input.
 
 ``InputState.frame`` (unused by framers otherwise) remembers, between
-reads, how far an incomplete frame is known: ``hint << 3 | kind``, where
-the hint is the bytes needed before it can complete (Lines: the bytes
-already searched for the delimiter).  A stale or poked value only makes
-the kernel parse again from the frame's start.
+reads, how far an incomplete frame is known: ``hint << 5 | flags | kind``,
+where the hint is the bytes needed before it can complete (Lines: the
+bytes already searched for the delimiter).  Flag 8 says that a long RESP
+array's parsed items wait in the channel's ``_ac_frame_resume``, so that
+an array arriving in many small reads is parsed once, not once per read;
+flag 16 that the start of a large frame is parked in the channel's
+``_ac_frame_parked`` (a list of reads) until the bytes it needs arrived,
+so that it is joined once instead of being copied on every read (the
+chat code appends each read to the unread input).  A stale or poked value
+only makes the kernel parse again from the frame's start.
 
 Every size is bounded: a frame over the framer's ``max_size`` or the
 channel's ``ac_max_frame_size`` raises ``FrameTooLarge`` as soon as its
@@ -61,6 +67,8 @@ if not cython.compiled:
     def byte_at(data, pos):
         return data[pos]
 
+    buffer_size = len
+
 
 _Framer = Framer
 _FrameError = FrameError
@@ -88,12 +96,67 @@ def _hint(inbuf, kind):
     frame = inbuf.frame
     if frame <= 0 or (frame & 7) != kind:
         return 0
-    return frame >> 3
+    return frame >> 5
 
 
 def _set_hint(inbuf, kind, hint):
-    inbuf.frame = (hint << 3) | kind if 0 < hint < (1 << 59) else 0
+    inbuf.frame = (hint << 5) | kind if 0 < hint < (1 << 57) else 0
     return 0
+
+
+# a frame still missing this many bytes is parked (flag 16)
+_PARK_MIN = 256 * 1024
+
+
+def _park(chan, inbuf, data, pos, end):
+    # the unread input (a frame's start) out of the buffer, until it can complete
+    chan._ac_frame_parked = [[bytes_slice(data, pos, end)], end - pos]
+    inbuf.data = b""
+    inbuf.pos = 0
+    inbuf.frame = inbuf.frame | 16
+    return 0
+
+
+def _unpark(chan, inbuf, force):
+    """Add the input to the parked frame start: 1 if the frame still lacks
+    bytes (it stays parked, unless ``force``), else 0 (the whole is back in
+    the buffer)."""
+    parked = getattr(chan, "_ac_frame_parked", None)
+    chan._ac_frame_parked = None
+    inbuf.frame = inbuf.frame & ~16
+    if not (type(parked) is list and len(parked) == 2 and type(parked[0]) is list):
+        return 0  # gone (discard_buffers, a poke): parse what is there
+    parts = parked[0]
+    size = parked[1]
+    rest = inbuf.value()
+    if len(rest):
+        parts.append(rest if type(rest) is bytes else bytes(rest))
+        size += len(rest)
+    if size < inbuf.frame >> 5 and not force:
+        chan._ac_frame_parked = [parts, size]
+        inbuf.data = b""
+        inbuf.pos = 0
+        inbuf.frame = inbuf.frame | 16
+        return 1
+    inbuf.assign(b"".join(parts))
+    return 0
+
+
+# items of an incomplete RESP array worth keeping between reads
+_RESUME_ITEMS = 8
+
+
+def _resp_wait(chan, inbuf, pos, end, head, total, at, count, items, need):
+    """An incomplete RESP array: remember ``need`` (and, when many items
+    are parsed, the items) in the hint; returns -1."""
+    if len(items) >= _RESUME_ITEMS and 0 < need < (1 << 57):
+        # (head: the array header's length, total: its count, end - pos:
+        # the bytes seen: checked when resuming)
+        chan._ac_frame_resume = (head, total, end - pos, at - pos, count, items)
+        inbuf.frame = (need << 5) | 8 | KIND_RESP
+    else:
+        _set_hint(inbuf, KIND_RESP, need)
+    return -1
 
 
 def _parse_length(framer, data, pos, end, limit, sink):
@@ -179,7 +242,7 @@ def _resp_count(data, start, stop, what):
     return count
 
 
-def _parse_resp(framer, data, pos, end, limit, sink):
+def _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink):
     """One request at ``data[pos:end]``: its end, -1 / -need-1 if
     incomplete, or -(end)-2**62 for a request that delivers nothing (an
     empty array or blank line), encoded by ``_SKIP``."""
@@ -207,18 +270,33 @@ def _parse_resp(framer, data, pos, end, limit, sink):
         return _SKIP - (crlf + 2)  # "*0", "*-1": nothing, as Redis does
     if count > framer._size:
         raise _bad("array of %d items (more than max_items)" % count)
+    head = crlf + 2 - pos
+    total = count
     at = crlf + 2
     items = []
+    if (inbuf.frame & 15) == 8 | KIND_RESP:
+        # resume: the items parsed by an earlier read, if they are still ours
+        resume = getattr(chan, "_ac_frame_resume", None)
+        chan._ac_frame_resume = None
+        if (type(resume) is tuple and len(resume) == 6 and resume[0] == head
+                and resume[1] == total and resume[2] <= end - pos
+                and head <= resume[3] <= resume[2] and 0 < resume[4] <= total
+                and type(resume[5]) is list and len(resume[5]) == total - resume[4]):
+            at = pos + resume[3]
+            count = resume[4]
+            items = resume[5]
     while count > 0:
         if at >= end:
-            return -(at - pos + 1) - 1
+            return _resp_wait(chan, inbuf, pos, end, head, total, at, count, items,
+                              at - pos + 1)
         if byte_at(data, at) != 36:  # b"$"
             raise _bad("expected '$', got %r" % bytes_slice(data, at, at + 1))
         crlf = find_bytes(data, at, b"\r\n")
         if crlf < 0:
             if end - at > _MAX_DIGITS + 3:
                 raise _bad("bulk length is not a number")
-            return -(end - pos + 1) - 1
+            return _resp_wait(chan, inbuf, pos, end, head, total, at, count, items,
+                              end - pos + 1)
         size = _resp_count(data, at + 1, crlf, "bulk length")
         if size < 0:
             raise _bad("negative bulk length")
@@ -226,7 +304,8 @@ def _parse_resp(framer, data, pos, end, limit, sink):
             raise _too_large(crlf + 2 - pos + size, limit)
         stop = crlf + 2 + size
         if end - stop < 2:
-            return -(stop + 2 - pos) - 1
+            return _resp_wait(chan, inbuf, pos, end, head, total, at, count, items,
+                              stop + 2 - pos)
         if byte_at(data, stop) != 13 or byte_at(data, stop + 1) != 10:
             raise _bad("bulk string not followed by CRLF")
         items.append(bytes_slice(data, crlf + 2, stop))
@@ -240,7 +319,7 @@ def _parse_resp(framer, data, pos, end, limit, sink):
 _SKIP = -(1 << 62)
 
 
-def _parse(framer, kind, inbuf, data, pos, end, limit, sink):
+def _parse(framer, kind, chan, inbuf, data, pos, end, limit, sink):
     """The end of the frame at ``pos`` (its message appended to ``sink``);
     _SKIP - end for a frame with no message; -1 if it needs more input."""
     need = _hint(inbuf, kind) if kind != KIND_LINES else 0
@@ -251,7 +330,7 @@ def _parse(framer, kind, inbuf, data, pos, end, limit, sink):
     elif kind == KIND_NETSTRING:
         nxt = _parse_netstring(data, pos, end, limit, sink)
     elif kind == KIND_RESP:
-        nxt = _parse_resp(framer, data, pos, end, limit, sink)
+        nxt = _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink)
     else:
         return _parse_lines(framer, inbuf, data, pos, end, limit, sink)
     if _SKIP < nxt < -1:
@@ -325,6 +404,8 @@ def frame_deliver(chan, inbuf, out, slot, eof):
     classic one (the rest of the buffer is the caller's), else 0.
     """
     framer = _current(chan, inbuf, slot)
+    if inbuf.frame & 16 and _unpark(chan, inbuf, eof or not isinstance(framer, _Framer)):
+        return 0  # a large frame, still incomplete
     if not isinstance(framer, _Framer):
         return 1
     many = getattr(chan, "found_messages", None)
@@ -345,7 +426,7 @@ def frame_deliver(chan, inbuf, out, slot, eof):
             if pos >= end:
                 break
             try:
-                nxt = _parse(framer, kind, inbuf, data, pos, end, limit, batch)
+                nxt = _parse(framer, kind, chan, inbuf, data, pos, end, limit, batch)
             except _FrameError:
                 if batch:
                     many(batch)
@@ -396,9 +477,19 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                 framer = now
                 continue  # the rest, with the new framer
         break
-    if eof and inbuf.pos < len(inbuf.data):
-        try:
-            raise _bad("the peer closed inside a frame")
-        except _FrameError:
-            return _fail(chan, inbuf)
+    data = inbuf.data
+    pos = inbuf.pos
+    end = buffer_size(data)
+    if eof and pos < end:
+        return _eof(chan, inbuf)
+    if (framer._kind != KIND_LINES and 0 <= pos < end
+            and _hint(inbuf, framer._kind) - (end - pos) > _PARK_MIN):
+        _park(chan, inbuf, data, pos, end)
     return 0
+
+
+def _eof(chan, inbuf):
+    try:
+        raise _bad("the peer closed inside a frame")
+    except _FrameError:
+        return _fail(chan, inbuf)

@@ -568,3 +568,78 @@ def test_push_frames_joins_the_small_ones(impl):
             chan.handle_write()
         wire = bytes(sock.wire)
     assert run(impl, "message", framer, [wire]).events == [("msg", p) for p in payloads]
+
+
+class OwnGetTerminator(PerMessage):
+    def get_terminator(self):  # overridden: the kernels call it (no slot mode)
+        return self.terminator
+
+
+class PlainTerminatorAttribute(PerMessage):
+    terminator = None  # a plain attribute instead of async_chat's slot
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+@pytest.mark.parametrize("mixin", [OwnGetTerminator, PlainTerminatorAttribute])
+def test_framers_without_the_terminator_slot(impl, mixin):
+    with impls.bound(impl):
+        sock = ScriptedSocket([b"a\nb", b"\nc\n"])
+        chan = impls.get(impl).chat_class(mixin)(sock=None, map={})
+        chan.events, chan.closes = [], 0
+        chan.set_socket(sock)
+        chan.connected = True
+        chan.set_terminator(Lines())
+        while sock.chunks:
+            chan.handle_read()
+    assert chan.events == [("msg", b"a"), ("msg", b"b"), ("msg", b"c")]
+
+
+# --- long frames over many reads (resume and parking, _frame_py.py) ----------
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+@pytest.mark.parametrize("read_size", [1, 7, 100, 65536])
+def test_long_resp_arrays_over_many_reads(impl, read_size):
+    # arrays of more than _RESUME_ITEMS items resume where the last read
+    # stopped; the result is the reference parser's
+    stream = b""
+    for n in (30, 8, 9, 200):
+        stream += b"*%d\r\n" % n + b"".join(b"$%d\r\n%s\r\n" % (len(w), w)
+                                             for w in (b"w%d" % i for i in range(n)))
+    stream += b"*20\r\n" + b"$1\r\nx\r\n" * 12 + b"$-2\r\n"  # bad 13th item
+    expected = ref_resp(stream, framing.DEFAULT_MAX_SIZE, False)
+    assert expected[-1] == ("error", "FrameError") and len(expected) == 5
+    chan = run(impl, "message", RespRequests(), [stream], read_size)
+    assert chan.events == expected
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+@pytest.mark.parametrize("hooks", sorted(HOOKS))
+def test_large_frames_are_parked_not_copied_per_read(impl, hooks):
+    big = b"".join(bytes([i % 251]) for i in range(256)) * 4096  # 1 MiB
+    stream = (LengthPrefix(4).encode(big) + LengthPrefix(4).encode(b"after")
+              + LengthPrefix(4).encode(b"tail-data")[:8])
+    chunks = split(stream, range(0, len(stream), 65536))
+    chan = run(impl, hooks, LengthPrefix(4), chunks, read_size=65536)
+    assert chan.events == [("msg", big), ("msg", b"after")]
+    assert chan.connected and chan.ac_in_buffer == LengthPrefix(4).encode(b"tail-data")[:8]
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+def test_parked_frame_cut_by_close(impl):
+    stream = LengthPrefix(4).encode(b"x" * 1000000)[:500000]
+    chan = run(impl, "message", LengthPrefix(4), split(stream, range(0, 500000, 65536)) + [EOF])
+    assert chan.events == [("error", "FrameError")] and not chan.connected
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+def test_discard_buffers_forgets_a_parked_frame(impl):
+    stream = LengthPrefix(4).encode(b"y" * 600000)[:400000]
+    with impls.bound(impl):
+        chan, sock = make(impl, "message", LengthPrefix(4), split(stream, range(0, 400000, 65536)))
+        while sock.chunks:
+            chan.handle_read()
+        chan.discard_buffers()
+        sock.chunks = [LengthPrefix(4).encode(b"fresh")]
+        chan.handle_read()
+    assert chan.events == [("msg", b"fresh")]

@@ -5,7 +5,7 @@
 
 import cython
 
-from asynchat_core._cbits cimport bytes_slice, find_bytes
+from asynchat_core._cbits cimport buffer_size, bytes_slice, find_bytes
 from asynchat_core._chat_c cimport InputState, OutputState
 from asynchat_core._framebits cimport byte_at, digits_at, uint_at
 
@@ -38,13 +38,25 @@ cdef Py_ssize_t _parse_lines(framer, InputState inbuf, data, Py_ssize_t pos, Py_
 @cython.locals(count=Py_ssize_t)
 cdef Py_ssize_t _resp_count(data, Py_ssize_t start, Py_ssize_t stop, what) except? -1
 
+cdef Py_ssize_t _RESUME_ITEMS, _PARK_MIN
+
+cdef int _park(chan, InputState inbuf, data, Py_ssize_t pos, Py_ssize_t end) except -1
+@cython.locals(size=Py_ssize_t, parts=list)
+cdef int _unpark(chan, InputState inbuf, bint force) except -1
+cdef int _eof(chan, InputState inbuf) except -1
+
+cdef Py_ssize_t _resp_wait(chan, InputState inbuf, Py_ssize_t pos, Py_ssize_t end,
+                           Py_ssize_t head, Py_ssize_t total, Py_ssize_t at, Py_ssize_t count,
+                           list items, Py_ssize_t need) except -2
+
 @cython.locals(avail=Py_ssize_t, nl=Py_ssize_t, crlf=Py_ssize_t, count=Py_ssize_t,
-               at=Py_ssize_t, size=Py_ssize_t, stop=Py_ssize_t, items=list)
-cdef Py_ssize_t _parse_resp(framer, data, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t limit,
-                            list sink) except? -1
+               at=Py_ssize_t, size=Py_ssize_t, stop=Py_ssize_t, items=list, head=Py_ssize_t,
+               total=Py_ssize_t)
+cdef Py_ssize_t _parse_resp(framer, chan, InputState inbuf, data, Py_ssize_t pos,
+                            Py_ssize_t end, Py_ssize_t limit, list sink) except? -1
 
 @cython.locals(need=Py_ssize_t, nxt=Py_ssize_t)
-cdef Py_ssize_t _parse(framer, int kind, InputState inbuf, data, Py_ssize_t pos,
+cdef Py_ssize_t _parse(framer, int kind, chan, InputState inbuf, data, Py_ssize_t pos,
                        Py_ssize_t end, Py_ssize_t limit, list sink) except? -1
 
 cdef object _current(chan, InputState inbuf, bint slot)
