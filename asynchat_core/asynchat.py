@@ -157,8 +157,9 @@ class async_chat(asyncore.dispatcher):
 
     #: Payloads up to this size are joined with their header into one
     #: push (one send); larger ones are pushed as header and payload
-    #: items, so a large payload is never copied to add a few bytes.
-    ac_frame_join_limit = 16384
+    #: items.  Measured (docs/framing.md): joining 64 KiB costs about what
+    #: one more send() does; a push above ac_out_buffer_size is cut anyway.
+    ac_frame_join_limit = 65000
 
     def push_frame(self, payload, framer=None):
         """Push ``payload`` as one frame of ``framer`` (default: the
