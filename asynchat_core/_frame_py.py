@@ -32,8 +32,15 @@ header says so (or, for lines, as soon as that many bytes came without
 the delimiter), so nothing is buffered without bound.
 """
 
+import sys as _sys
+
 from asynchat_core._errors import FrameError, FrameTooLarge
 from asynchat_core.framing import Framer
+
+# typing costs import time (issue 18): only the type checker reads it
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 try:
     import cython
@@ -382,10 +389,9 @@ def _batch_ok(chan, out):
     global _chat_send, _chat_initiate
     if out.batch_ok < 0:
         if _chat_send is None:
-            if cython.compiled:
-                from asynchat_core import _chat_c as chat
-            else:
-                from asynchat_core import _chat_py as chat
+            # the chat module of this build, loaded: it is the caller
+            chat = _sys.modules["asynchat_core._chat_c" if cython.compiled
+                                else "asynchat_core._chat_py"]
             _chat_send = chat.chat_send
             _chat_initiate = chat.chat_initiate_send
         send = chan.send
@@ -408,10 +414,10 @@ def frame_deliver(chan, inbuf, out, slot, eof):
         return 0  # a large frame, still incomplete
     if not isinstance(framer, _Framer):
         return 1
-    many = getattr(chan, "found_messages", None)
-    one = getattr(chan, "found_message", None) if many is None else None
+    many = getattr(chan, "found_messages", None)  # type: Any
+    one = getattr(chan, "found_message", None) if many is None else None  # type: Any
     alive = chan.connected
-    batch = []
+    batch = []  # type: list[Any]
     while True:
         kind = framer._kind
         limit = _limit(chan, framer)
