@@ -55,6 +55,12 @@ if cython.compiled:
     from asynchat_core._loop_c import dispatcher_send, ssl_wants_io
 else:
     from ._loop_py import dispatcher_send, sock_send, ssl_wants_io
+# framers (asynchat_core/framing.py): the kernel of the same build
+if cython.compiled:
+    from asynchat_core._frame_c import frame_deliver
+else:
+    from ._frame_py import frame_deliver
+from asynchat_core.framing import Framer as _Framer
 
 __all__ = [
     "FrameTooLarge", "InputState", "TerminatorSlot", "terminator_slot", "UNSET",
@@ -329,6 +335,7 @@ TERM_SLOT = 2   # async_chat's own descriptor: use inbuf.terminator
 _TERM_CALL = TERM_CALL
 _TERM_ATTR = TERM_ATTR
 _TERM_SLOT = TERM_SLOT
+_TERM_FRAME = 3  # TERM_SLOT with a framer as terminator: _frame_py.py
 
 
 def terminator_mode(chan):
@@ -336,6 +343,8 @@ def terminator_mode(chan):
     if not is_method_of(chan.get_terminator, chat_get_terminator):
         return _TERM_CALL
     if getattr(type(chan), "terminator", None) is _terminator_slot:
+        if isinstance(getattr(getattr(chan, "_ac_in", None), "terminator", None), _Framer):
+            return _TERM_FRAME
         return _TERM_SLOT
     return _TERM_ATTR
 
@@ -363,6 +372,10 @@ def _feed(chan, inbuf, data, mode, out):
         inbuf.pos = 0
     else:
         inbuf.assign(inbuf.value() + data)
+    if mode == _TERM_FRAME:  # whole messages: _frame_py.py (1: now classic)
+        if not frame_deliver(chan, inbuf, out, 1, buffer_size(data) == 0):
+            return 0
+        mode = _TERM_SLOT
     return _deliver(chan, inbuf, mode, out)
 
 
@@ -517,6 +530,10 @@ def _deliver(chan, inbuf, mode, out):
                 inbuf.frame = 0
                 _set_term(chan, inbuf, mode, 0)
                 _found(chan, inbuf, out)
+            continue
+        elif isinstance(term, _Framer):  # set by a hook: _frame_py.py
+            if not frame_deliver(chan, inbuf, out, mode == _TERM_SLOT, 0):
+                return
             continue
         else:
             term_len = len(term)

@@ -6,10 +6,21 @@ build importing the Python build's modules to get it: that doubled its
 import time (issue 18).
 """
 
-__all__ = ["FrameTooLarge"]
+__all__ = ["FrameError", "FrameTooLarge"]
 
 
-class FrameTooLarge(ValueError):
+class FrameError(ValueError):
+    """Malformed or oversized input under a framer (``asynchat_core.framing``).
+
+    Raised while a framer parses a channel's input: a header that is not a
+    number, a negative or absurd length, a missing delimiter, a frame cut
+    by the peer's close, or (as ``FrameTooLarge``, a subclass) a frame over
+    ``ac_max_frame_size`` or the framer's ``max_size``.  The channel's
+    ``handle_error`` gets it, then the channel is closed.
+    """
+
+
+class FrameTooLarge(FrameError):
     """A frame exceeded ``async_chat.ac_max_frame_size``.
 
     Raised inside ``handle_read`` (so it reaches ``handle_error``, which by

@@ -1,16 +1,18 @@
 # Type stubs for asynchat_core.asynchat: CPython 3.11's asynchat API.
 from collections import deque
 from socket import socket as _Socket
-from typing import Any, List, Optional, Protocol, Union
+from typing import Any, Iterable, List, Optional, Protocol, Union
 from typing_extensions import TypeAlias
 
 from . import asyncore
+from .framing import FrameError, Framer
 
 __all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge"]
 
 # What set_terminator() accepts: a delimiter, a byte count, or None for
-# "deliver everything".  str is accepted (encoded) when use_encoding is set.
-_Terminator: TypeAlias = Union[bytes, int, str, None]
+# "deliver everything", or a framer (asynchat_core.framing).  str is accepted
+# (encoded) when use_encoding is set.
+_Terminator: TypeAlias = Union[bytes, int, str, None, Framer]
 
 class _Producer(Protocol):
     def more(self) -> bytes: ...
@@ -18,7 +20,7 @@ class _Producer(Protocol):
 # Queue items: bytes-like data, producers, and None (close_when_done).
 _FifoItem: TypeAlias = Union[bytes, bytearray, memoryview, _Producer, None]
 
-class FrameTooLarge(ValueError):
+class FrameTooLarge(FrameError):
     """One input frame passed ``async_chat.ac_max_frame_size``."""
     size: int
     limit: int
@@ -60,6 +62,13 @@ class async_chat(asyncore.dispatcher):
     def close_when_done(self) -> None: ...
     def initiate_send(self) -> None: ...
     def discard_buffers(self) -> None: ...
+    # framers (docs/framing.md)
+    ac_frame_join_limit: int
+    def push_frame(self, payload: Union[bytes, bytearray, memoryview],
+                   framer: Optional[Framer] = None) -> None: ...
+    def push_frames(self, payloads: Iterable[Union[bytes, bytearray, memoryview]],
+                    framer: Optional[Framer] = None) -> None: ...
+    def push_resp(self, value: Any) -> None: ...
 
 class simple_producer:
     data: bytes

@@ -153,3 +153,25 @@ def test_json_from_before_the_rename_reads_as_python():
     # the table row (labels are kept as recorded: the old file's "pure twin")
     assert ["python", "150", "150-150", "2.00x"] in [r[:4] for r in rows]
     assert not [r for r in rows if r and r[0] == "pure"]
+
+
+def test_bench_cli_framing(tmp_path):
+    # the framing scenario's servers answer (built-in client: no redis-tools
+    # needed); the framer servers are asynchat_core's only
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [
+        sys.executable, "-m", "asynchat_core.bench", "--scenarios", "framing", "--impls", "python",
+        "--rounds", "1", "--duration", "0.2", "--builtin-client", "--resp-tests", "set",
+        "--json", str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert not data["errors"], data["errors"]
+    got = {(r["case"], r["impl"]) for r in data["records"]
+           if r["scenario"] == "framing" and r["rate"]}
+    for case in ("RESP SET -P1", "LP 100B -P16", "LP 4096B -P1"):
+        assert (case, "python-framer") in got, (case, got)

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: modules the import must leave unloaded, in both builds
 HEAVY = ("ssl", "_ssl", "typing", "traceback", "threading", "sysconfig")
 #: and the compiled build must not load the Python build
-PYTHON_BUILD = ("asynchat_core._chat_py", "asynchat_core._loop_py")
+PYTHON_BUILD = ("asynchat_core._chat_py", "asynchat_core._loop_py", "asynchat_core._frame_py")
 
 
 def _child(build, code):

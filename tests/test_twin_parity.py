@@ -8,12 +8,16 @@ import socket
 import pytest
 
 import impls
-from asynchat_core import _chat_py, _loop_py
+import importlib
 
-PAIRS = [("chat", _chat_py), ("loop", _loop_py)]
+from asynchat_core import _chat_py, _frame_py, _loop_py
+
+PAIRS = [("chat", _chat_py), ("loop", _loop_py), ("frame", _frame_py)]
 
 
 def _compiled_twin(kind):
+    if kind == "frame":  # the framer kernel, imported by the chat kernel
+        return importlib.import_module("asynchat_core._frame_c")
     impl = impls.get("cython")
     return impl.chat if kind == "chat" else impl.loop
 

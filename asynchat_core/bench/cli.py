@@ -263,6 +263,79 @@ def run_http(args, run, targets):
                  [("GET keep-alive", {"unit": "req/s"})], load)
 
 
+def run_framing(args, run, targets):
+    """Framers (issue 19) against the classic RESP server, the stdlib,
+    uvloop+hiredis, uvloop with a Python parser and redis-server; and
+    length-prefixed records (4-byte big-endian header) against uvloop."""
+    # (label, target, server kind)
+    resp_servers = [("cython-framer", "cython", "resp-framer"), ("cython", "cython", "resp"),
+                    ("python-framer", "python", "resp-framer"), ("stdlib", "stdlib", "resp"),
+                    ("uvloop-hiredis", "uvloop", "resp-hiredis"), ("uvloop", "uvloop", "resp"),
+                    ("redis-server", None, None)]
+    lp_servers = [("cython-framer", "cython", "lp-framer"), ("cython", "cython", "lp"),
+                  ("python-framer", "python", "lp-framer"), ("uvloop", "uvloop", "lp")]
+    use_tool = bool(shutil.which("redis-benchmark")) and not args.builtin_client
+    if not use_tool and not args.builtin_client:
+        run.skip("redis-benchmark", "not found (apt install redis-tools); using the built-in client")
+    resp_cases = [("RESP %s -P%d" % (test.upper(), pipeline),
+                   {"test": test, "pipeline": pipeline, "unit": "req/s"})
+                  for pipeline in sorted({1, args.pipeline}) for test in args.resp_tests]
+    lp_cases = [("LP %dB -P%d" % (size, depth), {"size": size, "depth": depth, "unit": "msg/s"})
+                for depth in (16, 1) for size in (100, 4096)]
+
+    def resp_load(port, params):
+        if use_tool:
+            rate, n = procs.redis_benchmark(port, params["test"], args.clients,
+                                            params["pipeline"], args.duration)
+            return rate, n, {"load": "redis-benchmark"}
+        r = procs.builtin_client(kind="resp", port=port, conns=args.clients,
+                                 depth=params["pipeline"], duration=args.duration,
+                                 command=params["test"])
+        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": "built-in"}
+
+    def lp_load(port, params):
+        r = procs.builtin_client(kind="lp", port=port, conns=args.clients, depth=params["depth"],
+                                 duration=args.duration, size=params["size"])
+        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": "built-in"}
+
+    for servers, cases, load in ((resp_servers, resp_cases, resp_load),
+                                 (lp_servers, lp_cases, lp_load)):
+        started = {}
+        try:
+            for label, base, kind in servers:
+                if args.impls and label not in args.impls and (base or label) not in args.impls:
+                    continue
+                try:
+                    if base is None:
+                        if shutil.which("redis-server"):
+                            started[label] = procs.start_redis_server()
+                    elif targets.get(base) is not None:
+                        started[label] = procs.start_worker_server(targets[base], kind)
+                except Exception as exc:  # noqa: BLE001 - one failing server must not end the run
+                    run.error("framing/%s server" % label, exc)
+            for case, params in cases:
+                samples: Dict[str, List[Optional[float]]] = {name: [] for name in started}
+                extras: Dict[str, List[Any]] = {name: [] for name in started}
+                try:
+                    for _ in range(args.rounds):
+                        for name, (proc, port) in started.items():
+                            try:
+                                rate, extra = _measure(proc.pid,
+                                                       lambda: load(port, params))  # noqa: B023
+                            except Exception as exc:  # noqa: BLE001
+                                run.error("framing/%s/%s" % (name, case), exc)
+                                rate, extra = None, None
+                            samples[name].append(rate)
+                            extras[name].append(extra)
+                finally:
+                    for name in started:
+                        run.add("framing", case, name, samples[name], params["unit"],
+                                extras[name])
+        finally:
+            for proc, _ in started.values():
+                procs.stop(proc)
+
+
 # Scenario name -> runner(args, run, targets).  A new scenario registers here
 # (and, for its table title, in report.SCENARIO_TITLES); options.SCENARIO_NAMES
 # lists the ones a run without --scenarios includes.
@@ -272,6 +345,7 @@ SCENARIOS = {
     "echo": run_echo,
     "http": run_http,
     "tls": run_tls,  # not in the default run: python -m asynchat_core.bench --scenarios tls
+    "framing": run_framing,  # not in the default run either: --scenarios framing
 }
 
 

@@ -53,6 +53,8 @@ def request_and_reply(kind, port, size=None, command=None):
         return b"x" * (size - 1) + b"\n", size
     if kind == "http":
         return HTTP_REQUEST, len(_exchange(port, HTTP_REQUEST))
+    if kind == "lp":  # a length-prefixed record, echoed whole
+        return (size - 4).to_bytes(4, "big") + b"r" * (size - 4), size
     raise ValueError(kind)
 
 

@@ -7,6 +7,7 @@ private.  The asyncio classes implement the same logic as a competent
 asyncio user would (one ``transport.write`` per batch of replies).
 """
 import socket
+import struct
 from typing import Any, Awaitable, Dict
 
 HTTP_BODY = b"Hello, World!"
@@ -173,9 +174,75 @@ def make_chat_servers(asyncore, asynchat):
     return {"resp": RespChannel, "echo": EchoChannel, "http": HttpChannel}, Server
 
 
+def make_framing_channels(asyncore, asynchat):
+    """The ``framing`` scenario's channel classes: ``resp-framer`` and
+    ``lp-framer`` (asynchat_core framers: absent under another asynchat) and
+    ``lp``, the classic two-terminator length-prefixed echo."""
+    Chat: Any = asynchat.async_chat
+    classes: Dict[str, Any] = {}
+
+    class LengthEchoChannel(Chat):
+        """4-byte big-endian length, then the record: sent back as it came."""
+
+        def __init__(self, sock, store=None, map=None):
+            asynchat.async_chat.__init__(self, sock, map)
+            self.buf = []
+            self.header = None
+            self.set_terminator(4)
+
+        def collect_incoming_data(self, data):
+            self.buf.append(data)
+
+        def found_terminator(self):
+            data = b"".join(self.buf)
+            self.buf = []
+            if self.header is None:
+                self.header = data
+                self.set_terminator(int.from_bytes(data, "big"))  # (records are never empty)
+            else:
+                self.push(self.header + data)
+                self.header = None
+                self.set_terminator(4)
+
+    classes["lp"] = LengthEchoChannel
+    if not asynchat.__name__.startswith("asynchat_core"):
+        return classes
+    from asynchat_core import framing
+
+    resp_framer = framing.RespRequests()
+    lp_framer = framing.LengthPrefix(4)
+
+    class RespFramerChannel(Chat):
+        """The RESP server on the RespRequests framer: one call per read."""
+
+        def __init__(self, sock, store, map=None):
+            asynchat.async_chat.__init__(self, sock, map)
+            self.store = store
+            self.set_terminator(resp_framer)
+
+        def found_messages(self, requests):
+            store = self.store
+            self.push(b"".join([resp_execute(store, args) for args in requests]))
+
+    class LengthFramerChannel(Chat):
+        """The length-prefixed echo on the LengthPrefix framer."""
+
+        def __init__(self, sock, store=None, map=None):
+            asynchat.async_chat.__init__(self, sock, map)
+            self.set_terminator(lp_framer)
+
+        def found_messages(self, payloads):
+            self.push_frames(payloads)  # the replies to one read, in one push
+
+    classes["resp-framer"] = RespFramerChannel
+    classes["lp-framer"] = LengthFramerChannel
+    return classes
+
+
 def run_chat_server(asyncore, asynchat, kind, ready):
     """Serve ``kind`` on a free loopback port until the process is stopped."""
     classes, Server = make_chat_servers(asyncore, asynchat)
+    classes.update(make_framing_channels(asyncore, asynchat))
     server = Server(classes[kind])
     ready(server.port)
     asyncore.loop(timeout=1.0)
@@ -219,6 +286,9 @@ def parse_resp(buf, pos):
             if args:
                 commands.append(args)
     return commands, pos
+
+
+_HEADER = struct.Struct(">I")
 
 
 def make_asyncio_protocols(asyncio):
@@ -302,7 +372,69 @@ def make_asyncio_protocols(asyncio):
             if close:
                 self.transport.close()
 
-    return {"resp": RespProtocol, "echo": EchoProtocol, "http": HttpProtocol}
+    class LengthEchoProtocol(Protocol):
+        """4-byte big-endian records sent back, parsed with
+        ``struct.unpack_from`` at offsets (no re-slicing of the buffer)."""
+
+        def __init__(self, store=None):
+            self.buf = b""
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            buf = self.buf + data if self.buf else data
+            pos = 0
+            end = len(buf)
+            unpack = _HEADER.unpack_from
+            pack = _HEADER.pack
+            replies = []
+            while end - pos >= 4:
+                (size,) = unpack(buf, pos)
+                if end - pos - 4 < size:
+                    break
+                # each record's payload, as a handler would get it, framed again
+                payload = buf[pos + 4:pos + 4 + size]
+                replies.append(pack(len(payload)) + payload)
+                pos += 4 + size
+            if replies:
+                self.transport.write(b"".join(replies))  # one write per read
+            self.buf = buf[pos:] if pos < end else b""
+
+    class RespHiredisProtocol(RespProtocol):
+        """The RESP server parsing with hiredis's C ``Reader``.
+
+        hiredis parses replies, which are never inline: a connection whose
+        first byte is not ``*`` (redis-benchmark's PING_INLINE) is parsed
+        by ``parse_resp`` instead, as RespProtocol does.
+        """
+
+        def __init__(self, store):
+            import hiredis
+
+            RespProtocol.__init__(self, store)
+            self.reader = hiredis.Reader()
+            self.inline = None  # decided by the first byte
+
+        def data_received(self, data):
+            if self.inline is None:
+                self.inline = data[:1] != b"*"
+            if self.inline:
+                RespProtocol.data_received(self, data)
+                return
+            reader = self.reader
+            reader.feed(data)
+            store = self.store
+            replies = []
+            args = reader.gets()
+            while args is not False:
+                replies.append(resp_execute(store, args))
+                args = reader.gets()
+            if replies:
+                self.transport.write(b"".join(replies))
+
+    return {"resp": RespProtocol, "echo": EchoProtocol, "http": HttpProtocol,
+            "lp": LengthEchoProtocol, "resp-hiredis": RespHiredisProtocol}
 
 
 async def _echo_stream(reader, writer):
