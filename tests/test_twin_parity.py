@@ -8,14 +8,13 @@ import socket
 import pytest
 
 import impls
-from asynchat_core import _chat_py, _loop_py
+from asynchat_core import _chat_py, _loop_py, _proxy_py
 
-PAIRS = [("chat", _chat_py), ("loop", _loop_py)]
+PAIRS = [("chat", _chat_py), ("loop", _loop_py), ("proxy", _proxy_py)]
 
 
 def _compiled_twin(kind):
-    impl = impls.get("cython")
-    return impl.chat if kind == "chat" else impl.loop
+    return getattr(impls.get("cython"), kind)
 
 
 def _doc(obj, name):
