@@ -4,7 +4,7 @@ tests/test_workers.py and tests/test_haproxy.py (run as a script).
 Every response body says who answered and whom it saw:
 ``pid=<worker pid> worker=<slot> client=<host>:<port> proxied=<0|1>``.
 ``GET /slow`` answers after 0.3 s (a request in flight during a shutdown);
-``GET /health`` is HAProxy's check.  With ``--proxy`` the listener takes a
+``GET /health`` is HAProxy's check.  With ``--proxy 2`` the listener takes a
 PROXY protocol v2 header from 127.0.0.0/8 (``ProxyListenerMixin``).
 """
 import argparse
@@ -91,7 +91,8 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ready", required=True, help="file to write the address to")
-    ap.add_argument("--proxy", action="store_true")
+    ap.add_argument("--proxy", type=int, default=0, metavar="VERSIONS",
+                    help="take a PROXY header: 1 (v1), 2 (v2) or 3 (either)")
     ap.add_argument("--no-reuse-port", action="store_true")
     ap.add_argument("--crash", action="store_true", help="every worker fails at start")
     ap.add_argument("--shutdown-timeout", type=float, default=5.0)
@@ -101,7 +102,10 @@ def main():
         if args.crash:
             raise RuntimeError("crashing on purpose")
         workers.on_stop(close_idle)
-        return workers.listen_on((ProxyListener if args.proxy else Listener)(), sock)
+        listener = ProxyListener() if args.proxy else Listener()
+        if args.proxy:
+            listener.proxy_versions = args.proxy
+        return workers.listen_on(listener, sock)
 
     def ready(address):
         tmp = args.ready + ".tmp"
