@@ -117,6 +117,12 @@ def test_graceful_shutdown_under_load(tmp_path, implementation):
             except Exception as exc:
                 failed.append("slow: %r" % exc)
 
+    # an idle keep-alive connection: the stop closes it (workers.on_stop)
+    # instead of waiting for the shutdown deadline
+    import socket
+
+    idle = socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT)
+    request(idle, "/first")
     sent = threading.Event()
     threads = [threading.Thread(target=keep_alive_client) for _ in range(4)]
     threads.append(threading.Thread(target=slow_client, args=(sent,)))
@@ -131,6 +137,8 @@ def test_graceful_shutdown_under_load(tmp_path, implementation):
         for t in threads:
             t.join(TIMEOUT)
     assert code == 0
+    with idle:
+        assert idle.recv(100) == b""  # closed, nothing sent
     assert failed == []
     assert len(in_flight_ok) == 1 and "path=/slow" in in_flight_ok[0]
     assert len(done) > 0
