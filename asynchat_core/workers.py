@@ -148,6 +148,9 @@ class _Supervisor:
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         self.wake = (wake_r, wake_w)
+        # each worker writes a byte here once its factory returned
+        self.up = os.pipe()
+        os.set_blocking(self.up[0], False)
         previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)}
         old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         try:
@@ -156,7 +159,8 @@ class _Supervisor:
             signal.signal(signal.SIGINT, self._on_stop)
             for slot in range(self.workers):
                 self._spawn(slot)
-            if self.ready is not None:
+            self._wait_up(self.workers, time.monotonic() + 30.0)
+            if self.ready is not None and self.stop_signal is None:
                 self.ready(self.address)
             while self.stop_signal is None:
                 self._reap()
@@ -172,8 +176,8 @@ class _Supervisor:
             signal.set_wakeup_fd(old_wakeup)
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            os.close(wake_r)
-            os.close(wake_w)
+            for fd in (wake_r, wake_w) + self.up:
+                os.close(fd)
             self.sock.close()
 
     def _on_stop(self, signum, frame):
@@ -181,15 +185,32 @@ class _Supervisor:
             self.stop_signal = signum
 
     def _wait(self, timeout):
+        """Sleep until a signal, a worker coming up, or ``timeout``; returns
+        how many workers came up."""
         try:
-            select.select([self.wake[0]], [], [], timeout)
+            select.select([self.wake[0], self.up[0]], [], [], timeout)
         except InterruptedError:
             pass
-        try:
-            while os.read(self.wake[0], 512):
+        up = 0
+        for fd in (self.wake[0], self.up[0]):
+            try:
+                while True:
+                    data = os.read(fd, 512)
+                    if not data:
+                        break
+                    if fd == self.up[0]:
+                        up += len(data)
+            except (BlockingIOError, InterruptedError):
                 pass
-        except (BlockingIOError, InterruptedError):
-            pass
+        return up
+
+    def _wait_up(self, count, deadline):
+        # ready() means listening: wait for every first worker's byte, and
+        # stop waiting once one dies first (the main loop restarts it)
+        while count > 0 and self.stop_signal is None and time.monotonic() < deadline:
+            count -= self._wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            if count > 0 and self._reap():
+                return
 
     def _spawn(self, slot):
         pid = os.fork()
@@ -207,16 +228,19 @@ class _Supervisor:
         self.started[slot] = time.monotonic()
 
     def _reap(self):
+        """Collect exited workers and schedule their restarts; returns how many."""
+        reaped = 0
         while self.pids:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             slot = self.pids.pop(pid, None)
             if slot is None:
                 continue
+            reaped += 1
             lived = time.monotonic() - self.started[slot]
             if self.stop_signal is not None:
                 self.log("worker %d (pid %d) %s" % (slot, pid, _describe(status)))
@@ -228,6 +252,7 @@ class _Supervisor:
             self.due[slot] = time.monotonic() + delay
             self.log("worker %d (pid %d) %s after %.1fs; restarting in %.2fs"
                      % (slot, pid, _describe(status), lived, delay))
+        return reaped
 
     def _shutdown(self):
         self.log("%s: stopping %d workers (deadline %.1fs)"
@@ -266,7 +291,9 @@ class _Supervisor:
         del _stop_callbacks[:]
         os.close(self.wake[0])
         os.close(self.wake[1])
+        os.close(self.up[0])
         signal.set_wakeup_fd(-1)
+        _die_with_parent()
         for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_DFL)
         asyncore.socket_map.clear()  # (the parent's channels are not ours)
@@ -292,6 +319,8 @@ class _Supervisor:
         listeners = self.factory(listen_sock)
         if not isinstance(listeners, (list, tuple)):
             listeners = [listeners]
+        os.write(self.up[1], b"u")
+        os.close(self.up[1])
         while not _stopping:
             asyncore.loop(timeout=30.0, map=map, count=1)
         # stop accepting: take what the kernel already queued on our
@@ -318,6 +347,19 @@ class _Supervisor:
             sys.stderr.write("asynchat_core.workers: worker %d closed %d channels at the "
                              "shutdown deadline\n" % (slot, left))
         return 0
+
+
+def _die_with_parent():  # pragma: no cover - runs in the child
+    # Linux: a worker whose supervisor is gone (killed with SIGKILL) gets
+    # SIGTERM and stops gracefully instead of serving on unsupervised
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _drain_accept_queue(listener, limit=10000):
@@ -363,8 +405,9 @@ def serve(factory, address, workers=None, *, family=None, backlog=1024, reuse_po
 
     ``reuse_port``: None picks ``SO_REUSEPORT`` where the kernel balances
     with it (``reuse_port_supported()``), else one inherited socket.
-    ``ready(address)`` is called in the parent once the workers are
-    started (``address``: the bound address, port 0 resolved).
+    ``ready(address)`` is called in the parent once every worker's factory
+    returned, so all of them listen (or once one died first, or after 30 s; ``address``:
+    the bound address, port 0 resolved).
     ``log(line)`` gets one line per worker exit and restart.
     """
     if os.name != "posix":
