@@ -153,3 +153,25 @@ def test_json_from_before_the_rename_reads_as_python():
     # the table row (labels are kept as recorded: the old file's "pure twin")
     assert ["python", "150", "150-150", "2.00x"] in [r[:4] for r in rows]
     assert not [r for r in rows if r and r[0] == "pure"]
+
+
+@pytest.mark.skipif(not (__import__("shutil").which("wrk") and hasattr(os, "fork")),
+                    reason="needs wrk and fork()")
+def test_bench_cli_workers(tmp_path):
+    # the workers scenario: 1 and 2 worker processes measured side by side
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "asynchat_core.bench", "--scenarios", "workers",
+           "--impls", "python", "--workers", "2", "--rounds", "1", "--duration", "0.5",
+           "--clients", "8", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert not data["errors"], data["errors"]
+    cases = {(r["case"], r["impl"]): r for r in data["records"] if r["scenario"] == "workers"}
+    for impl in ("python x1", "python x2"):
+        record = cases[("HTTP keep-alive", impl)]
+        assert record["rate"] > 0 and record["load"] == "wrk -t2" and record["cpu_us"] > 0
+    assert "x2 / x1 =" in proc.stderr

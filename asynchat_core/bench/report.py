@@ -26,6 +26,7 @@ SCENARIO_TITLES = {
     "echo": "Scenario 3: line echo",
     "http": "Scenario 4: HTTP/1.1 keep-alive",
     "tls": "Scenario 5: TLS 1 KiB line echo and HTTPS keep-alive",
+    "workers": "Scenario 6: 1 vs N worker processes (SO_REUSEPORT), RESP and HTTP keep-alive",
 }
 WIDTH = 100  # the text report fits a 100-column terminal
 
