@@ -222,3 +222,98 @@ def test_chaos_kill_workers_under_load(tmp_path, implementation, reuse):
     assert len(errors) <= 3, errors
     assert len(answers) > 20
     print("chaos %s: %d answers, %d failed requests" % (reuse, len(answers), len(errors)))
+
+
+LEGACY_TLS_SERVER = r'''
+import json, os, ssl, sys
+import asynchat_core
+asynchat_core.install()
+import asynchat, asyncore                       # legacy imports: asynchat_core's
+from asynchat_core import tls, workers
+
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(sys.argv[2])
+
+class Echo(tls.TLSMixin, asynchat.async_chat):
+    def __init__(self, sock):
+        asynchat.async_chat.__init__(self, sock)
+        self.set_terminator(b"\n")
+        self.buf = []
+    def collect_incoming_data(self, data):
+        self.buf.append(data)
+    def found_terminator(self):
+        line, self.buf = b"".join(self.buf), []
+        # a timer in the worker's loop answers
+        asyncore_timer = asynchat_core.asyncore.call_later(
+            0.05, self.push, b"%s pid=%d installed=%d\n"
+            % (line, os.getpid(), asyncore is asynchat_core.asyncore))
+
+class Listener(tls.TLSListenerMixin, asyncore.dispatcher):
+    tls_context = ctx
+    def handle_accepted(self, sock, addr):
+        Echo(sock)
+
+def ready(address):
+    with open(sys.argv[1] + ".tmp", "w") as fh:
+        json.dump({"port": address[1], "pid": os.getpid()}, fh)
+    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+
+workers.serve(lambda sock: workers.listen_on(Listener(), sock), ("127.0.0.1", 0), 2,
+              ready=ready, shutdown_timeout=2.0)
+'''
+
+
+def test_install_timers_and_tls_inside_workers(tmp_path, implementation):
+    import json
+    import os
+    import socket
+    import ssl
+    import subprocess
+    import sys
+
+    import trustme
+
+    from child_procs import NEW_GROUP, env_for, kill_group
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    pem = tmp_path / "server.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    script = tmp_path / "legacy_tls_server.py"
+    script.write_text(LEGACY_TLS_SERVER)
+    ready = tmp_path / "ready.json"
+    env = env_for(implementation)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, str(script), str(ready), str(pem)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, **NEW_GROUP)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "log").read_text()
+            time.sleep(0.02)
+        port = json.loads(ready.read_text())["port"]
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        seen = set()
+        for i in range(40):
+            with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+                with client.wrap_socket(raw, server_hostname="127.0.0.1") as c:
+                    c.sendall(b"hi %d\n" % i)
+                    data = b""
+                    while not data.endswith(b"\n"):
+                        chunk = c.recv(100)
+                        assert chunk, data
+                        data += chunk
+            assert data.startswith(b"hi %d pid=" % i) and data.endswith(b" installed=1\n")
+            seen.add(data.split(b"pid=")[1].split()[0])
+            if len(seen) == 2 and i >= 3:
+                break
+        if workers.reuse_port_supported():
+            assert len(seen) == 2  # both workers served TLS
+        proc.terminate()
+        assert proc.wait(30) == 0
+    finally:
+        kill_group(proc)
+        proc.wait()
