@@ -165,6 +165,9 @@ def test_parser_valid_and_every_prefix(parser, header):
 BAD = {
     "wrong signature": b"GET / HTTP/1.1\r\n\r\n",
     "v1 LF only": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+    # valid if the byte before the LF were taken for the CR
+    "v1 LF only, valid without its last byte": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 22\n",
+    "v1 UNKNOWN with LF only": b"PROXY UNKNOWN x\n",
     "v1 no CRLF in 107": b"PROXY TCP4 " + b"1" * 120,
     "v1 bad address": v1(src="1.2.3.999"),
     "v1 leading zero port": b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
@@ -176,6 +179,8 @@ BAD = {
     "v2 dgram": v2(family=0x12),
     "v2 short address": SIG2 + b"\x21\x11\x00\x04" + b"\x00" * 4,
     "v2 TLV past end": v2(pad=b"\x01\x00\x09ab"),
+    "v2 TLV 1 byte past end": v2(pad=b"\x01\x00\x03ab"),
+    "v2 TLV 3 bytes past end": v2(pad=b"\x01\x00\x05ab"),
     "v2 truncated TLV": v2(pad=b"\x01\x00"),
 }
 
