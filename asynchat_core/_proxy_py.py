@@ -88,7 +88,7 @@ def _parse_v1(buf, n):
     if family == socket.AF_INET:
         source, destination = (src, sport), (dst, dport)
     else:
-        source, destination = (src, sport, 0, 0), (dst, dport, 0, 0)
+        source, destination = (src, sport, 0, 0), (dst, dport, 0, 0)  # type: ignore[assignment]
     return length, ProxyHeader(1, "PROXY", family, source, destination, [], length)
 
 
@@ -155,8 +155,10 @@ def _parse_v2(buf, n, v2_limit):
         if total < pos:
             raise ProxyError("v2 header: address block too short")
         family = socket.AF_INET6
-        source = (socket.inet_ntop(family, buf[16:32]), (buf[48] << 8) | buf[49], 0, 0)
-        destination = (socket.inet_ntop(family, buf[32:48]), (buf[50] << 8) | buf[51], 0, 0)
+        source = (socket.inet_ntop(family, buf[16:32]),  # type: ignore[assignment]
+                  (buf[48] << 8) | buf[49], 0, 0)
+        destination = (socket.inet_ntop(family, buf[32:48]),  # type: ignore[assignment]
+                       (buf[50] << 8) | buf[51], 0, 0)
     else:
         pos = 232
         if total < pos:

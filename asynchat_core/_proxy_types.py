@@ -56,7 +56,7 @@ class ProxyHeader:
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable: compared by value
 
     def __repr__(self):
         return "<ProxyHeader v%d %s %r -> %r%s>" % (
