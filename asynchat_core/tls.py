@@ -64,7 +64,7 @@ class _TLSSocket(ssl.SSLSocket):
     tls_read_wants_write = False
     tls_write_wants_read = False
     tls_slow = False  # gate closed, or a blocked write to finish: send() slow path
-    proxy_header = None  # set by _carry_proxy (asynchat_core.proxy)
+    proxy_header = None  # set by _adopt() (asynchat_core.proxy)
 
     def getpeername(self):
         # the client a PROXY protocol header named, as before the wrap
