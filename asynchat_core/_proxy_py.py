@@ -12,11 +12,6 @@ The format is HAProxy's specification, "The PROXY protocol, versions 1 & 2"
 """
 import socket
 
-try:
-    import cython
-except ImportError:  # run as plain Python without Cython installed
-    from ._cython import cython
-
 from ._proxy_types import ProxyError, ProxyHeader
 
 __all__ = ["V1", "V2", "V1_MAX", "V2_SIGNATURE", "V2_MAX", "parse"]
@@ -33,6 +28,8 @@ V2_MAX = 16 + 0xFFFF
 
 _INCOMPLETE = (0, None)
 _V1_FAMILIES = {b"TCP4": socket.AF_INET, b"TCP6": socket.AF_INET6}
+# (Windows builds of CPython may lack AF_UNIX; 1 is its value everywhere else)
+_AF_UNIX = getattr(socket, "AF_UNIX", 1)
 
 
 def parse(data, versions=3, v2_limit=V2_MAX):
@@ -163,7 +160,7 @@ def _parse_v2(buf, n, v2_limit):
         pos = 232
         if total < pos:
             raise ProxyError("v2 header: address block too short")
-        family = socket.AF_UNIX
+        family = _AF_UNIX  # type: ignore[assignment]  # (an int where AF_UNIX is missing)
         source = _unix_path(buf[16:124])
         destination = _unix_path(buf[124:232])
     tlvs = []

@@ -247,7 +247,10 @@ class _Supervisor:
                 continue
             # back-off: doubles while the slot's workers die young
             delay = self.delay.get(slot, 0.0)
-            delay = min(self.max_backoff, delay * 2 or self.backoff) if lived < YOUNG else self.backoff
+            if lived < YOUNG:
+                delay = min(self.max_backoff, delay * 2 or self.backoff)
+            else:
+                delay = self.backoff
             self.delay[slot] = delay
             self.due[slot] = time.monotonic() + delay
             self.log("worker %d (pid %d) %s after %.1fs; restarting in %.2fs"

@@ -10,7 +10,6 @@ PROXY protocol v2 header from 127.0.0.0/8 (``ProxyListenerMixin``).
 import argparse
 import json
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))

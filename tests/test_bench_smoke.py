@@ -155,8 +155,8 @@ def test_json_from_before_the_rename_reads_as_python():
     assert not [r for r in rows if r and r[0] == "pure"]
 
 
-@pytest.mark.skipif(not (__import__("shutil").which("wrk") and hasattr(os, "fork")),
-                    reason="needs wrk and fork()")
+@pytest.mark.skipif(not (__import__("shutil").which("wrk") and sys.platform.startswith("linux")),
+                    reason="needs wrk, fork() and /proc")
 def test_bench_cli_workers(tmp_path):
     # the workers scenario: 1 and 2 worker processes measured side by side
     out = tmp_path / "bench.json"

@@ -6,9 +6,9 @@ environment; nginx's placeholders are filled in)."""
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -37,6 +37,11 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# the backends are workers.serve processes, found through /proc
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="reads worker processes from /proc (Linux)")
 
 
 @pytest.fixture(params=impls.params(impls.OURS))

@@ -11,6 +11,7 @@ import cython
 
 cdef tuple _INCOMPLETE
 cdef dict _V1_FAMILIES
+cdef object _AF_UNIX
 
 @cython.locals(buf=bytes, n=Py_ssize_t, first=int)
 cpdef tuple parse(object data, int versions=*, Py_ssize_t v2_limit=*)
