@@ -25,7 +25,7 @@ PYVER="${SAN_PYTHON:-3.11.7}"
 PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
 BASE_PY="$PYENV_ROOT/versions/$PYVER/bin/python"
 WORK="${SAN_WORK:-/tmp/asynchat_core-sanitize-$PYVER}"
-SAN_TESTS="${SAN_TESTS:-tests/test_differential.py tests/test_limits.py tests/test_fuzz_kernels.py tests/test_reentrancy.py tests/test_errno_matrix.py tests/test_loop*.py tests/test_halfclose.py tests/test_hostile_python.py tests/test_legacy_patterns.py tests/test_tls.py tests/test_event_delivery.py tests/test_pinned_rules.py tests/test_framing.py}"
+SAN_TESTS="${SAN_TESTS:-tests/test_differential.py tests/test_limits.py tests/test_fuzz_kernels.py tests/test_reentrancy.py tests/test_errno_matrix.py tests/test_loop*.py tests/test_halfclose.py tests/test_hostile_python.py tests/test_legacy_patterns.py tests/test_tls.py tests/test_event_delivery.py tests/test_pinned_rules.py tests/test_framing.py tests/test_proxy_protocol.py}"
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 
 [ -x "$BASE_PY" ] || { echo "sanitize: no interpreter at $BASE_PY" >&2; exit 2; }

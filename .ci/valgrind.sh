@@ -46,7 +46,7 @@ PYTHONMALLOC=malloc valgrind --tool=memcheck --leak-check=full \
 import glob, sys
 import xml.etree.ElementTree as ET
 
-ours = ("_chat_c", "_loop_c")
+ours = ("_chat_c", "_loop_c", "_proxy_c")
 bad, total = [], 0
 for path in glob.glob(sys.argv[1] + "/memcheck.*.xml"):
     try:

@@ -101,7 +101,8 @@ import sys, tarfile
 names = tarfile.open(sys.argv[1]).getnames()
 rel = {n.split("/", 1)[1] for n in names if "/" in n}
 need = ["setup.py", "pyproject.toml", "MANIFEST.in", "src/asynchat_core/_chat_c.pxd",
-        "src/asynchat_core/_loop_c.pxd", "src/asynchat_core/_cbits.pxd",
+        "src/asynchat_core/_loop_c.pxd", "src/asynchat_core/_proxy_c.pxd",
+        "src/asynchat_core/_cbits.pxd",
         "src/asynchat_core/__init__.pxd", "asynchat_core/__init__.py",
         "asynchat_core/_chat_py.py", "asynchat_core/_loop_py.py",
         "asynchat_core/py.typed", "tests/conftest.py"]

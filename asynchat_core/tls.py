@@ -64,6 +64,14 @@ class _TLSSocket(ssl.SSLSocket):
     tls_read_wants_write = False
     tls_write_wants_read = False
     tls_slow = False  # gate closed, or a blocked write to finish: send() slow path
+    proxy_header = None  # set by _adopt() (asynchat_core.proxy)
+
+    def getpeername(self):
+        # the client a PROXY protocol header named, as before the wrap
+        header = self.proxy_header
+        if header is not None and header.source is not None:
+            return header.source
+        return super().getpeername()
 
     # recv()/send() call the SSL object directly when they can: what
     # SSLSocket.recv/read/send add (checks, and turning a ragged EOF into
@@ -179,10 +187,15 @@ def _peer_gone(exc):
     return BrokenPipeError(errno.EPIPE, "TLS peer went away (%s)" % _describe(exc))
 
 
-def _adopt(sock):
-    """Give ``sock`` (an ``ssl.SSLSocket``) the ``_TLSSocket`` behaviour."""
+def _adopt(sock, origin=None):
+    """Give ``sock`` (an ``ssl.SSLSocket``) the ``_TLSSocket`` behaviour,
+    and the PROXY protocol header of ``origin``, the socket it wraps."""
     if type(sock) is ssl.SSLSocket:
         sock.__class__ = _TLSSocket
+    header = getattr(origin, "proxy_header", None)
+    if header is not None:  # (asynchat_core.proxy.ProxiedSocket)
+        sock.proxy_header = header
+        sock.proxy_peer = origin.proxy_peer
     return sock
 
 
@@ -662,7 +675,7 @@ class TLSMixin:
             self._tls_state = _FAILED
             self._tls_fail(exc)
             return
-        sock = _adopt(wrapped)
+        sock = _adopt(wrapped, self.socket)
         # same descriptor: the loop's registration stays valid
         self.socket = sock
         self._tls_attach(sock, server_side)
@@ -829,4 +842,4 @@ class TLSListenerMixin:
             sock.close()
             self.log_info("TLS error with %r: %s" % (addr, _describe(exc)), "error")
             return None
-        return _adopt(wrapped), addr
+        return _adopt(wrapped, sock), addr

@@ -25,7 +25,8 @@ import warnings
 
 import pytest
 
-from asynchat_core import _chat_py, _loop_py
+from asynchat_core import _chat_py, _loop_py, _proxy_py
+from asynchat_core import proxy as ac_proxy
 from asynchat_core import asynchat as ac_asynchat
 from asynchat_core import asyncore as ac_asyncore
 
@@ -65,8 +66,9 @@ class Impl:
     ``loop`` (its implementation modules) bound into them by ``bind()``.
     """
 
-    def __init__(self, name, asyncore, asynchat, chat=None, loop=None):
+    def __init__(self, name, asyncore, asynchat, chat=None, loop=None, proxy=None):
         self.name = name
+        self.proxy = proxy  # the PROXY protocol parser module
         self.asyncore = asyncore
         self.asynchat = asynchat
         self.chat = chat
@@ -87,6 +89,7 @@ class Impl:
             yield self
             return
         previous_loop = ac_asyncore._use_impl(self.loop)
+        previous_proxy = ac_proxy._use_impl(self.proxy)
         try:
             previous_chat = ac_asynchat._use_impl(self.chat)
             try:
@@ -94,6 +97,7 @@ class Impl:
             finally:
                 ac_asynchat._use_impl(previous_chat)
         finally:
+            ac_proxy._use_impl(previous_proxy)
             ac_asyncore._use_impl(previous_loop)
 
     def chat_class(self, *mixins):
@@ -132,9 +136,10 @@ def get(name):
                 return None
             impl = Impl(name, REF_ASYNCORE, REF_ASYNCHAT)
         elif name == "python":
-            impl = Impl(name, ac_asyncore, ac_asynchat, _chat_py, _loop_py)
+            impl = Impl(name, ac_asyncore, ac_asynchat, _chat_py, _loop_py, _proxy_py)
         elif name == "cython":
-            impl = Impl(name, ac_asyncore, ac_asynchat, _compiled("_chat_c"), _compiled("_loop_c"))
+            impl = Impl(name, ac_asyncore, ac_asynchat, _compiled("_chat_c"), _compiled("_loop_c"),
+                        _compiled("_proxy_c"))
         else:
             raise ValueError("unknown implementation %r" % (name,))
         _cache[name] = impl

@@ -175,3 +175,25 @@ def test_bench_cli_framing(tmp_path):
            if r["scenario"] == "framing" and r["rate"]}
     for case in ("RESP SET -P1", "LP 100B -P16", "LP 4096B -P1"):
         assert (case, "python-framer") in got, (case, got)
+
+
+@pytest.mark.skipif(not (__import__("shutil").which("wrk") and sys.platform.startswith("linux")),
+                    reason="needs wrk, fork() and /proc")
+def test_bench_cli_workers(tmp_path):
+    # the workers scenario: 1 and 2 worker processes measured side by side
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "asynchat_core.bench", "--scenarios", "workers",
+           "--impls", "python", "--workers", "2", "--rounds", "1", "--duration", "0.5",
+           "--clients", "8", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert not data["errors"], data["errors"]
+    cases = {(r["case"], r["impl"]): r for r in data["records"] if r["scenario"] == "workers"}
+    for impl in ("python x1", "python x2"):
+        record = cases[("HTTP keep-alive", impl)]
+        assert record["rate"] > 0 and record["load"] == "wrk -t2" and record["cpu_us"] > 0
+    assert "x2 / x1 =" in proc.stderr

@@ -10,16 +10,15 @@ import pytest
 import impls
 import importlib
 
-from asynchat_core import _chat_py, _frame_py, _loop_py
+from asynchat_core import _chat_py, _frame_py, _loop_py, _proxy_py
 
-PAIRS = [("chat", _chat_py), ("loop", _loop_py), ("frame", _frame_py)]
+PAIRS = [("chat", _chat_py), ("loop", _loop_py), ("frame", _frame_py), ("proxy", _proxy_py)]
 
 
 def _compiled_twin(kind):
     if kind == "frame":  # the framer kernel, imported by the chat kernel
         return importlib.import_module("asynchat_core._frame_c")
-    impl = impls.get("cython")
-    return impl.chat if kind == "chat" else impl.loop
+    return getattr(impls.get("cython"), kind)
 
 
 def _doc(obj, name):

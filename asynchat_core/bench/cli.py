@@ -339,6 +339,89 @@ def run_framing(args, run, targets):
 # Scenario name -> runner(args, run, targets).  A new scenario registers here
 # (and, for its table title, in report.SCENARIO_TITLES); options.SCENARIO_NAMES
 # lists the ones a run without --scenarios includes.
+
+
+def run_workers(args, run, targets):
+    """1 worker vs ``--workers`` workers, asynchat_core and uvloop side by side.
+
+    Method: each implementation serves from one process and from N
+    processes, each N-worker server with one SO_REUSEPORT listener per
+    process (asynchat_core.workers; uvloop: N forked loops with
+    ``reuse_port=True``); all four servers run at once and the cases are
+    measured interleaved, round by round, with the same load: wrk with N
+    threads (HTTP keep-alive) and redis-benchmark (GET, -P1), each given
+    ``--clients`` connections.  The load generator shares the machine's
+    cores (on 2 cores it cannot be pinned away), so the scaling ratio is a
+    floor.  Server CPU counts the whole process tree.
+    """
+    count = args.workers
+    bases = [n for n in ("cython", "python", "uvloop") if n in targets
+             and (not args.impls or n in args.impls)]
+    use_wrk = bool(shutil.which("wrk")) and not args.builtin_client
+    use_redis = bool(shutil.which("redis-benchmark")) and not args.builtin_client
+    cases = []
+    if use_redis:
+        cases.append(("RESP GET -P1", "resp"))
+    else:
+        run.skip("redis-benchmark", "not found (apt install redis-tools): no RESP case")
+    if use_wrk:
+        cases.append(("HTTP keep-alive", "http"))
+    else:
+        run.skip("wrk", "not found (apt install wrk): no HTTP case")
+    for case, kind in cases:
+        servers = {}
+        try:
+            for base in bases:
+                for n in (1, count):
+                    name = "%s x%d" % (base, n)
+                    try:
+                        servers[name] = procs.start_worker_server(targets[base], kind, workers=n)
+                    except Exception as exc:  # noqa: BLE001
+                        run.error("workers/%s server" % name, exc)
+            samples: Dict[str, List[Optional[float]]] = {name: [] for name in servers}
+            extras: Dict[str, List[Any]] = {name: [] for name in servers}
+
+            def load(port):
+                if kind == "http":
+                    rate, n = procs.wrk(port, args.clients, args.duration, threads=count)
+                else:
+                    rate, n = procs.redis_benchmark(port, "get", args.clients, 1, args.duration)
+                return rate, n, {"load": "wrk -t%d" % count if kind == "http" else "redis-benchmark"}
+
+            try:
+                for _ in range(args.rounds):
+                    for name, (proc, port) in servers.items():
+                        try:
+                            cpu0 = procs.cpu_seconds_tree(proc.pid)
+                            rate, n, extra = load(port)
+                            cpu1 = procs.cpu_seconds_tree(proc.pid)
+                            extra["cpu_us"] = (cpu1 - cpu0) / n * 1e6 if n else None
+                        except Exception as exc:  # noqa: BLE001
+                            run.error("workers/%s/%s" % (name, case), exc)
+                            rate, extra = None, None
+                        samples[name].append(rate)
+                        extras[name].append(extra)
+            finally:
+                for name in servers:
+                    run.add("workers", case, name, samples[name], "req/s", extras[name])
+            for base in bases:
+                one, many = samples.get("%s x1" % base), samples.get("%s x%d" % (base, count))
+                if one and many:
+                    ratios = [b / a for a, b in zip(one, many) if a and b]
+                    if ratios:
+                        run.progress("  workers  %-18s %-10s x%d / x1 = %.2f (rounds: %s)" % (
+                            case, base, count, median(ratios),
+                            ", ".join("%.2f" % r for r in ratios)))
+        finally:
+            for proc, _ in servers.values():
+                procs.stop(proc)
+
+
+# Scenario name -> runner(args, run, targets).  A new scenario registers here
+# (and, for its table title, in report.SCENARIO_TITLES); options.SCENARIO_NAMES
+# lists the ones a run without --scenarios includes.
+
+
 SCENARIOS = {
     "kernel": run_kernel,
     "resp": run_resp,
@@ -346,6 +429,7 @@ SCENARIOS = {
     "http": run_http,
     "tls": run_tls,  # not in the default run: python -m asynchat_core.bench --scenarios tls
     "framing": run_framing,  # not in the default run either: --scenarios framing
+    "workers": run_workers,  # not in the default run either (--scenarios workers)
 }
 
 

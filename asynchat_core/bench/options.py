@@ -160,6 +160,10 @@ def build_parser(scenarios):
                         "102400)")
     p.add_argument("--clients", type=_number(int, 1, MAX_CONNECTIONS, low_ok=True), default=50,
                    help="connections for RESP and HTTP (default 50)")
+    p.add_argument("--workers", type=_number(int, 1, 256, low_ok=True),
+                   default=os.cpu_count() or 1,
+                   help="processes for the N-worker servers of the workers scenario "
+                        "(default: one per core, %d here)" % (os.cpu_count() or 1))
     p.add_argument("--echo-clients", type=_number(int, 1, MAX_CONNECTIONS, low_ok=True),
                    default=10, help="connections for echo (default 10)")
     p.add_argument("--echo-depth", type=_number(int, 0, 100000, low_ok=True), default=0,

@@ -46,9 +46,28 @@ def stop(proc):
         proc.wait(3)
 
 
-def start_worker_server(target, kind, streams=False, timeout=30.0):
-    """Start a benchmark server for ``target``; return ``(proc, port)``."""
+def cpu_seconds_tree(pid):
+    """``cpu_seconds`` of ``pid`` and its live descendants (worker processes)."""
+    total = cpu_seconds(pid)
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            total += cpu_seconds_tree(child)
+        except OSError:
+            pass  # exited meanwhile
+    return total
+
+
+def start_worker_server(target, kind, streams=False, timeout=30.0, workers=0):
+    """Start a benchmark server for ``target`` (in ``workers`` processes if
+    not 0); return ``(proc, port)``."""
     args = ["server", target.source, kind] + (["streams"] if streams else [])
+    if workers:
+        args.append("workers=%d" % workers)
     # stderr goes to a file: a server logging errors must never block on a full pipe
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
@@ -141,15 +160,15 @@ def redis_benchmark(port, test, clients, pipeline, duration):
     return rate, requests
 
 
-def wrk(port, clients, duration, scheme="http"):
-    """Run ``wrk`` with one thread; return ``(rate, requests)``.
+def wrk(port, clients, duration, scheme="http", threads=1):
+    """Run ``wrk`` with ``threads`` threads (default one); return ``(rate, requests)``.
 
     With ``scheme="https"`` wrk speaks TLS (it does not check certificates).
     """
     exe = shutil.which("wrk")
     if exe is None:
         raise RuntimeError("wrk missing (apt install wrk)")
-    cmd = [exe, "-t1", "-c%d" % clients, "-d%ds" % max(1, round(duration)),
+    cmd = [exe, "-t%d" % threads, "-c%d" % clients, "-d%ds" % max(1, round(duration)),
            "%s://127.0.0.1:%d/" % (scheme, port)]
     text = _run(cmd, timeout=60 + 4 * duration)
     rate = re.search(r"Requests/sec:\s*([\d.]+)", text)

@@ -27,6 +27,7 @@ SCENARIO_TITLES = {
     "http": "Scenario 4: HTTP/1.1 keep-alive",
     "tls": "Scenario 5: TLS 1 KiB line echo and HTTPS keep-alive",
     "framing": "Scenario 6: framers (RESP requests, length-prefixed records)",
+    "workers": "Scenario 7: 1 vs N worker processes (SO_REUSEPORT), RESP and HTTP keep-alive",
 }
 WIDTH = 100  # the text report fits a 100-column terminal
 

@@ -6,6 +6,8 @@ the channel classes the way asynchat users write them: ``set_terminator``,
 private.  The asyncio classes implement the same logic as a competent
 asyncio user would (one ``transport.write`` per batch of replies).
 """
+import os
+import signal
 import socket
 import struct
 from typing import Any, Awaitable, Dict
@@ -479,3 +481,80 @@ def run_asyncio_server(loop_name, kind, streams, ready):
     server = loop.run_until_complete(coro)
     ready(server.sockets[0].getsockname()[1])
     loop.run_forever()
+
+
+# -- the workers scenario: N processes, one SO_REUSEPORT listener each ---------
+
+def run_chat_workers(kind, ready, count):
+    """Serve ``kind`` with asynchat_core.workers in ``count`` processes."""
+    from asynchat_core import asynchat, asyncore, workers
+
+    classes, Server = make_chat_servers(asyncore, asynchat)
+
+    def factory(sock):
+        server = Server.__new__(Server)
+        asyncore.dispatcher.__init__(server)
+        server.channel_class = classes[kind]
+        server.store = {}
+        return workers.listen_on(server, sock)
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # serve() installs its own
+    workers.serve(factory, ("127.0.0.1", 0), count, backlog=512, shutdown_timeout=1.0,
+                  ready=lambda address: ready(address[1]), log=lambda line: None)
+
+
+def run_asyncio_workers(loop_name, kind, ready, count):
+    """Serve ``kind`` with ``count`` forked asyncio/uvloop loops, each with
+    its own ``reuse_port=True`` listener (how uvicorn's workers share a port)."""
+    import asyncio
+
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", 0))  # holds the port; never listens
+    port = holder.getsockname()[1]
+    up_r, up_w = os.pipe()
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                holder.close()
+                os.close(up_r)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                try:
+                    import ctypes
+
+                    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+                except (OSError, AttributeError):
+                    pass
+                loop = new_event_loop(loop_name)
+                store: Dict[bytes, bytes] = {}
+                protocol = make_asyncio_protocols(asyncio)[kind]
+                loop.run_until_complete(loop.create_server(
+                    lambda: protocol(store), "127.0.0.1", port, backlog=512, reuse_port=True))
+                os.write(up_w, b"u")
+                os.close(up_w)
+                loop.run_forever()
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    os.close(up_w)
+    got = 0
+    while got < count:
+        data = os.read(up_r, 16)
+        if not data:
+            break
+        got += len(data)
+
+    def stop(*_args):
+        for child in pids:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    ready(port)
+    while True:
+        signal.pause()

@@ -1,12 +1,15 @@
 """Entry point of the benchmark's child processes.
 
     python -m asynchat_core.bench.worker kernel SOURCE SECONDS [NAMES...]
-    python -m asynchat_core.bench.worker server SOURCE KIND [streams]
+    python -m asynchat_core.bench.worker server SOURCE KIND [streams | workers=N]
     python -m asynchat_core.bench.worker client JSON
 
 ``SOURCE`` is "asynchat_core" (build chosen by ASYNCHAT_CORE_NO_EXTENSIONS),
 "stdlib", "asyncio" or "uvloop".  Servers print ``PORT <n>`` when listening
-and run until stopped; a watchdog ends them anyway after a bound.
+and run until stopped; a watchdog ends them anyway after a bound.  With
+``workers=N`` the server runs in N processes (asynchat_core.workers; for
+asyncio/uvloop, N forked loops with ``reuse_port=True``), each with its own
+SO_REUSEPORT listener.
 """
 import json
 import os
@@ -62,6 +65,15 @@ def main(argv):
         signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
         source, kind = argv[1], argv[2]
         streams = len(argv) > 3 and argv[3] == "streams"
+        count = int(argv[3].split("=", 1)[1]) if len(argv) > 3 and argv[3].startswith("workers=") else 0
+        if count:
+            from .servers import run_asyncio_workers, run_chat_workers
+
+            if source in ("asyncio", "uvloop"):
+                run_asyncio_workers(source, kind, _ready, count)
+            else:
+                run_chat_workers(kind, _ready, count)
+            return 0
         if source in ("asyncio", "uvloop"):
             from .servers import run_asyncio_server
 
