@@ -658,16 +658,28 @@ class OutputState:
 class _OutputLock:
     """The compiled build's output lock (``OutputState``, rule 4).
 
-    A C lock, taken without a Python call when it is free; reentrant for
-    the thread that holds it, which alone releases it (a release by
-    another thread does nothing); others wait for it without the GIL,
-    signal handlers still running.  The Python build uses a threading
-    ``RLock`` instead, which keeps the same rules in C (its ``release``
-    by another thread raises, which ``OutputState.__exit__`` ignores):
-    ``out._lock.acquire()`` is then one call, no Python frame.
+    Reentrant for the thread that holds it, which alone releases it (a
+    release by another thread does nothing); others wait for it without
+    the GIL, signal handlers still running.
+
+    Parked (issue 18, lever 3): every field is read and written with the
+    GIL held (nothing is compiled for free-threaded CPython), so the C lock
+    is needed only to make a thread *wait* while the holder runs without
+    the GIL (a recv or send, a callback that blocks).  The last release
+    therefore keeps the C lock taken ("parked") unless a thread waits for
+    it, and the next acquire, by any thread, takes the parked lock over
+    with no lock operation: a channel touched by one thread (the loop's, or
+    a worker's push between two events) pays no lock operation at all.
+    The C lock is taken iff ``_depth > 0`` or ``_parked``, or it is being
+    handed to a waiter (``_waiting`` counts the threads in ``lock_wait``).
+
+    The Python build uses a threading ``RLock`` instead, which keeps the
+    same rules in C (its ``release`` by another thread raises, which
+    ``OutputState.__exit__`` ignores): ``out._lock.acquire()`` is then one
+    call, no Python frame.
     """
 
-    __slots__ = ("_lock", "_owner", "_depth")
+    __slots__ = ("_lock", "_owner", "_depth", "_waiting", "_parked")
 
     def __init__(self):
         if self._lock == cython.NULL:  # type: ignore[has-type]  # (__init__ may run twice)
@@ -676,20 +688,39 @@ class _OutputLock:
                 raise MemoryError("cannot allocate the channel's output lock")
             self._owner = 0
             self._depth = 0
+            self._waiting = 0
+            self._parked = False
 
     def __dealloc__(self):
-        # the C lock goes with the object
+        # the C lock goes with the object (released first if parked, as
+        # _thread.lock does: a semaphore is destroyed free)
         if self._lock != cython.NULL:
+            if self._parked:
+                lock_release(self._lock)
             lock_free(self._lock)
             self._lock = cython.NULL
 
     def acquire(self):
         me = thread_ident()
-        if self._depth > 0 and self._owner == me:
-            self._depth += 1
-            return 0
-        if not lock_try(self._lock):
-            lock_wait(self._lock)
+        if self._depth > 0:
+            if self._owner == me:
+                self._depth += 1
+                return 0
+            # held by a thread running without the GIL: wait for its release
+            self._waiting += 1
+            try:
+                lock_wait(self._lock)
+            finally:
+                self._waiting -= 1
+        elif self._parked:
+            self._parked = False  # taken over: no lock operation
+        elif not lock_try(self._lock):
+            # being handed to a waiter that has not run yet
+            self._waiting += 1
+            try:
+                lock_wait(self._lock)
+            finally:
+                self._waiting -= 1
         self._owner = me
         self._depth = 1
         return 0
@@ -700,7 +731,10 @@ class _OutputLock:
         self._depth -= 1
         if self._depth == 0:
             self._owner = 0
-            lock_release(self._lock)
+            if self._waiting:
+                lock_release(self._lock)  # hand it over
+            else:
+                self._parked = True
 
 
 def _output(chan):

@@ -64,6 +64,8 @@ cdef class _OutputLock:
     cdef PyThread_type_lock _lock
     cdef unsigned long _owner
     cdef Py_ssize_t _depth
+    cdef Py_ssize_t _waiting
+    cdef bint _parked
 
     @cython.locals(me=cython.ulong)
     cdef int acquire(self) except -1
