@@ -842,14 +842,15 @@ def _requeue(chan, rest):
     return 0
 
 
-def _raw_send(chan, data):
+def _raw_send(chan, out, data):
     # asyncore.dispatcher.send, looked up now: patching it on the class
     # reaches async_chat too, as in CPython, where async_chat inherits it
     send = _dispatcher_class.send
     if send is dispatcher_send:
-        # the output state's socket: pending is being sent, so reading
-        # the socket attribute would only check it again
-        sock = _output(chan).sock
+        # the output state's socket (``out``, the caller's, locked): pending
+        # is being sent, so reading the socket attribute would only check
+        # it again (issue 18, lever 5: no descriptor round trip)
+        sock = out.sock
         if sock is not _UNSET:
             return sock_send(chan, sock, data)
     return send(chan, data)
@@ -881,9 +882,9 @@ def _flush(chan, out, data):
     elif data is None:
         return 0
     else:
-        return _raw_send(chan, data)
+        return _raw_send(chan, out, data)
     try:
-        sent = _raw_send(chan, buf)
+        sent = _raw_send(chan, out, buf)
     except OSError:
         chan.handle_error()
         return -1
@@ -951,14 +952,13 @@ def chat_drain(chan, fifo):
     if cython.compiled:
         ac_enter()
     try:
-        _drain(chan, fifo)
+        _drain(chan, fifo, _output(chan))
     finally:
         if cython.compiled:
             ac_leave()
 
 
-def _drain(chan, fifo):
-    out = _output(chan)
+def _drain(chan, fifo, out):
     out._lock.acquire()
     try:
         _drain_locked(chan, fifo, out)
@@ -1060,7 +1060,7 @@ def chat_initiate_send(self):
     if cython.compiled:
         ac_enter()
     try:
-        _drain(self, self.producer_fifo)
+        _drain(self, self.producer_fifo, _output(self))
     finally:
         if cython.compiled:
             ac_leave()
@@ -1149,7 +1149,16 @@ def chat_push(self, data):
                 fifo.append(data[start:start + size])
         else:
             fifo.append(data)
-        self.initiate_send()
+        initiate_send = self.initiate_send
+        # (Python build: is_method_of's test without a call)
+        if (is_method_of(initiate_send, chat_initiate_send) if cython.compiled
+                else type(initiate_send) is _MethodType
+                and initiate_send.__func__ is chat_initiate_send):
+            # the library's own initiate_send, run here (issue 18's straight
+            # path: no Python-level call; what it reads, it reads itself)
+            _drain(self, self.producer_fifo, out)
+        else:
+            initiate_send()
         if was_empty and _loop_hook is not None and fifo:
             _loop_hook(self)
     finally:
@@ -1258,7 +1267,7 @@ def chat_send(self, data):
         try:
             if out.pending and _flush(self, out, None) < 0:
                 return 0  # the socket is full: CPython's send would take nothing too
-            return _raw_send(self, data)
+            return _raw_send(self, out, data)
         finally:
             out._lock.release()
     finally:

@@ -130,7 +130,7 @@ cdef inline int _uncount(chan, sent) except -1
 @cython.locals(was_empty=bint)
 cdef int _requeue(chan, rest) except -1
 
-cdef inline object _raw_send(chan, data)
+cdef inline object _raw_send(chan, OutputState out, data)
 
 @cython.locals(held=Py_ssize_t, pieces=list)
 cdef object _flush(chan, OutputState out, object data)
@@ -138,7 +138,7 @@ cdef object _flush(chan, OutputState out, object data)
 cdef inline int _hold(OutputState out, data) except -1
 cdef int _chat_flush(chan, OutputState out) except -1
 cdef inline object _send_item(chan, OutputState out, data)
-cdef int _drain(chan, fifo) except -1
+cdef int _drain(chan, fifo, OutputState out) except -1
 
 @cython.locals(obs=Py_ssize_t, at=Py_ssize_t)
 cdef object _drain_locked(chan, fifo, OutputState out)
