@@ -85,6 +85,8 @@ if not cython.compiled:
         raise AssertionError("asynchat_core: a compiled-only helper called from Python")
 
     ac_enter = ac_leave = _compiled_only
+    ac_record_bits = ac_record_set = ac_type_lookup = _compiled_only
+    _term_record = _send_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
 
@@ -335,9 +337,38 @@ def terminator_mode(chan):
     """The TERM_* mode for ``chan`` (checked once per read)."""
     if not is_method_of(chan.get_terminator, chat_get_terminator):
         return _TERM_CALL
+    if cython.compiled:
+        # the class's ``terminator``, from its per-type record (_cbits.pxd)
+        slot = ac_record_bits(cython.address(_term_record), type(chan))
+        if slot < 0:
+            slot = _term_slot_of(type(chan))
+        if slot == 1:
+            return _TERM_SLOT
+        if slot == 0:
+            return _TERM_ATTR
     if getattr(type(chan), "terminator", None) is _terminator_slot:
         return _TERM_SLOT
     return _TERM_ATTR
+
+
+def _term_slot_of(cls):
+    # Whether getattr(cls, "terminator", None) is the library's slot, as a
+    # per-type record's bit (1 or 0; recorded), or -1: ask the class now.
+    # Recorded only when the answer runs no Python code: a plain metaclass
+    # (``type`` itself: a metaclass may hold or intercept the name) and a
+    # class value that is our slot (its __get__ with no instance returns
+    # the slot) or has no __get__ at all.
+    if type(cls) is not type:
+        return -1
+    found = ac_type_lookup(cls, "terminator", _UNSET)
+    if found is _terminator_slot:
+        slot = 1
+    elif found is _UNSET or not hasattr(type(found), "__get__"):
+        slot = 0
+    else:
+        return -1  # a descriptor of the user's: ask it every time
+    ac_record_set(cython.address(_term_record), cls, slot)
+    return slot
 
 
 def chat_feed(chan, inbuf, data, mode, out=None):
@@ -845,7 +876,14 @@ def _requeue(chan, rest):
 def _raw_send(chan, out, data):
     # asyncore.dispatcher.send, looked up now: patching it on the class
     # reaches async_chat too, as in CPython, where async_chat inherits it
-    send = _dispatcher_class.send
+    if cython.compiled:
+        # asyncore.dispatcher's own send, by its per-type record (_cbits.pxd)
+        own = ac_record_bits(cython.address(_send_record), _dispatcher_class)
+        if own < 0:
+            own = _send_own_of(_dispatcher_class)
+        send = dispatcher_send if own == 1 else _dispatcher_class.send
+    else:
+        send = _dispatcher_class.send
     if send is dispatcher_send:
         # the output state's socket (``out``, the caller's, locked): pending
         # is being sent, so reading the socket attribute would only check
@@ -854,6 +892,19 @@ def _raw_send(chan, out, data):
         if sock is not _UNSET:
             return sock_send(chan, sock, data)
     return send(chan, data)
+
+
+def _send_own_of(cls):
+    # Whether cls.send is dispatcher_send itself, as a per-type record's
+    # bit (1: recorded) or -1: look it up now.  Only a plain metaclass and
+    # the function itself are recorded (a Cython function read from its
+    # class is the function, as in Python).
+    if type(cls) is not type:
+        return -1
+    if ac_type_lookup(cls, "send", _UNSET) is not dispatcher_send:
+        return -1
+    ac_record_set(cython.address(_send_record), cls, 1)
+    return 1
 
 
 def _flush(chan, out, data):
@@ -985,6 +1036,8 @@ def _drain_locked(chan, fifo, out):
                 # CPython slices with the value itself: a TypeError for bytes,
                 # so (as there) the item is taken for a producer just below
                 data = first[:obs_value]
+            elif cython.compiled and type(first) is bytes and obs >= buffer_size(first):
+                data = first  # what first[:obs] gives, without a slice object
             else:
                 data = first[:obs]
         except TypeError:

@@ -228,3 +228,68 @@ cdef inline Py_ssize_t out_size(object value) except? -1:
 cdef inline bint is_method_of(object bound, object function) noexcept:
     """``bound`` is ``function`` bound to an object (not overridden)."""
     return PyMethod_Check(bound) and PyMethod_GET_FUNCTION(bound) == <PyObject *>function
+
+
+# ---------------------------------------------------------------------------
+# chatfast (issue 18): per-type records.
+#
+# A fact about a class (what one of its attributes resolves to on the class)
+# is kept in an ``ac_type_record`` together with the class (a borrowed
+# pointer) and the class's ``tp_version_tag``.  CPython gives a class a new
+# tag whenever the class or any base is modified (PyType_Modified), and tags
+# are never reused, so "same pointer, same non-zero tag" means "the same
+# class, unchanged since the fact was recorded": a freed class whose address
+# is reused gets another tag.  A tag of 0 (the class has none: tags ran out,
+# or it never went through the type cache) is never valid: the caller takes
+# its generic path every time.  Dict versions are not used (Cython's cpdef
+# override trap: CPython 3.12+ stopped maintaining them).
+#
+# Only class-level facts go into a record: what an *instance* holds (its
+# __dict__) is not covered by the tag, so a fact that an instance could
+# shadow must still be checked on the instance.
+
+cdef extern from *:
+    """
+    typedef struct {
+        void *tp;
+        unsigned int tag;
+        int bits;
+    } ac_type_record;
+
+    static inline unsigned int ac_type_tag(PyObject *tp) {
+        PyTypeObject *t = (PyTypeObject *)tp;
+        return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) ? t->tp_version_tag : 0;
+    }
+
+    /* the record's bits if it describes ``tp`` as it is now, else -1 */
+    static inline int ac_record_bits(ac_type_record *rec, PyObject *tp) {
+        if (rec->tp == (void *)tp && rec->tag != 0 && ac_type_tag(tp) == rec->tag)
+            return rec->bits;
+        return -1;
+    }
+
+    /* record ``bits`` for ``tp`` as it is now (call after the lookups the
+       bits come from: they give the class its tag) */
+    static inline void ac_record_set(ac_type_record *rec, PyObject *tp, int bits) {
+        rec->tp = (void *)tp;
+        rec->tag = ac_type_tag(tp);
+        rec->bits = bits;
+    }
+
+    /* what the class's MRO holds for ``name`` (no __get__ applied, no
+       Python code run; it gives the class its tag), or ``missing`` */
+    static inline PyObject *ac_type_lookup(PyObject *tp, PyObject *name, PyObject *missing) {
+        PyObject *found = _PyType_Lookup((PyTypeObject *)tp, name);
+        if (found == NULL)
+            found = missing;
+        Py_INCREF(found);
+        return found;
+    }
+    """
+    ctypedef struct ac_type_record:
+        void *tp
+        unsigned int tag
+        int bits
+    int ac_record_bits(ac_type_record *rec, object tp) noexcept
+    void ac_record_set(ac_type_record *rec, object tp, int bits) noexcept
+    object ac_type_lookup(object tp, object name, object missing)

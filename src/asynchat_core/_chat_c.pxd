@@ -17,6 +17,10 @@ from asynchat_core._cbits cimport (
     PyThread_type_lock,
     ac_enter,
     ac_leave,
+    ac_record_bits,
+    ac_record_set,
+    ac_type_lookup,
+    ac_type_record,
     buffer_size,
     bytes_slice,
     exact_count,
@@ -42,6 +46,8 @@ cdef object _BYTES_LIKE
 cdef object _loop_hook
 cdef object _dispatcher_class
 cdef object dispatcher_send
+# per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send
+cdef ac_type_record _term_record, _send_record
 
 
 cdef class TerminatorSlot:
@@ -98,7 +104,10 @@ cdef inline object _slice(data, Py_ssize_t start, Py_ssize_t stop)
 cdef inline object _rest(data, Py_ssize_t pos)
 cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
                          Py_ssize_t offset, Py_ssize_t slice_start) except -1
+@cython.locals(slot=int)
 cpdef int terminator_mode(chan) except -1
+@cython.locals(slot=int)
+cdef int _term_slot_of(cls) except -2
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
 cdef Py_ssize_t _frame_limit(value) except -2
 
@@ -130,7 +139,9 @@ cdef inline int _uncount(chan, sent) except -1
 @cython.locals(was_empty=bint)
 cdef int _requeue(chan, rest) except -1
 
+@cython.locals(own=int)
 cdef inline object _raw_send(chan, OutputState out, data)
+cdef int _send_own_of(cls) except -2
 
 @cython.locals(held=Py_ssize_t, pieces=list)
 cdef object _flush(chan, OutputState out, object data)
