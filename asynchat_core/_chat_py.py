@@ -619,7 +619,6 @@ def _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit):
     return 0
 
 
-_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class OutputState:
@@ -977,7 +976,7 @@ def chat_flush(self):
 def _send_item(chan, out, data):
     """One send attempt of the drain: CPython's ``self.send(data)``."""
     send = chan.send
-    if not (is_method_of(send, chat_send) and isinstance(data, _BYTES_LIKE)):
+    if not (is_method_of(send, chat_send) and isinstance(data, (bytes, bytearray, memoryview))):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
             return 0
@@ -1170,7 +1169,7 @@ def chat_push(self, data):
     if cython.compiled:
         ac_enter()
     try:
-        if not isinstance(data, _BYTES_LIKE):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
         size_value = self.ac_out_buffer_size
         # (Python build: any Python int slices and compares as its clamp does)

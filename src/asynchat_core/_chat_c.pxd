@@ -42,7 +42,6 @@ cdef object _REQUEUED
 cdef object _terminator_slot
 cdef object _MAXSIZE
 cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
-cdef object _BYTES_LIKE
 cdef object _loop_hook
 cdef object _dispatcher_class
 cdef object dispatcher_send
