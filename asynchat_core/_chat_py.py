@@ -85,7 +85,7 @@ if not cython.compiled:
         raise AssertionError("asynchat_core: a compiled-only helper called from Python")
 
     ac_enter = ac_leave = _compiled_only
-    ac_record_bits = ac_record_set = ac_type_lookup = _compiled_only
+    ac_record_bits = ac_record_set = ac_type_lookup = ac_method = _compiled_only
     _term_record = _send_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -335,7 +335,12 @@ _TERM_SLOT = TERM_SLOT
 
 def terminator_mode(chan):
     """The TERM_* mode for ``chan`` (checked once per read)."""
-    if not is_method_of(chan.get_terminator, chat_get_terminator):
+    if cython.compiled:
+        # (no bound method: _cbits.pxd, ac_method)
+        get = ac_method(chan, "get_terminator", cython.address(unbound))
+        if not (get is chat_get_terminator if unbound else is_method_of(get, chat_get_terminator)):
+            return _TERM_CALL
+    elif not is_method_of(chan.get_terminator, chat_get_terminator):
         return _TERM_CALL
     if cython.compiled:
         # the class's ``terminator``, from its per-type record (_cbits.pxd)
@@ -975,11 +980,19 @@ def chat_flush(self):
 
 def _send_item(chan, out, data):
     """One send attempt of the drain: CPython's ``self.send(data)``."""
-    send = chan.send
-    if not (is_method_of(send, chat_send) and isinstance(data, (bytes, bytearray, memoryview))):
+    if cython.compiled:
+        # (no bound method: _cbits.pxd, ac_method)
+        send = ac_method(chan, "send", cython.address(unbound))
+        own = send is chat_send if unbound else is_method_of(send, chat_send)
+    else:
+        send = chan.send
+        own = is_method_of(send, chat_send)
+    if not (own and isinstance(data, (bytes, bytearray, memoryview))):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
             return 0
+        if cython.compiled and unbound:
+            return send(chan, data)  # found on the class: called with the channel
         return send(data)
     if out.batching:
         if out.pending and out.held + len(data) > chan.ac_out_buffer_size:
@@ -1163,7 +1176,7 @@ def chat_handle_read(self):
 
 
 @cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,
-               was_empty=cython.bint)
+               was_empty=cython.bint, unbound=cython.int, own=cython.bint)
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
     if cython.compiled:
@@ -1201,14 +1214,21 @@ def chat_push(self, data):
                 fifo.append(data[start:start + size])
         else:
             fifo.append(data)
-        initiate_send = self.initiate_send
-        # (Python build: is_method_of's test without a call)
-        if (is_method_of(initiate_send, chat_initiate_send) if cython.compiled
-                else type(initiate_send) is _MethodType
-                and initiate_send.__func__ is chat_initiate_send):
+        if cython.compiled:
+            # (no bound method: _cbits.pxd, ac_method)
+            initiate_send = ac_method(self, "initiate_send", cython.address(unbound))
+            own = (initiate_send is chat_initiate_send if unbound
+                   else is_method_of(initiate_send, chat_initiate_send))
+        else:
+            initiate_send = self.initiate_send
+            own = (type(initiate_send) is _MethodType
+                   and initiate_send.__func__ is chat_initiate_send)
+        if own:
             # the library's own initiate_send, run here (issue 18's straight
             # path: no Python-level call; what it reads, it reads itself)
             _drain(self, self.producer_fifo, out)
+        elif cython.compiled and unbound:
+            initiate_send(self)  # an override found on the class
         else:
             initiate_send()
         if was_empty and _loop_hook is not None and fifo:

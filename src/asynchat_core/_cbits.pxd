@@ -293,3 +293,26 @@ cdef extern from *:
     int ac_record_bits(ac_type_record *rec, object tp) noexcept
     void ac_record_set(ac_type_record *rec, object tp, int bits) noexcept
     object ac_type_lookup(object tp, object name, object missing)
+
+# A method found as CPython's method call finds it (the instance's __dict__,
+# then the class; a __getattribute__ or __getattr__ on the class is asked
+# as usual), without creating a bound method: a function found on the class
+# comes back unbound (*unbound = 1: call it with the object first), anything
+# else as the attribute's value (*unbound = 0: what getattr gives, which is a
+# bound method when the class has its own __getattribute__).  So "is this
+# the library's own function?" is one lookup and an identity test (with
+# *unbound = 0, the bound-method test as before), and an override found on
+# the class is called by vectorcall with the object.
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030D0000
+    /* exported, but declared in an internal header from 3.13 on */
+    PyAPI_FUNC(int) _PyObject_GetMethod(PyObject *obj, PyObject *name, PyObject **method);
+    #endif
+    static inline PyObject *ac_method(PyObject *obj, PyObject *name, int *unbound) {
+        PyObject *meth = NULL;
+        *unbound = _PyObject_GetMethod(obj, name, &meth);
+        return meth;  /* NULL: the exception is set */
+    }
+    """
+    object ac_method(object obj, object name, int *unbound)

@@ -17,6 +17,7 @@ from asynchat_core._cbits cimport (
     PyThread_type_lock,
     ac_enter,
     ac_leave,
+    ac_method,
     ac_record_bits,
     ac_record_set,
     ac_type_lookup,
@@ -103,7 +104,7 @@ cdef inline object _slice(data, Py_ssize_t start, Py_ssize_t stop)
 cdef inline object _rest(data, Py_ssize_t pos)
 cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
                          Py_ssize_t offset, Py_ssize_t slice_start) except -1
-@cython.locals(slot=int)
+@cython.locals(slot=int, unbound=int)
 cpdef int terminator_mode(chan) except -1
 @cython.locals(slot=int)
 cdef int _term_slot_of(cls) except -2
@@ -147,6 +148,7 @@ cdef object _flush(chan, OutputState out, object data)
 
 cdef inline int _hold(OutputState out, data) except -1
 cdef int _chat_flush(chan, OutputState out) except -1
+@cython.locals(unbound=int, own=bint)
 cdef inline object _send_item(chan, OutputState out, data)
 cdef int _drain(chan, fifo, OutputState out) except -1
 
