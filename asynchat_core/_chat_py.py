@@ -340,9 +340,6 @@ def terminator_mode(chan):
         get = ac_method(chan, "get_terminator", cython.address(unbound))
         if not (get is chat_get_terminator if unbound else is_method_of(get, chat_get_terminator)):
             return _TERM_CALL
-    elif not is_method_of(chan.get_terminator, chat_get_terminator):
-        return _TERM_CALL
-    if cython.compiled:
         # the class's ``terminator``, from its per-type record (_cbits.pxd)
         slot = ac_record_bits(cython.address(_term_record), type(chan))
         if slot < 0:
@@ -351,6 +348,8 @@ def terminator_mode(chan):
             return _TERM_SLOT
         if slot == 0:
             return _TERM_ATTR
+    elif not is_method_of(chan.get_terminator, chat_get_terminator):
+        return _TERM_CALL
     if getattr(type(chan), "terminator", None) is _terminator_slot:
         return _TERM_SLOT
     return _TERM_ATTR
@@ -624,6 +623,7 @@ def _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit):
     return 0
 
 
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class OutputState:
@@ -987,7 +987,7 @@ def _send_item(chan, out, data):
     else:
         send = chan.send
         own = is_method_of(send, chat_send)
-    if not (own and isinstance(data, (bytes, bytearray, memoryview))):
+    if not (own and isinstance(data, _BYTES_LIKE)):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
             return 0
@@ -1182,7 +1182,7 @@ def chat_push(self, data):
     if cython.compiled:
         ac_enter()
     try:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
         size_value = self.ac_out_buffer_size
         # (Python build: any Python int slices and compares as its clamp does)

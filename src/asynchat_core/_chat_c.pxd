@@ -46,6 +46,7 @@ cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
 cdef object _loop_hook
 cdef object _dispatcher_class
 cdef object dispatcher_send
+cdef object _BYTES_LIKE
 # per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send
 cdef ac_type_record _term_record, _send_record
 
