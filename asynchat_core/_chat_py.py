@@ -91,6 +91,8 @@ if not cython.compiled:
         raise AssertionError("asynchat_core: a compiled-only helper called from Python")
 
     ac_enter = ac_leave = _compiled_only
+    ac_record_bits = ac_record_set = ac_type_lookup = ac_method = _compiled_only
+    _term_record = _send_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
 
@@ -335,18 +337,48 @@ TERM_SLOT = 2   # async_chat's own descriptor: use inbuf.terminator
 _TERM_CALL = TERM_CALL
 _TERM_ATTR = TERM_ATTR
 _TERM_SLOT = TERM_SLOT
-_TERM_FRAME = 3  # TERM_SLOT with a framer as terminator: _frame_py.py
 
 
 def terminator_mode(chan):
     """The TERM_* mode for ``chan`` (checked once per read)."""
-    if not is_method_of(chan.get_terminator, chat_get_terminator):
+    if cython.compiled:
+        # (no bound method: _cbits.pxd, ac_method)
+        get = ac_method(chan, "get_terminator", cython.address(unbound))
+        if not (get is chat_get_terminator if unbound else is_method_of(get, chat_get_terminator)):
+            return _TERM_CALL
+        # the class's ``terminator``, from its per-type record (_cbits.pxd)
+        slot = ac_record_bits(cython.address(_term_record), type(chan))
+        if slot < 0:
+            slot = _term_slot_of(type(chan))
+        if slot == 1:
+            return _TERM_SLOT
+        if slot == 0:
+            return _TERM_ATTR
+    elif not is_method_of(chan.get_terminator, chat_get_terminator):
         return _TERM_CALL
     if getattr(type(chan), "terminator", None) is _terminator_slot:
-        if isinstance(getattr(getattr(chan, "_ac_in", None), "terminator", None), _Framer):
-            return _TERM_FRAME
         return _TERM_SLOT
     return _TERM_ATTR
+
+
+def _term_slot_of(cls):
+    # Whether getattr(cls, "terminator", None) is the library's slot, as a
+    # per-type record's bit (1 or 0; recorded), or -1: ask the class now.
+    # Recorded only when the answer runs no Python code: a plain metaclass
+    # (``type`` itself: a metaclass may hold or intercept the name) and a
+    # class value that is our slot (its __get__ with no instance returns
+    # the slot) or has no __get__ at all.
+    if type(cls) is not type:
+        return -1
+    found = ac_type_lookup(cls, "terminator", _UNSET)
+    if found is _terminator_slot:
+        slot = 1
+    elif found is _UNSET or not hasattr(type(found), "__get__"):
+        slot = 0
+    else:
+        return -1  # a descriptor of the user's: ask it every time
+    ac_record_set(cython.address(_term_record), cls, slot)
+    return slot
 
 
 def chat_feed(chan, inbuf, data, mode, out=None):
@@ -372,10 +404,14 @@ def _feed(chan, inbuf, data, mode, out):
         inbuf.pos = 0
     else:
         inbuf.assign(inbuf.value() + data)
-    if mode == _TERM_FRAME:  # whole messages: _frame_py.py (1: now classic)
-        if not frame_deliver(chan, inbuf, out, 1, buffer_size(data) == 0):
-            return 0
-        mode = _TERM_SLOT
+    if mode == _TERM_SLOT:
+        term = inbuf.terminator
+        # a framer (asynchat_core/framing.py) takes whole messages; a classic
+        # terminator costs only the type test.  0: stop; 1: a hook set a
+        # classic terminator, which _deliver takes from here
+        if type(term) is not bytes and isinstance(term, _Framer):
+            if not frame_deliver(chan, inbuf, out, 1, buffer_size(data) == 0):
+                return 0
     return _deliver(chan, inbuf, mode, out)
 
 
@@ -675,16 +711,28 @@ class OutputState:
 class _OutputLock:
     """The compiled build's output lock (``OutputState``, rule 4).
 
-    A C lock, taken without a Python call when it is free; reentrant for
-    the thread that holds it, which alone releases it (a release by
-    another thread does nothing); others wait for it without the GIL,
-    signal handlers still running.  The Python build uses a threading
-    ``RLock`` instead, which keeps the same rules in C (its ``release``
-    by another thread raises, which ``OutputState.__exit__`` ignores):
-    ``out._lock.acquire()`` is then one call, no Python frame.
+    Reentrant for the thread that holds it, which alone releases it (a
+    release by another thread does nothing); others wait for it without
+    the GIL, signal handlers still running.
+
+    Parked (issue 18, lever 3): every field is read and written with the
+    GIL held (nothing is compiled for free-threaded CPython), so the C lock
+    is needed only to make a thread *wait* while the holder runs without
+    the GIL (a recv or send, a callback that blocks).  The last release
+    therefore keeps the C lock taken ("parked") unless a thread waits for
+    it, and the next acquire, by any thread, takes the parked lock over
+    with no lock operation: a channel touched by one thread (the loop's, or
+    a worker's push between two events) pays no lock operation at all.
+    The C lock is taken iff ``_depth > 0`` or ``_parked``, or it is being
+    handed to a waiter (``_waiting`` counts the threads in ``lock_wait``).
+
+    The Python build uses a threading ``RLock`` instead, which keeps the
+    same rules in C (its ``release`` by another thread raises, which
+    ``OutputState.__exit__`` ignores): ``out._lock.acquire()`` is then one
+    call, no Python frame.
     """
 
-    __slots__ = ("_lock", "_owner", "_depth")
+    __slots__ = ("_lock", "_owner", "_depth", "_waiting", "_parked")
 
     def __init__(self):
         if self._lock == cython.NULL:  # type: ignore[has-type]  # (__init__ may run twice)
@@ -693,20 +741,39 @@ class _OutputLock:
                 raise MemoryError("cannot allocate the channel's output lock")
             self._owner = 0
             self._depth = 0
+            self._waiting = 0
+            self._parked = False
 
     def __dealloc__(self):
-        # the C lock goes with the object
+        # the C lock goes with the object (released first if parked, as
+        # _thread.lock does: a semaphore is destroyed free)
         if self._lock != cython.NULL:
+            if self._parked:
+                lock_release(self._lock)
             lock_free(self._lock)
             self._lock = cython.NULL
 
     def acquire(self):
         me = thread_ident()
-        if self._depth > 0 and self._owner == me:
-            self._depth += 1
-            return 0
-        if not lock_try(self._lock):
-            lock_wait(self._lock)
+        if self._depth > 0:
+            if self._owner == me:
+                self._depth += 1
+                return 0
+            # held by a thread running without the GIL: wait for its release
+            self._waiting += 1
+            try:
+                lock_wait(self._lock)
+            finally:
+                self._waiting -= 1
+        elif self._parked:
+            self._parked = False  # taken over: no lock operation
+        elif not lock_try(self._lock):
+            # being handed to a waiter that has not run yet
+            self._waiting += 1
+            try:
+                lock_wait(self._lock)
+            finally:
+                self._waiting -= 1
         self._owner = me
         self._depth = 1
         return 0
@@ -717,7 +784,10 @@ class _OutputLock:
         self._depth -= 1
         if self._depth == 0:
             self._owner = 0
-            lock_release(self._lock)
+            if self._waiting:
+                lock_release(self._lock)  # hand it over
+            else:
+                self._parked = True
 
 
 def _output(chan):
@@ -825,17 +895,38 @@ def _requeue(chan, rest):
     return 0
 
 
-def _raw_send(chan, data):
+def _raw_send(chan, out, data):
     # asyncore.dispatcher.send, looked up now: patching it on the class
     # reaches async_chat too, as in CPython, where async_chat inherits it
-    send = _dispatcher_class.send
+    if cython.compiled:
+        # asyncore.dispatcher's own send, by its per-type record (_cbits.pxd)
+        own = ac_record_bits(cython.address(_send_record), _dispatcher_class)
+        if own < 0:
+            own = _send_own_of(_dispatcher_class)
+        send = dispatcher_send if own == 1 else _dispatcher_class.send
+    else:
+        send = _dispatcher_class.send
     if send is dispatcher_send:
-        # the output state's socket: pending is being sent, so reading
-        # the socket attribute would only check it again
-        sock = _output(chan).sock
+        # the output state's socket (``out``, the caller's, locked): pending
+        # is being sent, so reading the socket attribute would only check
+        # it again (issue 18, lever 5: no descriptor round trip)
+        sock = out.sock
         if sock is not _UNSET:
             return sock_send(chan, sock, data)
     return send(chan, data)
+
+
+def _send_own_of(cls):
+    # Whether cls.send is dispatcher_send itself, as a per-type record's
+    # bit (1: recorded) or -1: look it up now.  Only a plain metaclass and
+    # the function itself are recorded (a Cython function read from its
+    # class is the function, as in Python).
+    if type(cls) is not type:
+        return -1
+    if ac_type_lookup(cls, "send", _UNSET) is not dispatcher_send:
+        return -1
+    ac_record_set(cython.address(_send_record), cls, 1)
+    return 1
 
 
 def _flush(chan, out, data):
@@ -864,9 +955,9 @@ def _flush(chan, out, data):
     elif data is None:
         return 0
     else:
-        return _raw_send(chan, data)
+        return _raw_send(chan, out, data)
     try:
-        sent = _raw_send(chan, buf)
+        sent = _raw_send(chan, out, buf)
     except OSError:
         chan.handle_error()
         return -1
@@ -907,11 +998,19 @@ def chat_flush(self):
 
 def _send_item(chan, out, data):
     """One send attempt of the drain: CPython's ``self.send(data)``."""
-    send = chan.send
-    if not (is_method_of(send, chat_send) and isinstance(data, _BYTES_LIKE)):
+    if cython.compiled:
+        # (no bound method: _cbits.pxd, ac_method)
+        send = ac_method(chan, "send", cython.address(unbound))
+        own = send is chat_send if unbound else is_method_of(send, chat_send)
+    else:
+        send = chan.send
+        own = is_method_of(send, chat_send)
+    if not (own and isinstance(data, _BYTES_LIKE)):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
             return 0
+        if cython.compiled and unbound:
+            return send(chan, data)  # found on the class: called with the channel
         return send(data)
     if out.batching:
         if out.pending and out.held + len(data) > chan.ac_out_buffer_size:
@@ -934,14 +1033,13 @@ def chat_drain(chan, fifo):
     if cython.compiled:
         ac_enter()
     try:
-        _drain(chan, fifo)
+        _drain(chan, fifo, _output(chan))
     finally:
         if cython.compiled:
             ac_leave()
 
 
-def _drain(chan, fifo):
-    out = _output(chan)
+def _drain(chan, fifo, out):
     out._lock.acquire()
     try:
         _drain_locked(chan, fifo, out)
@@ -968,6 +1066,8 @@ def _drain_locked(chan, fifo, out):
                 # CPython slices with the value itself: a TypeError for bytes,
                 # so (as there) the item is taken for a producer just below
                 data = first[:obs_value]
+            elif cython.compiled and type(first) is bytes and obs >= buffer_size(first):
+                data = first  # what first[:obs] gives, without a slice object
             else:
                 data = first[:obs]
         except TypeError:
@@ -1043,7 +1143,7 @@ def chat_initiate_send(self):
     if cython.compiled:
         ac_enter()
     try:
-        _drain(self, self.producer_fifo)
+        _drain(self, self.producer_fifo, _output(self))
     finally:
         if cython.compiled:
             ac_leave()
@@ -1094,7 +1194,7 @@ def chat_handle_read(self):
 
 
 @cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,
-               was_empty=cython.bint)
+               was_empty=cython.bint, unbound=cython.int, own=cython.bint)
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
     if cython.compiled:
@@ -1132,7 +1232,23 @@ def chat_push(self, data):
                 fifo.append(data[start:start + size])
         else:
             fifo.append(data)
-        self.initiate_send()
+        if cython.compiled:
+            # (no bound method: _cbits.pxd, ac_method)
+            initiate_send = ac_method(self, "initiate_send", cython.address(unbound))
+            own = (initiate_send is chat_initiate_send if unbound
+                   else is_method_of(initiate_send, chat_initiate_send))
+        else:
+            initiate_send = self.initiate_send
+            own = (type(initiate_send) is _MethodType
+                   and initiate_send.__func__ is chat_initiate_send)
+        if own:
+            # the library's own initiate_send, run here (issue 18's straight
+            # path: no Python-level call; what it reads, it reads itself)
+            _drain(self, self.producer_fifo, out)
+        elif cython.compiled and unbound:
+            initiate_send(self)  # an override found on the class
+        else:
+            initiate_send()
         if was_empty and _loop_hook is not None and fifo:
             _loop_hook(self)
     finally:
@@ -1241,7 +1357,7 @@ def chat_send(self, data):
         try:
             if out.pending and _flush(self, out, None) < 0:
                 return 0  # the socket is full: CPython's send would take nothing too
-            return _raw_send(self, data)
+            return _raw_send(self, out, data)
         finally:
             out._lock.release()
     finally:

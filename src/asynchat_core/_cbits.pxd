@@ -406,3 +406,89 @@ cdef extern from *:
     """
     object ac_sock_recv(object sock, object size)
     Py_ssize_t ac_sock_send(object sock, object data, int flags) except -1
+
+# chatfast (issue 18): per-type records.
+#
+# A fact about a class (what one of its attributes resolves to on the class)
+# is kept in an ``ac_type_record`` together with the class (a borrowed
+# pointer) and the class's ``tp_version_tag``.  CPython gives a class a new
+# tag whenever the class or any base is modified (PyType_Modified), and tags
+# are never reused, so "same pointer, same non-zero tag" means "the same
+# class, unchanged since the fact was recorded": a freed class whose address
+# is reused gets another tag.  A tag of 0 (the class has none: tags ran out,
+# or it never went through the type cache) is never valid: the caller takes
+# its generic path every time.  Dict versions are not used (Cython's cpdef
+# override trap: CPython 3.12+ stopped maintaining them).
+#
+# Only class-level facts go into a record: what an *instance* holds (its
+# __dict__) is not covered by the tag, so a fact that an instance could
+# shadow must still be checked on the instance.
+
+cdef extern from *:
+    """
+    typedef struct {
+        void *tp;
+        unsigned int tag;
+        int bits;
+    } ac_type_record;
+
+    static inline unsigned int ac_type_tag(PyObject *tp) {
+        PyTypeObject *t = (PyTypeObject *)tp;
+        return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) ? t->tp_version_tag : 0;
+    }
+
+    /* the record's bits if it describes ``tp`` as it is now, else -1 */
+    static inline int ac_record_bits(ac_type_record *rec, PyObject *tp) {
+        if (rec->tp == (void *)tp && rec->tag != 0 && ac_type_tag(tp) == rec->tag)
+            return rec->bits;
+        return -1;
+    }
+
+    /* record ``bits`` for ``tp`` as it is now (call after the lookups the
+       bits come from: they give the class its tag) */
+    static inline void ac_record_set(ac_type_record *rec, PyObject *tp, int bits) {
+        rec->tp = (void *)tp;
+        rec->tag = ac_type_tag(tp);
+        rec->bits = bits;
+    }
+
+    /* what the class's MRO holds for ``name`` (no __get__ applied, no
+       Python code run; it gives the class its tag), or ``missing`` */
+    static inline PyObject *ac_type_lookup(PyObject *tp, PyObject *name, PyObject *missing) {
+        PyObject *found = _PyType_Lookup((PyTypeObject *)tp, name);
+        if (found == NULL)
+            found = missing;
+        Py_INCREF(found);
+        return found;
+    }
+    """
+    ctypedef struct ac_type_record:
+        void *tp
+        unsigned int tag
+        int bits
+    int ac_record_bits(ac_type_record *rec, object tp) noexcept
+    void ac_record_set(ac_type_record *rec, object tp, int bits) noexcept
+    object ac_type_lookup(object tp, object name, object missing)
+
+# A method found as CPython's method call finds it (the instance's __dict__,
+# then the class; a __getattribute__ or __getattr__ on the class is asked
+# as usual), without creating a bound method: a function found on the class
+# comes back unbound (*unbound = 1: call it with the object first), anything
+# else as the attribute's value (*unbound = 0: what getattr gives, which is a
+# bound method when the class has its own __getattribute__).  So "is this
+# the library's own function?" is one lookup and an identity test (with
+# *unbound = 0, the bound-method test as before), and an override found on
+# the class is called by vectorcall with the object.
+cdef extern from *:
+    """
+    #if PY_VERSION_HEX >= 0x030D0000
+    /* exported, but declared in an internal header from 3.13 on */
+    PyAPI_FUNC(int) _PyObject_GetMethod(PyObject *obj, PyObject *name, PyObject **method);
+    #endif
+    static inline PyObject *ac_method(PyObject *obj, PyObject *name, int *unbound) {
+        PyObject *meth = NULL;
+        *unbound = _PyObject_GetMethod(obj, name, &meth);
+        return meth;  /* NULL: the exception is set */
+    }
+    """
+    object ac_method(object obj, object name, int *unbound)

@@ -17,6 +17,11 @@ from asynchat_core._cbits cimport (
     PyThread_type_lock,
     ac_enter,
     ac_leave,
+    ac_method,
+    ac_record_bits,
+    ac_record_set,
+    ac_type_lookup,
+    ac_type_record,
     buffer_size,
     bytes_slice,
     exact_count,
@@ -38,10 +43,12 @@ cdef object _REQUEUED
 cdef object _terminator_slot
 cdef object _MAXSIZE
 cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
-cdef object _BYTES_LIKE
 cdef object _loop_hook
 cdef object _dispatcher_class
 cdef object dispatcher_send
+cdef object _BYTES_LIKE
+# per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send
+cdef ac_type_record _term_record, _send_record
 
 
 cdef class TerminatorSlot:
@@ -64,6 +71,8 @@ cdef class _OutputLock:
     cdef PyThread_type_lock _lock
     cdef unsigned long _owner
     cdef Py_ssize_t _depth
+    cdef Py_ssize_t _waiting
+    cdef bint _parked
 
     @cython.locals(me=cython.ulong)
     cdef int acquire(self) except -1
@@ -96,7 +105,10 @@ cdef inline object _slice(data, Py_ssize_t start, Py_ssize_t stop)
 cdef inline object _rest(data, Py_ssize_t pos)
 cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
                          Py_ssize_t offset, Py_ssize_t slice_start) except -1
+@cython.locals(slot=int, unbound=int)
 cpdef int terminator_mode(chan) except -1
+@cython.locals(slot=int)
+cdef int _term_slot_of(cls) except -2
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
 cdef Py_ssize_t _frame_limit(value) except -2
 
@@ -128,15 +140,18 @@ cdef inline int _uncount(chan, sent) except -1
 @cython.locals(was_empty=bint)
 cdef int _requeue(chan, rest) except -1
 
-cdef inline object _raw_send(chan, data)
+@cython.locals(own=int)
+cdef inline object _raw_send(chan, OutputState out, data)
+cdef int _send_own_of(cls) except -2
 
 @cython.locals(held=Py_ssize_t, pieces=list)
 cdef object _flush(chan, OutputState out, object data)
 
 cdef inline int _hold(OutputState out, data) except -1
 cdef int _chat_flush(chan, OutputState out) except -1
+@cython.locals(unbound=int, own=bint)
 cdef inline object _send_item(chan, OutputState out, data)
-cdef int _drain(chan, fifo) except -1
+cdef int _drain(chan, fifo, OutputState out) except -1
 
 @cython.locals(obs=Py_ssize_t, at=Py_ssize_t)
 cdef object _drain_locked(chan, fifo, OutputState out)
