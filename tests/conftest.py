@@ -60,6 +60,28 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+# Tests of real tools skip where a tool is missing (a developer's machine);
+# CI installs them (.ci/run's APT_PACKAGES) and sets
+# ASYNCHAT_CORE_REQUIRE_TOOLS=1, so such a skip there is a failure, never a
+# test silently not run.
+_TOOLS = ("haproxy", "nginx", "wrk", "redis-cli", "redis-benchmark", "openssl", "no openssl")
+_REQUIRE_TOOLS = os.environ.get("ASYNCHAT_CORE_REQUIRE_TOOLS", "") not in ("", "0")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not (_REQUIRE_TOOLS and report.skipped and isinstance(report.longrepr, tuple)):
+        return
+    reason = str(report.longrepr[2])
+    if reason.startswith("Skipped: "):
+        reason = reason[len("Skipped: "):]
+    if reason.startswith(_TOOLS) or reason.startswith("needs wrk"):
+        report.outcome = "failed"
+        report.longrepr = ("ASYNCHAT_CORE_REQUIRE_TOOLS=1, but the test skipped: %s" % reason)
+
+
 def _bound(name):
     impl = impls.get(name)
     if impl is None:
