@@ -90,7 +90,7 @@ if not cython.compiled:
     def _compiled_only(*args):
         raise AssertionError("asynchat_core: a compiled-only helper called from Python")
 
-    ac_enter = ac_leave = _compiled_only
+    ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = _compiled_only
     _term_record = _send_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
@@ -140,7 +140,7 @@ class TerminatorSlot:
 
     def __get__(self, obj, cls):
         if cython.compiled:
-            ac_enter()
+            nest = ac_nest()
         try:
             if obj is None:
                 return self
@@ -164,11 +164,11 @@ class TerminatorSlot:
             return value
         finally:
             if cython.compiled:
-                ac_leave()
+                ac_unnest(nest)
 
     def __set__(self, obj, value):
         if cython.compiled:
-            ac_enter()
+            nest = ac_nest()
         try:
             try:
                 state = obj._ac_in
@@ -186,17 +186,17 @@ class TerminatorSlot:
             inbuf.terminator = value
         finally:
             if cython.compiled:
-                ac_leave()
+                ac_unnest(nest)
 
     def __delete__(self, obj):
         if cython.compiled:
-            ac_enter()
+            nest = ac_nest()
         try:
             self.__get__(obj, None)  # AttributeError if not set
             _input(obj).terminator = _UNSET
         finally:
             if cython.compiled:
-                ac_leave()
+                ac_unnest(nest)
 
 
 terminator_slot = TerminatorSlot()
@@ -389,12 +389,12 @@ def chat_feed(chan, inbuf, data, mode, out=None):
     ``batching`` to set around ``found_terminator``, or None.
     """
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         _feed(chan, _input_check(chan, inbuf), data, mode, _output_check(chan, out))
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def _feed(chan, inbuf, data, mode, out):
@@ -495,12 +495,12 @@ def _found(chan, inbuf, out):
 def chat_deliver(chan, inbuf, mode, out=None):
     """Run the terminator loop over the buffered input until it needs more."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         _deliver(chan, _input_check(chan, inbuf), mode, _output_check(chan, out))
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def _deliver(chan, inbuf, mode, out):
@@ -830,7 +830,7 @@ class SocketSlot:
 
     def __get__(self, obj, cls):
         if cython.compiled:
-            ac_enter()
+            nest = ac_nest()
         try:
             if obj is None:
                 return self
@@ -843,11 +843,11 @@ class SocketSlot:
             return sock
         finally:
             if cython.compiled:
-                ac_leave()
+                ac_unnest(nest)
 
     def __set__(self, obj, value):
         if cython.compiled:
-            ac_enter()
+            nest = ac_nest()
         try:
             out = _output(obj)
             if out.pending:
@@ -855,17 +855,17 @@ class SocketSlot:
             out.sock = value
         finally:
             if cython.compiled:
-                ac_leave()
+                ac_unnest(nest)
 
     def __delete__(self, obj):
         if cython.compiled:
-            ac_enter()
+            nest = ac_nest()
         try:
             self.__get__(obj, None)  # AttributeError if not set
             _output(obj).sock = _UNSET
         finally:
             if cython.compiled:
-                ac_leave()
+                ac_unnest(nest)
 
 
 socket_slot = SocketSlot()
@@ -986,14 +986,14 @@ def _chat_flush(chan, out):
 def chat_flush(self):
     """Send the replies held in ``pending`` now (rule 3 of OutputState)."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         out = _output(self)
         if out.pending:
             _chat_flush(self, out)
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def _send_item(chan, out, data):
@@ -1031,12 +1031,12 @@ def chat_drain(chan, fifo):
     connected.
     """
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         _drain(chan, fifo, _output(chan))
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def _drain(chan, fifo, out):
@@ -1130,23 +1130,23 @@ def set_loop_hook(hook):
 def chat_get_terminator(self):
     """Return the current terminator."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         return self.terminator
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def chat_initiate_send(self):
     """Try to send queued output now (one send() attempt)."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         _drain(self, self.producer_fifo, _output(self))
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def chat_handle_read(self):
@@ -1156,7 +1156,7 @@ def chat_handle_read(self):
     with the next one (``OutputState``, rule 2).
     """
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         out = _output(self)
         try:
@@ -1190,7 +1190,7 @@ def chat_handle_read(self):
                 _chat_flush(self, out)
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 @cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,
@@ -1198,7 +1198,7 @@ def chat_handle_read(self):
 def chat_push(self, data):
     """Queue ``data`` (bytes-like) for sending and try to send now."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         if not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
@@ -1253,13 +1253,13 @@ def chat_push(self, data):
             _loop_hook(self)
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def chat_set_terminator(self, term):
     """Set the input delimiter: bytes of any length, a byte count, or None."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         if isinstance(term, str) and self.use_encoding:
             term = bytes(term, self.encoding)
@@ -1277,7 +1277,7 @@ def chat_set_terminator(self, term):
         self.terminator = term
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def chat__collect_incoming_data(self, data):
@@ -1302,7 +1302,7 @@ def chat__get_data(self):
 def chat_readable(self):
     """Watch for input unless output back-pressure paused reading."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         high = self.ac_out_high_water
         if high is None:
@@ -1322,35 +1322,35 @@ def chat_readable(self):
         return 1
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def chat_writable(self):
     """Watch for writability while output is queued or a connect is pending."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         return self.producer_fifo or (not self.connected)
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def chat_handle_write(self):
     """The socket is writable: send more of the queued output."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         self.initiate_send()
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 def chat_send(self, data):
     """Send ``data`` directly, after any output pushed earlier (bypasses the queue)."""
     if cython.compiled:
-        ac_enter()
+        nest = ac_nest()
     try:
         out = _output(self)
         out._lock.acquire()
@@ -1362,7 +1362,7 @@ def chat_send(self, data):
             out._lock.release()
     finally:
         if cython.compiled:
-            ac_leave()
+            ac_unnest(nest)
 
 
 _dispatcher_class: "Any" = None  # asyncore.dispatcher, set when asyncore loads

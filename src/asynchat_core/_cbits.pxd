@@ -10,9 +10,19 @@ from cpython.exc cimport PyErr_CheckSignals
 # Calls between compiled functions and C-level descriptors run no Python
 # frame, and Py_EnterRecursiveCall did not stop such a cycle in testing (a
 # class whose handle_read is dispatcher.handle_read_event overflowed the C
-# stack): every entry point counts its own nesting, per thread, and raises
-# RecursionError far below any thread's stack size.  (The counter is static:
-# one per module that cimports this file, each bounded.)
+# stack): every entry point Python can reach by name (a def, a descriptor
+# slot) counts its nesting, per thread, and raises RecursionError far below
+# any thread's stack size.  The library's direct C-to-C calls need no check:
+# a cycle of compiled code must pass through a call by name.  ac_nest()
+# returns the counter's address, so ac_unnest() reads no thread-local again
+# (one read per guarded entry).  In the pure-mode sources:
+#     if cython.compiled:
+#         nest = ac_nest()
+#     try: ... finally:
+#         if cython.compiled:
+#             ac_unnest(nest)
+# (The counter is static: one per module that cimports this file, each
+# bounded.)
 cdef extern from *:
     """
     #if defined(_MSC_VER)
@@ -22,20 +32,21 @@ cdef extern from *:
     #endif
     #define AC_MAX_NESTING 256
     static AC_THREAD_LOCAL int ac_nesting = 0;
-    static int ac_enter(void) {
-        if (ac_nesting >= AC_MAX_NESTING) {
+    static int *ac_nest(void) {
+        int *depth = &ac_nesting;
+        if (*depth >= AC_MAX_NESTING) {
             PyErr_SetString(PyExc_RecursionError,
                             "asynchat_core: kernel calls nested too deeply "
                             "(a method or descriptor that calls itself?)");
-            return -1;
+            return NULL;
         }
-        ac_nesting++;
-        return 0;
+        ++*depth;
+        return depth;
     }
-    static void ac_leave(void) { if (ac_nesting > 0) ac_nesting--; }
+    static void ac_unnest(int *depth) { if (*depth > 0) --*depth; }
     """
-    int ac_enter() except -1
-    void ac_leave() noexcept
+    int *ac_nest() except NULL
+    void ac_unnest(int *depth) noexcept
 
 # C locks: taking a free one costs no Python call; waiting releases the GIL.
 cdef extern from "pythread.h":
@@ -231,31 +242,7 @@ cdef inline bint is_method_of(object bound, object function) noexcept:
 
 
 # ---------------------------------------------------------------------------
-# loopfast (issue 18, levers 4, 7, 8): the nesting guard as a token, and the
-# plain-socket fast path.  Appended by the loop side; see
-# /work/briefs/seam_nesting.md for the guard's contract.
-
-# ac_nest() is ac_enter() that hands back the counter's address, so the
-# matching ac_unnest() needs no second thread-local read (18 per ping-pong
-# request before: __tls_get_addr each).  Same counter, limit and message.
-cdef extern from *:
-    """
-    static int *ac_nest(void) {
-        int *depth = &ac_nesting;
-        if (*depth >= AC_MAX_NESTING) {
-            PyErr_SetString(PyExc_RecursionError,
-                            "asynchat_core: kernel calls nested too deeply "
-                            "(a method or descriptor that calls itself?)");
-            return NULL;
-        }
-        ++*depth;
-        return depth;
-    }
-    static void ac_unnest(int *depth) { if (*depth > 0) --*depth; }
-    """
-    int *ac_nest() except NULL
-    void ac_unnest(int *depth) noexcept
-
+# The plain-socket fast path (issue 18, levers 7 and 8).
 
 # recv(2)/send(2) on a plain, non-blocking socket.socket without its method
 # call (lever 8).  _socket's object layout (Modules/socketmodule.h,
@@ -407,7 +394,7 @@ cdef extern from *:
     object ac_sock_recv(object sock, object size)
     Py_ssize_t ac_sock_send(object sock, object data, int flags) except -1
 
-# chatfast (issue 18): per-type records.
+# Per-type records (issue 18).
 #
 # A fact about a class (what one of its attributes resolves to on the class)
 # is kept in an ``ac_type_record`` together with the class (a borrowed
