@@ -750,12 +750,31 @@ class TimerQueue:
         self.live = 0
 
 
+#: whether any IdleWatch exists yet: until then Loop._add looks for none
+_watches_made = False
+_object_getattribute = object.__getattribute__
+
+
+def _watch_of(obj):
+    # the channel's idle watch (set_idle_timeout stores it on the channel),
+    # read without the user's __getattribute__/__getattr__: CPython's
+    # asyncore asks a channel for no such name, so its hooks must not see it
+    if not _watches_made:
+        return None
+    try:
+        return _object_getattribute(obj, "_idle_watch")
+    except AttributeError:
+        return None
+
+
 class IdleWatch:
     """Per-channel idle timeout: see ``asyncore.set_idle_timeout``."""
 
     __slots__ = ("channel", "timeout", "callback", "last", "handle")
 
     def __init__(self, channel, timeout, callback, now):
+        global _watches_made
+        _watches_made = True
         self.channel = channel
         self.timeout = timeout
         self.callback = callback
@@ -1246,7 +1265,7 @@ class Loop:
     def _add(self, fd, obj):
         entry = Entry(fd, obj)
         entry.polled = self._is_polled(obj)
-        watch = getattr(obj, "_idle_watch", None)
+        watch = _watch_of(obj)
         if watch is not None and watch.channel is obj:
             entry.watch = watch
         self._entries[fd] = entry

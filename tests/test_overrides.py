@@ -281,9 +281,6 @@ SOCKET_FIELD = (
 TERMINATOR_FIELD = (
     "bug: the chat code reads the terminator from its own field (README "
     "deviation 3): a __getattribute__ giving another terminator is ignored")
-IDLE_WATCH_LOOKUP = (
-    "bug: the loop looks '_idle_watch' up on every channel: a user's "
-    "__getattr__ is asked for it (CPython asks it for nothing)")
 META_LOOKUPS = (
     "bug: readable, writable and terminator are looked up on the channel's "
     "class (through the metaclass's __getattribute__), which CPython never "
@@ -298,7 +295,6 @@ IN_BUFFER_FIELD = (
     "the descriptor) is ignored")
 KNOWN = {
     ("state", "ac_in_buffer", "slots"): IN_BUFFER_FIELD,
-    ("getattr", None): IDLE_WATCH_LOOKUP,
     ("metaclass_getattribute",): META_LOOKUPS,
     ("state", "producer_fifo", "instance"): HELD_PAST_FIFO,
     ("state", "producer_fifo", "slots"): HELD_PAST_FIFO,
