@@ -420,7 +420,7 @@ def _from_class(obj, name):
     # instance dict on 3.11+ and slow every attribute access after it
     bound = getattr(obj, name, None)
     return (getattr(bound, "__self__", None) is obj
-            and getattr(bound, "__func__", None) is getattr(type(obj), name, None))
+            and getattr(bound, "__func__", None) is ac_type_lookup(type(obj), name))
 
 
 def _report_exception(where):
@@ -492,6 +492,19 @@ if not cython.compiled:
 
     def ac_ready_fd(ready):
         return -1
+
+    _mro_of = type.__dict__["__mro__"].__get__
+    _own_dict_of = type.__dict__["__dict__"].__get__
+
+    def ac_type_lookup(cls, name):
+        # what an instance's lookup finds in its type: the first own dict
+        # along the MRO holding the name (None if none), read with type's
+        # own descriptors so a metaclass's __getattribute__ is not asked
+        for klass in _mro_of(cls):
+            own = _own_dict_of(klass)
+            if name in own:
+                return own[name]
+        return None
 
     def ac_ready_new():
         return None
@@ -1230,8 +1243,8 @@ class Loop:
         cls = type(obj)
         polled = self._kinds.get(cls)
         if polled is None:
-            polled = not (getattr(cls, "readable", None) in self.known_readable
-                          and getattr(cls, "writable", None) in self.known_writable)
+            polled = not (ac_type_lookup(cls, "readable") in self.known_readable
+                          and ac_type_lookup(cls, "writable") in self.known_writable)
             self._kinds[cls] = polled
         if not polled and not (_from_class(obj, "readable") and _from_class(obj, "writable")):
             return True  # an instance attribute overrides a predicate

@@ -16,6 +16,23 @@ cdef bint _watches_made
 cpdef sock_send(chan, sock, data)
 
 
+# What an instance's attribute lookup finds for a name in its type (the MRO's
+# own dicts, through the type's method cache), never through a metaclass's
+# __getattribute__: CPython's _PyType_Lookup, borrowed and with no error set.
+cdef extern from *:
+    """
+    static PyObject *ac_type_lookup(PyObject *cls, PyObject *name) {
+        PyObject *found = NULL;
+        if (PyType_Check(cls) && PyUnicode_CheckExact(name))
+            found = _PyType_Lookup((PyTypeObject *)cls, name);
+        if (found == NULL) found = Py_None;
+        Py_INCREF(found);
+        return found;
+    }
+    """
+    object ac_type_lookup(object cls, object name)
+
+
 # epoll_wait(2) into a C array (issue 18, lever 9): what select.epoll.poll()
 # does (Modules/selectmodule.c, pyepoll_poll: the timeout rounded up to
 # milliseconds, FD_SETSIZE - 1 events at most, EINTR retried with the
