@@ -284,10 +284,6 @@ TERMINATOR_FIELD = (
 META_LOOKUPS = (
     "bug: the chat code looks terminator up on the channel's class (through "
     "the metaclass's __getattribute__), which CPython never does")
-POLLED_CLASS_CHANGE = (
-    "bug: a readable()/writable() override that comes with a class patch or "
-    "a __class__ swap after the loop first saw the channel is not asked "
-    "every pass (README deviation 6 names only an instance attribute)")
 IN_BUFFER_FIELD = (
     "bug: the chat code reads the input from its own state (README "
     "deviation 3): a subclass's __slots__ entry 'ac_in_buffer' (which hides "
@@ -303,9 +299,6 @@ KNOWN = {
     ("state", "terminator", "getattribute"): TERMINATOR_FIELD,
     ("state", "terminator", "getattribute_mid"): TERMINATOR_FIELD,
 }
-for _name in ("readable", "writable"):
-    for _way in ("class_patched_mid", "class_swapped"):
-        KNOWN["polled", _name, _way] = POLLED_CLASS_CHANGE
 for _way in ("instance_mid", "class_patched_mid", "class_swapped"):
     KNOWN["method", "send", _way, "spy"] = HELD_PAST_OVERRIDE
     KNOWN["method", "send", _way, "changed"] = HELD_PAST_OVERRIDE
