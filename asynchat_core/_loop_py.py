@@ -1688,23 +1688,24 @@ class Loop:
         # a class patch (of readable/writable, on the class or a base) is
         # seen at the next pass: per class served, not per channel
         changed = None
-        for kind in self._kinds.values():
-            if cython.compiled:
-                if ac_predicates_same(kind.cls, "readable", kind.readable,
-                                      "writable", kind.writable):
-                    continue
-            else:
-                try:  # (_probe inlined)
-                    if (_type_getattribute(kind.cls, "readable") is kind.readable
-                            and _type_getattribute(kind.cls, "writable") is kind.writable):
+        if self._kinds:  # (None in a Loop made without __init__: the TypeError below)
+            for kind in self._kinds.values():
+                if cython.compiled:
+                    if ac_predicates_same(kind.cls, "readable", kind.readable,
+                                          "writable", kind.writable):
                         continue
-                except AttributeError:
-                    pass  # a predicate is gone: _judge records None for it
-            if changed is None:
-                changed = []
-            changed.append(kind)
-        if changed is not None:
-            self._reclass(changed)
+                else:
+                    try:  # (_probe inlined)
+                        if (_type_getattribute(kind.cls, "readable") is kind.readable
+                                and _type_getattribute(kind.cls, "writable") is kind.writable):
+                            continue
+                    except AttributeError:
+                        pass  # a predicate is gone: _judge records None for it
+                if changed is None:
+                    changed = []
+                changed.append(kind)
+            if changed is not None:
+                self._reclass(changed)
         if self._dirty:
             self._flush(now)
         if len(self.map) != len(self._entries) or now >= self.next_sweep:
