@@ -420,7 +420,7 @@ def _from_class(obj, name):
     # instance dict on 3.11+ and slow every attribute access after it
     bound = getattr(obj, name, None)
     return (getattr(bound, "__self__", None) is obj
-            and getattr(bound, "__func__", None) is getattr(type(obj), name, None))
+            and getattr(bound, "__func__", None) is ac_type_lookup(type(obj), name))
 
 
 def _report_exception(where):
@@ -492,6 +492,22 @@ if not cython.compiled:
 
     def ac_ready_fd(ready):
         return -1
+
+    _mro_of = type.__dict__["__mro__"].__get__
+    _own_dict_of = type.__dict__["__dict__"].__get__
+
+    def ac_type_lookup(cls, name):
+        # what an instance's lookup finds in its type: the first own dict
+        # along the MRO holding the name (None if none), read with type's
+        # own descriptors so a metaclass's __getattribute__ is not asked
+        for klass in _mro_of(cls):
+            own = _own_dict_of(klass)
+            if name in own:
+                return own[name]
+        return None
+
+    def ac_predicates_same(cls, name1, value1, name2, value2):
+        return ac_type_lookup(cls, name1) is value1 and ac_type_lookup(cls, name2) is value2
 
     def ac_ready_new():
         return None
@@ -750,12 +766,31 @@ class TimerQueue:
         self.live = 0
 
 
+#: whether any IdleWatch exists yet: until then Loop._add looks for none
+_watches_made = False
+_object_getattribute = object.__getattribute__
+
+
+def _watch_of(obj):
+    # the channel's idle watch (set_idle_timeout stores it on the channel),
+    # read without the user's __getattribute__/__getattr__: CPython's
+    # asyncore asks a channel for no such name, so its hooks must not see it
+    if not _watches_made:
+        return None
+    try:
+        return _object_getattribute(obj, "_idle_watch")
+    except AttributeError:
+        return None
+
+
 class IdleWatch:
     """Per-channel idle timeout: see ``asyncore.set_idle_timeout``."""
 
     __slots__ = ("channel", "timeout", "callback", "last", "handle")
 
     def __init__(self, channel, timeout, callback, now):
+        global _watches_made
+        _watches_made = True
         self.channel = channel
         self.timeout = timeout
         self.callback = callback
@@ -899,12 +934,13 @@ class _RLock:
 class Entry:
     """What the loop knows about the channel registered at one fd."""
 
-    __slots__ = ("fd", "obj", "kmask", "polled", "always", "closed_once",
+    __slots__ = ("fd", "obj", "cls", "kmask", "polled", "always", "closed_once",
                  "watch", "paused_until", "backoff", "resume", "muted")
 
     def __init__(self, fd, obj):
         self.fd = fd
         self.obj = obj
+        self.cls = None         # type(obj) when polled was decided (its _Kind's)
         self.kmask = 0          # interest the kernel has now
         self.polled = False     # readable()/writable() asked every pass
         self.always = False     # not pollable (regular file): always ready
@@ -916,6 +952,34 @@ class Entry:
         # the interest at which a hang-up was seen that select() would not
         # report (use_poll=False): kept out of the kernel while unchanged
         self.muted = 0
+
+
+class _Kind:
+    """What the loop decided for one class it serves: whether its instances
+    are asked readable()/writable() every pass, and the predicates that
+    decision saw (compared every pass: a class patch changes them)."""
+
+    __slots__ = ("cls", "readable", "writable", "polled", "count")
+
+    def __init__(self, cls):
+        self.cls = cls
+        self.readable = None
+        self.writable = None
+        self.polled = True
+        self.count = 0          # entries of this class; dropped at zero
+
+
+if not cython.compiled:
+    _type_getattribute = type.__getattribute__
+
+    def _probe(cls):
+        # readable/writable as the type's own lookup gives them (a metaclass's
+        # __getattribute__ is not asked): one C call each, for the per-pass
+        # check; compiled, ac_predicates_same (the type's method cache) does it
+        try:
+            return _type_getattribute(cls, "readable"), _type_getattribute(cls, "writable")
+        except AttributeError:
+            return ac_type_lookup(cls, "readable"), ac_type_lookup(cls, "writable")
 
 
 # Compiled, a method argument typed Entry (the cpdef methods of Loop) also
@@ -956,7 +1020,8 @@ class Loop:
 
     @property
     def kinds(self):
-        """class -> whether its instances are polled."""
+        """class -> its ``_Kind`` (whether its instances are polled), for
+        the classes of the channels the loop serves."""
         return self._kinds
 
     @property
@@ -1130,6 +1195,7 @@ class Loop:
             self._entries.clear()
             self._polled.clear()
             self._always.clear()
+            self._kinds.clear()
         finally:
             guard.release()
 
@@ -1207,16 +1273,86 @@ class Loop:
 
     # ---- interest of one channel
 
-    def _is_polled(self, obj):
+    def _judge(self, kind):
+        # record the class's predicates now, and whether they are the
+        # library's own (state-driven: asked only when the state changes)
+        if kind is None:
+            raise TypeError("a _Kind is required, not None")
+        cls = kind.cls
+        if cython.compiled:
+            kind.readable = ac_type_lookup(cls, "readable")
+            kind.writable = ac_type_lookup(cls, "writable")
+        else:
+            kind.readable, kind.writable = _probe(cls)
+        kind.polled = not (ac_type_lookup(cls, "readable") in self.known_readable
+                           and ac_type_lookup(cls, "writable") in self.known_writable)
+
+    def _bind(self, entry, obj):
+        """Decide whether ``entry`` (serving ``obj``) is polled, from its
+        class's ``_Kind`` and its instance attributes."""
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
+        self._unbind(entry)
         cls = type(obj)
-        polled = self._kinds.get(cls)
-        if polled is None:
-            polled = not (getattr(cls, "readable", None) in self.known_readable
-                          and getattr(cls, "writable", None) in self.known_writable)
-            self._kinds[cls] = polled
+        kind = self._kinds.get(cls)
+        if kind is None:
+            kind = _Kind(cls)
+            self._judge(kind)
+            self._kinds[cls] = kind
+        kind.count += 1
+        entry.cls = cls
+        polled = kind.polled
         if not polled and not (_from_class(obj, "readable") and _from_class(obj, "writable")):
-            return True  # an instance attribute overrides a predicate
-        return polled
+            polled = True  # an instance attribute overrides a predicate
+        entry.polled = polled
+
+    def _unbind(self, entry):
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
+        cls = entry.cls
+        if cls is None:
+            return
+        entry.cls = None
+        kind = self._kinds.get(cls)
+        if kind is not None:
+            kind.count -= 1
+            if kind.count <= 0:
+                del self._kinds[cls]
+
+    def _rebind(self, entry):
+        # the channel's class, or its class's predicates, changed: decide
+        # again, and move the entry in or out of the polled set
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
+        obj = entry.obj
+        if obj is None:
+            return
+        self._bind(entry, obj)
+        fd = entry.fd
+        if entry.polled:
+            if self._entries.get(fd) is entry:
+                self._polled[fd] = entry
+        else:
+            if self._polled.get(fd) is entry:
+                del self._polled[fd]
+            self._dirty.add(fd)  # its interest is asked at the next flush
+
+    def _reclass(self, changed):
+        # classes whose readable/writable now resolve to something else (a
+        # class patch, on it or on a base): decide again for their entries
+        kinds = []
+        for kind in changed:
+            readable = kind.readable
+            writable = kind.writable
+            self._judge(kind)
+            if not cython.compiled and readable == kind.readable and writable == kind.writable:
+                continue  # a fresh but equal object (a classmethod's bound method)
+            kinds.append(kind.cls)
+        if not kinds:
+            return
+        for entry in list(self._entries.values()):
+            if entry.cls in kinds:
+                self._rebind(entry)
 
     def _interest(self, entry, now):
         """Ask the channel what it wants; returns a kernel mask."""
@@ -1245,8 +1381,8 @@ class Loop:
 
     def _add(self, fd, obj):
         entry = Entry(fd, obj)
-        entry.polled = self._is_polled(obj)
-        watch = getattr(obj, "_idle_watch", None)
+        self._bind(entry, obj)
+        watch = _watch_of(obj)
         if watch is not None and watch.channel is obj:
             entry.watch = watch
         self._entries[fd] = entry
@@ -1256,6 +1392,7 @@ class Loop:
 
     def _drop(self, entry):
         fd = entry.fd
+        self._unbind(entry)
         self._set_kernel(entry, 0)
         if entry.resume is not None:
             entry.resume.cancel()
@@ -1290,6 +1427,8 @@ class Loop:
                 continue
             if entry is None:
                 entry = self._add(fd, obj)
+            elif entry.cls is not type(obj):
+                self._rebind(entry)  # a __class__ swap
             if not entry.polled:
                 mask = self._interest(entry, now)
                 if mask != entry.kmask:  # (_set_kernel's own first test)
@@ -1546,6 +1685,27 @@ class Loop:
         # tell the kernel what changed; returns how long the wait may be
         now = _monotonic()
         self.passes += 1
+        # a class patch (of readable/writable, on the class or a base) is
+        # seen at the next pass: per class served, not per channel
+        changed = None
+        if self._kinds:  # (None in a Loop made without __init__: the TypeError below)
+            for kind in self._kinds.values():
+                if cython.compiled:
+                    if ac_predicates_same(kind.cls, "readable", kind.readable,
+                                          "writable", kind.writable):
+                        continue
+                else:
+                    try:  # (_probe inlined)
+                        if (_type_getattribute(kind.cls, "readable") is kind.readable
+                                and _type_getattribute(kind.cls, "writable") is kind.writable):
+                            continue
+                    except AttributeError:
+                        pass  # a predicate is gone: _judge records None for it
+                if changed is None:
+                    changed = []
+                changed.append(kind)
+            if changed is not None:
+                self._reclass(changed)
         if self._dirty:
             self._flush(now)
         if len(self.map) != len(self._entries) or now >= self.next_sweep:

@@ -385,6 +385,72 @@ def test_instance_attribute_predicate_honoured(backend, cmap):
     b.close()
 
 
+class _Collector(asynchat.async_chat):
+    def collect_incoming_data(self, data):
+        self.got.append(data)
+
+    def found_terminator(self):
+        pass
+
+
+def test_class_patched_predicate_asked_next_pass(backend, cmap):
+    # readable() patched on a base of the class of a channel the loop already
+    # serves, from outside its handlers: asked from the next pass on, as the
+    # stdlib does (README deviation 6)
+    class Base(_Collector):
+        pass
+
+    class Chat(Base):
+        pass
+
+    a, b = socket.socketpair()
+    chan = Chat(a, cmap)
+    chan.got = []
+    chan.set_terminator(b"\n")
+    run(cmap, backend, passes=1, timeout=0)
+    asked = []
+
+    def closed_gate(self):
+        asked.append(1)
+        return False
+
+    Base.readable = closed_gate
+    b.send(b"data\n")
+    run(cmap, backend, passes=3, timeout=0.01)
+    assert chan.got == [] and len(asked) >= 3
+    del Base.readable
+    run_until(cmap, backend, lambda: chan.got == [b"data"])
+    b.close()
+
+
+def test_class_swap_of_quiet_channel_seen_at_sweep(backend, cmap):
+    # __class__ assigned from outside the handlers of a channel with no
+    # events: seen at the next sweep (README deviation 6), from then on its
+    # readable() is asked every pass
+    class Gated(_Collector):
+        open_ = False
+
+        def readable(self):
+            self.asked += 1
+            return self.open_
+
+    a, b = socket.socketpair()
+    chan = _Collector(a, cmap)
+    chan.got = []
+    chan.asked = 0
+    chan.set_terminator(b"\n")
+    run(cmap, backend, passes=1, timeout=0)
+    chan.__class__ = Gated
+    _runner.loop_of(cmap).next_sweep = 0.0  # due now, not up to a second later
+    b.send(b"data\n")
+    run(cmap, backend, passes=3, timeout=0.01)
+    assert chan.got == [] and chan.asked >= 3
+    chan.open_ = True  # no event follows: only a pass that asks sees it
+    run(cmap, backend, passes=1, timeout=0.5)
+    assert chan.got == [b"data"]
+    b.close()
+
+
 def test_idle_state_driven_channels_cost_nothing(cmap, monkeypatch):
     # counts calls of the Python loop's _interest(), which the compiled one inlines
     with impls.bound("python"):

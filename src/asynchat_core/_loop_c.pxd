@@ -9,10 +9,41 @@ from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 # event bits and deliver kinds as C ints (their public twins stay objects)
 cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WANT_WRITE_EXPT
 cdef int _DELIVER_READ, _DELIVER_WRITE
-cdef object _MSG_NOSIGNAL, _socket_type
+cdef object _MSG_NOSIGNAL, _socket_type, _object_getattribute
+cdef bint _watches_made
 
 @cython.locals(sent=Py_ssize_t)
 cpdef sock_send(chan, sock, data)
+
+
+# What an instance's attribute lookup finds for a name in its type (the MRO's
+# own dicts, through the type's method cache), never through a metaclass's
+# __getattribute__: CPython's _PyType_Lookup, borrowed and with no error set.
+cdef extern from *:
+    """
+    static PyObject *ac_type_lookup(PyObject *cls, PyObject *name) {
+        PyObject *found = NULL;
+        if (PyType_Check(cls) && PyUnicode_CheckExact(name))
+            found = _PyType_Lookup((PyTypeObject *)cls, name);
+        if (found == NULL) found = Py_None;
+        Py_INCREF(found);
+        return found;
+    }
+    /* the loop's per-pass check of a class it serves: do readable and
+       writable still resolve to the objects recorded?  No references
+       taken, so a few tens of instructions for both */
+    static int ac_predicates_same(PyObject *cls, PyObject *name1, PyObject *value1,
+                                  PyObject *name2, PyObject *value2) {
+        PyObject *found;
+        if (!PyType_Check(cls)) return 0;
+        found = _PyType_Lookup((PyTypeObject *)cls, name1);
+        if ((found ? found : Py_None) != value1) return 0;
+        found = _PyType_Lookup((PyTypeObject *)cls, name2);
+        return (found ? found : Py_None) == value2;
+    }
+    """
+    object ac_type_lookup(object cls, object name)
+    bint ac_predicates_same(object cls, object name1, object value1, object name2, object value2) noexcept
 
 
 # epoll_wait(2) into a C array (issue 18, lever 9): what select.epoll.poll()
@@ -161,11 +192,18 @@ cdef class _RLock:
 
 
 cdef class Entry:
-    cdef public object fd, obj, watch, resume
+    cdef public object fd, obj, cls, watch, resume
     cdef public int kmask, muted
     cdef public bint polled, always, closed_once
     cdef public double paused_until, backoff
 
+
+
+@cython.final
+cdef class _Kind:
+    cdef public object cls, readable, writable
+    cdef public bint polled
+    cdef public Py_ssize_t count
 
 
 cdef class Loop:
@@ -198,7 +236,15 @@ cdef class Loop:
     cpdef _dispatch_poll(self, Entry entry, int ev, double now)
     @cython.locals(lock=_RLock, guard=_RLock, ep=EpollPoller, n=int)
     cpdef run_once(self, timeout)
-    @cython.locals(now=cython.double, entry=Entry)
+    cpdef _judge(self, _Kind kind)
+    @cython.locals(kind=_Kind)
+    cpdef _bind(self, Entry entry, obj)
+    @cython.locals(kind=_Kind)
+    cpdef _unbind(self, Entry entry)
+    cpdef _rebind(self, Entry entry)
+    @cython.locals(kind=_Kind, entry=Entry, kinds=list, readable=object, writable=object)
+    cpdef _reclass(self, list changed)
+    @cython.locals(now=cython.double, entry=Entry, kind=_Kind, changed=list)
     cpdef _sync(self, timeout)
     @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int)
     cpdef _process(self, events)
