@@ -420,7 +420,7 @@ def _from_class(obj, name):
     # instance dict on 3.11+ and slow every attribute access after it
     bound = getattr(obj, name, None)
     return (getattr(bound, "__self__", None) is obj
-            and getattr(bound, "__func__", None) is ac_type_lookup(type(obj), name))
+            and getattr(bound, "__func__", None) is ac_type_lookup(type(obj), name, None))
 
 
 def _report_exception(where):
@@ -496,18 +496,19 @@ if not cython.compiled:
     _mro_of = type.__dict__["__mro__"].__get__
     _own_dict_of = type.__dict__["__dict__"].__get__
 
-    def ac_type_lookup(cls, name):
+    def ac_type_lookup(cls, name, missing):
         # what an instance's lookup finds in its type: the first own dict
-        # along the MRO holding the name (None if none), read with type's
-        # own descriptors so a metaclass's __getattribute__ is not asked
+        # along the MRO holding the name (``missing`` if none), read with
+        # type's own descriptors so a metaclass's __getattribute__ is not asked
         for klass in _mro_of(cls):
             own = _own_dict_of(klass)
             if name in own:
                 return own[name]
-        return None
+        return missing
 
     def ac_predicates_same(cls, name1, value1, name2, value2):
-        return ac_type_lookup(cls, name1) is value1 and ac_type_lookup(cls, name2) is value2
+        return (ac_type_lookup(cls, name1, None) is value1
+                and ac_type_lookup(cls, name2, None) is value2)
 
     def ac_ready_new():
         return None
@@ -979,7 +980,7 @@ if not cython.compiled:
         try:
             return _type_getattribute(cls, "readable"), _type_getattribute(cls, "writable")
         except AttributeError:
-            return ac_type_lookup(cls, "readable"), ac_type_lookup(cls, "writable")
+            return ac_type_lookup(cls, "readable", None), ac_type_lookup(cls, "writable", None)
 
 
 # Compiled, a method argument typed Entry (the cpdef methods of Loop) also
@@ -1280,12 +1281,12 @@ class Loop:
             raise TypeError("a _Kind is required, not None")
         cls = kind.cls
         if cython.compiled:
-            kind.readable = ac_type_lookup(cls, "readable")
-            kind.writable = ac_type_lookup(cls, "writable")
+            kind.readable = ac_type_lookup(cls, "readable", None)
+            kind.writable = ac_type_lookup(cls, "writable", None)
         else:
             kind.readable, kind.writable = _probe(cls)
-        kind.polled = not (ac_type_lookup(cls, "readable") in self.known_readable
-                           and ac_type_lookup(cls, "writable") in self.known_writable)
+        kind.polled = not (ac_type_lookup(cls, "readable", None) in self.known_readable
+                           and ac_type_lookup(cls, "writable", None) in self.known_writable)
 
     def _bind(self, entry, obj):
         """Decide whether ``entry`` (serving ``obj``) is polled, from its

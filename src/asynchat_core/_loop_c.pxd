@@ -3,7 +3,7 @@
 # augmenting .pxd).  Declarations only: the logic is in _loop_py.py.
 import cython
 
-from asynchat_core._cbits cimport ac_nest, ac_unnest, ac_sock_recv, ac_sock_send
+from asynchat_core._cbits cimport ac_nest, ac_unnest, ac_sock_recv, ac_sock_send, ac_type_lookup
 from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
@@ -16,19 +16,11 @@ cdef bint _watches_made
 cpdef sock_send(chan, sock, data)
 
 
-# What an instance's attribute lookup finds for a name in its type (the MRO's
-# own dicts, through the type's method cache), never through a metaclass's
-# __getattribute__: CPython's _PyType_Lookup, borrowed and with no error set.
+# The loop's readable/writable found as an instance's attribute lookup finds
+# them in its type (the MRO's own dicts, through the type's method cache),
+# never through a metaclass's __getattribute__: ac_type_lookup (_cbits.pxd).
 cdef extern from *:
     """
-    static PyObject *ac_type_lookup(PyObject *cls, PyObject *name) {
-        PyObject *found = NULL;
-        if (PyType_Check(cls) && PyUnicode_CheckExact(name))
-            found = _PyType_Lookup((PyTypeObject *)cls, name);
-        if (found == NULL) found = Py_None;
-        Py_INCREF(found);
-        return found;
-    }
     /* the loop's per-pass check of a class it serves: do readable and
        writable still resolve to the objects recorded?  No references
        taken, so a few tens of instructions for both */
@@ -42,7 +34,6 @@ cdef extern from *:
         return (found ? found : Py_None) == value2;
     }
     """
-    object ac_type_lookup(object cls, object name)
     bint ac_predicates_same(object cls, object name1, object value1, object name2, object value2) noexcept
 
 
