@@ -346,38 +346,54 @@ def terminator_mode(chan):
         get = ac_method(chan, "get_terminator", cython.address(unbound))
         if not (get is chat_get_terminator if unbound else is_method_of(get, chat_get_terminator)):
             return _TERM_CALL
-        # the class's ``terminator``, from its per-type record (_cbits.pxd)
+        # the class's answer, from its per-type record (_cbits.pxd)
         slot = ac_record_bits(cython.address(_term_record), type(chan))
         if slot < 0:
             slot = _term_slot_of(type(chan))
-        if slot == 1:
-            return _TERM_SLOT
-        if slot == 0:
-            return _TERM_ATTR
-    elif not is_method_of(chan.get_terminator, chat_get_terminator):
+        return _TERM_SLOT if slot == 1 else _TERM_ATTR
+    if not is_method_of(chan.get_terminator, chat_get_terminator):
         return _TERM_CALL
-    if getattr(type(chan), "terminator", None) is _terminator_slot:
+    # (Python build: _term_is_slot inline, one call less at every read; with
+    # a plain metaclass the class's own attribute lookup is type's)
+    cls = type(chan)
+    if type(cls) is not type:
+        return _TERM_SLOT if _term_is_slot(cls) else _TERM_ATTR
+    if (getattr(cls, "terminator", None) is _terminator_slot
+            and cls.__getattribute__ is _object_getattribute):
         return _TERM_SLOT
     return _TERM_ATTR
 
 
+_object_getattribute = object.__getattribute__
+_type_getattribute = type.__getattribute__
+
+
+def _term_is_slot(cls):
+    # Whether ``instance.terminator`` is the library's slot, so the chat code
+    # may read the input state's field instead: the name found as an
+    # instance's lookup finds it (the MRO's own dicts, never through a
+    # metaclass's __getattribute__; a data descriptor, so the instance
+    # cannot shadow it), under object's own __getattribute__ (a class's
+    # override may answer anything, and is then asked by name).
+    if cython.compiled:
+        return (ac_type_lookup(cls, "terminator", None) is _terminator_slot
+                and ac_type_lookup(cls, "__getattribute__", None) is _object_getattribute)
+    # (Python build, inline in terminator_mode too: type's own lookup in C,
+    # which the metaclass's __getattribute__ does not see; our slot and
+    # object's __getattribute__ come back as themselves)
+    try:
+        return (_type_getattribute(cls, "terminator") is _terminator_slot
+                and _type_getattribute(cls, "__getattribute__") is _object_getattribute)
+    except AttributeError:
+        return False
+
+
 def _term_slot_of(cls):
-    # Whether getattr(cls, "terminator", None) is the library's slot, as a
-    # per-type record's bit (1 or 0; recorded), or -1: ask the class now.
-    # Recorded only when the answer runs no Python code: a plain metaclass
-    # (``type`` itself: a metaclass may hold or intercept the name) and a
-    # class value that is our slot (its __get__ with no instance returns
-    # the slot) or has no __get__ at all.
-    if type(cls) is not type:
-        return -1
-    found = ac_type_lookup(cls, "terminator", _UNSET)
-    if found is _terminator_slot:
-        slot = 1
-    elif found is _UNSET or not hasattr(type(found), "__get__"):
-        slot = 0
-    else:
-        return -1  # a descriptor of the user's: ask it every time
-    ac_record_set(cython.address(_term_record), cls, slot)
+    # _term_is_slot as a per-type record's bit (1 or 0), recorded for a class
+    # whose metaclass is ``type`` itself (others are asked at every read)
+    slot = 1 if _term_is_slot(cls) else 0
+    if type(cls) is type:
+        ac_record_set(cython.address(_term_record), cls, slot)
     return slot
 
 

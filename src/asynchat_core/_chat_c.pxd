@@ -39,6 +39,7 @@ from asynchat_core._cbits cimport PyThread_release_lock as lock_release
 from asynchat_core._loop_c cimport sock_send
 
 cdef object _UNSET
+cdef object _object_getattribute, _type_getattribute
 cdef object _REQUEUED
 cdef object _terminator_slot
 cdef object _MAXSIZE
@@ -109,6 +110,7 @@ cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
 cpdef int terminator_mode(chan) except -1
 @cython.locals(slot=int)
 cdef int _term_slot_of(cls) except -2
+cdef bint _term_is_slot(cls) except -1
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
 cdef Py_ssize_t _frame_limit(value) except -2
 
