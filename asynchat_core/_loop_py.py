@@ -1745,6 +1745,10 @@ class Loop:
                     self._stray(fd)
                     continue
                 self._dispatch(entry, ev, now)
+        self._process_rest(now)
+
+    def _process_rest(self, now):
+        # after the kernel's events: the always-ready channels, then the timers
         if self._always:
             for entry in list(self._always.values()):
                 if entry is None:
@@ -1780,13 +1784,7 @@ class Loop:
                     self._dispatch(entry, ev, now)
         finally:
             ep._busy = False
-        if self._always:
-            for entry in list(self._always.values()):
-                if entry is None:
-                    raise TypeError(_NO_ENTRY)
-                self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
-        if self.timers.heap:
-            self.timers.run_due(_monotonic(), self.reraised)
+        self._process_rest(now)
 
     def _stray(self, fd):
         # the kernel reports an fd we never registered (a dup'ed, closed

@@ -241,3 +241,5 @@ cdef class Loop:
     cpdef _process(self, events)
     @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int)
     cdef _process_ready(self, EpollPoller ep, int n)
+    @cython.locals(entry=Entry)
+    cdef _process_rest(self, double now)
