@@ -341,6 +341,7 @@ _TERM_SLOT = TERM_SLOT
 
 def terminator_mode(chan):
     """The TERM_* mode for ``chan`` (checked once per read)."""
+    unbound = 0  # (compiled: ac_method sets it)
     if cython.compiled:
         # (no bound method: _cbits.pxd, ac_method)
         get = ac_method(chan, "get_terminator", cython.address(unbound))
@@ -364,8 +365,8 @@ def terminator_mode(chan):
     return _TERM_ATTR
 
 
-_object_getattribute = object.__getattribute__
-_type_getattribute = type.__getattribute__
+_object_getattribute: "Any" = object.__getattribute__
+_type_getattribute: "Any" = type.__getattribute__
 
 
 def _term_is_slot(cls):
@@ -1014,6 +1015,7 @@ def chat_flush(self):
 
 def _send_item(chan, out, data):
     """One send attempt of the drain: CPython's ``self.send(data)``."""
+    unbound = 0  # (compiled: ac_method sets it)
     if cython.compiled:
         # (no bound method: _cbits.pxd, ac_method)
         send = ac_method(chan, "send", cython.address(unbound))
@@ -1248,6 +1250,7 @@ def chat_push(self, data):
                 fifo.append(data[start:start + size])
         else:
             fifo.append(data)
+        unbound = 0  # (compiled: ac_method sets it)
         if cython.compiled:
             # (no bound method: _cbits.pxd, ac_method)
             initiate_send = ac_method(self, "initiate_send", cython.address(unbound))

@@ -128,7 +128,7 @@ class EpollPoller:
     def __init__(self):
         self._ep = select.epoll()
         if cython.compiled:
-            if self._ready == cython.NULL:
+            if self._ready == cython.NULL:  # type: ignore[has-type]  # (__init__ may run twice)
                 self._ready = ac_ready_new()
             self._epfd = self._ep.fileno()  # -1 once close()d
             self._busy = False

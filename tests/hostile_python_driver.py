@@ -86,6 +86,10 @@ class Ctx:
         self.op_index = -1
         self.peer_open = True
         self.peer_sent = 0
+        # both threads of a "thread" op may add to peer_sent at once: an
+        # unlocked += loses one of the counts, and the byte check below then
+        # takes the peer's own bytes for an over-read
+        self.count_lock = threading.Lock()
         self.value_bytes = 0
         # while two threads run ops: handle_read on one channel from two
         # threads at once (unsupported, the loop never does it) may hand the
@@ -833,7 +837,9 @@ def _event(ctx, kind, arg):
     if kind == "peer_send":
         if ctx.peer_open:
             try:
-                ctx.peer_sent += ctx.peer.send(_PAYLOADS[arg % len(_PAYLOADS)])
+                sent = ctx.peer.send(_PAYLOADS[arg % len(_PAYLOADS)])
+                with ctx.count_lock:
+                    ctx.peer_sent += sent
             except (BlockingIOError, OSError):
                 pass
     elif kind == "peer_recv":
