@@ -468,11 +468,12 @@ def m_bound_method(impl, name, change):
     return _base(impl), setup
 
 
-def _user_class_patch(impl, name, change, patch_at, restore_at):
-    cls = type("Patched", (_base(impl),), {})
+def _class_patch(cls, name, value, patch_at, restore_at):
+    """(cls, setup): ``cls.name = value()`` at once (``patch_at`` None) or at
+    the hook ``patch_at``, and deleted again at ``restore_at`` (if given)."""
 
     def patch(chan):
-        setattr(cls, name, _spy(name, "patch", _next_after([cls], name), change))
+        setattr(cls, name, value())
 
     def restore(chan):
         delattr(cls, name)
@@ -485,6 +486,12 @@ def _user_class_patch(impl, name, change, patch_at, restore_at):
         if restore_at is not None:
             chan.hooks[restore_at] = restore
     return cls, setup
+
+
+def _user_class_patch(impl, name, change, patch_at, restore_at):
+    cls = type("Patched", (_base(impl),), {})
+    return _class_patch(cls, name, lambda: _spy(name, "patch", _next_after([cls], name), change),
+                        patch_at, restore_at)
 
 
 def m_class_patched(impl, name, change):
@@ -842,21 +849,7 @@ def a_metaclass_hooks(impl, name, spec):
 
 def _attr_class_patch(impl, name, spec, patch_at, restore_at):
     cls = type("Patched", (_base(impl, **spec.base),), {})
-
-    def patch(chan):
-        setattr(cls, name, spec.value(None))
-
-    def restore(chan):
-        delattr(cls, name)
-
-    def setup(chan):
-        if patch_at is None:
-            patch(chan)
-        else:
-            chan.hooks[patch_at] = patch
-        if restore_at is not None:
-            chan.hooks[restore_at] = restore
-    return cls, setup
+    return _class_patch(cls, name, lambda: spec.value(None), patch_at, restore_at)
 
 
 def a_class_patched(impl, name, spec):
