@@ -225,13 +225,16 @@ def nginx_stack(tmp_path, implementation):
         "events { worker_connections 256; }\n%s"
         % (tmp_path / "nginx.pid", tmp_path / "nginx-error.log", block))
     lb = Balancer([NGINX, "-c", str(conf), "-p", str(tmp_path)], tmp_path)
+    stack = {"backends": [b1, b2]}
     try:
         wait_both_up(front, [b1, b2])
-        yield {"front": front, "backends": [b1, b2]}
+        stack = {"front": front, "backends": [b1, b2], "tmp": tmp_path,
+                 "implementation": implementation}
+        yield stack
     finally:
         lb.stop()
-        b1.stop()
-        b2.stop()
+        for b in stack["backends"]:
+            b.stop()
 
 
 def test_nginx_stream_v1_true_client(nginx_stack):
@@ -239,3 +242,37 @@ def test_nginx_stream_v1_true_client(nginx_stack):
         status, body, me = http_get(nginx_stack["front"])
         assert status == 200
         assert fields(body)["client"] == "%s:%d" % me
+
+
+def refused_by(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.02)
+    raise AssertionError("port %d still accepts" % port)
+
+
+def test_nginx_fails_over_to_the_survivor_and_back(nginx_stack):
+    """nginx retries a refused connection on the other backend
+    (``proxy_next_upstream``): with one backend dead, every request is
+    answered by the survivor's workers, with the true client; once the dead
+    one is back on its port, nginx sends to it again after ``fail_timeout``."""
+    front, (b1, b2) = nginx_stack["front"], nginx_stack["backends"]
+    kill_group(b1.proc)  # the whole backend, SIGKILL
+    b1.proc.wait()
+    refused_by(b1.port)  # its workers are gone too (they exit a moment later)
+    survivors = set(b2.worker_pids())
+    for _ in range(20):
+        status, body, me = http_get(front)
+        assert status == 200, body
+        seen = fields(body)
+        assert int(seen["pid"]) in survivors
+        assert seen["client"] == "%s:%d" % me
+    again = ServerProcess(nginx_stack["tmp"], "--workers", 2, "--proxy", 1,
+                          "--port", b1.port, implementation=nginx_stack["implementation"],
+                          name="b1-again")
+    nginx_stack["backends"].append(again)
+    wait_both_up(front, [again, b2], timeout=30)  # fail_timeout is 2 s
