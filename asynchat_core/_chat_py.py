@@ -31,6 +31,7 @@ checked or clamped here first, in both builds.
 
 import _thread
 import sys
+from collections import deque as _deque
 from operator import index as _index
 from types import MethodType as _MethodType
 
@@ -92,7 +93,7 @@ if not cython.compiled:
 
     ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = _compiled_only
-    _term_record = _send_record = None  # (compiled: C structs, _chat_c.pxd)
+    _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
 
@@ -500,7 +501,9 @@ def _found(chan, inbuf, out):
         chan.found_terminator()
         return 0
     if out.batch_ok < 0:
-        # overridden output methods see CPython's calls, one per push
+        # overridden output methods see CPython's calls, one per push (the
+        # read's answer; push() and the drain ask again before holding, as
+        # found_terminator may override them or replace producer_fifo)
         out.batch_ok = (is_method_of(chan.send, chat_send)
                         and is_method_of(chan.initiate_send, chat_initiate_send))
     out.batching = out.batch_ok
@@ -673,8 +676,10 @@ class OutputState:
        same moments.
     2. ``batching`` is true only while ``found_terminator`` runs for a frame
        that is followed by more input in the same read: the peer pipelined,
-       so it is not waiting for this reply.  Only then, and only when the
-       channel's ``send`` is the library's own, a send the drain makes
+       so it is not waiting for this reply.  Only then, and only while the
+       channel's ``send`` and ``initiate_send`` are the library's own and
+       ``producer_fifo`` is a plain deque (asked again at each push: a
+       handler may change them inside the read), a send the drain makes
        takes the bytes into ``pending`` and reports them all sent, so the
        queue evolves as in CPython with a socket that takes everything.
     3. ``pending`` precedes everything in ``producer_fifo`` on the wire.  It
@@ -693,7 +698,10 @@ class OutputState:
        a ``send`` override), it is released only by the thread that holds
        it, others wait for it without the GIL, and ``with state:`` holds
        it.
-    5. ``sock`` backs ``async_chat.socket``.
+    5. ``sock`` backs ``async_chat.socket``; sends use it directly only
+       where ``chan.socket`` is that field (the library's slot under
+       object's ``__getattribute__``: a per-type record), else they read
+       ``chan.socket`` as CPython does.
     """
 
     __slots__ = ("sock", "pending", "held", "batching", "batch_ok", "_lock")
@@ -926,11 +934,48 @@ def _raw_send(chan, out, data):
     if send is dispatcher_send:
         # the output state's socket (``out``, the caller's, locked): pending
         # is being sent, so reading the socket attribute would only check
-        # it again (issue 18, lever 5: no descriptor round trip)
-        sock = out.sock
-        if sock is not _UNSET:
-            return sock_send(chan, sock, data)
+        # it again (issue 18, lever 5: no descriptor round trip).  Only
+        # where ``chan.socket`` is that field: a class's __getattribute__
+        # may give another socket, which CPython's send() uses
+        cls = type(chan)
+        if cython.compiled:
+            plain = ac_record_bits(cython.address(_sock_record), cls)
+            if plain < 0:
+                plain = _sock_plain_of(cls)
+        elif type(cls) is type:
+            # (Python build: no call; the class's own lookup is type's)
+            plain = cls.__getattribute__ is _object_getattribute
+        else:
+            plain = _sock_is_slot(cls)
+        if plain:
+            sock = out.sock
+            if sock is not _UNSET:
+                return sock_send(chan, sock, data)
     return send(chan, data)
+
+
+def _sock_is_slot(cls):
+    # Whether ``instance.socket`` is the output state's field: the library's
+    # slot found as an instance's lookup finds it (a data descriptor: the
+    # instance cannot shadow it), under object's own __getattribute__ (as
+    # _term_is_slot asks for the terminator)
+    if cython.compiled:
+        return (ac_type_lookup(cls, "socket", None) is socket_slot
+                and ac_type_lookup(cls, "__getattribute__", None) is _object_getattribute)
+    try:
+        return (_type_getattribute(cls, "socket") is socket_slot
+                and _type_getattribute(cls, "__getattribute__") is _object_getattribute)
+    except AttributeError:
+        return False
+
+
+def _sock_plain_of(cls):
+    # _sock_is_slot as a per-type record's bit (1 or 0), recorded for a
+    # class whose metaclass is ``type`` itself (others are asked every time)
+    plain = 1 if _sock_is_slot(cls) else 0
+    if type(cls) is type:
+        ac_record_set(cython.address(_sock_record), cls, plain)
+    return plain
 
 
 def _send_own_of(cls):
@@ -944,6 +989,25 @@ def _send_own_of(cls):
         return -1
     ac_record_set(cython.address(_send_record), cls, 1)
     return 1
+
+
+def _own_send(chan):
+    # whether chan.send, found as CPython's call finds it, is the library's
+    unbound = 0  # (compiled: ac_method sets it)
+    if cython.compiled:
+        send = ac_method(chan, "send", cython.address(unbound))
+        return send is chat_send if unbound else is_method_of(send, chat_send)
+    return is_method_of(chan.send, chat_send)
+
+
+def _own_initiate_send(chan):
+    # whether chan.initiate_send, found as CPython's call finds it, is the library's
+    unbound = 0  # (compiled: ac_method sets it)
+    if cython.compiled:
+        initiate_send = ac_method(chan, "initiate_send", cython.address(unbound))
+        return (initiate_send is chat_initiate_send if unbound
+                else is_method_of(initiate_send, chat_initiate_send))
+    return is_method_of(chan.initiate_send, chat_initiate_send)
 
 
 def _flush(chan, out, data):
@@ -1013,7 +1077,7 @@ def chat_flush(self):
             ac_unnest(nest)
 
 
-def _send_item(chan, out, data):
+def _send_item(chan, out, fifo, data):
     """One send attempt of the drain: CPython's ``self.send(data)``."""
     unbound = 0  # (compiled: ac_method sets it)
     if cython.compiled:
@@ -1030,7 +1094,9 @@ def _send_item(chan, out, data):
         if cython.compiled and unbound:
             return send(chan, data)  # found on the class: called with the channel
         return send(data)
-    if out.batching:
+    if out.batching and type(fifo) is _deque and _own_initiate_send(chan):
+        # (a found_terminator may have overridden initiate_send or replaced
+        # producer_fifo since the read began: then CPython's calls)
         if out.pending and out.held + len(data) > chan.ac_out_buffer_size:
             if _flush(chan, out, None) < 0:
                 return 0  # the socket is full: data waits behind what it refused
@@ -1108,7 +1174,7 @@ def _drain_locked(chan, fifo, out):
         if isinstance(data, str) and chan.use_encoding:
             data = bytes(data, chan.encoding)
         try:
-            sent = _send_item(chan, out, data)
+            sent = _send_item(chan, out, fifo, data)
         except OSError:
             chan.handle_error()
             return
@@ -1233,8 +1299,21 @@ def chat_push(self, data):
         fifo = self.producer_fifo
         was_empty = not fifo
         out = _output(self)
-        if out.batching and was_empty and length <= size and self.connected:
-            # what the drain would do with this lone item (rule 2), directly
+        unbound = 0  # (compiled: ac_method sets it)
+        if cython.compiled:
+            # (no bound method: _cbits.pxd, ac_method)
+            initiate_send = ac_method(self, "initiate_send", cython.address(unbound))
+            own = (initiate_send is chat_initiate_send if unbound
+                   else is_method_of(initiate_send, chat_initiate_send))
+        else:
+            initiate_send = self.initiate_send
+            own = (type(initiate_send) is _MethodType
+                   and initiate_send.__func__ is chat_initiate_send)
+        if (out.batching and was_empty and length <= size and own and type(fifo) is _deque
+                and self.connected and _own_send(self)):
+            # what the drain would do with this lone item (rule 2), directly;
+            # not when found_terminator overrode send()/initiate_send() or
+            # replaced producer_fifo since the read began (CPython's calls)
             out._lock.acquire()
             try:
                 if (not out.pending or out.held + length <= size
@@ -1250,16 +1329,6 @@ def chat_push(self, data):
                 fifo.append(data[start:start + size])
         else:
             fifo.append(data)
-        unbound = 0  # (compiled: ac_method sets it)
-        if cython.compiled:
-            # (no bound method: _cbits.pxd, ac_method)
-            initiate_send = ac_method(self, "initiate_send", cython.address(unbound))
-            own = (initiate_send is chat_initiate_send if unbound
-                   else is_method_of(initiate_send, chat_initiate_send))
-        else:
-            initiate_send = self.initiate_send
-            own = (type(initiate_send) is _MethodType
-                   and initiate_send.__func__ is chat_initiate_send)
         if own:
             # the library's own initiate_send, run here (issue 18's straight
             # path: no Python-level call; what it reads, it reads itself)

@@ -9,6 +9,7 @@ are listed in the README.
 """
 
 from collections import deque
+from types import MemberDescriptorType as _MemberDescriptorType
 
 from . import asyncore
 from ._impl import chat_impl as _kernels
@@ -68,6 +69,16 @@ class async_chat(asyncore.dispatcher):
     #: The channel's socket, kept in its output state: reading or replacing
     #: it first sends the replies held for pipelined requests.
     socket = _kernels.socket_slot
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A subclass's __slots__ entry "ac_in_buffer" would hide the
+        # descriptor below: the values it holds would never reach the input
+        # state the chat code reads.  Its member is dropped (the slot stays,
+        # unused), so the descriptor serves the name as for any channel
+        # (README, deviation 3).
+        if type(vars(cls).get("ac_in_buffer")) is _MemberDescriptorType:
+            type.__delattr__(cls, "ac_in_buffer")
 
     def __init__(self, sock=None, map=None):
         try:

@@ -265,35 +265,12 @@ def plain(impl):
 
 
 #: (kind, name, way, change) -> reason: differences found between our
-#: builds and the reference, each a bug (strict xfail on our builds)
-HELD_PAST_OVERRIDE = (
-    "bug: replies pushed inside a read are held (README deviation 1) even "
-    "after found_terminator installs a send()/initiate_send() override; the "
-    "held bytes then reach the socket without passing through it")
-HELD_PAST_FIFO = (
-    "bug: replies held inside a read (README deviation 1) never pass "
-    "through producer_fifo: a producer_fifo the user replaced (a deque "
-    "subclass) sees no append()/del for them")
-SOCKET_FIELD = (
-    "bug: sends go to the socket kept in the channel's output state, not "
-    "to self.socket: a __getattribute__ giving another socket is used by "
-    "recv() only")
-IN_BUFFER_FIELD = (
-    "bug: the chat code reads the input from its own state (README "
-    "deviation 3): a subclass's __slots__ entry 'ac_in_buffer' (which hides "
-    "the descriptor) is ignored")
-KNOWN = {
-    ("state", "ac_in_buffer", "slots"): IN_BUFFER_FIELD,
-    ("state", "producer_fifo", "instance"): HELD_PAST_FIFO,
-    ("state", "producer_fifo", "slots"): HELD_PAST_FIFO,
-    ("state", "producer_fifo", "getattribute"): HELD_PAST_FIFO,
-    ("state", "socket", "getattribute"): SOCKET_FIELD,
-    ("state", "socket", "getattribute_mid"): SOCKET_FIELD,
-}
-for _way in ("instance_mid", "class_patched_mid", "class_swapped"):
-    KNOWN["method", "send", _way, "spy"] = HELD_PAST_OVERRIDE
-    KNOWN["method", "send", _way, "changed"] = HELD_PAST_OVERRIDE
-    KNOWN["method", "initiate_send", _way, "spy"] = HELD_PAST_OVERRIDE
+#: builds and the reference, each a bug (strict xfail on our builds).  Empty
+#: since issue 18's last four families were fixed (CHANGELOG): replies held
+#: past a send()/initiate_send() override installed inside a read, held
+#: past a replaced producer_fifo, sends to the output state's socket past a
+#: __getattribute__, and a __slots__ entry 'ac_in_buffer'.
+KNOWN = {}
 
 
 def known_bug(request, impl, key):
@@ -1269,6 +1246,55 @@ def test_high_water_override(request, our_impl, way):
     # without it, the channel reads on
     assert _high_water_run(our_impl, None) == [
         ("blocked", [b"huge", b"after"]), ("drained", [b"huge", b"after"], total)]
+
+
+# ---------------------------------------------------------------------------
+# overrides installed inside a pipelined read, and when their replies go out
+
+#: the pipelined frames and seven: the peer is looked at after each push()
+PEEKED = (b"four", b"five", b"six", b"seven")
+
+
+def _peeked_run(name, way):
+    """The conversation with the peer looked at after every pipelined
+    push(); ``name`` overridden on the instance from MID_FRAME on (by a spy
+    calling the library's method), or not at all (``way`` None)."""
+    def run(impl):
+        cls = _base(impl, peek_frames=PEEKED)
+        if way is None:
+            return converse(impl, cls)
+
+        def setup(chan):
+            chan.hooks[MID_FRAME] = lambda c: setattr(
+                c, name, _instance_spy(c, name, "inst", None))
+        return converse(impl, cls, setup)
+    return run
+
+
+@pytest.mark.parametrize("name", ["send", "initiate_send"])
+def test_override_installed_mid_read_gets_replies_at_push(impl, name):
+    """A send()/initiate_send() override that found_terminator installs
+    inside a pipelined read, and that calls the library's own: each reply
+    of that read is on the wire when push() returns, as in CPython (none is
+    held for the read's end, README deviation 1 being off for it), also
+    when the override reaches the library's drain through super()."""
+    check(impl, ("peeked", name, "instance_mid"), _peeked_run(name, "instance_mid"),
+          ("peeked",), _peeked_run(name, None))
+
+
+def test_slots_entry_ac_in_buffer_is_served_by_the_descriptor(our_impl):
+    """README deviation 3: a subclass's __slots__ entry 'ac_in_buffer' is
+    dropped from the class, so the library's descriptor serves the name and
+    what is assigned is the input the chat code reads."""
+    base = our_impl.asynchat.async_chat
+    cls = type("Slotted", (base,), {"__slots__": ("ac_in_buffer", "other")})
+    assert "ac_in_buffer" not in vars(cls) and "other" in vars(cls)
+    assert cls.ac_in_buffer is vars(base)["ac_in_buffer"]
+    chan = cls()
+    chan.ac_in_buffer = b"in:"
+    assert chan.ac_in_buffer == b"in:"
+    assert chan._ac_in.value() == b"in:"
+    assert "ac_in_buffer" not in vars(chan)
 
 
 def test_known_bugs_name_cases():

@@ -48,8 +48,10 @@ cdef object _loop_hook
 cdef object _dispatcher_class
 cdef object dispatcher_send
 cdef object _BYTES_LIKE
-# per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send
-cdef ac_type_record _term_record, _send_record
+cdef object _deque
+# per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send,
+# async_chat.socket
+cdef ac_type_record _term_record, _send_record, _sock_record
 
 
 cdef class TerminatorSlot:
@@ -142,9 +144,16 @@ cdef inline int _uncount(chan, sent) except -1
 @cython.locals(was_empty=bint)
 cdef int _requeue(chan, rest) except -1
 
-@cython.locals(own=int)
+@cython.locals(own=int, plain=int)
 cdef inline object _raw_send(chan, OutputState out, data)
+cdef bint _sock_is_slot(cls) except -1
+@cython.locals(plain=int)
+cdef int _sock_plain_of(cls) except -2
 cdef int _send_own_of(cls) except -2
+@cython.locals(unbound=int)
+cdef bint _own_send(chan) except -1
+@cython.locals(unbound=int)
+cdef bint _own_initiate_send(chan) except -1
 
 @cython.locals(held=Py_ssize_t, pieces=list)
 cdef object _flush(chan, OutputState out, object data)
@@ -152,7 +161,7 @@ cdef object _flush(chan, OutputState out, object data)
 cdef inline int _hold(OutputState out, data) except -1
 cdef int _chat_flush(chan, OutputState out) except -1
 @cython.locals(unbound=int, own=bint)
-cdef inline object _send_item(chan, OutputState out, data)
+cdef inline object _send_item(chan, OutputState out, fifo, data)
 cdef int _drain(chan, fifo, OutputState out) except -1
 
 @cython.locals(obs=Py_ssize_t, at=Py_ssize_t)
