@@ -32,7 +32,9 @@ is not looping (closing a channel) runs while the loop sleeps, or waits
 for the dispatch in progress to end, and once it returns the channel gets
 no further event.  ``close()`` while a thread is inside ``run()`` is
 deferred to the last thread leaving.  ``note()``/``touch()`` take no lock.
-Both locks are ``_RLock``s: reentrant and first come first served.
+Both locks are reentrant; ``lock`` is an ``_RLock``, first come first
+served, and so is ``guard`` when compiled (the Python build's ``guard`` is
+a plain ``_thread.RLock``: no Python frame per pass, see ``_Guard``).
 """
 
 import errno
@@ -132,6 +134,10 @@ class EpollPoller:
                 self._ready = ac_ready_new()
             self._epfd = self._ep.fileno()  # -1 once close()d
             self._busy = False
+        else:
+            # the Python build: poll() is epoll's own C method (it takes None
+            # for "forever" too), no Python frame per pass (issue 18)
+            self.poll = self._ep.poll
 
     def __dealloc__(self):
         # compiled only (Cython's finaliser): the event array
@@ -932,6 +938,24 @@ class _RLock:
         self.release()
 
 
+if not cython.compiled:
+    class _Guard(_thread.RLock):  # type: ignore[misc]
+        """The Python build's ``guard``: ``_thread.RLock`` itself, so that a
+        pass takes and releases it without a Python frame (issue 18: the
+        Python build pays about 320 instructions per call, and a pass takes
+        the guard twice).  Arrival order does not matter here as it does for
+        the pass lock: the passes that take the guard already hold ``lock``,
+        ``forget()`` never waits for it, and only a ``close()`` can queue
+        behind a pass.  Compiled, the guard is an ``_RLock``, whose free
+        acquire is C code already."""
+
+        __slots__ = ()
+
+        def try_acquire(self):
+            """Take the lock if that needs no wait (reentrant); True if taken."""
+            return self.acquire(False)
+
+
 class Entry:
     """What the loop knows about the channel registered at one fd."""
 
@@ -1088,7 +1112,8 @@ class Loop:
 
     def _new_locks(self):
         self._lock = _RLock()    # held for a whole pass
-        self._guard = _RLock()   # held for a pass but its kernel wait
+        # held for a pass but its kernel wait
+        self._guard = _RLock() if cython.compiled else _Guard()
         self._life = _RLock()   # users/closed; never held around a call
         self._users = 0
         self._close_pending = False
@@ -1721,7 +1746,9 @@ class Loop:
                     self._set_kernel(entry, self._interest(entry, now))
         if self.rebuild_needed:
             self._rebuild()
-        wait = self.timers.wait_time(timeout, now)
+        timers = self.timers
+        # no timer pending (the common case): no call to ask
+        wait = timers.wait_time(timeout, now) if timers._heap else timeout
         if self._always:
             wait = 0.0
         return wait
@@ -1754,8 +1781,9 @@ class Loop:
                 if entry is None:
                     raise TypeError(_NO_ENTRY)
                 self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
-        if self.timers.heap:
-            self.timers.run_due(_monotonic(), self.reraised)
+        timers = self.timers
+        if timers._heap:
+            timers.run_due(_monotonic(), self.reraised)
 
     def _process_ready(self, ep, n):
         # compiled only: _process() of the n events in ep._ready; the array

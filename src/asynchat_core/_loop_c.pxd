@@ -156,7 +156,8 @@ cdef class TimerHandle:
 
 
 cdef class TimerQueue:
-    cdef list _heap
+    # readonly: the loop reads it on an untyped ``timers`` (no property call)
+    cdef readonly list _heap
     cdef public unsigned long long seq
     cdef public Py_ssize_t live
 
