@@ -1567,7 +1567,15 @@ class Loop:
                 obj.handle_expt_event()
         except self.reraised:
             raise
-        except OSError as err:
+        except BaseException as err:
+            self._failed(entry, obj, err, now)
+        return entry.obj is obj and self.map.get(entry.fd) is obj
+
+    def _failed(self, entry, obj, err, now):
+        """A handle_*_event of ``obj`` raised ``err`` (not one of ``reraised``)."""
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
+        if isinstance(err, OSError):
             code = err.errno
             if entry.obj is not obj:
                 # it closed itself, then raised: report a failure (as
@@ -1580,9 +1588,8 @@ class Loop:
                 self._close_channel(entry)
             else:
                 self._fail(obj, entry.fd)
-        except BaseException:
+        else:
             self._fail(obj, entry.fd)
-        return entry.obj is obj and self.map.get(entry.fd) is obj
 
     def _dispatch(self, entry, ev, now):
         """Deliver one fd's events as CPython's select() loop would
@@ -1605,7 +1612,16 @@ class Loop:
         # Linux's select() reports POLLHUP and POLLERR as readable, POLLERR
         # also as writable (fs/select.c: POLLIN_SET, POLLOUT_SET)
         if ev & (_IN | _HUP | _ERR) and kmask & _IN:
-            if not self._deliver(entry, _DELIVER_READ, now):
+            # _deliver(entry, _DELIVER_READ, now) inline: the event of
+            # almost every pass, and a Python frame less in the Python
+            # build (issue 18); the failure path is _deliver's own
+            try:
+                obj.handle_read_event()
+            except self.reraised:
+                raise
+            except BaseException as err:
+                self._failed(entry, obj, err, now)
+            if entry.obj is not obj or self.map.get(fd) is not obj:
                 return
             delivered = True
             if entry.backoff and entry.paused_until <= now:
@@ -1772,10 +1788,12 @@ class Loop:
                     self._stray(fd)
                     continue
                 self._dispatch(entry, ev, now)
-        self._process_rest(now)
+        if self._always or self.timers._heap:
+            self._process_rest(now)
 
     def _process_rest(self, now):
-        # after the kernel's events: the always-ready channels, then the timers
+        # after the kernel's events: the always-ready channels, then the
+        # timers (the callers skip the call when there are neither)
         if self._always:
             for entry in list(self._always.values()):
                 if entry is None:
@@ -1812,7 +1830,8 @@ class Loop:
                     self._dispatch(entry, ev, now)
         finally:
             ep._busy = False
-        self._process_rest(now)
+        if self._always or self.timers._heap:
+            self._process_rest(now)
 
     def _stray(self, fd):
         # the kernel reports an fd we never registered (a dup'ed, closed

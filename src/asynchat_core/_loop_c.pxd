@@ -222,6 +222,7 @@ cdef class Loop:
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
+    cpdef _failed(self, Entry entry, obj, err, double now)
     @cython.locals(kmask=int, delivered=bint)
     cpdef _dispatch(self, Entry entry, int ev, double now)
     @cython.locals(read_done=bint)
