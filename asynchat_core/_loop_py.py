@@ -79,6 +79,11 @@ EV_GONE = EV_HUP | EV_ERR | EV_NVAL
 # the same, as C ints in the compiled build (_loop_c.pxd), for the per-event paths
 _IN, _PRI, _OUT, _ERR, _HUP, _NVAL = EV_IN, EV_PRI, EV_OUT, EV_ERR, EV_HUP, EV_NVAL
 _GONE, _WANT_READ, _WANT_WRITE = EV_GONE, WANT_READ, WANT_WRITE
+# Linux's select() reports POLLHUP and POLLERR as readable, POLLERR also as
+# writable (fs/select.c: POLLIN_SET, POLLOUT_SET); precomputed, the Python
+# build's _dispatch does not OR them at every event
+_SELECT_READ = EV_IN | EV_HUP | EV_ERR
+_SELECT_WRITE = EV_OUT | EV_ERR
 # select() puts every fd that is readable() or writable() in its exceptional
 # set: a channel that only writes still gets handle_expt (out-of-band data)
 _WANT_WRITE_EXPT = EV_OUT | EV_PRI
@@ -1609,9 +1614,8 @@ class Loop:
             self._dirty.add(fd)
         kmask = entry.kmask
         delivered = False
-        # Linux's select() reports POLLHUP and POLLERR as readable, POLLERR
-        # also as writable (fs/select.c: POLLIN_SET, POLLOUT_SET)
-        if ev & (_IN | _HUP | _ERR) and kmask & _IN:
+        # as Linux's select() would (_SELECT_READ, _SELECT_WRITE)
+        if ev & _SELECT_READ and kmask & _IN:
             # _deliver(entry, _DELIVER_READ, now) inline: the event of
             # almost every pass, and a Python frame less in the Python
             # build (issue 18); the failure path is _deliver's own
@@ -1626,7 +1630,7 @@ class Loop:
             delivered = True
             if entry.backoff and entry.paused_until <= now:
                 entry.backoff = 0.0
-        if ev & (_OUT | _ERR) and kmask & _OUT:
+        if ev & _SELECT_WRITE and kmask & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
                 return
             delivered = True
