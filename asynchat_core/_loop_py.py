@@ -142,7 +142,7 @@ class EpollPoller:
         else:
             # the Python build: poll() is epoll's own C method (it takes None
             # for "forever" too), no Python frame per pass (issue 18)
-            self.poll = self._ep.poll
+            self.poll = self._ep.poll  # type: ignore[method-assign]
 
     def __dealloc__(self):
         # compiled only (Cython's finaliser): the event array
@@ -1851,7 +1851,7 @@ class Loop:
         # a forked child shares the parent's epoll/kqueue: get our own; the
         # parent's other threads are gone, so are their holds on our locks
         self.generation = _fork_generation
-        if not self._guard._is_owned():
+        if not self._guard._is_owned():  # type: ignore[union-attr]  # (_Guard: RLock's own)
             self._new_locks()
         with self._guard:
             self._rebuild()
