@@ -32,7 +32,9 @@ is not looping (closing a channel) runs while the loop sleeps, or waits
 for the dispatch in progress to end, and once it returns the channel gets
 no further event.  ``close()`` while a thread is inside ``run()`` is
 deferred to the last thread leaving.  ``note()``/``touch()`` take no lock.
-Both locks are ``_RLock``s: reentrant and first come first served.
+Both locks are reentrant; ``lock`` is an ``_RLock``, first come first
+served, and so is ``guard`` when compiled (the Python build's ``guard`` is
+a plain ``_thread.RLock``: no Python frame per pass, see ``_Guard``).
 """
 
 import errno
@@ -77,6 +79,11 @@ EV_GONE = EV_HUP | EV_ERR | EV_NVAL
 # the same, as C ints in the compiled build (_loop_c.pxd), for the per-event paths
 _IN, _PRI, _OUT, _ERR, _HUP, _NVAL = EV_IN, EV_PRI, EV_OUT, EV_ERR, EV_HUP, EV_NVAL
 _GONE, _WANT_READ, _WANT_WRITE = EV_GONE, WANT_READ, WANT_WRITE
+# Linux's select() reports POLLHUP and POLLERR as readable, POLLERR also as
+# writable (fs/select.c: POLLIN_SET, POLLOUT_SET); precomputed, the Python
+# build's _dispatch does not OR them at every event
+_SELECT_READ = EV_IN | EV_HUP | EV_ERR
+_SELECT_WRITE = EV_OUT | EV_ERR
 # select() puts every fd that is readable() or writable() in its exceptional
 # set: a channel that only writes still gets handle_expt (out-of-band data)
 _WANT_WRITE_EXPT = EV_OUT | EV_PRI
@@ -132,6 +139,10 @@ class EpollPoller:
                 self._ready = ac_ready_new()
             self._epfd = self._ep.fileno()  # -1 once close()d
             self._busy = False
+        else:
+            # the Python build: poll() is epoll's own C method (it takes None
+            # for "forever" too), no Python frame per pass (issue 18)
+            self.poll = self._ep.poll  # type: ignore[method-assign]
 
     def __dealloc__(self):
         # compiled only (Cython's finaliser): the event array
@@ -932,6 +943,24 @@ class _RLock:
         self.release()
 
 
+if not cython.compiled:
+    class _Guard(_thread.RLock):  # type: ignore[misc]
+        """The Python build's ``guard``: ``_thread.RLock`` itself, so that a
+        pass takes and releases it without a Python frame (issue 18: the
+        Python build pays about 320 instructions per call, and a pass takes
+        the guard twice).  Arrival order does not matter here as it does for
+        the pass lock: the passes that take the guard already hold ``lock``,
+        ``forget()`` never waits for it, and only a ``close()`` can queue
+        behind a pass.  Compiled, the guard is an ``_RLock``, whose free
+        acquire is C code already."""
+
+        __slots__ = ()
+
+        def try_acquire(self):
+            """Take the lock if that needs no wait (reentrant); True if taken."""
+            return self.acquire(False)
+
+
 class Entry:
     """What the loop knows about the channel registered at one fd."""
 
@@ -1088,7 +1117,8 @@ class Loop:
 
     def _new_locks(self):
         self._lock = _RLock()    # held for a whole pass
-        self._guard = _RLock()   # held for a pass but its kernel wait
+        # held for a pass but its kernel wait
+        self._guard = _RLock() if cython.compiled else _Guard()
         self._life = _RLock()   # users/closed; never held around a call
         self._users = 0
         self._close_pending = False
@@ -1542,7 +1572,15 @@ class Loop:
                 obj.handle_expt_event()
         except self.reraised:
             raise
-        except OSError as err:
+        except BaseException as err:
+            self._failed(entry, obj, err, now)
+        return entry.obj is obj and self.map.get(entry.fd) is obj
+
+    def _failed(self, entry, obj, err, now):
+        """A handle_*_event of ``obj`` raised ``err`` (not one of ``reraised``)."""
+        if entry is None:
+            raise TypeError(_NO_ENTRY)
+        if isinstance(err, OSError):
             code = err.errno
             if entry.obj is not obj:
                 # it closed itself, then raised: report a failure (as
@@ -1555,9 +1593,8 @@ class Loop:
                 self._close_channel(entry)
             else:
                 self._fail(obj, entry.fd)
-        except BaseException:
+        else:
             self._fail(obj, entry.fd)
-        return entry.obj is obj and self.map.get(entry.fd) is obj
 
     def _dispatch(self, entry, ev, now):
         """Deliver one fd's events as CPython's select() loop would
@@ -1577,15 +1614,23 @@ class Loop:
             self._dirty.add(fd)
         kmask = entry.kmask
         delivered = False
-        # Linux's select() reports POLLHUP and POLLERR as readable, POLLERR
-        # also as writable (fs/select.c: POLLIN_SET, POLLOUT_SET)
-        if ev & (_IN | _HUP | _ERR) and kmask & _IN:
-            if not self._deliver(entry, _DELIVER_READ, now):
+        # as Linux's select() would (_SELECT_READ, _SELECT_WRITE)
+        if ev & _SELECT_READ and kmask & _IN:
+            # _deliver(entry, _DELIVER_READ, now) inline: the event of
+            # almost every pass, and a Python frame less in the Python
+            # build (issue 18); the failure path is _deliver's own
+            try:
+                obj.handle_read_event()
+            except self.reraised:
+                raise
+            except BaseException as err:
+                self._failed(entry, obj, err, now)
+            if entry.obj is not obj or self.map.get(fd) is not obj:
                 return
             delivered = True
             if entry.backoff and entry.paused_until <= now:
                 entry.backoff = 0.0
-        if ev & (_OUT | _ERR) and kmask & _OUT:
+        if ev & _SELECT_WRITE and kmask & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
                 return
             delivered = True
@@ -1721,7 +1766,9 @@ class Loop:
                     self._set_kernel(entry, self._interest(entry, now))
         if self.rebuild_needed:
             self._rebuild()
-        wait = self.timers.wait_time(timeout, now)
+        timers = self.timers
+        # no timer pending (the common case): no call to ask
+        wait = timers.wait_time(timeout, now) if timers._heap else timeout
         if self._always:
             wait = 0.0
         return wait
@@ -1745,17 +1792,20 @@ class Loop:
                     self._stray(fd)
                     continue
                 self._dispatch(entry, ev, now)
-        self._process_rest(now)
+        if self._always or self.timers._heap:
+            self._process_rest(now)
 
     def _process_rest(self, now):
-        # after the kernel's events: the always-ready channels, then the timers
+        # after the kernel's events: the always-ready channels, then the
+        # timers (the callers skip the call when there are neither)
         if self._always:
             for entry in list(self._always.values()):
                 if entry is None:
                     raise TypeError(_NO_ENTRY)
                 self._dispatch(entry, entry.kmask & (_IN | _OUT), now)
-        if self.timers.heap:
-            self.timers.run_due(_monotonic(), self.reraised)
+        timers = self.timers
+        if timers._heap:
+            timers.run_due(_monotonic(), self.reraised)
 
     def _process_ready(self, ep, n):
         # compiled only: _process() of the n events in ep._ready; the array
@@ -1784,7 +1834,8 @@ class Loop:
                     self._dispatch(entry, ev, now)
         finally:
             ep._busy = False
-        self._process_rest(now)
+        if self._always or self.timers._heap:
+            self._process_rest(now)
 
     def _stray(self, fd):
         # the kernel reports an fd we never registered (a dup'ed, closed
@@ -1800,7 +1851,7 @@ class Loop:
         # a forked child shares the parent's epoll/kqueue: get our own; the
         # parent's other threads are gone, so are their holds on our locks
         self.generation = _fork_generation
-        if not self._guard._is_owned():
+        if not self._guard._is_owned():  # type: ignore[union-attr]  # (_Guard: RLock's own)
             self._new_locks()
         with self._guard:
             self._rebuild()

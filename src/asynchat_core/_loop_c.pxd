@@ -8,6 +8,7 @@ from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
 cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WANT_WRITE_EXPT
+cdef int _SELECT_READ, _SELECT_WRITE
 cdef int _DELIVER_READ, _DELIVER_WRITE
 cdef object _MSG_NOSIGNAL, _socket_type, _object_getattribute
 cdef bint _watches_made
@@ -156,7 +157,8 @@ cdef class TimerHandle:
 
 
 cdef class TimerQueue:
-    cdef list _heap
+    # readonly: the loop reads it on an untyped ``timers`` (no property call)
+    cdef readonly list _heap
     cdef public unsigned long long seq
     cdef public Py_ssize_t live
 
@@ -221,6 +223,7 @@ cdef class Loop:
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
+    cpdef _failed(self, Entry entry, obj, err, double now)
     @cython.locals(kmask=int, delivered=bint)
     cpdef _dispatch(self, Entry entry, int ev, double now)
     @cython.locals(read_done=bint)
