@@ -166,16 +166,15 @@ def _resp_wait(chan, inbuf, pos, end, head, total, at, count, items, need):
     return -1
 
 
-def _parse_length(framer, data, pos, end, limit, sink):
-    """One length-prefixed frame at ``data[pos:end]``: its end, or -1."""
-    size = framer._size
-    offset = framer._offset
+def _parse_length(size, offset, big, includes, data, pos, end, limit, sink):
+    """One length-prefixed frame at ``data[pos:end]``: its end, or -1.
+    ``size``, ``offset``, ``big``, ``includes``: the framer's fields."""
     head = offset + size
     avail = end - pos
     if avail < head:
         return -1
-    n = uint_at(data, pos + offset, size, framer._big)
-    if framer._includes:
+    n = uint_at(data, pos + offset, size, big)
+    if includes:
         if n < head:
             raise _bad("length %d is shorter than the header" % n)
         n -= head
@@ -216,9 +215,8 @@ def _parse_netstring(data, pos, end, limit, sink):
     return pos + total
 
 
-def _parse_lines(framer, inbuf, data, pos, end, limit, sink):
+def _parse_lines(delim, inbuf, data, pos, end, limit, sink):
     """One line at ``data[pos:end]``: its end, or -1 (the scan hint set)."""
-    delim = framer._delim
     dlen = len(delim)
     start = _hint(inbuf, KIND_LINES)
     if start > end - pos:
@@ -249,7 +247,7 @@ def _resp_count(data, start, stop, what):
     return count
 
 
-def _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink):
+def _parse_resp(max_items, chan, inbuf, data, pos, end, limit, sink):
     """One request at ``data[pos:end]``: its end, -1 / -need-1 if
     incomplete, or -(end)-2**62 for a request that delivers nothing (an
     empty array or blank line), encoded by ``_SKIP``."""
@@ -275,7 +273,7 @@ def _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink):
     count = _resp_count(data, pos + 1, crlf, "array length")
     if count <= 0:
         return _SKIP - (crlf + 2)  # "*0", "*-1": nothing, as Redis does
-    if count > framer._size:
+    if count > max_items:
         raise _bad("array of %d items (more than max_items)" % count)
     head = crlf + 2 - pos
     total = count
@@ -326,20 +324,23 @@ def _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink):
 _SKIP = -(1 << 62)
 
 
-def _parse(framer, kind, chan, inbuf, data, pos, end, limit, sink):
+def _parse(kind, size, offset, big, includes, delim, chan, inbuf, data, pos, end, limit,
+           sink):
     """The end of the frame at ``pos`` (its message appended to ``sink``);
-    _SKIP - end for a frame with no message; -1 if it needs more input."""
+    _SKIP - end for a frame with no message; -1 if it needs more input.
+    ``kind`` .. ``delim``: the framer's fields, read once per framer (an
+    attribute lookup each would cost more than parsing a short frame)."""
     need = _hint(inbuf, kind) if kind != KIND_LINES else 0
     if need > end - pos:
         return -1
     if kind == KIND_LENGTH:
-        nxt = _parse_length(framer, data, pos, end, limit, sink)
+        nxt = _parse_length(size, offset, big, includes, data, pos, end, limit, sink)
     elif kind == KIND_NETSTRING:
         nxt = _parse_netstring(data, pos, end, limit, sink)
     elif kind == KIND_RESP:
-        nxt = _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink)
+        nxt = _parse_resp(size, chan, inbuf, data, pos, end, limit, sink)
     else:
-        return _parse_lines(framer, inbuf, data, pos, end, limit, sink)
+        return _parse_lines(delim, inbuf, data, pos, end, limit, sink)
     if _SKIP < nxt < -1:
         _set_hint(inbuf, kind, -nxt - 1)  # the bytes it needs at least
         return -1
@@ -419,8 +420,15 @@ def frame_deliver(chan, inbuf, out, slot, eof):
     alive = chan.connected
     batch = []  # type: list[Any]
     while True:
+        # the framer's fields, once per framer (a hook may set another)
         kind = framer._kind
         limit = _limit(chan, framer)
+        size = framer._size
+        offset = framer._offset
+        big = framer._big
+        includes = framer._includes
+        delim = framer._delim
+        switched = False
         while True:
             data = inbuf.data
             pos = inbuf.pos
@@ -432,7 +440,8 @@ def frame_deliver(chan, inbuf, out, slot, eof):
             if pos >= end:
                 break
             try:
-                nxt = _parse(framer, kind, chan, inbuf, data, pos, end, limit, batch)
+                nxt = _parse(kind, size, offset, big, includes, delim, chan, inbuf, data,
+                             pos, end, limit, batch)
             except _FrameError:
                 if batch:
                     many(batch)
@@ -468,8 +477,8 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                 if not isinstance(now, _Framer):
                     return 1
                 framer = now
-                kind = framer._kind
-                limit = _limit(chan, framer)
+                switched = True
+                break  # the rest, with the new framer's fields
         if batch:
             messages = batch
             batch = []
@@ -482,6 +491,8 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                     return 1
                 framer = now
                 continue  # the rest, with the new framer
+        if switched:
+            continue
         break
     data = inbuf.data
     pos = inbuf.pos

@@ -164,7 +164,7 @@ class RespRequests(Framer):
 
     def __init__(self, max_size=DEFAULT_MAX_SIZE, max_items=1024 * 1024):
         Framer.__init__(self, KIND_RESP, max_size)
-        max_items = int(max_items)
+        max_items = min(int(max_items), sys.maxsize)  # a C size in the kernel
         if max_items < 1:
             raise ValueError("max_items must be >= 1")
         self._size = max_items
