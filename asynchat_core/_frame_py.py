@@ -418,7 +418,11 @@ def frame_deliver(chan, inbuf, out, slot, eof):
     many = getattr(chan, "found_messages", None)  # type: Any
     one = getattr(chan, "found_message", None) if many is None else None  # type: Any
     alive = chan.connected
+    # the messages parsed; one per hook call: batch[done] is the next, and
+    # its slot is cleared as it is delivered (no pop: a list that shrinks to
+    # empty frees its storage, and the next append allocates it again)
     batch = []  # type: list[Any]
+    done = 0
     while True:
         # the framer's fields, once per framer (a hook may set another)
         kind = framer._kind
@@ -443,7 +447,7 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                 nxt = _parse(kind, size, offset, big, includes, delim, chan, inbuf, data,
                              pos, end, limit, batch)
             except _FrameError:
-                if batch:
+                if batch and many is not None:
                     many(batch)
                 return _fail(chan, inbuf)
             if nxt == -1:
@@ -456,7 +460,12 @@ def frame_deliver(chan, inbuf, out, slot, eof):
             inbuf.frame = 0
             if many is not None:
                 continue
-            message = batch.pop()
+            message = batch[done]
+            batch[done] = None
+            done += 1
+            if done == 64:
+                del batch[:]
+                done = 0
             # replies to pipelined requests are held while input follows
             # (OutputState, rule 2); handle_read sends them
             batching = out is not None and nxt < end and _batch_ok(chan, out)
@@ -472,6 +481,8 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                 out.batching = False
             if alive and not chan.connected:
                 return 0  # closed by the hook: the rest is not delivered
+            if slot and inbuf.terminator is framer:
+                continue  # (the common case, without a call)
             now = _current(chan, inbuf, slot)
             if now is not framer:
                 if not isinstance(now, _Framer):
@@ -479,7 +490,7 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                 framer = now
                 switched = True
                 break  # the rest, with the new framer's fields
-        if batch:
+        if batch and many is not None:
             messages = batch
             batch = []
             many(messages)

@@ -36,7 +36,7 @@ cdef Py_ssize_t _parse_lines(delim, InputState inbuf, data, Py_ssize_t pos, Py_s
                              Py_ssize_t limit, list sink) except? -1
 
 @cython.locals(count=Py_ssize_t)
-cdef Py_ssize_t _resp_count(data, Py_ssize_t start, Py_ssize_t stop, what) except? -1
+cdef inline Py_ssize_t _resp_count(data, Py_ssize_t start, Py_ssize_t stop, what) except? -1
 
 cdef Py_ssize_t _RESUME_ITEMS, _PARK_MIN
 
@@ -67,5 +67,6 @@ cdef bint _batch_ok(chan, OutputState out) except -1
 
 @cython.locals(kind=int, limit=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, nxt=Py_ssize_t,
                alive=bint, batching=bint, batch=list, messages=list, size=Py_ssize_t,
-               offset=Py_ssize_t, big=bint, includes=bint, switched=bint)
+               offset=Py_ssize_t, big=bint, includes=bint, switched=bint,
+               done=Py_ssize_t)
 cpdef int frame_deliver(chan, InputState inbuf, OutputState out, bint slot, bint eof) except -1
