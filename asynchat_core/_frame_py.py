@@ -328,8 +328,7 @@ def _parse(kind, size, offset, big, includes, delim, chan, inbuf, data, pos, end
            sink):
     """The end of the frame at ``pos`` (its message appended to ``sink``);
     _SKIP - end for a frame with no message; -1 if it needs more input.
-    ``kind`` .. ``delim``: the framer's fields, read once per framer (an
-    attribute lookup each would cost more than parsing a short frame)."""
+    ``kind`` .. ``delim``: the framer's fields (its ``_spec``)."""
     need = _hint(inbuf, kind) if kind != KIND_LINES else 0
     if need > end - pos:
         return -1
@@ -357,8 +356,8 @@ def _current(chan, inbuf, slot):
     return chan.get_terminator()
 
 
-def _limit(chan, framer):
-    limit = framer._max
+def _limit(chan, limit):
+    # the framer's max_size (``limit``), lowered by ac_max_frame_size
     cap = getattr(chan, "ac_max_frame_size", None)
     if cap is not None:
         cap = cap.__index__()
@@ -424,14 +423,17 @@ def frame_deliver(chan, inbuf, out, slot, eof):
     batch = []  # type: list[Any]
     done = 0
     while True:
-        # the framer's fields, once per framer (a hook may set another)
-        kind = framer._kind
-        limit = _limit(chan, framer)
-        size = framer._size
-        offset = framer._offset
-        big = framer._big
-        includes = framer._includes
-        delim = framer._delim
+        # the framer's fields, once per framer (a hook may set another), out
+        # of one tuple (framing.Framer._seal): one attribute lookup each
+        # would cost more than parsing a short frame
+        spec = framer._spec
+        kind = spec[0]
+        limit = _limit(chan, spec[1])
+        size = spec[2]  # LengthPrefix: the header's size; RespRequests: max_items
+        offset = spec[3]
+        big = spec[4]
+        includes = spec[5]
+        delim = spec[6]
         switched = False
         while True:
             data = inbuf.data
@@ -510,8 +512,8 @@ def frame_deliver(chan, inbuf, out, slot, eof):
     end = buffer_size(data)
     if eof and pos < end:
         return _eof(chan, inbuf)
-    if (framer._kind != KIND_LINES and 0 <= pos < end
-            and _hint(inbuf, framer._kind) - (end - pos) > _PARK_MIN):
+    if (kind != KIND_LINES and 0 <= pos < end
+            and _hint(inbuf, kind) - (end - pos) > _PARK_MIN):
         _park(chan, inbuf, data, pos, end)
     return 0
 

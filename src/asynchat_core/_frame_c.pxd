@@ -61,12 +61,12 @@ cdef Py_ssize_t _parse(int kind, Py_ssize_t size, Py_ssize_t offset, bint big, b
                        Py_ssize_t limit, list sink) except? -1
 
 cdef object _current(chan, InputState inbuf, bint slot)
-cdef Py_ssize_t _limit(chan, framer) except -1
+cdef Py_ssize_t _limit(chan, Py_ssize_t limit) except -1
 cdef int _fail(chan, InputState inbuf) except -1
 cdef bint _batch_ok(chan, OutputState out) except -1
 
 @cython.locals(kind=int, limit=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, nxt=Py_ssize_t,
                alive=bint, batching=bint, batch=list, messages=list, size=Py_ssize_t,
                offset=Py_ssize_t, big=bint, includes=bint, switched=bint,
-               done=Py_ssize_t)
+               done=Py_ssize_t, spec=tuple)
 cpdef int frame_deliver(chan, InputState inbuf, OutputState out, bint slot, bint eof) except -1
