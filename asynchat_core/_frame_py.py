@@ -166,16 +166,15 @@ def _resp_wait(chan, inbuf, pos, end, head, total, at, count, items, need):
     return -1
 
 
-def _parse_length(framer, data, pos, end, limit, sink):
-    """One length-prefixed frame at ``data[pos:end]``: its end, or -1."""
-    size = framer._size
-    offset = framer._offset
+def _parse_length(size, offset, big, includes, data, pos, end, limit, sink):
+    """One length-prefixed frame at ``data[pos:end]``: its end, or -1.
+    ``size``, ``offset``, ``big``, ``includes``: the framer's fields."""
     head = offset + size
     avail = end - pos
     if avail < head:
         return -1
-    n = uint_at(data, pos + offset, size, framer._big)
-    if framer._includes:
+    n = uint_at(data, pos + offset, size, big)
+    if includes:
         if n < head:
             raise _bad("length %d is shorter than the header" % n)
         n -= head
@@ -216,9 +215,8 @@ def _parse_netstring(data, pos, end, limit, sink):
     return pos + total
 
 
-def _parse_lines(framer, inbuf, data, pos, end, limit, sink):
+def _parse_lines(delim, inbuf, data, pos, end, limit, sink):
     """One line at ``data[pos:end]``: its end, or -1 (the scan hint set)."""
-    delim = framer._delim
     dlen = len(delim)
     start = _hint(inbuf, KIND_LINES)
     if start > end - pos:
@@ -249,7 +247,7 @@ def _resp_count(data, start, stop, what):
     return count
 
 
-def _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink):
+def _parse_resp(max_items, chan, inbuf, data, pos, end, limit, sink):
     """One request at ``data[pos:end]``: its end, -1 / -need-1 if
     incomplete, or -(end)-2**62 for a request that delivers nothing (an
     empty array or blank line), encoded by ``_SKIP``."""
@@ -275,7 +273,7 @@ def _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink):
     count = _resp_count(data, pos + 1, crlf, "array length")
     if count <= 0:
         return _SKIP - (crlf + 2)  # "*0", "*-1": nothing, as Redis does
-    if count > framer._size:
+    if count > max_items:
         raise _bad("array of %d items (more than max_items)" % count)
     head = crlf + 2 - pos
     total = count
@@ -326,20 +324,22 @@ def _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink):
 _SKIP = -(1 << 62)
 
 
-def _parse(framer, kind, chan, inbuf, data, pos, end, limit, sink):
+def _parse(kind, size, offset, big, includes, delim, chan, inbuf, data, pos, end, limit,
+           sink):
     """The end of the frame at ``pos`` (its message appended to ``sink``);
-    _SKIP - end for a frame with no message; -1 if it needs more input."""
+    _SKIP - end for a frame with no message; -1 if it needs more input.
+    ``kind`` .. ``delim``: the framer's fields (its ``_spec``)."""
     need = _hint(inbuf, kind) if kind != KIND_LINES else 0
     if need > end - pos:
         return -1
     if kind == KIND_LENGTH:
-        nxt = _parse_length(framer, data, pos, end, limit, sink)
+        nxt = _parse_length(size, offset, big, includes, data, pos, end, limit, sink)
     elif kind == KIND_NETSTRING:
         nxt = _parse_netstring(data, pos, end, limit, sink)
     elif kind == KIND_RESP:
-        nxt = _parse_resp(framer, chan, inbuf, data, pos, end, limit, sink)
+        nxt = _parse_resp(size, chan, inbuf, data, pos, end, limit, sink)
     else:
-        return _parse_lines(framer, inbuf, data, pos, end, limit, sink)
+        return _parse_lines(delim, inbuf, data, pos, end, limit, sink)
     if _SKIP < nxt < -1:
         _set_hint(inbuf, kind, -nxt - 1)  # the bytes it needs at least
         return -1
@@ -356,8 +356,8 @@ def _current(chan, inbuf, slot):
     return chan.get_terminator()
 
 
-def _limit(chan, framer):
-    limit = framer._max
+def _limit(chan, limit):
+    # the framer's max_size (``limit``), lowered by ac_max_frame_size
     cap = getattr(chan, "ac_max_frame_size", None)
     if cap is not None:
         cap = cap.__index__()
@@ -417,10 +417,24 @@ def frame_deliver(chan, inbuf, out, slot, eof):
     many = getattr(chan, "found_messages", None)  # type: Any
     one = getattr(chan, "found_message", None) if many is None else None  # type: Any
     alive = chan.connected
+    # the messages parsed; one per hook call: batch[done] is the next, and
+    # its slot is cleared as it is delivered (no pop: a list that shrinks to
+    # empty frees its storage, and the next append allocates it again)
     batch = []  # type: list[Any]
+    done = 0
     while True:
-        kind = framer._kind
-        limit = _limit(chan, framer)
+        # the framer's fields, once per framer (a hook may set another), out
+        # of one tuple (framing.Framer._seal): one attribute lookup each
+        # would cost more than parsing a short frame
+        spec = framer._spec
+        kind = spec[0]
+        limit = _limit(chan, spec[1])
+        size = spec[2]  # LengthPrefix: the header's size; RespRequests: max_items
+        offset = spec[3]
+        big = spec[4]
+        includes = spec[5]
+        delim = spec[6]
+        switched = False
         while True:
             data = inbuf.data
             pos = inbuf.pos
@@ -432,9 +446,10 @@ def frame_deliver(chan, inbuf, out, slot, eof):
             if pos >= end:
                 break
             try:
-                nxt = _parse(framer, kind, chan, inbuf, data, pos, end, limit, batch)
+                nxt = _parse(kind, size, offset, big, includes, delim, chan, inbuf, data,
+                             pos, end, limit, batch)
             except _FrameError:
-                if batch:
+                if batch and many is not None:
                     many(batch)
                 return _fail(chan, inbuf)
             if nxt == -1:
@@ -447,7 +462,12 @@ def frame_deliver(chan, inbuf, out, slot, eof):
             inbuf.frame = 0
             if many is not None:
                 continue
-            message = batch.pop()
+            message = batch[done]
+            batch[done] = None
+            done += 1
+            if done == 64:
+                del batch[:]
+                done = 0
             # replies to pipelined requests are held while input follows
             # (OutputState, rule 2); handle_read sends them
             batching = out is not None and nxt < end and _batch_ok(chan, out)
@@ -463,14 +483,16 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                 out.batching = False
             if alive and not chan.connected:
                 return 0  # closed by the hook: the rest is not delivered
+            if slot and inbuf.terminator is framer:
+                continue  # (the common case, without a call)
             now = _current(chan, inbuf, slot)
             if now is not framer:
                 if not isinstance(now, _Framer):
                     return 1
                 framer = now
-                kind = framer._kind
-                limit = _limit(chan, framer)
-        if batch:
+                switched = True
+                break  # the rest, with the new framer's fields
+        if batch and many is not None:
             messages = batch
             batch = []
             many(messages)
@@ -482,14 +504,16 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                     return 1
                 framer = now
                 continue  # the rest, with the new framer
+        if switched:
+            continue
         break
     data = inbuf.data
     pos = inbuf.pos
     end = buffer_size(data)
     if eof and pos < end:
         return _eof(chan, inbuf)
-    if (framer._kind != KIND_LINES and 0 <= pos < end
-            and _hint(inbuf, framer._kind) - (end - pos) > _PARK_MIN):
+    if (kind != KIND_LINES and 0 <= pos < end
+            and _hint(inbuf, kind) - (end - pos) > _PARK_MIN):
         _park(chan, inbuf, data, pos, end)
     return 0
 

@@ -43,9 +43,11 @@ KIND_LINES = 4
 
 
 class Framer:
-    """Base of the framers.  Attributes are read by the kernels once per read."""
+    """Base of the framers.  The kernels read ``_spec``, the fields as one
+    tuple set by ``_seal`` at the end of each constructor: one attribute
+    lookup per read instead of one per field (a framer does not change)."""
 
-    __slots__ = ("_kind", "_size", "_big", "_includes", "_offset", "_max", "_delim")
+    __slots__ = ("_kind", "_size", "_big", "_includes", "_offset", "_max", "_delim", "_spec")
 
     def __init__(self, kind, max_size):
         max_size = min(int(max_size), sys.maxsize)
@@ -58,6 +60,12 @@ class Framer:
         self._offset = 0
         self._max = max_size
         self._delim = b""
+        self._seal()
+
+    def _seal(self):
+        # the order _frame_py.py reads (SPEC_* there)
+        self._spec = (self._kind, self._max, self._size, self._offset, self._big,
+                      self._includes, self._delim)
 
     @property
     def max_size(self):
@@ -107,6 +115,7 @@ class LengthPrefix(Framer):
         self._big = byteorder == "big"
         self._includes = bool(includes_header)
         self._offset = offset
+        self._seal()
         self._struct = _Struct((">" if self._big else "<") + _HEADER_FORMATS[header])
 
     def __repr__(self):
@@ -164,10 +173,11 @@ class RespRequests(Framer):
 
     def __init__(self, max_size=DEFAULT_MAX_SIZE, max_items=1024 * 1024):
         Framer.__init__(self, KIND_RESP, max_size)
-        max_items = int(max_items)
+        max_items = min(int(max_items), sys.maxsize)  # a C size in the kernel
         if max_items < 1:
             raise ValueError("max_items must be >= 1")
         self._size = max_items
+        self._seal()
 
     def __repr__(self):
         return "RespRequests()"
@@ -190,6 +200,7 @@ class Lines(Framer):
             raise ValueError("delimiter must be non-empty bytes")
         Framer.__init__(self, KIND_LINES, max_size)
         self._delim = delimiter
+        self._seal()
 
     def __repr__(self):
         return "Lines(%r)" % (self._delim,)

@@ -1,10 +1,11 @@
 """Instructions per message of the framers, in process (issue 19).
 
-    python benchmarks/framing_instructions.py [--reads 2000,6000]
+    python benchmarks/framing_instructions.py [--reads 2000,6000] [--block 16]
 
-Each case feeds the same reads (16 messages each) to a parser with a hook
-that only counts, under ``valgrind --tool=callgrind``, twice (R1 and R2
-reads); (total(R2) - total(R1)) / (16 * (R2 - R1)) is the user-space cost
+Each case feeds the same reads (``--block`` messages each, 16 by default;
+``--block 1``: an unpipelined request, the kernels' per-read work included)
+to a parser with a hook that only counts, under ``valgrind --tool=callgrind``, twice (R1 and R2
+reads); (total(R2) - total(R1)) / (block * (R2 - R1)) is the user-space cost
 of one message: parsing, the hook call, nothing of the socket.
 
 Cases: the framers of both builds (``found_messages`` per read and
@@ -25,7 +26,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESP_SET = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000042\r\n$3\r\nxxx\r\n"
 LP_100 = (100).to_bytes(4, "big") + b"r" * 100
-BLOCK = 16
+BLOCK = int(os.environ.get("FRAMING_BLOCK", "16"))  # messages per read (--block)
 
 CASES = [
     "cython-framer-resp-many", "cython-framer-resp-one", "python-framer-resp-many",
@@ -120,11 +121,13 @@ def main(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reads", default="2000,6000")
     p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--block", type=int, default=BLOCK, help="messages per read")
     args = p.parse_args(argv)
+    os.environ["FRAMING_BLOCK"] = str(args.block)  # for the children
     r1, r2 = (int(x) for x in args.reads.split(","))
     print("%-26s %10s" % ("case", "instr/msg"))
     for case in args.cases.split(","):
-        per = (total(case, r2) - total(case, r1)) / float(BLOCK * (r2 - r1))
+        per = (total(case, r2) - total(case, r1)) / float(args.block * (r2 - r1))
         print("%-26s %10.0f" % (case, per), flush=True)
     return 0
 

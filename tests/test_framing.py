@@ -472,6 +472,32 @@ def test_found_messages_gets_one_call_per_read(impl):
 
 
 @pytest.mark.parametrize("impl", impls.params(OURS))
+def test_found_message_over_many_messages_of_one_read_with_a_switch(impl):
+    # the kernel reuses its message list every 64 messages of a read (no pop
+    # per message): 150 in one read, the framer switched after the 100th
+    lines = [b"m%d" % i for i in range(99)] + [b"NET"]
+    stream = b"".join(line + b"\n" for line in lines)
+    stream += b"".join(b"%d:n%d," % (len(b"n%d" % i), i) for i in range(50))
+    with impls.bound(impl):
+        sock = ScriptedSocket([stream])
+        chan = impls.get(impl).chat_class(Switching)(sock=None, map={})
+        chan.events, chan.collected, chan.closes = [], [], 0
+        chan.set_socket(sock)
+        chan.connected = True
+        chan.set_terminator(Lines(b"\n"))
+        chan.handle_read()
+    assert chan.events == ([("msg", line) for line in lines]
+                           + [("msg", b"n%d" % i) for i in range(50)])
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+def test_resp_max_items_beyond_a_c_size(impl):
+    # the compiled kernel keeps max_items as a C size: RespRequests clamps it
+    chan = run(impl, "message", RespRequests(max_items=2 ** 80), [b"*1\r\n$1\r\na\r\n"])
+    assert chan.events == [("msg", [b"a"])]
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
 def test_classic_hook_set_to_a_framer_mid_buffer(impl):
     # found_terminator of a classic terminator switches to a framer: the
     # rest of the same read is cut by the framer

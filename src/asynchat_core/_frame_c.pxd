@@ -21,9 +21,9 @@ cdef object _bad(what)
 cdef inline Py_ssize_t _hint(InputState inbuf, int kind) noexcept
 cdef inline int _set_hint(InputState inbuf, int kind, Py_ssize_t hint) except -1
 
-@cython.locals(size=Py_ssize_t, offset=Py_ssize_t, head=Py_ssize_t, avail=Py_ssize_t,
-               n=cython.ulonglong, body=Py_ssize_t)
-cdef Py_ssize_t _parse_length(framer, data, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t limit,
+@cython.locals(head=Py_ssize_t, avail=Py_ssize_t, n=cython.ulonglong, body=Py_ssize_t)
+cdef Py_ssize_t _parse_length(Py_ssize_t size, Py_ssize_t offset, bint big, bint includes, data,
+                              Py_ssize_t pos, Py_ssize_t end, Py_ssize_t limit,
                               list sink) except? -1
 
 @cython.locals(avail=Py_ssize_t, scan=Py_ssize_t, colon=Py_ssize_t, count=Py_ssize_t,
@@ -32,11 +32,11 @@ cdef Py_ssize_t _parse_netstring(data, Py_ssize_t pos, Py_ssize_t end, Py_ssize_
                                  list sink) except? -1
 
 @cython.locals(dlen=Py_ssize_t, start=Py_ssize_t, index=Py_ssize_t, scanned=Py_ssize_t)
-cdef Py_ssize_t _parse_lines(framer, InputState inbuf, data, Py_ssize_t pos, Py_ssize_t end,
+cdef Py_ssize_t _parse_lines(delim, InputState inbuf, data, Py_ssize_t pos, Py_ssize_t end,
                              Py_ssize_t limit, list sink) except? -1
 
 @cython.locals(count=Py_ssize_t)
-cdef Py_ssize_t _resp_count(data, Py_ssize_t start, Py_ssize_t stop, what) except? -1
+cdef inline Py_ssize_t _resp_count(data, Py_ssize_t start, Py_ssize_t stop, what) except? -1
 
 cdef Py_ssize_t _RESUME_ITEMS, _PARK_MIN
 
@@ -52,18 +52,21 @@ cdef Py_ssize_t _resp_wait(chan, InputState inbuf, Py_ssize_t pos, Py_ssize_t en
 @cython.locals(avail=Py_ssize_t, nl=Py_ssize_t, crlf=Py_ssize_t, count=Py_ssize_t,
                at=Py_ssize_t, size=Py_ssize_t, stop=Py_ssize_t, items=list, head=Py_ssize_t,
                total=Py_ssize_t)
-cdef Py_ssize_t _parse_resp(framer, chan, InputState inbuf, data, Py_ssize_t pos,
+cdef Py_ssize_t _parse_resp(Py_ssize_t max_items, chan, InputState inbuf, data, Py_ssize_t pos,
                             Py_ssize_t end, Py_ssize_t limit, list sink) except? -1
 
 @cython.locals(need=Py_ssize_t, nxt=Py_ssize_t)
-cdef Py_ssize_t _parse(framer, int kind, chan, InputState inbuf, data, Py_ssize_t pos,
-                       Py_ssize_t end, Py_ssize_t limit, list sink) except? -1
+cdef Py_ssize_t _parse(int kind, Py_ssize_t size, Py_ssize_t offset, bint big, bint includes,
+                       delim, chan, InputState inbuf, data, Py_ssize_t pos, Py_ssize_t end,
+                       Py_ssize_t limit, list sink) except? -1
 
 cdef object _current(chan, InputState inbuf, bint slot)
-cdef Py_ssize_t _limit(chan, framer) except -1
+cdef Py_ssize_t _limit(chan, Py_ssize_t limit) except -1
 cdef int _fail(chan, InputState inbuf) except -1
 cdef bint _batch_ok(chan, OutputState out) except -1
 
 @cython.locals(kind=int, limit=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, nxt=Py_ssize_t,
-               alive=bint, batching=bint, batch=list, messages=list)
+               alive=bint, batching=bint, batch=list, messages=list, size=Py_ssize_t,
+               offset=Py_ssize_t, big=bint, includes=bint, switched=bint,
+               done=Py_ssize_t, spec=tuple)
 cpdef int frame_deliver(chan, InputState inbuf, OutputState out, bint slot, bint eof) except -1
