@@ -353,7 +353,9 @@ def terminator_mode(chan):
         if slot < 0:
             slot = _term_slot_of(type(chan))
         return _TERM_SLOT if slot == 1 else _TERM_ATTR
-    if not is_method_of(chan.get_terminator, chat_get_terminator):
+    # (Python build: is_method_of inline, no call)
+    get = chan.get_terminator
+    if not (type(get) is _MethodType and get.__func__ is chat_get_terminator):
         return _TERM_CALL
     # (Python build: _term_is_slot inline, one call less at every read; with
     # a plain metaclass the class's own attribute lookup is type's)
@@ -819,6 +821,21 @@ def _output(chan):
     try:
         out = chan._ac_out
     except AttributeError:
+        return _output_of(chan, _NO_OUTPUT)
+    if not isinstance(out, OutputState):
+        return _output_of(chan, out)
+    return out
+
+
+# what the Python build's inline read of _ac_out gives when it is missing
+_NO_OUTPUT = object()
+
+
+def _output_of(chan, out):
+    # _output from ``chan._ac_out`` already read (``_NO_OUTPUT``: missing):
+    # the Python build reads it inline and calls this unless it is exactly
+    # an OutputState (issue 18: one Python frame less per use)
+    if out is _NO_OUTPUT:
         state = OutputState()
         chan._ac_out = state
         return state
@@ -859,7 +876,12 @@ class SocketSlot:
         try:
             if obj is None:
                 return self
-            out = _output(obj)
+            if cython.compiled:
+                out = _output(obj)
+            else:
+                out = getattr(obj, "_ac_out", _NO_OUTPUT)  # (_output inline)
+                if type(out) is not OutputState:
+                    out = _output_of(obj, out)
             if out.pending:
                 _chat_flush(obj, out)
             sock = out.sock
@@ -1086,7 +1108,7 @@ def _send_item(chan, out, fifo, data):
         own = send is chat_send if unbound else is_method_of(send, chat_send)
     else:
         send = chan.send
-        own = is_method_of(send, chat_send)
+        own = type(send) is _MethodType and send.__func__ is chat_send  # (is_method_of, no call)
     if not (own and isinstance(data, _BYTES_LIKE)):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
@@ -1242,7 +1264,12 @@ def chat_handle_read(self):
     if cython.compiled:
         nest = ac_nest()
     try:
-        out = _output(self)
+        if cython.compiled:
+            out = _output(self)
+        else:
+            out = getattr(self, "_ac_out", _NO_OUTPUT)  # (_output inline)
+            if type(out) is not OutputState:
+                out = _output_of(self, out)
         try:
             out._lock.acquire()
             try:
@@ -1261,7 +1288,12 @@ def chat_handle_read(self):
             # kept so that such code fails the same way.
             data = bytes(str, self.encoding)  # type: ignore[call-overload]
         mode = terminator_mode(self)
-        inbuf = _input(self)
+        if cython.compiled:
+            inbuf = _input(self)
+        else:
+            inbuf = self._ac_in  # (_input inline)
+            if type(inbuf) is not InputState:
+                inbuf = _input_check(self, inbuf)
         if not self.ac_coalesce_pushes:
             _feed(self, inbuf, data, mode, None)
             return
@@ -1298,7 +1330,12 @@ def chat_push(self, data):
                             % type(size_value).__name__)
         fifo = self.producer_fifo
         was_empty = not fifo
-        out = _output(self)
+        if cython.compiled:
+            out = _output(self)
+        else:
+            out = getattr(self, "_ac_out", _NO_OUTPUT)  # (_output inline)
+            if type(out) is not OutputState:
+                out = _output_of(self, out)
         unbound = 0  # (compiled: ac_method sets it)
         if cython.compiled:
             # (no bound method: _cbits.pxd, ac_method)

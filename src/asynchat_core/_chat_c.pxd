@@ -41,6 +41,7 @@ from asynchat_core._loop_c cimport sock_send
 cdef object _UNSET
 cdef object _object_getattribute, _type_getattribute
 cdef object _REQUEUED
+cdef object _NO_OUTPUT
 cdef object _terminator_slot
 cdef object _MAXSIZE
 cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
@@ -138,6 +139,7 @@ cdef int _deliver_odd_count(chan, InputState inbuf, int mode, OutputState out, d
 
 # output side
 cdef OutputState _output(chan)
+cdef OutputState _output_of(chan, out)
 cdef inline OutputState _output_check(chan, out)
 cdef inline int _uncount(chan, sent) except -1
 
