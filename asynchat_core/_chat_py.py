@@ -919,10 +919,10 @@ socket_slot = SocketSlot()
 
 
 def _uncount(chan, sent):
-    # output accounting for ac_out_high_water (only kept while it is set)
-    if chan.ac_out_high_water is not None:
-        queued = chan._ac_out_queued - sent
-        chan._ac_out_queued = queued if queued > 0 else 0
+    # output accounting for ac_out_high_water (only kept while it is set:
+    # the caller tests that, so the common case makes no call)
+    queued = chan._ac_out_queued - sent
+    chan._ac_out_queued = queued if queued > 0 else 0
     return 0
 
 
@@ -1124,7 +1124,8 @@ def _send_item(chan, out, fifo, data):
                 return 0  # the socket is full: data waits behind what it refused
         _hold(out, data)
         return len(data)
-    sent = _flush(chan, out, data)
+    # (nothing held: _flush would only call _raw_send; one frame less)
+    sent = _flush(chan, out, data) if out.held else _raw_send(chan, out, data)
     return sent if sent is _REQUEUED or sent > 0 else 0
 
 
@@ -1146,75 +1147,73 @@ def chat_drain(chan, fifo):
 
 
 def _drain(chan, fifo, out):
+    # the drain under the output lock (one function: a Python frame less)
     out._lock.acquire()
     try:
-        _drain_locked(chan, fifo, out)
+        obs_value = chan.ac_out_buffer_size
+        # (Python build: any Python int slices and compares as its clamp does)
+        obs = obs_value if not cython.compiled and type(obs_value) is int else out_size(obs_value)
+        while fifo and chan.connected:
+            first = fifo[0]
+            if not first:
+                del fifo[0]
+                if first is None:
+                    chan.handle_close()
+                    return 0
+                # CPython still makes one send() of the empty item below and
+                # returns: that send is how a dead peer gets noticed
+            try:
+                if obs == NOT_A_SIZE:
+                    # CPython slices with the value itself: a TypeError for bytes,
+                    # so (as there) the item is taken for a producer just below
+                    data = first[:obs_value]
+                elif cython.compiled and type(first) is bytes and obs >= buffer_size(first):
+                    data = first  # what first[:obs] gives, without a slice object
+                else:
+                    data = first[:obs]
+            except TypeError:
+                # a producer: ask it for more, CPython style.  Not batching
+                # meanwhile: a push from more() that took its bytes as sent
+                # would precede the data more() returns, which CPython
+                # queues in front of that push when the socket is full
+                batching = out.batching
+                out.batching = False
+                try:
+                    data = first.more()
+                finally:
+                    out.batching = batching
+                if data:
+                    fifo.appendleft(data)
+                else:
+                    del fifo[0]
+                continue
+            # data (str only with use_encoding): one item per send
+            if isinstance(data, str) and chan.use_encoding:
+                data = bytes(data, chan.encoding)
+            try:
+                sent = _send_item(chan, out, fifo, data)
+            except OSError:
+                chan.handle_error()
+                return 0
+            at = 0
+            if sent is _REQUEUED:
+                # data went back inside the refused buffer, now in front of first
+                sent = len(data)
+                at = 1
+            if not sent:
+                return 0
+            if chan.ac_out_high_water is not None:
+                _uncount(chan, sent)
+            if len(fifo) <= at or fifo[at] is not first:
+                return 0  # changed meanwhile: leave it alone
+            if sent < len(data) or obs < len(first):
+                fifo[at] = first[sent:]
+            else:
+                del fifo[at]
+            return 0
     finally:
         out._lock.release()
     return 0
-
-
-def _drain_locked(chan, fifo, out):
-    obs_value = chan.ac_out_buffer_size
-    # (Python build: any Python int slices and compares as its clamp does)
-    obs = obs_value if not cython.compiled and type(obs_value) is int else out_size(obs_value)
-    while fifo and chan.connected:
-        first = fifo[0]
-        if not first:
-            del fifo[0]
-            if first is None:
-                chan.handle_close()
-                return
-            # CPython still makes one send() of the empty item below and
-            # returns: that send is how a dead peer gets noticed
-        try:
-            if obs == NOT_A_SIZE:
-                # CPython slices with the value itself: a TypeError for bytes,
-                # so (as there) the item is taken for a producer just below
-                data = first[:obs_value]
-            elif cython.compiled and type(first) is bytes and obs >= buffer_size(first):
-                data = first  # what first[:obs] gives, without a slice object
-            else:
-                data = first[:obs]
-        except TypeError:
-            # a producer: ask it for more, CPython style.  Not batching
-            # meanwhile: a push from more() that took its bytes as sent
-            # would precede the data more() returns, which CPython
-            # queues in front of that push when the socket is full
-            batching = out.batching
-            out.batching = False
-            try:
-                data = first.more()
-            finally:
-                out.batching = batching
-            if data:
-                fifo.appendleft(data)
-            else:
-                del fifo[0]
-            continue
-        # data (str only with use_encoding): one item per send
-        if isinstance(data, str) and chan.use_encoding:
-            data = bytes(data, chan.encoding)
-        try:
-            sent = _send_item(chan, out, fifo, data)
-        except OSError:
-            chan.handle_error()
-            return
-        at = 0
-        if sent is _REQUEUED:
-            # data went back inside the refused buffer, now in front of first
-            sent = len(data)
-            at = 1
-        if not sent:
-            return
-        _uncount(chan, sent)
-        if len(fifo) <= at or fifo[at] is not first:
-            return  # changed meanwhile: leave it alone
-        if sent < len(data) or obs < len(first):
-            fifo[at] = first[sent:]
-        else:
-            del fifo[at]
-        return
 
 
 # The functions below are async_chat's hot methods; asynchat.py binds them

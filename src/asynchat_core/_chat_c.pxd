@@ -164,7 +164,5 @@ cdef inline int _hold(OutputState out, data) except -1
 cdef int _chat_flush(chan, OutputState out) except -1
 @cython.locals(unbound=int, own=bint)
 cdef inline object _send_item(chan, OutputState out, fifo, data)
-cdef int _drain(chan, fifo, OutputState out) except -1
-
 @cython.locals(obs=Py_ssize_t, at=Py_ssize_t)
-cdef object _drain_locked(chan, fifo, OutputState out)
+cdef int _drain(chan, fifo, OutputState out) except -1
