@@ -353,7 +353,9 @@ def terminator_mode(chan):
         if slot < 0:
             slot = _term_slot_of(type(chan))
         return _TERM_SLOT if slot == 1 else _TERM_ATTR
-    if not is_method_of(chan.get_terminator, chat_get_terminator):
+    # (Python build: is_method_of inline, no call)
+    get = chan.get_terminator
+    if not (type(get) is _MethodType and get.__func__ is chat_get_terminator):
         return _TERM_CALL
     # (Python build: _term_is_slot inline, one call less at every read; with
     # a plain metaclass the class's own attribute lookup is type's)
@@ -819,6 +821,21 @@ def _output(chan):
     try:
         out = chan._ac_out
     except AttributeError:
+        return _output_of(chan, _NO_OUTPUT)
+    if not isinstance(out, OutputState):
+        return _output_of(chan, out)
+    return out
+
+
+# what the Python build's inline read of _ac_out gives when it is missing
+_NO_OUTPUT = object()
+
+
+def _output_of(chan, out):
+    # _output from ``chan._ac_out`` already read (``_NO_OUTPUT``: missing):
+    # the Python build reads it inline and calls this unless it is exactly
+    # an OutputState (issue 18: one Python frame less per use)
+    if out is _NO_OUTPUT:
         state = OutputState()
         chan._ac_out = state
         return state
@@ -859,7 +876,12 @@ class SocketSlot:
         try:
             if obj is None:
                 return self
-            out = _output(obj)
+            if cython.compiled:
+                out = _output(obj)
+            else:
+                out = getattr(obj, "_ac_out", _NO_OUTPUT)  # (_output inline)
+                if type(out) is not OutputState:
+                    out = _output_of(obj, out)
             if out.pending:
                 _chat_flush(obj, out)
             sock = out.sock
@@ -897,10 +919,10 @@ socket_slot = SocketSlot()
 
 
 def _uncount(chan, sent):
-    # output accounting for ac_out_high_water (only kept while it is set)
-    if chan.ac_out_high_water is not None:
-        queued = chan._ac_out_queued - sent
-        chan._ac_out_queued = queued if queued > 0 else 0
+    # output accounting for ac_out_high_water (only kept while it is set:
+    # the caller tests that, so the common case makes no call)
+    queued = chan._ac_out_queued - sent
+    chan._ac_out_queued = queued if queued > 0 else 0
     return 0
 
 
@@ -1086,7 +1108,7 @@ def _send_item(chan, out, fifo, data):
         own = send is chat_send if unbound else is_method_of(send, chat_send)
     else:
         send = chan.send
-        own = is_method_of(send, chat_send)
+        own = type(send) is _MethodType and send.__func__ is chat_send  # (is_method_of, no call)
     if not (own and isinstance(data, _BYTES_LIKE)):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
@@ -1102,7 +1124,8 @@ def _send_item(chan, out, fifo, data):
                 return 0  # the socket is full: data waits behind what it refused
         _hold(out, data)
         return len(data)
-    sent = _flush(chan, out, data)
+    # (nothing held: _flush would only call _raw_send; one frame less)
+    sent = _flush(chan, out, data) if out.held else _raw_send(chan, out, data)
     return sent if sent is _REQUEUED or sent > 0 else 0
 
 
@@ -1124,75 +1147,73 @@ def chat_drain(chan, fifo):
 
 
 def _drain(chan, fifo, out):
+    # the drain under the output lock (one function: a Python frame less)
     out._lock.acquire()
     try:
-        _drain_locked(chan, fifo, out)
+        obs_value = chan.ac_out_buffer_size
+        # (Python build: any Python int slices and compares as its clamp does)
+        obs = obs_value if not cython.compiled and type(obs_value) is int else out_size(obs_value)
+        while fifo and chan.connected:
+            first = fifo[0]
+            if not first:
+                del fifo[0]
+                if first is None:
+                    chan.handle_close()
+                    return 0
+                # CPython still makes one send() of the empty item below and
+                # returns: that send is how a dead peer gets noticed
+            try:
+                if obs == NOT_A_SIZE:
+                    # CPython slices with the value itself: a TypeError for bytes,
+                    # so (as there) the item is taken for a producer just below
+                    data = first[:obs_value]
+                elif cython.compiled and type(first) is bytes and obs >= buffer_size(first):
+                    data = first  # what first[:obs] gives, without a slice object
+                else:
+                    data = first[:obs]
+            except TypeError:
+                # a producer: ask it for more, CPython style.  Not batching
+                # meanwhile: a push from more() that took its bytes as sent
+                # would precede the data more() returns, which CPython
+                # queues in front of that push when the socket is full
+                batching = out.batching
+                out.batching = False
+                try:
+                    data = first.more()
+                finally:
+                    out.batching = batching
+                if data:
+                    fifo.appendleft(data)
+                else:
+                    del fifo[0]
+                continue
+            # data (str only with use_encoding): one item per send
+            if isinstance(data, str) and chan.use_encoding:
+                data = bytes(data, chan.encoding)
+            try:
+                sent = _send_item(chan, out, fifo, data)
+            except OSError:
+                chan.handle_error()
+                return 0
+            at = 0
+            if sent is _REQUEUED:
+                # data went back inside the refused buffer, now in front of first
+                sent = len(data)
+                at = 1
+            if not sent:
+                return 0
+            if chan.ac_out_high_water is not None:
+                _uncount(chan, sent)
+            if len(fifo) <= at or fifo[at] is not first:
+                return 0  # changed meanwhile: leave it alone
+            if sent < len(data) or obs < len(first):
+                fifo[at] = first[sent:]
+            else:
+                del fifo[at]
+            return 0
     finally:
         out._lock.release()
     return 0
-
-
-def _drain_locked(chan, fifo, out):
-    obs_value = chan.ac_out_buffer_size
-    # (Python build: any Python int slices and compares as its clamp does)
-    obs = obs_value if not cython.compiled and type(obs_value) is int else out_size(obs_value)
-    while fifo and chan.connected:
-        first = fifo[0]
-        if not first:
-            del fifo[0]
-            if first is None:
-                chan.handle_close()
-                return
-            # CPython still makes one send() of the empty item below and
-            # returns: that send is how a dead peer gets noticed
-        try:
-            if obs == NOT_A_SIZE:
-                # CPython slices with the value itself: a TypeError for bytes,
-                # so (as there) the item is taken for a producer just below
-                data = first[:obs_value]
-            elif cython.compiled and type(first) is bytes and obs >= buffer_size(first):
-                data = first  # what first[:obs] gives, without a slice object
-            else:
-                data = first[:obs]
-        except TypeError:
-            # a producer: ask it for more, CPython style.  Not batching
-            # meanwhile: a push from more() that took its bytes as sent
-            # would precede the data more() returns, which CPython
-            # queues in front of that push when the socket is full
-            batching = out.batching
-            out.batching = False
-            try:
-                data = first.more()
-            finally:
-                out.batching = batching
-            if data:
-                fifo.appendleft(data)
-            else:
-                del fifo[0]
-            continue
-        # data (str only with use_encoding): one item per send
-        if isinstance(data, str) and chan.use_encoding:
-            data = bytes(data, chan.encoding)
-        try:
-            sent = _send_item(chan, out, fifo, data)
-        except OSError:
-            chan.handle_error()
-            return
-        at = 0
-        if sent is _REQUEUED:
-            # data went back inside the refused buffer, now in front of first
-            sent = len(data)
-            at = 1
-        if not sent:
-            return
-        _uncount(chan, sent)
-        if len(fifo) <= at or fifo[at] is not first:
-            return  # changed meanwhile: leave it alone
-        if sent < len(data) or obs < len(first):
-            fifo[at] = first[sent:]
-        else:
-            del fifo[at]
-        return
 
 
 # The functions below are async_chat's hot methods; asynchat.py binds them
@@ -1242,7 +1263,12 @@ def chat_handle_read(self):
     if cython.compiled:
         nest = ac_nest()
     try:
-        out = _output(self)
+        if cython.compiled:
+            out = _output(self)
+        else:
+            out = getattr(self, "_ac_out", _NO_OUTPUT)  # (_output inline)
+            if type(out) is not OutputState:
+                out = _output_of(self, out)
         try:
             out._lock.acquire()
             try:
@@ -1261,7 +1287,12 @@ def chat_handle_read(self):
             # kept so that such code fails the same way.
             data = bytes(str, self.encoding)  # type: ignore[call-overload]
         mode = terminator_mode(self)
-        inbuf = _input(self)
+        if cython.compiled:
+            inbuf = _input(self)
+        else:
+            inbuf = self._ac_in  # (_input inline)
+            if type(inbuf) is not InputState:
+                inbuf = _input_check(self, inbuf)
         if not self.ac_coalesce_pushes:
             _feed(self, inbuf, data, mode, None)
             return
@@ -1298,7 +1329,12 @@ def chat_push(self, data):
                             % type(size_value).__name__)
         fifo = self.producer_fifo
         was_empty = not fifo
-        out = _output(self)
+        if cython.compiled:
+            out = _output(self)
+        else:
+            out = getattr(self, "_ac_out", _NO_OUTPUT)  # (_output inline)
+            if type(out) is not OutputState:
+                out = _output_of(self, out)
         unbound = 0  # (compiled: ac_method sets it)
         if cython.compiled:
             # (no bound method: _cbits.pxd, ac_method)

@@ -41,6 +41,7 @@ from asynchat_core._loop_c cimport sock_send
 cdef object _UNSET
 cdef object _object_getattribute, _type_getattribute
 cdef object _REQUEUED
+cdef object _NO_OUTPUT
 cdef object _terminator_slot
 cdef object _MAXSIZE
 cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
@@ -138,6 +139,7 @@ cdef int _deliver_odd_count(chan, InputState inbuf, int mode, OutputState out, d
 
 # output side
 cdef OutputState _output(chan)
+cdef OutputState _output_of(chan, out)
 cdef inline OutputState _output_check(chan, out)
 cdef inline int _uncount(chan, sent) except -1
 
@@ -162,7 +164,5 @@ cdef inline int _hold(OutputState out, data) except -1
 cdef int _chat_flush(chan, OutputState out) except -1
 @cython.locals(unbound=int, own=bint)
 cdef inline object _send_item(chan, OutputState out, fifo, data)
-cdef int _drain(chan, fifo, OutputState out) except -1
-
 @cython.locals(obs=Py_ssize_t, at=Py_ssize_t)
-cdef object _drain_locked(chan, fifo, OutputState out)
+cdef int _drain(chan, fifo, OutputState out) except -1
