@@ -351,17 +351,18 @@ def terminator_mode(chan):
         # the class's answer, from its per-type record (_cbits.pxd)
         slot = ac_record_bits(cython.address(_term_record), type(chan))
         if slot < 0:
-            slot = _term_slot_of(type(chan))
+            slot = _field_bit(cython.address(_term_record), type(chan), "terminator",
+                              _terminator_slot)
         return _TERM_SLOT if slot == 1 else _TERM_ATTR
     # (Python build: is_method_of inline, no call)
     get = chan.get_terminator
     if not (type(get) is _MethodType and get.__func__ is chat_get_terminator):
         return _TERM_CALL
-    # (Python build: _term_is_slot inline, one call less at every read; with
+    # (Python build: _is_field inline, one call less at every read; with
     # a plain metaclass the class's own attribute lookup is type's)
     cls = type(chan)
     if type(cls) is not type:
-        return _TERM_SLOT if _term_is_slot(cls) else _TERM_ATTR
+        return _TERM_SLOT if _is_field(cls, "terminator", _terminator_slot) else _TERM_ATTR
     if (getattr(cls, "terminator", None) is _terminator_slot
             and cls.__getattribute__ is _object_getattribute):
         return _TERM_SLOT
@@ -372,33 +373,34 @@ _object_getattribute: "Any" = object.__getattribute__
 _type_getattribute: "Any" = type.__getattribute__
 
 
-def _term_is_slot(cls):
-    # Whether ``instance.terminator`` is the library's slot, so the chat code
-    # may read the input state's field instead: the name found as an
-    # instance's lookup finds it (the MRO's own dicts, never through a
-    # metaclass's __getattribute__; a data descriptor, so the instance
-    # cannot shadow it), under object's own __getattribute__ (a class's
-    # override may answer anything, and is then asked by name).
+def _is_field(cls, name, slot):
+    # Whether ``instance.<name>`` is the library's ``slot`` (``terminator``:
+    # the input state's field; ``socket``: the output state's), so the chat
+    # code may read the field instead: the name found as an instance's
+    # lookup finds it (the MRO's own dicts, never through a metaclass's
+    # __getattribute__; a data descriptor, so the instance cannot shadow
+    # it), under object's own __getattribute__ (a class's override may
+    # answer anything, and is then asked by name).
     if cython.compiled:
-        return (ac_type_lookup(cls, "terminator", None) is _terminator_slot
+        return (ac_type_lookup(cls, name, None) is slot
                 and ac_type_lookup(cls, "__getattribute__", None) is _object_getattribute)
-    # (Python build, inline in terminator_mode too: type's own lookup in C,
-    # which the metaclass's __getattribute__ does not see; our slot and
-    # object's __getattribute__ come back as themselves)
+    # (Python build, inline in terminator_mode and _raw_send too: type's own
+    # lookup in C, which the metaclass's __getattribute__ does not see; our
+    # slots and object's __getattribute__ come back as themselves)
     try:
-        return (_type_getattribute(cls, "terminator") is _terminator_slot
+        return (_type_getattribute(cls, name) is slot
                 and _type_getattribute(cls, "__getattribute__") is _object_getattribute)
     except AttributeError:
         return False
 
 
-def _term_slot_of(cls):
-    # _term_is_slot as a per-type record's bit (1 or 0), recorded for a class
-    # whose metaclass is ``type`` itself (others are asked at every read)
-    slot = 1 if _term_is_slot(cls) else 0
+def _field_bit(record, cls, name, slot):
+    # _is_field as a per-type record's bit (1 or 0), recorded for a class
+    # whose metaclass is ``type`` itself (others are asked every time)
+    bit = 1 if _is_field(cls, name, slot) else 0
     if type(cls) is type:
-        ac_record_set(cython.address(_term_record), cls, slot)
-    return slot
+        ac_record_set(record, cls, bit)
+    return bit
 
 
 def chat_feed(chan, inbuf, data, mode, out=None):
@@ -963,41 +965,18 @@ def _raw_send(chan, out, data):
         if cython.compiled:
             plain = ac_record_bits(cython.address(_sock_record), cls)
             if plain < 0:
-                plain = _sock_plain_of(cls)
+                plain = _field_bit(cython.address(_sock_record), cls, "socket", socket_slot)
         elif type(cls) is type:
-            # (Python build: no call; the class's own lookup is type's)
-            plain = cls.__getattribute__ is _object_getattribute
+            # (Python build: _is_field inline, the class's own lookup is type's)
+            plain = (getattr(cls, "socket", None) is socket_slot
+                     and cls.__getattribute__ is _object_getattribute)
         else:
-            plain = _sock_is_slot(cls)
+            plain = _is_field(cls, "socket", socket_slot)
         if plain:
             sock = out.sock
             if sock is not _UNSET:
                 return sock_send(chan, sock, data)
     return send(chan, data)
-
-
-def _sock_is_slot(cls):
-    # Whether ``instance.socket`` is the output state's field: the library's
-    # slot found as an instance's lookup finds it (a data descriptor: the
-    # instance cannot shadow it), under object's own __getattribute__ (as
-    # _term_is_slot asks for the terminator)
-    if cython.compiled:
-        return (ac_type_lookup(cls, "socket", None) is socket_slot
-                and ac_type_lookup(cls, "__getattribute__", None) is _object_getattribute)
-    try:
-        return (_type_getattribute(cls, "socket") is socket_slot
-                and _type_getattribute(cls, "__getattribute__") is _object_getattribute)
-    except AttributeError:
-        return False
-
-
-def _sock_plain_of(cls):
-    # _sock_is_slot as a per-type record's bit (1 or 0), recorded for a
-    # class whose metaclass is ``type`` itself (others are asked every time)
-    plain = 1 if _sock_is_slot(cls) else 0
-    if type(cls) is type:
-        ac_record_set(cython.address(_sock_record), cls, plain)
-    return plain
 
 
 def _send_own_of(cls):

@@ -1282,6 +1282,54 @@ def test_override_installed_mid_read_gets_replies_at_push(impl, name):
           ("peeked",), _peeked_run(name, None))
 
 
+def _socket_class_patch_run(patched):
+    def run(impl):
+        sends = []
+
+        class Wrapped:
+            # the channel's socket, logging each send() made through it
+            def __init__(self, sock):
+                self._sock = sock
+
+            def send(self, data, *flags):
+                sends.append(bytes(data))
+                return self._sock.send(data, *flags)
+
+            def __getattr__(self, name):
+                return getattr(self._sock, name)
+
+        class Handler(impl.asynchat.async_chat):
+            def collect_incoming_data(self, data):
+                pass
+
+            def found_terminator(self):
+                self.push(b"pong\n")
+
+        ours, peer = socket.socketpair()
+        chans = {}
+        try:
+            chan = Handler(ours, map=chans)
+            chan.set_terminator(b"\n")
+            if patched:  # after the instance took its socket
+                Handler.socket = property(lambda self: Wrapped(ours), lambda self, value: None)
+            peer.sendall(b"ping\n")
+            impl.asyncore.loop(timeout=0.1, count=2, map=chans)
+            peer.settimeout(5.0)  # (a hang guard: the reply is sent in the loop)
+            return peer.recv(100), sends
+        finally:
+            ours.close()
+            peer.close()
+    return run
+
+
+def test_socket_patched_on_the_class_after_instances_exist(impl):
+    """A class patch of ``socket`` (a property giving another socket object)
+    made after the channel exists: CPython's send() uses what it gives, so
+    the reply goes through it."""
+    check(impl, ("socket_class_patch", True), _socket_class_patch_run(True),
+          ("socket_class_patch", False), _socket_class_patch_run(False))
+
+
 def test_slots_entry_ac_in_buffer_is_served_by_the_descriptor(our_impl):
     """README deviation 3: a subclass's __slots__ entry 'ac_in_buffer' is
     dropped from the class, so the library's descriptor serves the name and

@@ -111,9 +111,9 @@ cdef inline int _advance(InputState inbuf, object data, Py_ssize_t pos,
                          Py_ssize_t offset, Py_ssize_t slice_start) except -1
 @cython.locals(slot=int, unbound=int)
 cpdef int terminator_mode(chan) except -1
-@cython.locals(slot=int)
-cdef int _term_slot_of(cls) except -2
-cdef bint _term_is_slot(cls) except -1
+cdef bint _is_field(cls, str name, slot) except -1
+@cython.locals(bit=int)
+cdef int _field_bit(ac_type_record *record, cls, str name, slot) except -2
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
 cdef Py_ssize_t _frame_limit(value) except -2
 
@@ -148,9 +148,6 @@ cdef int _requeue(chan, rest) except -1
 
 @cython.locals(own=int, plain=int)
 cdef inline object _raw_send(chan, OutputState out, data)
-cdef bint _sock_is_slot(cls) except -1
-@cython.locals(plain=int)
-cdef int _sock_plain_of(cls) except -2
 cdef int _send_own_of(cls) except -2
 @cython.locals(unbound=int)
 cdef bint _own_send(chan) except -1
