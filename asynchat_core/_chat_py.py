@@ -708,7 +708,10 @@ class OutputState:
        ``chan.socket`` as CPython does.
     """
 
-    __slots__ = ("sock", "pending", "held", "batching", "batch_ok")
+    # (the last five: the compiled build's lock, C fields; the Python build
+    # has none of them, see _on_rlock)
+    __slots__ = ("sock", "pending", "held", "batching", "batch_ok",
+                 "_parked", "_waiting", "_sem", "_owner", "_depth")
 
     def __init__(self):
         self.sock = _UNSET
@@ -722,8 +725,16 @@ class OutputState:
         self.batch_ok = -1
         # the lock of rule 4 is the state itself (no object of its own): the
         # compiled build's fields below, the Python build's RLock base (the
-        # class is rebuilt on it after this definition); kept if __init__
-        # runs again
+        # class is rebuilt on it after this definition).  Compiled, they
+        # start as zeros; set again only while they still are (__init__ may
+        # run twice: never reset a held or made lock)
+        if (cython.compiled and self._sem == cython.NULL  # type: ignore[has-type]
+                and self._depth == 0 and self._waiting == 0):  # type: ignore[has-type]
+            self._sem = cython.NULL
+            self._owner = 0
+            self._depth = 0
+            self._waiting = 0
+            self._parked = False
 
     def __enter__(self):
         """Hold the lock (rule 4): no kernel recv or send on this channel meanwhile."""
@@ -827,6 +838,7 @@ if not cython.compiled:
         names = {name: value for name, value in vars(cls).items()
                  if name not in cls.__slots__ and name not in (
                      "__dict__", "__weakref__", "__dealloc__", "_acquire", "_release")}
+        names["__slots__"] = tuple(name for name in cls.__slots__ if name[0] != "_")
         names["_acquire"] = _thread.RLock.acquire
         names["_release"] = _thread.RLock.release
         names["acquire"] = names["release"] = _Hidden()
