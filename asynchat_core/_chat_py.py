@@ -85,7 +85,7 @@ if not cython.compiled:
     # interpreter's recursion limit stops a cycle), the byte scanners (they
     # work on the memory of bytes objects; Python takes the generic path,
     # bytes methods and slicing) and the C lock's primitives (Python's
-    # output lock is an RLock, see _OutputLock).  Their names stay defined
+    # output lock is an RLock, see OutputState).  Their names stay defined
     # so that the compiled-only code is valid Python; calling one is a bug.
 
     def _compiled_only(*args):
@@ -708,115 +708,144 @@ class OutputState:
        ``chan.socket`` as CPython does.
     """
 
-    __slots__ = ("sock", "pending", "held", "batching", "batch_ok", "_lock")
+    # (the last five: the compiled build's lock, C fields; the Python build
+    # has none of them, see _on_rlock)
+    __slots__ = ("sock", "pending", "held", "batching", "batch_ok",
+                 "_parked", "_waiting", "_sem", "_owner", "_depth")
 
     def __init__(self):
         self.sock = _UNSET
-        self.pending = []  # bytes objects, joined when sent
+        # bytes objects, joined when sent; None while nothing is held (the
+        # list is made by the first held reply: a quiet channel has none)
+        self.pending = None
         self.held = 0  # their total size
         self.batching = False
         # whether send/initiate_send are the library's, asked once per read
         # and only when a frame has more input behind it (-1: not yet)
         self.batch_ok = -1
-        # the lock of rule 4 (kept if __init__ runs again)
-        if cython.compiled:
-            if self._lock is None:  # type: ignore[has-type]
-                self._lock = _OutputLock()
-        elif getattr(self, "_lock", None) is None:
-            self._lock = _thread.RLock()  # type: ignore[assignment]  # (see _OutputLock)
-
-    def __enter__(self):
-        """Hold the lock (rule 4): no kernel recv or send on this channel meanwhile."""
-        self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc_info):
-        try:
-            self._lock.release()
-        except RuntimeError:
-            pass  # (Python's RLock) not ours: never release another thread's hold
-
-
-class _OutputLock:
-    """The compiled build's output lock (``OutputState``, rule 4).
-
-    Reentrant for the thread that holds it, which alone releases it (a
-    release by another thread does nothing); others wait for it without
-    the GIL, signal handlers still running.
-
-    Parked (issue 18, lever 3): every field is read and written with the
-    GIL held (nothing is compiled for free-threaded CPython), so the C lock
-    is needed only to make a thread *wait* while the holder runs without
-    the GIL (a recv or send, a callback that blocks).  The last release
-    therefore keeps the C lock taken ("parked") unless a thread waits for
-    it, and the next acquire, by any thread, takes the parked lock over
-    with no lock operation: a channel touched by one thread (the loop's, or
-    a worker's push between two events) pays no lock operation at all.
-    The C lock is taken iff ``_depth > 0`` or ``_parked``, or it is being
-    handed to a waiter (``_waiting`` counts the threads in ``lock_wait``).
-
-    The Python build uses a threading ``RLock`` instead, which keeps the
-    same rules in C (its ``release`` by another thread raises, which
-    ``OutputState.__exit__`` ignores): ``out._lock.acquire()`` is then one
-    call, no Python frame.
-    """
-
-    __slots__ = ("_lock", "_owner", "_depth", "_waiting", "_parked")
-
-    def __init__(self):
-        if self._lock == cython.NULL:  # type: ignore[has-type]  # (__init__ may run twice)
-            self._lock = lock_new()
-            if self._lock == cython.NULL:
-                raise MemoryError("cannot allocate the channel's output lock")
+        # the lock of rule 4 is the state itself (no object of its own): the
+        # compiled build's fields below, the Python build's RLock base (the
+        # class is rebuilt on it after this definition).  Compiled, they
+        # start as zeros; set again only while they still are (__init__ may
+        # run twice: never reset a held or made lock)
+        if (cython.compiled and self._sem == cython.NULL  # type: ignore[has-type]
+                and self._depth == 0 and self._waiting == 0):  # type: ignore[has-type]
+            self._sem = cython.NULL
             self._owner = 0
             self._depth = 0
             self._waiting = 0
             self._parked = False
 
-    def __dealloc__(self):
-        # the C lock goes with the object (released first if parked, as
-        # _thread.lock does: a semaphore is destroyed free)
-        if self._lock != cython.NULL:
-            if self._parked:
-                lock_release(self._lock)
-            lock_free(self._lock)
-            self._lock = cython.NULL
+    def __enter__(self):
+        """Hold the lock (rule 4): no kernel recv or send on this channel meanwhile."""
+        self._acquire()
+        return self
 
-    def acquire(self):
+    def __exit__(self, *exc_info):
+        try:
+            self._release()
+        except RuntimeError:
+            pass  # (Python's RLock) not ours: never release another thread's hold
+
+    # The compiled build's lock (rule 4): reentrant for the thread that
+    # holds it, which alone releases it (a release by another thread does
+    # nothing); others wait for it without the GIL, signal handlers still
+    # running.
+    #
+    # Every field is read and written with the GIL held (nothing is
+    # compiled for free-threaded CPython), so a C lock is needed only to
+    # make a thread *wait* while the holder runs without the GIL (a recv or
+    # send, a callback that blocks).  It is therefore made by the first
+    # thread that has to wait (conn_memory: a quiet channel has none), and
+    # taken at once on the holder's behalf: that check, the allocation and
+    # the take run with the GIL held and call no Python code, so no other
+    # thread can run between them.  Once made, the last release keeps the C
+    # lock taken ("parked") unless a thread waits for it, and the next
+    # acquire, by any thread, takes the parked lock over with no lock
+    # operation (issue 18, lever 3).  The C lock, if made, is taken iff
+    # ``_depth > 0`` or ``_parked``, or it is being handed to a waiter
+    # (``_waiting`` counts the threads in ``lock_wait``).
+    #
+    # The Python build uses a threading ``RLock`` instead (the class's
+    # base), which keeps the same rules in C (its ``release`` by another
+    # thread raises, which ``__exit__`` ignores): ``out._acquire()`` is then
+    # one call, no Python frame.
+
+    def __dealloc__(self):
+        # the C lock goes with the state (released first if parked, as
+        # _thread.lock does: a semaphore is destroyed free)
+        if self._sem != cython.NULL:
+            if self._parked:
+                lock_release(self._sem)
+            lock_free(self._sem)
+            self._sem = cython.NULL
+
+    def _acquire(self):
         me = thread_ident()
         if self._depth > 0:
             if self._owner == me:
                 self._depth += 1
                 return 0
             # held by a thread running without the GIL: wait for its release
+            if self._sem == cython.NULL:
+                # the first wait on this channel: the C lock, taken for the
+                # holder (its release hands it over: _waiting is counted)
+                self._sem = lock_new()
+                if self._sem == cython.NULL:
+                    raise MemoryError("cannot allocate the channel's output lock")
+                lock_try(self._sem)
             self._waiting += 1
             try:
-                lock_wait(self._lock)
+                lock_wait(self._sem)
             finally:
                 self._waiting -= 1
         elif self._parked:
             self._parked = False  # taken over: no lock operation
-        elif not lock_try(self._lock):
+        elif self._sem != cython.NULL and not lock_try(self._sem):
             # being handed to a waiter that has not run yet
             self._waiting += 1
             try:
-                lock_wait(self._lock)
+                lock_wait(self._sem)
             finally:
                 self._waiting -= 1
+        # (no C lock yet: free, nothing to take)
         self._owner = me
         self._depth = 1
         return 0
 
-    def release(self):
+    def _release(self):
         if self._depth <= 0 or self._owner != thread_ident():
             return  # not ours: never release another thread's hold
         self._depth -= 1
         if self._depth == 0:
             self._owner = 0
             if self._waiting:
-                lock_release(self._lock)  # hand it over
-            else:
+                lock_release(self._sem)  # hand it over
+            elif self._sem != cython.NULL:
                 self._parked = True
+
+
+if not cython.compiled:
+    class _Hidden:
+        # a base class's public method the compiled twin does not have
+        def __get__(self, obj, cls=None):
+            raise AttributeError("'OutputState' object has no attribute 'acquire' or 'release'")
+
+    def _on_rlock(cls):
+        # The Python build's OutputState: the same class on _thread.RLock,
+        # whose acquire/release are _acquire/_release (C calls, no frame);
+        # its public names and repr stay the compiled twin's
+        names = {name: value for name, value in vars(cls).items()
+                 if name not in cls.__slots__ and name not in (
+                     "__dict__", "__weakref__", "__dealloc__", "_acquire", "_release")}
+        names["__slots__"] = tuple(name for name in cls.__slots__ if name[0] != "_")
+        names["_acquire"] = _thread.RLock.acquire
+        names["_release"] = _thread.RLock.release
+        names["acquire"] = names["release"] = _Hidden()
+        names["__repr__"] = object.__repr__
+        return type(cls.__name__, (_thread.RLock,), names)
+
+    OutputState = _on_rlock(OutputState)  # type: ignore[misc]
 
 
 def _output(chan):
@@ -1038,8 +1067,10 @@ def _flush(chan, out, data):
         held = 0
     if held:
         pieces = out.pending
-        out.pending = []
+        out.pending = None
         out.held = 0
+        if pieces is None:
+            pieces = []  # (set so by Python code: held counts no bytes then)
         if data is not None:
             pieces.append(data)
         buf = b"".join(pieces)
@@ -1060,17 +1091,21 @@ def _flush(chan, out, data):
 
 def _hold(out, data):
     # a copy of mutable data: CPython would have sent it already
-    out.pending.append(data if type(data) is bytes else bytes(data))
+    item = data if type(data) is bytes else bytes(data)
+    if out.pending is None:
+        out.pending = [item]  # the first held reply makes the list
+    else:
+        out.pending.append(item)
     out.held += len(data)
     return 0
 
 
 def _chat_flush(chan, out):
-    out._lock.acquire()
+    out._acquire()
     try:
         _flush(chan, out, None)
     finally:
-        out._lock.release()
+        out._release()
     return 0
 
 
@@ -1136,7 +1171,7 @@ def chat_drain(chan, fifo):
 
 def _drain(chan, fifo, out):
     # the drain under the output lock (one function: a Python frame less)
-    out._lock.acquire()
+    out._acquire()
     try:
         obs_value = chan.ac_out_buffer_size
         # (Python build: any Python int slices and compares as its clamp does)
@@ -1200,7 +1235,7 @@ def _drain(chan, fifo, out):
                 del fifo[at]
             return 0
     finally:
-        out._lock.release()
+        out._release()
     return 0
 
 
@@ -1279,7 +1314,7 @@ def chat_handle_read(self):
             if type(out) is not OutputState:
                 out = _output_of(self, out)
         try:
-            out._lock.acquire()
+            out._acquire()
             try:
                 if cython.compiled:
                     data = _recv(self, out)
@@ -1288,7 +1323,7 @@ def chat_handle_read(self):
                     # than the test that would avoid it)
                     data = self.recv(self.ac_in_buffer_size)
             finally:
-                out._lock.release()  # handle_error runs without the lock
+                out._release()  # handle_error runs without the lock
         except BlockingIOError:
             return
         except OSError as why:
@@ -1364,14 +1399,14 @@ def chat_push(self, data):
             # what the drain would do with this lone item (rule 2), directly;
             # not when found_terminator overrode send()/initiate_send() or
             # replaced producer_fifo since the read began (CPython's calls)
-            out._lock.acquire()
+            out._acquire()
             try:
                 if (not out.pending or out.held + length <= size
                         or _flush(self, out, None) >= 0):
                     _hold(out, data)
                     return
             finally:
-                out._lock.release()
+                out._release()
         if self.ac_out_high_water is not None:
             self._ac_out_queued += length
         if length > size and size != NOT_A_SIZE:
@@ -1491,13 +1526,13 @@ def chat_send(self, data):
         nest = ac_nest()
     try:
         out = _output(self)
-        out._lock.acquire()
+        out._acquire()
         try:
             if out.pending and _flush(self, out, None) < 0:
                 return 0  # the socket is full: CPython's send would take nothing too
             return _raw_send(self, out, data)
         finally:
-            out._lock.release()
+            out._release()
     finally:
         if cython.compiled:
             ac_unnest(nest)

@@ -969,7 +969,7 @@ class Entry:
     """What the loop knows about the channel registered at one fd."""
 
     __slots__ = ("fd", "obj", "cls", "kmask", "polled", "always", "closed_once",
-                 "watch", "paused_until", "backoff", "resume", "muted")
+                 "watch", "pause", "muted")
 
     def __init__(self, fd, obj):
         self.fd = fd
@@ -980,12 +980,25 @@ class Entry:
         self.always = False     # not pollable (regular file): always ready
         self.closed_once = False
         self.watch = None
-        self.paused_until = 0.0  # accept() back-off
-        self.backoff = 0.0
-        self.resume = None
+        # accept() back-off (_Pause), made by the first one: only a
+        # listening socket out of descriptors has one (conn_memory: the
+        # entry of a quiet connection is two fields smaller)
+        self.pause = None
         # the interest at which a hang-up was seen that select() would not
         # report (use_poll=False): kept out of the kernel while unchanged
         self.muted = 0
+
+
+class _Pause:
+    """An entry's accept() back-off: ``until`` (0.0: reading is not paused),
+    the current ``backoff`` and the timer that will ``resume`` reading."""
+
+    __slots__ = ("until", "backoff", "resume")
+
+    def __init__(self):
+        self.until = 0.0
+        self.backoff = 0.0
+        self.resume = None
 
 
 class _Kind:
@@ -1400,7 +1413,8 @@ class Loop:
             wants_read = obj.readable()
             wants_write = obj.writable()
             mask = 0
-            if wants_read and entry.paused_until <= now:
+            pause = entry.pause
+            if wants_read and (pause is None or pause.until <= now):
                 mask = _WANT_READ
             if wants_write and not obj.accepting:
                 if self.poll_mode:
@@ -1429,9 +1443,10 @@ class Loop:
         fd = entry.fd
         self._unbind(entry)
         self._set_kernel(entry, 0)
-        if entry.resume is not None:
-            entry.resume.cancel()
-            entry.resume = None
+        pause = entry.pause
+        if pause is not None and pause.resume is not None:
+            pause.resume.cancel()
+            pause.resume = None
         if self._entries.get(fd) is entry:
             del self._entries[fd]
         self._polled.pop(fd, None)
@@ -1534,18 +1549,22 @@ class Loop:
             self._set_kernel(entry, 0)
 
     def _pause_accept(self, entry, now):
-        backoff = entry.backoff * 2.0
+        pause = entry.pause
+        if pause is None:
+            pause = _Pause()
+            entry.pause = pause  # kept: the next back-off doubles this one
+        backoff = pause.backoff * 2.0
         if backoff < ACCEPT_BACKOFF_MIN:
             backoff = ACCEPT_BACKOFF_MIN
         if backoff > ACCEPT_BACKOFF_MAX:
             backoff = ACCEPT_BACKOFF_MAX
-        entry.backoff = backoff
-        entry.paused_until = now + backoff
+        pause.backoff = backoff
+        pause.until = now + backoff
         self._set_kernel(entry, entry.kmask & ~WANT_READ)
-        if entry.resume is not None:
-            entry.resume.cancel()
-        entry.resume = self.timers.call_at(
-            entry.paused_until, self._resume_accept, (entry,), False)
+        if pause.resume is not None:
+            pause.resume.cancel()
+        pause.resume = self.timers.call_at(
+            pause.until, self._resume_accept, (entry,), False)
         try:
             entry.obj.log_info(
                 "accept() failed (out of descriptors); pausing %.2fs" % backoff,
@@ -1556,8 +1575,10 @@ class Loop:
             pass
 
     def _resume_accept(self, entry):
-        entry.resume = None
-        entry.paused_until = 0.0
+        pause = entry.pause
+        if pause is not None:  # (made before this timer was set)
+            pause.resume = None
+            pause.until = 0.0
         self._dirty.add(entry.fd)
 
     def _deliver(self, entry, kind, now):
@@ -1632,8 +1653,9 @@ class Loop:
             if entry.obj is not obj or self.map.get(fd) is not obj:
                 return
             delivered = True
-            if entry.backoff and entry.paused_until <= now:
-                entry.backoff = 0.0
+            pause = entry.pause
+            if pause is not None and pause.backoff and pause.until <= now:
+                pause.backoff = 0.0
         if ev & _SELECT_WRITE and kmask & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
                 return
@@ -1675,8 +1697,9 @@ class Loop:
             if not self._deliver(entry, _DELIVER_READ, now):
                 return
             read_done = True
-            if entry.backoff and entry.paused_until <= now:
-                entry.backoff = 0.0
+            pause = entry.pause
+            if pause is not None and pause.backoff and pause.until <= now:
+                pause.backoff = 0.0
         if ev & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
                 return

@@ -397,8 +397,11 @@ def strict(f, *args):
 class D(C):
     @property
     def connected(self):
-        self._ac_out.pending.append(b"y")
-        self._ac_out.batching = True
+        out = self._ac_out
+        if out.pending is None:  # (nothing held yet: the list is made lazily)
+            out.pending = []
+        out.pending.append(b"y")
+        out.batching = True
         return True
     @connected.setter
     def connected(self, value): pass

@@ -70,26 +70,23 @@ cdef class InputState:
     cpdef discard(self)
 
 
-@cython.final
-cdef class _OutputLock:
-    cdef PyThread_type_lock _lock
-    cdef unsigned long _owner
-    cdef Py_ssize_t _depth
-    cdef Py_ssize_t _waiting
-    cdef bint _parked
-
-    @cython.locals(me=cython.ulong)
-    cdef int acquire(self) except -1
-    cdef void release(self) noexcept
-
-
 cdef class OutputState:
     cdef public object sock
-    cdef readonly list pending
+    cdef public list pending  # None while nothing is held
     cdef readonly Py_ssize_t held
     cdef public bint batching
     cdef public int batch_ok
-    cdef _OutputLock _lock
+    # the output lock (rule 4), C fields of the state; its C lock is made
+    # by the first thread that has to wait (_chat_py.py, OutputState)
+    cdef bint _parked
+    cdef int _waiting
+    cdef PyThread_type_lock _sem
+    cdef unsigned long _owner
+    cdef Py_ssize_t _depth
+
+    @cython.locals(me=cython.ulong)
+    cdef int _acquire(self) except -1
+    cdef void _release(self) noexcept
 
 
 cdef class SocketSlot:

@@ -185,11 +185,17 @@ cdef class _RLock:
     cpdef release(self)
 
 
+@cython.final
+cdef class _Pause:
+    cdef public double until, backoff
+    cdef public object resume
+
+
 cdef class Entry:
-    cdef public object fd, obj, cls, watch, resume
+    cdef public object fd, obj, cls, watch
+    cdef public _Pause pause  # None but after an accept() back-off
     cdef public int kmask, muted
     cdef public bint polled, always, closed_once
-    cdef public double paused_until, backoff
 
 
 
@@ -218,16 +224,16 @@ cdef class Loop:
 
     @cython.locals(old=int)
     cpdef _set_kernel(self, Entry entry, int mask)
-    @cython.locals(mask=int)
+    @cython.locals(mask=int, pause=_Pause)
     cpdef int _interest(self, Entry entry, double now) except? -1
     @cython.locals(entry=Entry, entries=dict, mask=int)
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
     cpdef _failed(self, Entry entry, obj, err, double now)
-    @cython.locals(kmask=int, delivered=bint)
+    @cython.locals(kmask=int, delivered=bint, pause=_Pause)
     cpdef _dispatch(self, Entry entry, int ev, double now)
-    @cython.locals(read_done=bint)
+    @cython.locals(read_done=bint, pause=_Pause)
     cpdef _dispatch_poll(self, Entry entry, int ev, double now)
     @cython.locals(lock=_RLock, guard=_RLock, ep=EpollPoller, n=int)
     cpdef run_once(self, timeout)
