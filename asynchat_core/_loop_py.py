@@ -54,9 +54,12 @@ try:
 except ImportError:  # pragma: no cover - an interpreter without the C module
     import heapq  # type: ignore[no-redef]
 
-try:
+# Cython's compiler must see "import cython"; run as Python, the stand-in,
+# Cython installed or not (its shadow module loads typing: issue 18).  The
+# build names compiled modules *_c (asynchat_core/_cython.py)
+if __name__.endswith("_c"):
     import cython  # type: ignore[import-untyped, import-not-found, unused-ignore]
-except ImportError:  # run as plain Python without Cython installed
+else:
     from ._cython import cython
 
 __all__ = [
