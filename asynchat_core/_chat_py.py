@@ -56,12 +56,12 @@ else:
     from ._cython import cython
 
 # from the loop module of the same build: the dispatcher's send, the
-# exceptions that mean "try later", and (compiled: the C function cimported
-# in _chat_c.pxd) sock_send
+# exceptions that mean "try later", and (compiled: the C functions cimported
+# in _chat_c.pxd) sock_recv and sock_send
 if cython.compiled:
-    from asynchat_core._loop_c import dispatcher_send, ssl_wants_io
+    from asynchat_core._loop_c import dispatcher_recv, dispatcher_send, ssl_wants_io
 else:
-    from ._loop_py import dispatcher_send, sock_send, ssl_wants_io
+    from ._loop_py import dispatcher_recv, dispatcher_send, sock_recv, sock_send, ssl_wants_io
 
 
 # framers (asynchat_core/framing.py): the kernel of the same build is
@@ -158,11 +158,11 @@ class TerminatorSlot:
     __slots__ = ()
 
     def __get__(self, obj, cls):
+        if obj is None:
+            return self  # read from the class (as SocketSlot.__get__)
         if cython.compiled:
             nest = ac_nest()
         try:
-            if obj is None:
-                return self
             try:
                 state = obj._ac_in
             except AttributeError:
@@ -891,11 +891,13 @@ class SocketSlot:
     __slots__ = ()
 
     def __get__(self, obj, cls):
+        if obj is None:
+            # read from the class (the chat code's slot tests: first, so
+            # that the Python build pays nothing more)
+            return self
         if cython.compiled:
             nest = ac_nest()
         try:
-            if obj is None:
-                return self
             if cython.compiled:
                 out = _output(obj)
             else:
@@ -981,9 +983,7 @@ def _raw_send(chan, out, data):
         # may give another socket, which CPython's send() uses
         cls = type(chan)
         if cython.compiled:
-            plain = ac_record_bits(cython.address(_sock_record), cls)
-            if plain < 0:
-                plain = _field_bit(cython.address(_sock_record), cls, "socket", socket_slot)
+            plain = _socket_is_field(cls)
         elif type(cls) is type:
             # (Python build: _is_field inline, the class's own lookup is type's)
             plain = (getattr(cls, "socket", None) is socket_slot
@@ -995,6 +995,15 @@ def _raw_send(chan, out, data):
             if sock is not _UNSET:
                 return sock_send(chan, sock, data)
     return send(chan, data)
+
+
+def _socket_is_field(cls):
+    # _is_field for ``socket``, from the class's per-type record (compiled
+    # build only: the Python build tests inline, in _raw_send)
+    plain = ac_record_bits(cython.address(_sock_record), cls)
+    if plain < 0:
+        plain = _field_bit(cython.address(_sock_record), cls, "socket", socket_slot)
+    return plain
 
 
 def _send_own_of(cls):
@@ -1251,6 +1260,27 @@ def chat_initiate_send(self):
             ac_unnest(nest)
 
 
+def _recv(chan, out):
+    # chan.recv(chan.ac_in_buffer_size) from chat_handle_read, holding
+    # ``out``'s lock (compiled build only): asyncore.dispatcher's own recv
+    # reads the output state's socket without the descriptor round trip
+    # (issue 18), where ``chan.socket`` is that field, after the replies
+    # that reading it would flush
+    unbound = 0  # (ac_method sets it)
+    recv = ac_method(chan, "recv", cython.address(unbound))
+    size = chan.ac_in_buffer_size
+    if recv is dispatcher_recv if unbound else is_method_of(recv, dispatcher_recv):
+        if _socket_is_field(type(chan)):
+            if out.pending:
+                _chat_flush(chan, out)
+            sock = out.sock
+            if sock is not _UNSET:
+                return sock_recv(chan, sock, size)
+    if unbound:
+        return recv(chan, size)
+    return recv(size)
+
+
 def chat_handle_read(self):
     """Read once from the socket and deliver every frame it completes.
 
@@ -1269,7 +1299,12 @@ def chat_handle_read(self):
         try:
             out._lock.acquire()
             try:
-                data = self.recv(self.ac_in_buffer_size)
+                if cython.compiled:
+                    data = _recv(self, out)
+                else:
+                    # (Python build: a descriptor round trip costs less
+                    # than the test that would avoid it)
+                    data = self.recv(self.ac_in_buffer_size)
             finally:
                 out._lock.release()  # handle_error runs without the lock
         except BlockingIOError:

@@ -78,7 +78,7 @@ else:
 __all__ = [
     "BACKENDS", "available_backends", "best_backend", "Loop", "TimerQueue",
     "TimerHandle", "IdleWatch", "make_poller",
-    "DISCONNECTED", "ssl_wants_io", "dispatcher_recv", "dispatcher_send", "sock_send",
+    "DISCONNECTED", "ssl_wants_io", "dispatcher_recv", "dispatcher_send", "sock_recv", "sock_send",
     "dispatcher_readable", "dispatcher_writable", "dispatcher_handle_read_event",
     "dispatcher_handle_write_event",
 ]
@@ -552,34 +552,38 @@ def dispatcher_recv(self, buffer_size):
     if cython.compiled:
         nest = ac_nest()
     try:
-        while True:
-            try:
-                sock = self.socket
-                if cython.compiled and type(sock) is _socket_type:
-                    # a plain non-blocking socket: recv(2) into a reused
-                    # buffer, the method's errors (_cbits.pxd); else None
-                    data = ac_sock_recv(sock, buffer_size)
-                    if data is None:
-                        data = sock.recv(buffer_size)
-                else:
-                    data = sock.recv(buffer_size)
-                break
-            except InterruptedError:
-                continue  # a wrapped socket may not retry EINTR itself
-            except OSError as why:
-                # some platforms report a vanished peer as ENOTCONN
-                if why.errno in DISCONNECTED:
-                    self.handle_close()
-                    return b""
-                raise
-        if not data:
-            # readable with nothing to read: the peer closed
-            self.handle_close()
-            return b""
-        return data
+        return sock_recv(self, self.socket, buffer_size)
     finally:
         if cython.compiled:
             ac_unnest(nest)
+
+
+def sock_recv(chan, sock, buffer_size):
+    """``dispatcher_recv`` on ``sock`` given (``chan.socket`` not read again)."""
+    while True:
+        try:
+            if cython.compiled and type(sock) is _socket_type:
+                # a plain non-blocking socket: recv(2) into a reused
+                # buffer, the method's errors (_cbits.pxd); else None
+                data = ac_sock_recv(sock, buffer_size)
+                if data is None:
+                    data = sock.recv(buffer_size)
+            else:
+                data = sock.recv(buffer_size)
+            break
+        except InterruptedError:
+            continue  # a wrapped socket may not retry EINTR itself
+        except OSError as why:
+            # some platforms report a vanished peer as ENOTCONN
+            if why.errno in DISCONNECTED:
+                chan.handle_close()
+                return b""
+            raise
+    if not data:
+        # readable with nothing to read: the peer closed
+        chan.handle_close()
+        return b""
+    return data
 
 
 def dispatcher_send(self, data):

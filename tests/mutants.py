@@ -47,6 +47,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DATA = os.path.join(HERE, "mutants.toml")
 FIELDS = {"name", "file", "find", "replace", "tests", "why"}
+# ``build = "cython"``: the mutated code runs only compiled (an
+# ``if cython.compiled:`` branch), so the Python build's run skips it
+OPTIONAL = {"build"}
+BUILDS = ("python", "cython")
 
 
 def load(path=DATA):
@@ -56,7 +60,7 @@ def load(path=DATA):
     names = set()
     for m in mutants:
         missing = FIELDS - set(m)
-        extra = set(m) - FIELDS
+        extra = set(m) - FIELDS - OPTIONAL
         if missing or extra:
             sys.exit("mutants.toml: %s: missing %s, unknown %s"
                      % (m.get("name", "?"), sorted(missing), sorted(extra)))
@@ -65,6 +69,8 @@ def load(path=DATA):
         names.add(m["name"])
         if m["find"] == m["replace"]:
             sys.exit("mutants.toml: %s: the replacement changes nothing" % m["name"])
+        if m.get("build", "python") not in BUILDS:
+            sys.exit("mutants.toml: %s: build must be one of %s" % (m["name"], BUILDS))
     return mutants
 
 
@@ -170,7 +176,7 @@ def first_failure(output):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--build", choices=["python", "cython"], default="python")
+    parser.add_argument("--build", choices=BUILDS, default="python")
     parser.add_argument("-k", action="append", default=[], metavar="WORD",
                         help="only mutants whose name contains WORD (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
@@ -193,6 +199,12 @@ def main(argv=None):
         mutants = [m for m in mutants if any(w in m["name"] for w in opts.k)]
         if not mutants:
             sys.exit("mutants.py: no mutant matches %s" % opts.k)
+    other = [m["name"] for m in mutants if m.get("build", opts.build) != opts.build]
+    if other:
+        print("skipped, for the other build: %s" % ", ".join(other))
+        mutants = [m for m in mutants if m["name"] not in other]
+        if not mutants:
+            sys.exit("mutants.py: no mutant left for the %s build" % opts.build)
     if opts.list:
         for m in mutants:
             print("%-40s %-28s %s" % (m["name"], m["file"], m["tests"]))

@@ -1284,7 +1284,7 @@ def test_override_installed_mid_read_gets_replies_at_push(impl, name):
 
 def _socket_class_patch_run(patched):
     def run(impl):
-        sends = []
+        calls = []
 
         class Wrapped:
             # the channel's socket, logging each send() made through it
@@ -1292,8 +1292,13 @@ def _socket_class_patch_run(patched):
                 self._sock = sock
 
             def send(self, data, *flags):
-                sends.append(bytes(data))
+                calls.append(bytes(data))
                 return self._sock.send(data, *flags)
+
+            def recv(self, size, *flags):
+                data = self._sock.recv(size, *flags)
+                calls.append(("recv", data))
+                return data
 
             def __getattr__(self, name):
                 return getattr(self._sock, name)
@@ -1315,7 +1320,7 @@ def _socket_class_patch_run(patched):
             peer.sendall(b"ping\n")
             impl.asyncore.loop(timeout=0.1, count=2, map=chans)
             peer.settimeout(5.0)  # (a hang guard: the reply is sent in the loop)
-            return peer.recv(100), sends
+            return peer.recv(100), calls
         finally:
             ours.close()
             peer.close()
@@ -1324,8 +1329,8 @@ def _socket_class_patch_run(patched):
 
 def test_socket_patched_on_the_class_after_instances_exist(impl):
     """A class patch of ``socket`` (a property giving another socket object)
-    made after the channel exists: CPython's send() uses what it gives, so
-    the reply goes through it."""
+    made after the channel exists: CPython's recv() and send() use what it
+    gives, so the request and the reply go through it."""
     check(impl, ("socket_class_patch", True), _socket_class_patch_run(True),
           ("socket_class_patch", False), _socket_class_patch_run(False))
 

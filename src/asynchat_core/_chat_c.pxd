@@ -36,7 +36,7 @@ from asynchat_core._cbits cimport PyThread_allocate_lock as lock_new
 from asynchat_core._cbits cimport PyThread_free_lock as lock_free
 from asynchat_core._cbits cimport PyThread_get_thread_ident as thread_ident
 from asynchat_core._cbits cimport PyThread_release_lock as lock_release
-from asynchat_core._loop_c cimport sock_send
+from asynchat_core._loop_c cimport sock_recv, sock_send
 
 cdef object _UNSET
 cdef object _object_getattribute, _type_getattribute
@@ -47,7 +47,7 @@ cdef object _MAXSIZE
 cdef int _TERM_CALL, _TERM_ATTR, _TERM_SLOT
 cdef object _loop_hook
 cdef object _dispatcher_class
-cdef object dispatcher_send
+cdef object dispatcher_recv, dispatcher_send
 cdef object _BYTES_LIKE
 cdef object _deque
 # per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send,
@@ -148,6 +148,10 @@ cdef int _requeue(chan, rest) except -1
 
 @cython.locals(own=int, plain=int)
 cdef inline object _raw_send(chan, OutputState out, data)
+@cython.locals(plain=int)
+cdef inline int _socket_is_field(cls) except -1
+@cython.locals(unbound=int)
+cdef inline object _recv(chan, OutputState out)
 cdef int _send_own_of(cls) except -2
 @cython.locals(unbound=int)
 cdef bint _own_send(chan) except -1

@@ -15,6 +15,7 @@ cdef bint _watches_made
 
 @cython.locals(sent=Py_ssize_t)
 cpdef sock_send(chan, sock, data)
+cpdef sock_recv(chan, sock, buffer_size)
 
 
 # The loop's readable/writable found as an instance's attribute lookup finds
