@@ -12,7 +12,6 @@ import sys
 
 from . import asynchat, asyncore
 from ._impl import IMPLEMENTATION
-from ._version import __version__
 from .asynchat import async_chat, find_prefix_at_end, simple_producer
 from .asyncore import (
     ExitNow,
@@ -22,6 +21,10 @@ from .asyncore import (
     loop,
     socket_map,
 )
+
+# here, not in a module of its own: one file fewer to import (issue 18);
+# pyproject.toml reads it from this file without importing the package
+__version__ = "0.1.0"
 
 __all__ = [
     "IMPLEMENTATION", "__version__", "install", "uninstall",

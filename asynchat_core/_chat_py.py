@@ -37,6 +37,9 @@ from types import MethodType as _MethodType
 
 # one exception class for both builds (asynchat_core/_errors.py)
 from asynchat_core._errors import FrameTooLarge
+# the framers' base class alone (framing.py, its struct and the framer
+# kernel are imported when a framer is used: import time, issue 18)
+from asynchat_core._framer import Framer as _Framer
 
 # typing costs a fifth of the import time (issue 18): only the type checker
 # reads it (mypy treats any name TYPE_CHECKING as true)
@@ -44,9 +47,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-try:
+# Cython's compiler must see "import cython"; run as Python, the stand-in,
+# Cython installed or not (its shadow module loads typing: issue 18).  The
+# build names compiled modules *_c (asynchat_core/_cython.py)
+if __name__.endswith("_c"):
     import cython
-except ImportError:  # run as plain Python without Cython installed
+else:
     from ._cython import cython
 
 # from the loop module of the same build: the dispatcher's send, the
@@ -56,12 +62,24 @@ if cython.compiled:
     from asynchat_core._loop_c import dispatcher_recv, dispatcher_send, ssl_wants_io
 else:
     from ._loop_py import dispatcher_recv, dispatcher_send, sock_recv, sock_send, ssl_wants_io
-# framers (asynchat_core/framing.py): the kernel of the same build
-if cython.compiled:
-    from asynchat_core._frame_c import frame_deliver
-else:
-    from ._frame_py import frame_deliver
-from asynchat_core.framing import Framer as _Framer
+
+
+# framers (asynchat_core/framing.py): the kernel of the same build is
+# imported when the first framer reaches it (import time, issue 18)
+def _first_frame_deliver(chan, inbuf, out, slot, eof):
+    # replaces itself with the kernel's own function: the framer path then
+    # calls that directly, and the classic path never comes here
+    global frame_deliver
+    if cython.compiled:
+        from asynchat_core._frame_c import frame_deliver as kernel
+    else:
+        from ._frame_py import frame_deliver as kernel
+    frame_deliver = kernel
+    return kernel(chan, inbuf, out, slot, eof)
+
+
+frame_deliver = _first_frame_deliver
+
 
 __all__ = [
     "FrameTooLarge", "InputState", "TerminatorSlot", "terminator_slot", "UNSET",

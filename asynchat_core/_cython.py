@@ -1,19 +1,25 @@
-"""Stand-in for Cython's ``cython`` module, for the Python build without Cython.
+"""Stand-in for Cython's ``cython`` module, used by the Python build.
 
-The Python implementation's modules (``_loop_py.py``, ``_chat_py.py``) are
-also the source of the compiled build (setup.py ``PURE_MODE``, Cython's
-pure-Python mode), so they import ``cython`` by that
-name, which the Cython compiler recognises, and fall back to this module
-when Cython is not installed::
+The Python implementation's modules (``_loop_py.py``, ``_chat_py.py``,
+``_frame_py.py``) are also the source of the compiled build (setup.py
+``PURE_MODE``, Cython's pure-Python mode), so the Cython compiler must see
+them import ``cython`` by that name.  Run as Python they take this module
+instead, whether or not Cython is installed: Cython's own shadow module
+loads ``typing`` and took half the Python build's import time (issue 18).
+The choice is the module's own name, which the build fixes (compiled
+modules are ``asynchat_core._*_c``, the Python ones ``asynchat_core._*_py``)::
 
-    try:
+    if __name__.endswith("_c"):  # compiled by Cython (setup.py PURE_MODE)
         import cython
-    except ImportError:  # run as plain Python without Cython installed
+    else:  # run as Python
         from ._cython import cython
 
-Compiled, ``cython.compiled`` is a compile-time True and the other branch is
-dropped; run as Python it is False here and in Cython's own shadow module.
-Only what those modules use is provided: decorators are no-ops.
+Compiled, ``import cython`` is Cython's compile-time module,
+``cython.compiled`` is a compile-time True and the other branch is dropped;
+run as Python it is False here.  Only what those modules use is provided:
+decorators are no-ops, type names are placeholders, and the pointer helpers
+(``NULL``, ``address``) exist for completeness: only compiled code reads
+them (under ``if cython.compiled:``).
 
 ``cython`` is a module object, like Cython's shadow module: the modules test
 ``cython.compiled`` on hot paths, and CPython 3.11+ specialises an
@@ -40,3 +46,5 @@ for _name in ("locals", "final", "cfunc", "ccall", "inline", "exceptval"):
 for _name in ("int", "bint", "double", "Py_ssize_t", "longlong", "ulonglong"):
     setattr(cython, _name, object)
 del _name
+cython.NULL = None  # type: ignore[attr-defined]
+cython.address = lambda obj: obj  # type: ignore[attr-defined]

@@ -42,9 +42,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-try:
+# Cython's compiler must see "import cython"; run as Python, the stand-in,
+# Cython installed or not (its shadow module loads typing: issue 18).  The
+# build names compiled modules *_c (asynchat_core/_cython.py)
+if __name__.endswith("_c"):
     import cython
-except ImportError:  # run as plain Python without Cython installed
+else:
     from ._cython import cython
 
 __all__ = ["frame_deliver", "Framer"]

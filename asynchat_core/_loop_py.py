@@ -45,18 +45,34 @@ import sys
 import time
 
 # _thread, not threading: the same locks and thread ids, without threading's
-# import time (issue 18); _heapq, the C functions that heapq re-exports,
-# likewise
+# import time (issue 18)
 import _thread
 
-try:
+# _heapq, the C functions that heapq re-exports, likewise; imported with the
+# first timer (TimerQueue.call_at: the heap is empty until then).  (mypy
+# treats any name TYPE_CHECKING as true)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     import _heapq as heapq
-except ImportError:  # pragma: no cover - an interpreter without the C module
-    import heapq  # type: ignore[no-redef]
+else:
+    heapq = None
 
-try:
+
+def _load_heapq():
+    global heapq
+    try:
+        import _heapq as module
+    except ImportError:  # pragma: no cover - an interpreter without the C module
+        import heapq as module  # type: ignore[no-redef]
+    heapq = module
+
+
+# Cython's compiler must see "import cython"; run as Python, the stand-in,
+# Cython installed or not (its shadow module loads typing: issue 18).  The
+# build names compiled modules *_c (asynchat_core/_cython.py)
+if __name__.endswith("_c"):
     import cython  # type: ignore[import-untyped, import-not-found, unused-ignore]
-except ImportError:  # run as plain Python without Cython installed
+else:
     from ._cython import cython
 
 __all__ = [
@@ -709,6 +725,8 @@ class TimerQueue:
         """Schedule ``callback(*args)`` at monotonic time ``when``; return its handle."""
         self.seq += 1
         handle = TimerHandle(when, self.seq, callback, args, keepalive, self)
+        if heapq is None:
+            _load_heapq()  # type: ignore[unreachable]
         heapq.heappush(self._heap, handle)
         if keepalive:
             self.live += 1

@@ -13,7 +13,8 @@ from types import MemberDescriptorType as _MemberDescriptorType
 
 from . import asyncore
 from ._impl import chat_impl as _kernels
-from .framing import Framer as _Framer, encode_resp as _encode_resp
+# framing (and its struct) is imported when first used (import time, issue 18)
+from ._framer import Framer as _Framer
 
 __all__ = ["async_chat", "simple_producer", "find_prefix_at_end", "FrameTooLarge"]
 
@@ -23,6 +24,16 @@ _InputState = _kernels.InputState
 _OutputState = _kernels.OutputState
 _kernels.set_loop_hook(asyncore._loop_touch)
 _kernels.set_dispatcher_class(asyncore.dispatcher)
+
+
+def _encode_resp(value):
+    # replaced by framing.encode_resp on the first call (push_resp)
+    global _encode_resp
+    from .framing import encode_resp
+
+    _encode_resp = encode_resp
+    return encode_resp(value)
+
 
 # async_chat methods that are kernel functions bound into the class
 _KERNEL_METHODS = (

@@ -25,6 +25,9 @@ import sys
 from struct import Struct as _Struct
 
 from ._errors import FrameError, FrameTooLarge
+# the base class lives apart, so that asynchat can test for it without
+# importing this module (asynchat_core/_framer.py)
+from ._framer import Framer
 
 __all__ = [
     "FrameError", "FrameTooLarge", "Framer", "LengthPrefix", "Netstring", "RespRequests",
@@ -40,50 +43,6 @@ KIND_LENGTH = 1
 KIND_NETSTRING = 2
 KIND_RESP = 3
 KIND_LINES = 4
-
-
-class Framer:
-    """Base of the framers.  The kernels read ``_spec``, the fields as one
-    tuple set by ``_seal`` at the end of each constructor: one attribute
-    lookup per read instead of one per field (a framer does not change)."""
-
-    __slots__ = ("_kind", "_size", "_big", "_includes", "_offset", "_max", "_delim", "_spec")
-
-    def __init__(self, kind, max_size):
-        max_size = min(int(max_size), sys.maxsize)
-        if max_size < 0:
-            raise ValueError("max_size must be >= 0")
-        self._kind = kind
-        self._size = 0
-        self._big = True
-        self._includes = False
-        self._offset = 0
-        self._max = max_size
-        self._delim = b""
-        self._seal()
-
-    def _seal(self):
-        # the order _frame_py.py reads (SPEC_* there)
-        self._spec = (self._kind, self._max, self._size, self._offset, self._big,
-                      self._includes, self._delim)
-
-    @property
-    def max_size(self):
-        """The largest payload (message) accepted, in bytes."""
-        return self._max
-
-    def encode(self, payload):
-        """The bytes that carry ``payload`` as one frame of this kind."""
-        raise TypeError("%s has no frame encoder" % type(self).__name__)
-
-    def encode_parts(self, payload):
-        """``(header, payload, trailer)``: ``encode`` without joining."""
-        raise TypeError("%s has no frame encoder" % type(self).__name__)
-
-    def encode_many(self, payloads):
-        """The frames of ``payloads``, joined."""
-        encode = self.encode
-        return b"".join([encode(p) for p in payloads])
 
 
 _HEADER_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}

@@ -20,6 +20,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: modules the import must leave unloaded, in both builds
 HEAVY = ("ssl", "_ssl", "typing", "traceback", "threading", "sysconfig")
+#: nor Cython's shadow module, which the Python build's modules imported as
+#: ``cython`` where Cython is installed (it loads typing), nor the framers
+#: (``framing``, its ``struct``, the framer kernel) before one is used
+OURS = ("cython", "Cython", "Cython.Shadow", "asynchat_core.framing",
+        "asynchat_core._frame_py", "asynchat_core._frame_c")
 #: and the compiled build must not load the Python build
 PYTHON_BUILD = ("asynchat_core._chat_py", "asynchat_core._loop_py", "asynchat_core._frame_py")
 
@@ -38,15 +43,10 @@ def _child(build, code):
 
 @pytest.mark.parametrize("build", impls.params(impls.OURS))
 def test_import_loads_no_heavy_module(build):
-    # Cython's shadow module, where Cython is installed (a developer's venv),
-    # is what the Python build's modules import as ``cython``, and it loads
-    # typing: that is Cython's cost, loaded first so only ours is counted
+    # (where Cython is installed, as in the test environments, this also
+    # checks that the Python build runs on asynchat_core/_cython.py's stand-in)
     code = (
         "import sys\n"
-        "try:\n"
-        "    import cython\n"
-        "except ImportError:\n"
-        "    pass\n"
         "before = set(sys.modules)\n"
         "from asynchat_core import asynchat, asyncore\n"
         "import asynchat_core\n"
@@ -54,8 +54,46 @@ def test_import_loads_no_heavy_module(build):
         "print(' '.join(sorted(set(sys.modules) - before)))\n" % build
     )
     loaded = set(_child(build, code).split())
-    unwanted = set(HEAVY) | (set(PYTHON_BUILD) if build == "cython" else set())
+    unwanted = set(HEAVY) | set(OURS) | (set(PYTHON_BUILD) if build == "cython" else set())
     assert sorted(loaded & unwanted) == []
+
+
+@pytest.mark.parametrize("build", impls.params(impls.OURS))
+def test_framers_load_when_used(build):
+    # framing and the framer kernel of the build are imported on first use:
+    # a framer terminator set before the first read, one set by a hook, and
+    # push_resp all work in a fresh interpreter
+    kernel = "asynchat_core._frame_c" if build == "cython" else "asynchat_core._frame_py"
+    code = """
+import socket, sys
+from asynchat_core import asynchat
+assert "asynchat_core.framing" not in sys.modules
+
+class Chat(asynchat.async_chat):
+    def __init__(self, sock):
+        asynchat.async_chat.__init__(self, sock, map={})
+        self.got = []
+        self.set_terminator(b"\\n")
+    def collect_incoming_data(self, data):
+        self.got.append(data)
+    def found_terminator(self):
+        from asynchat_core import framing
+        self.got.append(b"|")
+        self.set_terminator(framing.Netstring())
+    def found_message(self, payload):
+        self.got.append(payload)
+
+a, b = socket.socketpair()
+chan = Chat(a)
+b.sendall(b"line\\n3:abc,2:de,")
+chan.handle_read()
+print(b"".join(chan.got).decode(), %(kernel)r in sys.modules)
+chan.push_resp([b"ok", 1])
+print(b.recv(100))
+b.close()
+chan.close()
+""" % {"kernel": kernel}
+    assert _child(build, code).split() == ["line|abcde", "True", repr(b"*2\r\n$2\r\nok\r\n:1\r\n")]
 
 
 @pytest.mark.parametrize("build", impls.params(impls.OURS))
