@@ -37,10 +37,11 @@ import sys as _sys
 from asynchat_core._errors import FrameError, FrameTooLarge
 from asynchat_core.framing import Framer
 
-# typing costs import time (issue 18): only the type checker reads it
+# only the type checker reads typing (in type comments, which pyflakes does
+# not read: hence the noqa)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any  # noqa: F401
 
 # Cython's compiler must see "import cython"; run as Python, the stand-in,
 # Cython installed or not (its shadow module loads typing: issue 18).  The

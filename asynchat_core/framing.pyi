@@ -1,5 +1,5 @@
 # Type stubs for asynchat_core.framing (docs/framing.md).
-from typing import Any, Iterable, List, Literal, Tuple, Union
+from typing import Any, Iterable, Literal, Tuple, Union
 
 _Bytes = Union[bytes, bytearray, memoryview]
 

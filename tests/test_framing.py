@@ -5,7 +5,6 @@ random streams, with the plain reference parsers below (written for these
 tests from the formats' definitions, not from the kernel): the same
 messages, in the same order, with the same error at the same point.
 """
-import errno
 import re
 import struct
 

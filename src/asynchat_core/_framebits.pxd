@@ -15,7 +15,7 @@ cdef inline bint _in_bytes(object data, Py_ssize_t start, Py_ssize_t stop) noexc
 
 
 cdef inline unsigned long long uint_at(object data, Py_ssize_t pos, Py_ssize_t size,
-                                        bint big) noexcept:
+                                       bint big) noexcept:
     """The unsigned integer of ``data[pos:pos + size]`` (0 out of range)."""
     cdef const unsigned char *p
     cdef unsigned long long value = 0

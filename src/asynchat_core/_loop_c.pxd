@@ -36,7 +36,8 @@ cdef extern from *:
         return (found ? found : Py_None) == value2;
     }
     """
-    bint ac_predicates_same(object cls, object name1, object value1, object name2, object value2) noexcept
+    bint ac_predicates_same(object cls, object name1, object value1,
+                            object name2, object value2) noexcept
 
 
 # epoll_wait(2) into a C array (issue 18, lever 9): what select.epoll.poll()
