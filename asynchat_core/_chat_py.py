@@ -846,8 +846,13 @@ class OutputState:
 if not cython.compiled:
     class _Hidden:
         # a base class's public method the compiled twin does not have
+        __slots__ = ("name",)
+
+        def __init__(self, name):
+            self.name = name
+
         def __get__(self, obj, cls=None):
-            raise AttributeError("'OutputState' object has no attribute 'acquire' or 'release'")
+            raise AttributeError("'OutputState' object has no attribute %r" % self.name)
 
     def _on_rlock(cls):
         # The Python build's OutputState: the same class on _thread.RLock,
@@ -859,7 +864,11 @@ if not cython.compiled:
         names["__slots__"] = tuple(name for name in cls.__slots__ if name[0] != "_")
         names["_acquire"] = _thread.RLock.acquire
         names["_release"] = _thread.RLock.release
-        names["acquire"] = names["release"] = _Hidden()
+        # every public name the RLock base brings (acquire, release, and
+        # those later versions add, such as 3.14's locked)
+        for name in dir(_thread.RLock):
+            if name[0] != "_" and name not in names:
+                names[name] = _Hidden(name)
         names["__repr__"] = object.__repr__
         return type(cls.__name__, (_thread.RLock,), names)
 
