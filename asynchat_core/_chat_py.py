@@ -110,7 +110,7 @@ if not cython.compiled:
         raise AssertionError("asynchat_core: a compiled-only helper called from Python")
 
     ac_nest = ac_unnest = _compiled_only
-    ac_record_bits = ac_record_set = ac_type_lookup = ac_method = _compiled_only
+    ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
     _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -273,7 +273,10 @@ def _input_type_error(chan, state):
 
 def _input(chan):
     # _input_check(chan, chan._ac_in), one call less in Python
-    state = chan._ac_in
+    if cython.compiled:
+        state = ac_getattr(chan, "_ac_in")  # (through the lookup cache)
+    else:
+        state = chan._ac_in
     if not isinstance(state, InputState):
         raise _input_type_error(chan, state)
     return state
@@ -516,11 +519,24 @@ def _term_now(chan, inbuf, mode):
     return chan.terminator
 
 
+def _hook(chan, name, arg):
+    # chan.<name>(arg), or chan.<name>() if arg is _UNSET, through the
+    # lookup cache (compiled only: ac_method, _cbits.pxd)
+    unbound = 0
+    method = ac_method(chan, name, cython.address(unbound))
+    if arg is _UNSET:
+        return method(chan) if unbound else method()
+    return method(chan, arg) if unbound else method(arg)
+
+
 def _found(chan, inbuf, out):
     # found_terminator, batching replies while more input follows this
     # frame (OutputState, rule 2)
     if out is None or buffer_size(inbuf.data) <= inbuf.pos:
-        chan.found_terminator()
+        if cython.compiled:
+            _hook(chan, "found_terminator", _UNSET)
+        else:
+            chan.found_terminator()
         return 0
     if out.batch_ok < 0:
         # overridden output methods see CPython's calls, one per push (the
@@ -529,7 +545,10 @@ def _found(chan, inbuf, out):
         out.batch_ok = (is_method_of(chan.send, chat_send)
                         and is_method_of(chan.initiate_send, chat_initiate_send))
     out.batching = out.batch_ok
-    chan.found_terminator()
+    if cython.compiled:
+        _hook(chan, "found_terminator", _UNSET)
+    else:
+        chan.found_terminator()
     out.batching = False  # (if it raised, handle_read resets it)
     return 0
 
@@ -630,7 +649,10 @@ def _deliver(chan, inbuf, mode, out):
                     chunk = _slice(data, pos, pos + index)
                 else:
                     chunk = data[pos:pos + index]
-                chan.collect_incoming_data(chunk)
+                if cython.compiled:
+                    _hook(chan, "collect_incoming_data", chunk)
+                else:
+                    chan.collect_incoming_data(chunk)
             if inbuf.data is data and inbuf.pos == pos:
                 inbuf.pos = pos + index + term_len  # (_advance's common case, no call)
             else:
@@ -877,7 +899,10 @@ if not cython.compiled:
 
 def _output(chan):
     try:
-        out = chan._ac_out
+        if cython.compiled:
+            out = ac_getattr(chan, "_ac_out")  # (through the lookup cache)
+        else:
+            out = chan._ac_out
     except AttributeError:
         return _output_of(chan, _NO_OUTPUT)
     if not isinstance(out, OutputState):
@@ -1312,7 +1337,7 @@ def _recv(chan, out):
     # that reading it would flush
     unbound = 0  # (ac_method sets it)
     recv = ac_method(chan, "recv", cython.address(unbound))
-    size = chan.ac_in_buffer_size
+    size = ac_getattr(chan, "ac_in_buffer_size")
     if recv is dispatcher_recv if unbound else is_method_of(recv, dispatcher_recv):
         if _socket_is_field(type(chan)):
             if out.pending:

@@ -457,25 +457,267 @@ cdef extern from *:
     void ac_record_set(ac_type_record *rec, object tp, int bits) noexcept
     object ac_type_lookup(object tp, object name, object missing)
 
-# A method found as CPython's method call finds it (the instance's __dict__,
-# then the class; a __getattribute__ or __getattr__ on the class is asked
-# as usual), without creating a bound method: a function found on the class
-# comes back unbound (*unbound = 1: call it with the object first), anything
-# else as the attribute's value (*unbound = 0: what getattr gives, which is a
-# bound method when the class has its own __getattribute__).  So "is this
-# the library's own function?" is one lookup and an identity test (with
-# *unbound = 0, the bound-method test as before), and an override found on
-# the class is called by vectorcall with the object.
+# Lookups by name with a per-(type, name) cache (issue 18, lever 1).
+#
+# A lookup on a channel costs two probes: the class's MRO (the type cache)
+# and the instance's own attributes.  The cache keeps, per class and name,
+# what the MRO holds (valid while the class keeps its ``tp_version_tag``:
+# see the records above) and where the name sits in the class's shared
+# instance keys.  On CPython 3.11 a plain instance keeps its attributes in
+# a values array indexed by those shared keys until something materialises
+# its ``__dict__``; the keys only grow by appending, so "same keys object,
+# name at index i" gives the instance's value as values[i] (NULL: unset),
+# and "same keys object, same entry count, name absent" proves the
+# instance cannot hold the name.  That is the check the 3.11 interpreter's
+# own specialised LOAD_ATTR/LOAD_METHOD make.  Everything else (another
+# Python, a materialised ``__dict__``, a class with its own
+# ``__getattribute__``/``__getattr__``, a data descriptor under the name,
+# a class whose tag is 0) takes CPython's generic lookup, which is the
+# answer this cache gives whenever it answers.  The layout is mirrored
+# (the internal headers are not part of the API) and checked once against
+# a probe object (ac_acache_layout_ok) before any use.
 cdef extern from *:
     """
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 \
+        && !defined(Py_GIL_DISABLED) && !defined(PYPY_VERSION)
+    #define AC_ACACHE 1
+    typedef struct {  /* CPython 3.11's struct _dictkeysobject */
+        Py_ssize_t refcnt;
+        uint8_t log2_size;
+        uint8_t log2_index_bytes;
+        uint8_t kind;
+        uint32_t version;
+        Py_ssize_t usable;
+        Py_ssize_t nentries;
+        char indices[];
+    } ac_keys;
+    typedef struct { PyObject *key; PyObject *value; } ac_ukey;
+    #define AC_KEYS_SPLIT 2
+    #define AC_CLS_NONE 0     /* not recorded, or only the generic path */
+    #define AC_CLS_METHOD 1   /* a method descriptor (a function) */
+    #define AC_CLS_PLAIN 2    /* a value with no __get__ */
+    #define AC_CLS_MISSING 3  /* nothing: only an instance attribute */
+    typedef struct {
+        PyTypeObject *tp;     /* borrowed: valid while tag matches */
+        unsigned int tag;
+        PyObject *name;       /* borrowed: the callers' interned constants */
+        int cls_kind;
+        PyObject *cls_value;  /* strong: what the MRO holds (or NULL) */
+        void *keys;           /* the shared keys the index refers to */
+        Py_ssize_t nentries;  /* their entry count when index is -1 */
+        Py_ssize_t index;     /* the name's entry, or -1: absent */
+    } ac_acache_entry;
+    #define AC_ACACHE_SIZE 128
+    static ac_acache_entry ac_acache[AC_ACACHE_SIZE];
+    static int ac_acache_layout = 0;  /* 0: not checked, 1: matches, -1: off */
+
+    static inline ac_acache_entry *ac_acache_slot(PyTypeObject *tp, PyObject *name) {
+        size_t h = ((size_t)tp >> 4) * 31u ^ ((size_t)name >> 4);
+        return &ac_acache[(h ^ (h >> 9)) & (AC_ACACHE_SIZE - 1)];
+    }
+
+    static inline PyObject **ac_managed_dict(PyObject *obj) { return ((PyObject **)obj) - 3; }
+    static inline PyObject ***ac_values(PyObject *obj) { return ((PyObject ***)obj) - 4; }
+
+    /* the entry of ``name`` in split keys ``k``: -1 absent, -2 cannot tell */
+    static Py_ssize_t ac_keys_index(ac_keys *k, PyObject *name) {
+        ac_ukey *e;
+        Py_ssize_t i;
+        int unsure = 0;
+        if (k->kind != AC_KEYS_SPLIT || k->nentries < 0) return -2;
+        e = (ac_ukey *)(k->indices + ((size_t)1 << k->log2_index_bytes));
+        for (i = 0; i < k->nentries; i++) {
+            PyObject *key = e[i].key;
+            if (key == name) return i;
+            if (key == NULL) continue;
+            if (!PyUnicode_CheckExact(key)) { unsure = 1; continue; }
+            /* (exact str: compared without running Python code) */
+            if (PyUnicode_GET_LENGTH(key) == PyUnicode_GET_LENGTH(name)
+                    && PyUnicode_Compare(key, name) == 0) return i;
+        }
+        return unsure ? -2 : -1;
+    }
+
+    /* the mirror reads a 3.11 instance's attributes right: checked on a
+       probe instance of a fresh class, before the cache is used */
+    static int ac_acache_layout_ok(void) {
+        PyObject *cls = NULL, *inst = NULL, *val = NULL, *name = NULL, *other = NULL, *d = NULL;
+        PyTypeObject *tp;
+        ac_keys *k;
+        PyObject **values;
+        Py_ssize_t i;
+        int ok = 0;
+        if (ac_acache_layout != 0) return ac_acache_layout > 0;
+        cls = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O){}", "_ac_probe",
+                                    (PyObject *)&PyBaseObject_Type);
+        if (cls == NULL) goto done;
+        inst = PyObject_CallNoArgs(cls);
+        val = PyList_New(0);
+        name = PyUnicode_InternFromString("ac_probe_value");
+        other = PyUnicode_InternFromString("ac_probe_absent");
+        if (inst == NULL || val == NULL || name == NULL || other == NULL) goto done;
+        if (PyObject_SetAttr(inst, name, val) < 0) goto done;
+        tp = Py_TYPE(inst);
+        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            goto done;
+        if (*ac_managed_dict(inst) != NULL) goto done;
+        values = *ac_values(inst);
+        k = (ac_keys *)((PyHeapTypeObject *)tp)->ht_cached_keys;
+        if (values == NULL || k == NULL) goto done;
+        i = ac_keys_index(k, name);
+        if (i < 0 || values[i] != val || ac_keys_index(k, other) != -1) goto done;
+        d = PyObject_GenericGetDict(inst, NULL);
+        if (d == NULL || *ac_managed_dict(inst) != d || *ac_values(inst) != NULL) goto done;
+        if (PyDict_GetItemWithError(d, name) != val) goto done;
+        ok = 1;
+    done:
+        if (PyErr_Occurred()) PyErr_Clear();
+        Py_XDECREF(d); Py_XDECREF(other); Py_XDECREF(name); Py_XDECREF(val);
+        Py_XDECREF(inst); Py_XDECREF(cls);
+        ac_acache_layout = ok ? 1 : -1;
+        return ok;
+    }
+
+    /* the instance's own value for e's name: 0 with *found (NULL: it has
+       none), or -1: not answerable from the entry */
+    static inline int ac_acache_inst(PyObject *obj, PyTypeObject *tp, ac_acache_entry *e,
+                                     PyObject **found) {
+        PyObject **values;
+        ac_keys *k;
+        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || *ac_managed_dict(obj) != NULL)
+            return -1;
+        values = *ac_values(obj);
+        k = (ac_keys *)((PyHeapTypeObject *)tp)->ht_cached_keys;
+        if (values == NULL || k == NULL || (void *)k != e->keys) return -1;
+        if (e->index >= 0) {
+            /* (the entry still names it: a check that costs a compare) */
+            ac_ukey *entries = (ac_ukey *)(k->indices + ((size_t)1 << k->log2_index_bytes));
+            if (e->index >= k->nentries || entries[e->index].key != e->name) return -1;
+            *found = values[e->index];
+            return 0;
+        }
+        if (k->nentries != e->nentries) return -1;
+        *found = NULL;
+        return 0;
+    }
+
+    /* the entry for (type(obj), name), if it describes them now */
+    static inline ac_acache_entry *ac_acache_get(PyObject *obj, PyObject *name) {
+        PyTypeObject *tp = Py_TYPE(obj);
+        ac_acache_entry *e = ac_acache_slot(tp, name);
+        if (e->tp != tp || e->name != name || e->cls_kind == AC_CLS_NONE || e->tag == 0
+                || !PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)
+                || tp->tp_version_tag != e->tag || tp->tp_getattro != PyObject_GenericGetAttr)
+            return NULL;
+        return e;
+    }
+
+    /* record (type(obj), name) after a generic lookup of it; never fails */
+    static void ac_acache_fill(PyObject *obj, PyObject *name) {
+        PyTypeObject *tp = Py_TYPE(obj);
+        ac_acache_entry *e = ac_acache_slot(tp, name);
+        PyObject *descr, *old;
+        ac_keys *k;
+        Py_ssize_t index;
+        int kind;
+        if (!PyUnicode_CheckExact(name) || tp->tp_getattro != PyObject_GenericGetAttr
+                || !(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
+                || *ac_managed_dict(obj) != NULL || *ac_values(obj) == NULL)
+            return;
+        if (!ac_acache_layout_ok()) return;
+        k = (ac_keys *)((PyHeapTypeObject *)tp)->ht_cached_keys;
+        if (k == NULL) return;
+        descr = _PyType_Lookup(tp, name);  /* borrowed; gives the class its tag */
+        if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) || tp->tp_version_tag == 0)
+            return;
+        if (descr == NULL)
+            kind = AC_CLS_MISSING;
+        else if (PyType_HasFeature(Py_TYPE(descr), Py_TPFLAGS_METHOD_DESCRIPTOR))
+            kind = AC_CLS_METHOD;
+        else if (Py_TYPE(descr)->tp_descr_get == NULL)
+            kind = AC_CLS_PLAIN;
+        else
+            return;  /* a descriptor: the generic path runs it */
+        index = ac_keys_index(k, name);
+        if (index == -2) return;
+        old = e->cls_value;
+        Py_XINCREF(descr);
+        e->tp = tp;
+        e->tag = tp->tp_version_tag;
+        e->name = name;
+        e->cls_kind = kind;
+        e->cls_value = descr;
+        e->keys = (void *)k;
+        e->nentries = k->nentries;
+        e->index = index;
+        Py_XDECREF(old);  /* last: a finaliser it runs sees a whole entry */
+    }
+    #else
+    #define AC_ACACHE 0
+    #endif
+
     #if PY_VERSION_HEX >= 0x030D0000
     /* exported, but declared in an internal header from 3.13 on */
     PyAPI_FUNC(int) _PyObject_GetMethod(PyObject *obj, PyObject *name, PyObject **method);
     #endif
+
+    /* A method found as CPython's method call finds it (the instance's
+       attributes, then the class; a __getattribute__ or __getattr__ on the
+       class is asked as usual), without creating a bound method: a
+       function found on the class comes back unbound (*unbound = 1: call it
+       with the object first), anything else as the attribute's value
+       (*unbound = 0: what getattr gives, which is a bound method when the
+       class has its own __getattribute__).  So "is this the library's own
+       function?" is one lookup and an identity test, and an override found
+       on the class is called by vectorcall with the object. */
     static inline PyObject *ac_method(PyObject *obj, PyObject *name, int *unbound) {
         PyObject *meth = NULL;
+    #if AC_ACACHE
+        ac_acache_entry *e = ac_acache_get(obj, name);
+        if (e != NULL && e->cls_kind != AC_CLS_PLAIN
+                && ac_acache_inst(obj, Py_TYPE(obj), e, &meth) == 0) {
+            if (meth != NULL) {
+                *unbound = 0;  /* the instance's own attribute */
+                Py_INCREF(meth);
+                return meth;
+            }
+            if (e->cls_kind == AC_CLS_METHOD) {
+                *unbound = 1;
+                Py_INCREF(e->cls_value);
+                return e->cls_value;
+            }
+        }
+        meth = NULL;
+    #endif
         *unbound = _PyObject_GetMethod(obj, name, &meth);
+    #if AC_ACACHE
+        if (meth != NULL) ac_acache_fill(obj, name);
+    #endif
         return meth;  /* NULL: the exception is set */
+    }
+
+    /* getattr(obj, name), as CPython's lookup gives it */
+    static inline PyObject *ac_getattr(PyObject *obj, PyObject *name) {
+        PyObject *value = NULL;
+    #if AC_ACACHE
+        ac_acache_entry *e = ac_acache_get(obj, name);
+        if (e != NULL && ac_acache_inst(obj, Py_TYPE(obj), e, &value) == 0) {
+            if (value != NULL) {
+                Py_INCREF(value);
+                return value;
+            }
+            if (e->cls_kind == AC_CLS_PLAIN) {
+                Py_INCREF(e->cls_value);
+                return e->cls_value;
+            }
+        }
+    #endif
+        value = PyObject_GetAttr(obj, name);
+    #if AC_ACACHE
+        if (value != NULL) ac_acache_fill(obj, name);
+    #endif
+        return value;
     }
     """
     object ac_method(object obj, object name, int *unbound)
+    object ac_getattr(object obj, object name)
