@@ -621,7 +621,8 @@ cdef extern from *:
         Py_ssize_t index;
         int kind;
         if (!PyUnicode_CheckExact(name) || tp->tp_getattro != PyObject_GenericGetAttr
-                || !(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
+                || !(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT)
+                || !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
                 || *ac_managed_dict(obj) != NULL || *ac_values(obj) == NULL)
             return;
         if (!ac_acache_layout_ok()) return;
