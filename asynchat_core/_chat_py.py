@@ -273,10 +273,7 @@ def _input_type_error(chan, state):
 
 def _input(chan):
     # _input_check(chan, chan._ac_in), one call less in Python
-    if cython.compiled:
-        state = ac_getattr(chan, "_ac_in")  # (through the lookup cache)
-    else:
-        state = chan._ac_in
+    state = ac_getattr(chan, "_ac_in") if cython.compiled else chan._ac_in
     if not isinstance(state, InputState):
         raise _input_type_error(chan, state)
     return state
@@ -565,7 +562,11 @@ def chat_deliver(chan, inbuf, mode, out=None):
 
 
 def _deliver(chan, inbuf, mode, out):
-    cap = getattr(chan, "ac_max_frame_size", None)
+    try:
+        # (compiled: the lookup cache, _cbits.pxd, here and below)
+        cap = ac_getattr(chan, "ac_max_frame_size") if cython.compiled else chan.ac_max_frame_size
+    except AttributeError:
+        cap = None
     limit = -1 if cap is None else _frame_limit(cap)  # (no call for the common None)
     while True:
         data = inbuf.data
@@ -899,10 +900,7 @@ if not cython.compiled:
 
 def _output(chan):
     try:
-        if cython.compiled:
-            out = ac_getattr(chan, "_ac_out")  # (through the lookup cache)
-        else:
-            out = chan._ac_out
+        out = ac_getattr(chan, "_ac_out") if cython.compiled else chan._ac_out
     except AttributeError:
         return _output_of(chan, _NO_OUTPUT)
     if not isinstance(out, OutputState):
@@ -1225,10 +1223,14 @@ def _drain(chan, fifo, out):
     # the drain under the output lock (one function: a Python frame less)
     out._acquire()
     try:
-        obs_value = chan.ac_out_buffer_size
-        # (Python build: any Python int slices and compares as its clamp does)
-        obs = obs_value if not cython.compiled and type(obs_value) is int else out_size(obs_value)
-        while fifo and chan.connected:
+        if cython.compiled:
+            obs_value = ac_getattr(chan, "ac_out_buffer_size")
+            obs = out_size(obs_value)
+        else:
+            obs_value = chan.ac_out_buffer_size
+            # (any Python int slices and compares as its clamp does)
+            obs = obs_value if type(obs_value) is int else out_size(obs_value)
+        while fifo and (ac_getattr(chan, "connected") if cython.compiled else chan.connected):
             first = fifo[0]
             if not first:
                 del fifo[0]
@@ -1277,7 +1279,11 @@ def _drain(chan, fifo, out):
                 at = 1
             if not sent:
                 return 0
-            if chan.ac_out_high_water is not None:
+            if cython.compiled:
+                high = ac_getattr(chan, "ac_out_high_water")
+            else:
+                high = chan.ac_out_high_water
+            if high is not None:
                 _uncount(chan, sent)
             if len(fifo) <= at or fifo[at] is not first:
                 return 0  # changed meanwhile: leave it alone
@@ -1390,11 +1396,13 @@ def chat_handle_read(self):
         mode = terminator_mode(self)
         if cython.compiled:
             inbuf = _input(self)
+            coalesce = ac_getattr(self, "ac_coalesce_pushes")
         else:
             inbuf = self._ac_in  # (_input inline)
             if type(inbuf) is not InputState:
                 inbuf = _input_check(self, inbuf)
-        if not self.ac_coalesce_pushes:
+            coalesce = self.ac_coalesce_pushes
+        if not coalesce:
             _feed(self, inbuf, data, mode, None)
             return
         out.batch_ok = -1
@@ -1418,7 +1426,10 @@ def chat_push(self, data):
     try:
         if not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
-        size_value = self.ac_out_buffer_size
+        if cython.compiled:
+            size_value = ac_getattr(self, "ac_out_buffer_size")
+        else:
+            size_value = self.ac_out_buffer_size
         # (Python build: any Python int slices and compares as its clamp does)
         size = (size_value if not cython.compiled and type(size_value) is int
                 else out_size(size_value))
@@ -1428,26 +1439,27 @@ def chat_push(self, data):
             # a size not passed is queued whole and fails at the send
             raise TypeError("'%s' object cannot be interpreted as an integer"
                             % type(size_value).__name__)
-        fifo = self.producer_fifo
-        was_empty = not fifo
-        if cython.compiled:
-            out = _output(self)
-        else:
-            out = getattr(self, "_ac_out", _NO_OUTPUT)  # (_output inline)
-            if type(out) is not OutputState:
-                out = _output_of(self, out)
         unbound = 0  # (compiled: ac_method sets it)
         if cython.compiled:
-            # (no bound method: _cbits.pxd, ac_method)
+            # (the lookup cache, and no bound method: _cbits.pxd)
+            fifo = ac_getattr(self, "producer_fifo")
+            was_empty = not fifo
+            out = _output(self)
             initiate_send = ac_method(self, "initiate_send", cython.address(unbound))
             own = (initiate_send is chat_initiate_send if unbound
                    else is_method_of(initiate_send, chat_initiate_send))
         else:
+            fifo = self.producer_fifo
+            was_empty = not fifo
+            out = getattr(self, "_ac_out", _NO_OUTPUT)  # (_output inline)
+            if type(out) is not OutputState:
+                out = _output_of(self, out)
             initiate_send = self.initiate_send
             own = (type(initiate_send) is _MethodType
                    and initiate_send.__func__ is chat_initiate_send)
         if (out.batching and was_empty and length <= size and own and type(fifo) is _deque
-                and self.connected and _own_send(self)):
+                and (ac_getattr(self, "connected") if cython.compiled else self.connected)
+                and _own_send(self)):
             # what the drain would do with this lone item (rule 2), directly;
             # not when found_terminator overrode send()/initiate_send() or
             # replaced producer_fifo since the read began (CPython's calls)
@@ -1459,7 +1471,11 @@ def chat_push(self, data):
                     return
             finally:
                 out._release()
-        if self.ac_out_high_water is not None:
+        if cython.compiled:
+            high = ac_getattr(self, "ac_out_high_water")
+        else:
+            high = self.ac_out_high_water
+        if high is not None:
             self._ac_out_queued += length
         if length > size and size != NOT_A_SIZE:
             for start in range(0, length, size):
@@ -1469,7 +1485,10 @@ def chat_push(self, data):
         if own:
             # the library's own initiate_send, run here (issue 18's straight
             # path: no Python-level call; what it reads, it reads itself)
-            _drain(self, self.producer_fifo, out)
+            if cython.compiled:
+                _drain(self, ac_getattr(self, "producer_fifo"), out)
+            else:
+                _drain(self, self.producer_fifo, out)
         elif cython.compiled and unbound:
             initiate_send(self)  # an override found on the class
         else:
@@ -1529,7 +1548,7 @@ def chat_readable(self):
     if cython.compiled:
         nest = ac_nest()
     try:
-        high = self.ac_out_high_water
+        high = ac_getattr(self, "ac_out_high_water") if cython.compiled else self.ac_out_high_water
         if high is None:
             return 1
         if not self.producer_fifo:
@@ -1555,6 +1574,8 @@ def chat_writable(self):
     if cython.compiled:
         nest = ac_nest()
     try:
+        if cython.compiled:  # (the lookup cache, _cbits.pxd)
+            return ac_getattr(self, "producer_fifo") or (not ac_getattr(self, "connected"))
         return self.producer_fifo or (not self.connected)
     finally:
         if cython.compiled:
