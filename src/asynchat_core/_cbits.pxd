@@ -463,13 +463,15 @@ cdef extern from *:
 # and the instance's own attributes.  The cache keeps, per class and name,
 # what the MRO holds (valid while the class keeps its ``tp_version_tag``:
 # see the records above) and where the name sits in the class's shared
-# instance keys.  On CPython 3.11 a plain instance keeps its attributes in
+# instance keys.  On CPython 3.11-3.13 a plain instance keeps its attributes in
 # a values array indexed by those shared keys until something materialises
 # its ``__dict__``; the keys only grow by appending, so "same keys object,
 # name at index i" gives the instance's value as values[i] (NULL: unset),
 # and "same keys object, same entry count, name absent" proves the
-# instance cannot hold the name.  That is the check the 3.11 interpreter's
-# own specialised LOAD_ATTR/LOAD_METHOD make.  Everything else (another
+# instance cannot hold the name.  That is the check the interpreter's own
+# specialised LOAD_ATTR/LOAD_METHOD make.  3.12 keeps the values pointer
+# tagged in the dict slot, 3.13 inside the object (with a "valid" flag);
+# the accessors below read each version's way.  Everything else (another
 # Python, a materialised ``__dict__``, a class with its own
 # ``__getattribute__``/``__getattr__``, a data descriptor under the name,
 # a class whose tag is 0) takes CPython's generic lookup, which is the
@@ -478,10 +480,10 @@ cdef extern from *:
 # a probe object (ac_acache_layout_ok) before any use.
 cdef extern from *:
     """
-    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 \
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 \
         && !defined(Py_GIL_DISABLED) && !defined(PYPY_VERSION)
     #define AC_ACACHE 1
-    typedef struct {  /* CPython 3.11's struct _dictkeysobject */
+    typedef struct {  /* CPython 3.11-3.13's struct _dictkeysobject (GIL builds) */
         Py_ssize_t refcnt;
         uint8_t log2_size;
         uint8_t log2_index_bytes;
@@ -516,8 +518,43 @@ cdef extern from *:
         return &ac_acache[(h ^ (h >> 9)) & (AC_ACACHE_SIZE - 1)];
     }
 
-    static inline PyObject **ac_managed_dict(PyObject *obj) { return ((PyObject **)obj) - 3; }
-    static inline PyObject ***ac_values(PyObject *obj) { return ((PyObject ***)obj) - 4; }
+    /* a managed-dict instance's materialised __dict__, or NULL */
+    static inline PyObject *ac_obj_dict(PyObject *obj) {
+        PyObject *slot = ((PyObject **)obj)[-3];
+    #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+        if ((uintptr_t)slot & 1) return NULL;  /* 3.12: the tagged values pointer */
+    #endif
+        return slot;
+    }
+
+    /* a managed-dict instance's values array (indexed by the class's shared
+       keys), or NULL */
+    #if PY_VERSION_HEX >= 0x030D0000
+    typedef struct {  /* 3.13's struct _dictvalues */
+        uint8_t capacity;
+        uint8_t size;
+        uint8_t embedded;
+        uint8_t valid;
+        PyObject *values[1];
+    } ac_values313;
+    #define AC_TPFLAGS_INLINE_VALUES (1UL << 2)
+    #endif
+    static inline PyObject **ac_obj_values(PyObject *obj, PyTypeObject *tp) {
+    #if PY_VERSION_HEX >= 0x030D0000
+        ac_values313 *v;
+        if (!(tp->tp_flags & AC_TPFLAGS_INLINE_VALUES) || tp->tp_basicsize != sizeof(PyObject))
+            return NULL;
+        v = (ac_values313 *)((char *)obj + sizeof(PyObject));
+        return v->valid ? v->values : NULL;
+    #elif PY_VERSION_HEX >= 0x030C0000
+        uintptr_t slot = (uintptr_t)((PyObject **)obj)[-3];
+        (void)tp;
+        return (slot & 1) ? (PyObject **)(slot + 1) : NULL;
+    #else
+        (void)tp;
+        return ((PyObject ***)obj)[-4];
+    #endif
+    }
 
     /* the entry of ``name`` in split keys ``k``: -1 absent, -2 cannot tell */
     static Py_ssize_t ac_keys_index(ac_keys *k, PyObject *name) {
@@ -560,14 +597,14 @@ cdef extern from *:
         tp = Py_TYPE(inst);
         if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE))
             goto done;
-        if (*ac_managed_dict(inst) != NULL) goto done;
-        values = *ac_values(inst);
+        if (ac_obj_dict(inst) != NULL) goto done;
+        values = ac_obj_values(inst, tp);
         k = (ac_keys *)((PyHeapTypeObject *)tp)->ht_cached_keys;
         if (values == NULL || k == NULL) goto done;
         i = ac_keys_index(k, name);
         if (i < 0 || values[i] != val || ac_keys_index(k, other) != -1) goto done;
         d = PyObject_GenericGetDict(inst, NULL);
-        if (d == NULL || *ac_managed_dict(inst) != d || *ac_values(inst) != NULL) goto done;
+        if (d == NULL || ac_obj_dict(inst) != d) goto done;
         if (PyDict_GetItemWithError(d, name) != val) goto done;
         ok = 1;
     done:
@@ -584,9 +621,9 @@ cdef extern from *:
                                      PyObject **found) {
         PyObject **values;
         ac_keys *k;
-        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || *ac_managed_dict(obj) != NULL)
+        if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || ac_obj_dict(obj) != NULL)
             return -1;
-        values = *ac_values(obj);
+        values = ac_obj_values(obj, tp);
         k = (ac_keys *)((PyHeapTypeObject *)tp)->ht_cached_keys;
         if (values == NULL || k == NULL || (void *)k != e->keys) return -1;
         if (e->index >= 0) {
@@ -623,7 +660,7 @@ cdef extern from *:
         if (!PyUnicode_CheckExact(name) || tp->tp_getattro != PyObject_GenericGetAttr
                 || !(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT)
                 || !(tp->tp_flags & Py_TPFLAGS_HEAPTYPE)
-                || *ac_managed_dict(obj) != NULL || *ac_values(obj) == NULL)
+                || ac_obj_dict(obj) != NULL || ac_obj_values(obj, tp) == NULL)
             return;
         if (!ac_acache_layout_ok()) return;
         k = (ac_keys *)((PyHeapTypeObject *)tp)->ht_cached_keys;
