@@ -421,7 +421,13 @@ cdef extern from *:
 
     static inline unsigned int ac_type_tag(PyObject *tp) {
         PyTypeObject *t = (PyTypeObject *)tp;
+    #if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13 dropped the flag: a tag is valid while non-zero (a change
+           of the class resets it to 0) */
+        return t->tp_version_tag;
+    #else
         return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) ? t->tp_version_tag : 0;
+    #endif
     }
 
     /* the record's bits if it describes ``tp`` as it is now, else -1 */
@@ -643,8 +649,8 @@ cdef extern from *:
         PyTypeObject *tp = Py_TYPE(obj);
         ac_acache_entry *e = ac_acache_slot(tp, name);
         if (e->tp != tp || e->name != name || e->cls_kind == AC_CLS_NONE || e->tag == 0
-                || !PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG)
-                || tp->tp_version_tag != e->tag || tp->tp_getattro != PyObject_GenericGetAttr)
+                || ac_type_tag((PyObject *)tp) != e->tag
+                || tp->tp_getattro != PyObject_GenericGetAttr)
             return NULL;
         return e;
     }
@@ -666,7 +672,7 @@ cdef extern from *:
         k = (ac_keys *)((PyHeapTypeObject *)tp)->ht_cached_keys;
         if (k == NULL) return;
         descr = _PyType_Lookup(tp, name);  /* borrowed; gives the class its tag */
-        if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) || tp->tp_version_tag == 0)
+        if (ac_type_tag((PyObject *)tp) == 0)
             return;
         if (descr == NULL)
             kind = AC_CLS_MISSING;
@@ -681,7 +687,7 @@ cdef extern from *:
         old = e->cls_value;
         Py_XINCREF(descr);
         e->tp = tp;
-        e->tag = tp->tp_version_tag;
+        e->tag = ac_type_tag((PyObject *)tp);
         e->name = name;
         e->cls_kind = kind;
         e->cls_value = descr;
