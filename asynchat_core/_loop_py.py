@@ -1736,17 +1736,71 @@ class Loop:
     def run_once(self, timeout):
         """One pass: sync interest, wait, dispatch, run due timers.
 
-        Holds ``lock`` throughout and ``guard`` except for the kernel wait."""
+        Holds ``lock`` throughout and ``guard`` except for the kernel wait.
+        The common pass (no class patch, a dirty fd or two, no timer, no
+        always-ready channel) is one straight path: issue 18, the Python
+        build paid a frame each for the interest sync, the event loop and
+        the pass lock's acquire and release.  What is uncommon has methods
+        of its own."""
         # local references: the fork path may replace the attributes
         lock = self._lock
         guard = self._guard
-        lock.acquire()
+        if cython.compiled:
+            lock.acquire()  # C: a free lock costs no Python call
+        else:
+            # _RLock.acquire inline, its two cases that need no wait: the
+            # lock free, or ours already (a nested loop())
+            me = _get_ident()
+            if lock._depth and lock._owner == me:
+                lock._depth += 1
+            elif lock._taken.acquire(False):  # type: ignore[union-attr]
+                lock._owner = me
+                lock._depth = 1
+            else:
+                lock._wait()
         try:
             guard.acquire()
             try:
                 if self._closed:
                     return
-                wait = self._sync(timeout)
+                # tell the kernel what changed, and how long the wait may be
+                now = _monotonic()
+                self.passes += 1
+                # a class patch (of readable/writable, on the class or a
+                # base) is seen at the next pass: per class served, not per
+                # channel
+                if self._kinds:  # (None in a Loop made without __init__: the TypeError below)
+                    changed = None
+                    for kind in self._kinds.values():
+                        if cython.compiled:
+                            if ac_predicates_same(kind.cls, "readable", kind.readable,
+                                                  "writable", kind.writable):
+                                continue
+                        else:
+                            try:  # (_probe inlined)
+                                if (_type_getattribute(kind.cls, "readable") is kind.readable
+                                        and _type_getattribute(kind.cls, "writable") is kind.writable):
+                                    continue
+                            except AttributeError:
+                                pass  # a predicate is gone: _judge records None for it
+                        if changed is None:
+                            changed = []
+                        changed.append(kind)
+                    if changed is not None:
+                        self._reclass(changed)
+                if self._dirty:
+                    self._flush(now)
+                if len(self.map) != len(self._entries) or now >= self.next_sweep:
+                    self._resync(now)
+                if self._polled:
+                    self._ask_polled(now)
+                if self.rebuild_needed:
+                    self._rebuild()
+                timers = self.timers
+                # no timer pending (the common case): no call to ask
+                wait = timers.wait_time(timeout, now) if timers._heap else timeout
+                if self._always:
+                    wait = 0.0
                 poller = self.poller
             finally:
                 guard.release()
@@ -1766,79 +1820,52 @@ class Loop:
                     if cython.compiled and n >= 0:
                         self._process_ready(ep, n)
                     else:
-                        self._process(events)
+                        # deliver what the wait returned, then the always-ready
+                        # and the timers
+                        now = _monotonic()
+                        entries = self._entries
+                        # the caller's mode is chosen once per pass, not per event
+                        if self.poll_mode:
+                            for fd, ev in events:
+                                entry = entries.get(fd)
+                                if entry is None:
+                                    self._stray(fd)
+                                    continue
+                                self._dispatch_poll(entry, ev, now)
+                        else:
+                            for fd, ev in events:
+                                entry = entries.get(fd)
+                                if entry is None:
+                                    self._stray(fd)
+                                    continue
+                                self._dispatch(entry, ev, now)
+                        if self._always or self.timers._heap:
+                            self._process_rest(now)
             finally:
                 guard.release()
         finally:
-            lock.release()
+            if cython.compiled:
+                lock.release()
+            elif lock._depth == 1 and lock._owner == me:
+                # _RLock.release inline, its last level (the common case)
+                lock._depth = 0
+                lock._owner = 0
+                lock._taken.release()  # type: ignore[union-attr]
+                if lock._queue:
+                    lock._hand_over()
+            else:
+                lock.release()
 
-    def _sync(self, timeout):
-        # tell the kernel what changed; returns how long the wait may be
-        now = _monotonic()
-        self.passes += 1
-        # a class patch (of readable/writable, on the class or a base) is
-        # seen at the next pass: per class served, not per channel
-        changed = None
-        if self._kinds:  # (None in a Loop made without __init__: the TypeError below)
-            for kind in self._kinds.values():
-                if cython.compiled:
-                    if ac_predicates_same(kind.cls, "readable", kind.readable,
-                                          "writable", kind.writable):
-                        continue
-                else:
-                    try:  # (_probe inlined)
-                        if (_type_getattribute(kind.cls, "readable") is kind.readable
-                                and _type_getattribute(kind.cls, "writable") is kind.writable):
-                            continue
-                    except AttributeError:
-                        pass  # a predicate is gone: _judge records None for it
-                if changed is None:
-                    changed = []
-                changed.append(kind)
-            if changed is not None:
-                self._reclass(changed)
-        if self._dirty:
-            self._flush(now)
-        if len(self.map) != len(self._entries) or now >= self.next_sweep:
-            self._resync(now)
-        if self._polled:
-            map = self.map
-            for entry in list(self._polled.values()):
-                if entry is None:  # (put there from Python)
-                    raise TypeError(_NO_ENTRY)
-                obj = entry.obj
-                if obj is not None and map.get(entry.fd) is obj:
-                    self._set_kernel(entry, self._interest(entry, now))
-        if self.rebuild_needed:
-            self._rebuild()
-        timers = self.timers
-        # no timer pending (the common case): no call to ask
-        wait = timers.wait_time(timeout, now) if timers._heap else timeout
-        if self._always:
-            wait = 0.0
-        return wait
-
-    def _process(self, events):
-        # deliver what the wait returned, then the always-ready and the timers
-        now = _monotonic()
-        entries = self._entries
-        # the caller's mode is chosen once per pass, not per event
-        if self.poll_mode:
-            for fd, ev in events:
-                entry = entries.get(fd)
-                if entry is None:
-                    self._stray(fd)
-                    continue
-                self._dispatch_poll(entry, ev, now)
-        else:
-            for fd, ev in events:
-                entry = entries.get(fd)
-                if entry is None:
-                    self._stray(fd)
-                    continue
-                self._dispatch(entry, ev, now)
-        if self._always or self.timers._heap:
-            self._process_rest(now)
+    def _ask_polled(self, now):
+        # the polled channels: readable()/writable() every pass, as the
+        # stdlib asks them; the kernel is told only about changes
+        map = self.map
+        for entry in list(self._polled.values()):
+            if entry is None:  # (put there from Python)
+                raise TypeError(_NO_ENTRY)
+            obj = entry.obj
+            if obj is not None and map.get(entry.fd) is obj:
+                self._set_kernel(entry, self._interest(entry, now))
 
     def _process_rest(self, now):
         # after the kernel's events: the always-ready channels, then the
@@ -1853,8 +1880,9 @@ class Loop:
             timers.run_due(_monotonic(), self.reraised)
 
     def _process_ready(self, ep, n):
-        # compiled only: _process() of the n events in ep._ready; the array
-        # is the poller's, so a nested run_once() polls into a list meanwhile
+        # compiled only: run_once's event loop, over the n events in
+        # ep._ready; the array is the poller's, so a nested run_once() polls
+        # into a list meanwhile
         now = _monotonic()
         entries = self._entries
         ep._busy = True
