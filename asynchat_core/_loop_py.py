@@ -100,6 +100,9 @@ _GONE, _WANT_READ, _WANT_WRITE = EV_GONE, WANT_READ, WANT_WRITE
 # build's _dispatch does not OR them at every event
 _SELECT_READ = EV_IN | EV_HUP | EV_ERR
 _SELECT_WRITE = EV_OUT | EV_ERR
+# what _dispatch may still deliver once a read is done: a write, an expt, an
+# invalid fd (a hang-up that came with the read is the read's)
+_AFTER_READ = _SELECT_WRITE | EV_PRI | EV_NVAL
 # select() puts every fd that is readable() or writable() in its exceptional
 # set: a channel that only writes still gets handle_expt (out-of-band data)
 _WANT_WRITE_EXPT = EV_OUT | EV_PRI
@@ -1670,10 +1673,12 @@ class Loop:
                 self._failed(entry, obj, err, now)
             if entry.obj is not obj or self.map.get(fd) is not obj:
                 return
-            delivered = True
             pause = entry.pause
             if pause is not None and pause.backoff and pause.until <= now:
                 pause.backoff = 0.0
+            if not ev & _AFTER_READ:
+                return  # a read alone (the common event): nothing more to do
+            delivered = True
         if ev & _SELECT_WRITE and kmask & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
                 return

@@ -8,7 +8,7 @@ from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
 cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WANT_WRITE_EXPT
-cdef int _SELECT_READ, _SELECT_WRITE
+cdef int _SELECT_READ, _SELECT_WRITE, _AFTER_READ
 cdef int _DELIVER_READ, _DELIVER_WRITE
 cdef object _MSG_NOSIGNAL, _socket_type, _object_getattribute
 cdef bint _watches_made
