@@ -1424,7 +1424,8 @@ class Loop:
                 self._rebind(entry)
 
     def _interest(self, entry, now):
-        """Ask the channel what it wants; returns a kernel mask."""
+        """Ask the channel what it wants; returns a kernel mask.  (_flush
+        has this inline for the state-driven channels: keep the two alike.)"""
         if entry is None:
             raise TypeError(_NO_ENTRY)
         obj = entry.obj
@@ -1478,9 +1479,15 @@ class Loop:
         dirty = self._dirty
         if cython.compiled:
             # they add in one step under the GIL: none can still hold the
-            # set taken out, so swapping is safe
-            self._dirty = set()
+            # set taken out, so swapping is safe.  The set of the previous
+            # flush, emptied, is the new one: no set made per pass (a
+            # nested pass's flush, which finds none spare, makes one)
             todo = dirty
+            spare = self._spare  # type: ignore[has-type]  # (compiled only: a C field)
+            self._spare = None
+            if spare is None:
+                spare = set()
+            self._dirty = spare
         else:
             # in Python one may still hold it after a swap: work on a
             # snapshot and remove exactly it, never iterate the live set
@@ -1489,7 +1496,10 @@ class Loop:
         map = self.map
         entries = self._entries
         for fd in todo:
-            obj = map.get(fd)
+            if cython.compiled and type(map) is dict:
+                obj = cython.cast(dict, map).get(fd)  # (no method lookup)
+            else:
+                obj = map.get(fd)
             entry = entries.get(fd)
             if entry is not None and (entry.obj is None or entry.obj is not obj):
                 self._drop(entry)
@@ -1501,9 +1511,33 @@ class Loop:
             elif entry.cls is not type(obj):
                 self._rebind(entry)  # a __class__ swap
             if not entry.polled:
-                mask = self._interest(entry, now)
+                # _interest(entry, now) inline: the fd a request was read on
+                # is dirty at the next pass, and this is a frame less per
+                # request in the Python build (issue 18)
+                chan = entry.obj  # (re-read: _bind may have run user code)
+                mask = 0
+                if chan is not None and not entry.closed_once:
+                    try:
+                        wants_read = chan.readable()
+                        wants_write = chan.writable()
+                        pause = entry.pause
+                        if wants_read and (pause is None or pause.until <= now):
+                            mask = _WANT_READ
+                        if wants_write and not chan.accepting:
+                            if self.poll_mode:
+                                mask |= _WANT_WRITE
+                            else:
+                                mask |= _WANT_WRITE_EXPT
+                    except self.reraised:
+                        raise
+                    except BaseException:
+                        self._fail(chan, fd)
+                        mask = 0
                 if mask != entry.kmask:  # (_set_kernel's own first test)
                     self._set_kernel(entry, mask)
+        if cython.compiled:
+            todo.clear()
+            self._spare = todo
 
     def _resync(self, now):
         # direct edits of the map, or a direct producer_fifo.append: look

@@ -212,7 +212,7 @@ cdef class Loop:
     cdef public object reraised, disconnected
     # behind read-only properties: the C code iterates them as dict/set
     cdef dict _entries, _polled, _always, _kinds
-    cdef set _dirty
+    cdef set _dirty, _spare  # _spare: the set _flush emptied, the next one's dirty set
     cdef public object generation
     cdef public bint rebuild_needed, poll_mode
     cdef public double next_sweep
@@ -227,7 +227,7 @@ cdef class Loop:
     cpdef _set_kernel(self, Entry entry, int mask)
     @cython.locals(mask=int, pause=_Pause)
     cpdef int _interest(self, Entry entry, double now) except? -1
-    @cython.locals(entry=Entry, entries=dict, mask=int)
+    @cython.locals(entry=Entry, entries=dict, mask=int, todo=set, spare=set, pause=_Pause)
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
