@@ -100,6 +100,9 @@ _GONE, _WANT_READ, _WANT_WRITE = EV_GONE, WANT_READ, WANT_WRITE
 # build's _dispatch does not OR them at every event
 _SELECT_READ = EV_IN | EV_HUP | EV_ERR
 _SELECT_WRITE = EV_OUT | EV_ERR
+# what _dispatch may still deliver once a read is done: a write, an expt, an
+# invalid fd (a hang-up that came with the read is the read's)
+_AFTER_READ = _SELECT_WRITE | EV_PRI | EV_NVAL
 # select() puts every fd that is readable() or writable() in its exceptional
 # set: a channel that only writes still gets handle_expt (out-of-band data)
 _WANT_WRITE_EXPT = EV_OUT | EV_PRI
@@ -1421,7 +1424,8 @@ class Loop:
                 self._rebind(entry)
 
     def _interest(self, entry, now):
-        """Ask the channel what it wants; returns a kernel mask."""
+        """Ask the channel what it wants; returns a kernel mask.  (_flush
+        has this inline for the state-driven channels: keep the two alike.)"""
         if entry is None:
             raise TypeError(_NO_ENTRY)
         obj = entry.obj
@@ -1475,9 +1479,15 @@ class Loop:
         dirty = self._dirty
         if cython.compiled:
             # they add in one step under the GIL: none can still hold the
-            # set taken out, so swapping is safe
-            self._dirty = set()
+            # set taken out, so swapping is safe.  The set of the previous
+            # flush, emptied, is the new one: no set made per pass (a
+            # nested pass's flush, which finds none spare, makes one)
             todo = dirty
+            spare = self._spare  # type: ignore[has-type]  # (compiled only: a C field)
+            self._spare = None
+            if spare is None:
+                spare = set()
+            self._dirty = spare
         else:
             # in Python one may still hold it after a swap: work on a
             # snapshot and remove exactly it, never iterate the live set
@@ -1486,7 +1496,10 @@ class Loop:
         map = self.map
         entries = self._entries
         for fd in todo:
-            obj = map.get(fd)
+            if cython.compiled and type(map) is dict:
+                obj = cython.cast(dict, map).get(fd)  # (no method lookup)
+            else:
+                obj = map.get(fd)
             entry = entries.get(fd)
             if entry is not None and (entry.obj is None or entry.obj is not obj):
                 self._drop(entry)
@@ -1498,9 +1511,33 @@ class Loop:
             elif entry.cls is not type(obj):
                 self._rebind(entry)  # a __class__ swap
             if not entry.polled:
-                mask = self._interest(entry, now)
+                # _interest(entry, now) inline: the fd a request was read on
+                # is dirty at the next pass, and this is a frame less per
+                # request in the Python build (issue 18)
+                chan = entry.obj  # (re-read: _bind may have run user code)
+                mask = 0
+                if chan is not None and not entry.closed_once:
+                    try:
+                        wants_read = chan.readable()
+                        wants_write = chan.writable()
+                        pause = entry.pause
+                        if wants_read and (pause is None or pause.until <= now):
+                            mask = _WANT_READ
+                        if wants_write and not chan.accepting:
+                            if self.poll_mode:
+                                mask |= _WANT_WRITE
+                            else:
+                                mask |= _WANT_WRITE_EXPT
+                    except self.reraised:
+                        raise
+                    except BaseException:
+                        self._fail(chan, fd)
+                        mask = 0
                 if mask != entry.kmask:  # (_set_kernel's own first test)
                     self._set_kernel(entry, mask)
+        if cython.compiled:
+            todo.clear()
+            self._spare = todo
 
     def _resync(self, now):
         # direct edits of the map, or a direct producer_fifo.append: look
@@ -1670,10 +1707,12 @@ class Loop:
                 self._failed(entry, obj, err, now)
             if entry.obj is not obj or self.map.get(fd) is not obj:
                 return
-            delivered = True
             pause = entry.pause
             if pause is not None and pause.backoff and pause.until <= now:
                 pause.backoff = 0.0
+            if not ev & _AFTER_READ:
+                return  # a read alone (the common event): nothing more to do
+            delivered = True
         if ev & _SELECT_WRITE and kmask & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
                 return
@@ -1736,17 +1775,71 @@ class Loop:
     def run_once(self, timeout):
         """One pass: sync interest, wait, dispatch, run due timers.
 
-        Holds ``lock`` throughout and ``guard`` except for the kernel wait."""
+        Holds ``lock`` throughout and ``guard`` except for the kernel wait.
+        The common pass (no class patch, a dirty fd or two, no timer, no
+        always-ready channel) is one straight path: issue 18, the Python
+        build paid a frame each for the interest sync, the event loop and
+        the pass lock's acquire and release.  What is uncommon has methods
+        of its own."""
         # local references: the fork path may replace the attributes
         lock = self._lock
         guard = self._guard
-        lock.acquire()
+        if cython.compiled:
+            lock.acquire()  # C: a free lock costs no Python call
+        else:
+            # _RLock.acquire inline, its two cases that need no wait: the
+            # lock free, or ours already (a nested loop())
+            me = _get_ident()
+            if lock._depth and lock._owner == me:
+                lock._depth += 1
+            elif lock._taken.acquire(False):  # type: ignore[union-attr]
+                lock._owner = me
+                lock._depth = 1
+            else:
+                lock._wait()
         try:
             guard.acquire()
             try:
                 if self._closed:
                     return
-                wait = self._sync(timeout)
+                # tell the kernel what changed, and how long the wait may be
+                now = _monotonic()
+                self.passes += 1
+                # a class patch (of readable/writable, on the class or a
+                # base) is seen at the next pass: per class served, not per
+                # channel
+                if self._kinds:  # (None in a Loop made without __init__: the TypeError below)
+                    changed = None
+                    for kind in self._kinds.values():
+                        if cython.compiled:
+                            if ac_predicates_same(kind.cls, "readable", kind.readable,
+                                                  "writable", kind.writable):
+                                continue
+                        else:
+                            try:  # (_probe inlined)
+                                if (_type_getattribute(kind.cls, "readable") is kind.readable
+                                        and _type_getattribute(kind.cls, "writable") is kind.writable):
+                                    continue
+                            except AttributeError:
+                                pass  # a predicate is gone: _judge records None for it
+                        if changed is None:
+                            changed = []
+                        changed.append(kind)
+                    if changed is not None:
+                        self._reclass(changed)
+                if self._dirty:
+                    self._flush(now)
+                if len(self.map) != len(self._entries) or now >= self.next_sweep:
+                    self._resync(now)
+                if self._polled:
+                    self._ask_polled(now)
+                if self.rebuild_needed:
+                    self._rebuild()
+                timers = self.timers
+                # no timer pending (the common case): no call to ask
+                wait = timers.wait_time(timeout, now) if timers._heap else timeout
+                if self._always:
+                    wait = 0.0
                 poller = self.poller
             finally:
                 guard.release()
@@ -1766,79 +1859,52 @@ class Loop:
                     if cython.compiled and n >= 0:
                         self._process_ready(ep, n)
                     else:
-                        self._process(events)
+                        # deliver what the wait returned, then the always-ready
+                        # and the timers
+                        now = _monotonic()
+                        entries = self._entries
+                        # the caller's mode is chosen once per pass, not per event
+                        if self.poll_mode:
+                            for fd, ev in events:
+                                entry = entries.get(fd)
+                                if entry is None:
+                                    self._stray(fd)
+                                    continue
+                                self._dispatch_poll(entry, ev, now)
+                        else:
+                            for fd, ev in events:
+                                entry = entries.get(fd)
+                                if entry is None:
+                                    self._stray(fd)
+                                    continue
+                                self._dispatch(entry, ev, now)
+                        if self._always or self.timers._heap:
+                            self._process_rest(now)
             finally:
                 guard.release()
         finally:
-            lock.release()
+            if cython.compiled:
+                lock.release()
+            elif lock._depth == 1 and lock._owner == me:
+                # _RLock.release inline, its last level (the common case)
+                lock._depth = 0
+                lock._owner = 0
+                lock._taken.release()  # type: ignore[union-attr]
+                if lock._queue:
+                    lock._hand_over()
+            else:
+                lock.release()
 
-    def _sync(self, timeout):
-        # tell the kernel what changed; returns how long the wait may be
-        now = _monotonic()
-        self.passes += 1
-        # a class patch (of readable/writable, on the class or a base) is
-        # seen at the next pass: per class served, not per channel
-        changed = None
-        if self._kinds:  # (None in a Loop made without __init__: the TypeError below)
-            for kind in self._kinds.values():
-                if cython.compiled:
-                    if ac_predicates_same(kind.cls, "readable", kind.readable,
-                                          "writable", kind.writable):
-                        continue
-                else:
-                    try:  # (_probe inlined)
-                        if (_type_getattribute(kind.cls, "readable") is kind.readable
-                                and _type_getattribute(kind.cls, "writable") is kind.writable):
-                            continue
-                    except AttributeError:
-                        pass  # a predicate is gone: _judge records None for it
-                if changed is None:
-                    changed = []
-                changed.append(kind)
-            if changed is not None:
-                self._reclass(changed)
-        if self._dirty:
-            self._flush(now)
-        if len(self.map) != len(self._entries) or now >= self.next_sweep:
-            self._resync(now)
-        if self._polled:
-            map = self.map
-            for entry in list(self._polled.values()):
-                if entry is None:  # (put there from Python)
-                    raise TypeError(_NO_ENTRY)
-                obj = entry.obj
-                if obj is not None and map.get(entry.fd) is obj:
-                    self._set_kernel(entry, self._interest(entry, now))
-        if self.rebuild_needed:
-            self._rebuild()
-        timers = self.timers
-        # no timer pending (the common case): no call to ask
-        wait = timers.wait_time(timeout, now) if timers._heap else timeout
-        if self._always:
-            wait = 0.0
-        return wait
-
-    def _process(self, events):
-        # deliver what the wait returned, then the always-ready and the timers
-        now = _monotonic()
-        entries = self._entries
-        # the caller's mode is chosen once per pass, not per event
-        if self.poll_mode:
-            for fd, ev in events:
-                entry = entries.get(fd)
-                if entry is None:
-                    self._stray(fd)
-                    continue
-                self._dispatch_poll(entry, ev, now)
-        else:
-            for fd, ev in events:
-                entry = entries.get(fd)
-                if entry is None:
-                    self._stray(fd)
-                    continue
-                self._dispatch(entry, ev, now)
-        if self._always or self.timers._heap:
-            self._process_rest(now)
+    def _ask_polled(self, now):
+        # the polled channels: readable()/writable() every pass, as the
+        # stdlib asks them; the kernel is told only about changes
+        map = self.map
+        for entry in list(self._polled.values()):
+            if entry is None:  # (put there from Python)
+                raise TypeError(_NO_ENTRY)
+            obj = entry.obj
+            if obj is not None and map.get(entry.fd) is obj:
+                self._set_kernel(entry, self._interest(entry, now))
 
     def _process_rest(self, now):
         # after the kernel's events: the always-ready channels, then the
@@ -1853,8 +1919,9 @@ class Loop:
             timers.run_due(_monotonic(), self.reraised)
 
     def _process_ready(self, ep, n):
-        # compiled only: _process() of the n events in ep._ready; the array
-        # is the poller's, so a nested run_once() polls into a list meanwhile
+        # compiled only: run_once's event loop, over the n events in
+        # ep._ready; the array is the poller's, so a nested run_once() polls
+        # into a list meanwhile
         now = _monotonic()
         entries = self._entries
         ep._busy = True

@@ -17,6 +17,17 @@ import sys
 from asynchat_core import _loop_c as L
 lp = L.Loop({}, "poll", L.TimerQueue(), frozenset(), frozenset(),
             (KeyboardInterrupt,), frozenset())
+
+
+class BadPoller:
+    def poll(self, timeout):
+        return [(3, "x")]
+
+    def unregister(self, fd):
+        pass
+
+    def close(self):
+        pass
 """
 
 # name -> (statement, accepted exception names)
@@ -34,7 +45,9 @@ CASES = {
     "always_value_none": ("lp.always[3] = None; lp.run_once(0)", {"TypeError"}),
     "entries_value_str": ("lp.entries[3] = 'x'; lp.dirty.add(3); lp.run_once(0)",
                           {"TypeError"}),
-    "process_bad_event": ("lp._process([(3, 'x')])", {"TypeError"}),
+    # an event that is not an int, from a poller that is not epoll
+    "process_bad_event": (("lp.entries[3] = L.Entry(3, None); lp.poller = BadPoller(); "
+                           "lp.run_once(0)"), {"TypeError"}),
     # the locks' C methods are called on these fields: not settable
     "lock_not_settable": ("lp.lock = None", {"AttributeError"}),
     "guard_not_settable": ("lp.guard = 'x'", {"AttributeError"}),

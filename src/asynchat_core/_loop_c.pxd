@@ -8,7 +8,7 @@ from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
 cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WANT_WRITE_EXPT
-cdef int _SELECT_READ, _SELECT_WRITE
+cdef int _SELECT_READ, _SELECT_WRITE, _AFTER_READ
 cdef int _DELIVER_READ, _DELIVER_WRITE
 cdef object _MSG_NOSIGNAL, _socket_type, _object_getattribute
 cdef bint _watches_made
@@ -212,7 +212,7 @@ cdef class Loop:
     cdef public object reraised, disconnected
     # behind read-only properties: the C code iterates them as dict/set
     cdef dict _entries, _polled, _always, _kinds
-    cdef set _dirty
+    cdef set _dirty, _spare  # _spare: the set _flush emptied, the next one's dirty set
     cdef public object generation
     cdef public bint rebuild_needed, poll_mode
     cdef public double next_sweep
@@ -227,7 +227,7 @@ cdef class Loop:
     cpdef _set_kernel(self, Entry entry, int mask)
     @cython.locals(mask=int, pause=_Pause)
     cpdef int _interest(self, Entry entry, double now) except? -1
-    @cython.locals(entry=Entry, entries=dict, mask=int)
+    @cython.locals(entry=Entry, entries=dict, mask=int, todo=set, spare=set, pause=_Pause)
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
@@ -236,7 +236,8 @@ cdef class Loop:
     cpdef _dispatch(self, Entry entry, int ev, double now)
     @cython.locals(read_done=bint, pause=_Pause)
     cpdef _dispatch_poll(self, Entry entry, int ev, double now)
-    @cython.locals(lock=_RLock, guard=_RLock, ep=EpollPoller, n=int)
+    @cython.locals(lock=_RLock, guard=_RLock, ep=EpollPoller, n=int, now=cython.double,
+                   entry=Entry, kind=_Kind, changed=list, entries=dict, ev=int)
     cpdef run_once(self, timeout)
     cpdef _judge(self, _Kind kind)
     @cython.locals(kind=_Kind)
@@ -246,10 +247,8 @@ cdef class Loop:
     cpdef _rebind(self, Entry entry)
     @cython.locals(kind=_Kind, entry=Entry, kinds=list, readable=object, writable=object)
     cpdef _reclass(self, list changed)
-    @cython.locals(now=cython.double, entry=Entry, kind=_Kind, changed=list)
-    cpdef _sync(self, timeout)
-    @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int)
-    cpdef _process(self, events)
+    @cython.locals(entry=Entry)
+    cdef _ask_polled(self, double now)
     @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int)
     cdef _process_ready(self, EpollPoller ep, int n)
     @cython.locals(entry=Entry)
