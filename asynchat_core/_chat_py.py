@@ -111,6 +111,7 @@ if not cython.compiled:
 
     ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
+    ac_call0 = ac_call1 = _compiled_only
     _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -516,22 +517,12 @@ def _term_now(chan, inbuf, mode):
     return chan.terminator
 
 
-def _hook(chan, name, arg):
-    # chan.<name>(arg), or chan.<name>() if arg is _UNSET, through the
-    # lookup cache (compiled only: ac_method, _cbits.pxd)
-    unbound = 0
-    method = ac_method(chan, name, cython.address(unbound))
-    if arg is _UNSET:
-        return method(chan) if unbound else method()
-    return method(chan, arg) if unbound else method(arg)
-
-
 def _found(chan, inbuf, out):
     # found_terminator, batching replies while more input follows this
     # frame (OutputState, rule 2)
     if out is None or buffer_size(inbuf.data) <= inbuf.pos:
         if cython.compiled:
-            _hook(chan, "found_terminator", _UNSET)
+            ac_call0(chan, "found_terminator")  # (the lookup cache, _cbits.pxd)
         else:
             chan.found_terminator()
         return 0
@@ -543,7 +534,7 @@ def _found(chan, inbuf, out):
                         and is_method_of(chan.initiate_send, chat_initiate_send))
     out.batching = out.batch_ok
     if cython.compiled:
-        _hook(chan, "found_terminator", _UNSET)
+        ac_call0(chan, "found_terminator")
     else:
         chan.found_terminator()
     out.batching = False  # (if it raised, handle_read resets it)
@@ -651,7 +642,7 @@ def _deliver(chan, inbuf, mode, out):
                 else:
                     chunk = data[pos:pos + index]
                 if cython.compiled:
-                    _hook(chan, "collect_incoming_data", chunk)
+                    ac_call1(chan, "collect_incoming_data", chunk)
                 else:
                     chan.collect_incoming_data(chunk)
             if inbuf.data is data and inbuf.pos == pos:

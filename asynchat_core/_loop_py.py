@@ -523,6 +523,13 @@ if not cython.compiled:
     def ac_ready_fd(ready):
         return -1
 
+    def _compiled_only(*args):
+        raise AssertionError("asynchat_core: a compiled-only helper called from Python")
+
+    # compiled: lookups through the per-(class, name) cache (_cbits.pxd);
+    # the Python build reads and calls by name in place
+    ac_getattr = ac_call0 = _compiled_only
+
     _mro_of = type.__dict__["__mro__"].__get__
     _own_dict_of = type.__dict__["__dict__"].__get__
 
@@ -643,13 +650,19 @@ def dispatcher_handle_read_event(self):
     if cython.compiled:
         nest = ac_nest()
     try:
-        if self.accepting:
+        if cython.compiled:  # (the lookup cache, _cbits.pxd)
+            accepting = ac_getattr(self, "accepting")
+        else:
+            accepting = self.accepting
+        if accepting:
             # a listening socket spawns connected sockets instead of reading
             self.handle_accept()
-        elif not self.connected:
+        elif not (ac_getattr(self, "connected") if cython.compiled else self.connected):
             if self.connecting:
                 self.handle_connect_event()
             self.handle_read()
+        elif cython.compiled:
+            ac_call0(self, "handle_read")
         else:
             self.handle_read()
     finally:
@@ -1518,12 +1531,17 @@ class Loop:
                 mask = 0
                 if chan is not None and not entry.closed_once:
                     try:
-                        wants_read = chan.readable()
-                        wants_write = chan.writable()
+                        if cython.compiled:  # (the lookup cache, _cbits.pxd)
+                            wants_read = ac_call0(chan, "readable")
+                            wants_write = ac_call0(chan, "writable")
+                        else:
+                            wants_read = chan.readable()
+                            wants_write = chan.writable()
                         pause = entry.pause
                         if wants_read and (pause is None or pause.until <= now):
                             mask = _WANT_READ
-                        if wants_write and not chan.accepting:
+                        if wants_write and not (ac_getattr(chan, "accepting") if cython.compiled
+                                                else chan.accepting):
                             if self.poll_mode:
                                 mask |= _WANT_WRITE
                             else:
@@ -1700,7 +1718,10 @@ class Loop:
             # almost every pass, and a Python frame less in the Python
             # build (issue 18); the failure path is _deliver's own
             try:
-                obj.handle_read_event()
+                if cython.compiled:
+                    ac_call0(obj, "handle_read_event")  # (the lookup cache)
+                else:
+                    obj.handle_read_event()
             except self.reraised:
                 raise
             except BaseException as err:

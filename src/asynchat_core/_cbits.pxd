@@ -762,6 +762,33 @@ cdef extern from *:
     #endif
         return value;
     }
+
+    /* obj.<name>(), obj.<name>(arg): CPython's method call (as
+       PyObject_VectorcallMethod makes it), the method found by ac_method */
+    static PyObject *ac_call(PyObject *obj, PyObject *name, PyObject *arg) {
+        PyObject *args[2];
+        PyObject *method, *result;
+        int unbound = 0;
+        size_t n = arg != NULL;
+        method = ac_method(obj, name, &unbound);
+        if (method == NULL) return NULL;
+        args[0] = obj;
+        args[1] = arg;
+        if (unbound)
+            result = PyObject_Vectorcall(method, args, n + 1, NULL);
+        else
+            result = PyObject_Vectorcall(method, args + 1, n, NULL);
+        Py_DECREF(method);
+        return result;
+    }
+    static inline PyObject *ac_call0(PyObject *obj, PyObject *name) {
+        return ac_call(obj, name, NULL);
+    }
+    static inline PyObject *ac_call1(PyObject *obj, PyObject *name, PyObject *arg) {
+        return ac_call(obj, name, arg);
+    }
     """
     object ac_method(object obj, object name, int *unbound)
     object ac_getattr(object obj, object name)
+    object ac_call0(object obj, object name)
+    object ac_call1(object obj, object name, object arg)

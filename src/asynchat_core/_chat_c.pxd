@@ -17,6 +17,8 @@ from asynchat_core._cbits cimport (
     PyThread_type_lock,
     ac_nest,
     ac_unnest,
+    ac_call0,
+    ac_call1,
     ac_getattr,
     ac_method,
     ac_record_bits,
@@ -113,8 +115,6 @@ cdef bint _is_field(cls, str name, slot) except -1
 @cython.locals(bit=int)
 cdef int _field_bit(ac_type_record *record, cls, str name, slot) except -2
 cdef object _feed(chan, InputState inbuf, data, int mode, OutputState out)
-@cython.locals(unbound=int)
-cdef object _hook(chan, str name, arg)
 cdef Py_ssize_t _frame_limit(value) except -2
 
 @cython.locals(frame=Py_ssize_t)
