@@ -111,7 +111,7 @@ if not cython.compiled:
 
     ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
-    ac_call0 = ac_call1 = _compiled_only
+    ac_call0 = ac_call1 = ac_acache_state = _compiled_only
     _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -1600,6 +1600,15 @@ def chat_send(self, data):
     finally:
         if cython.compiled:
             ac_unnest(nest)
+
+
+def lookup_cache_state():
+    """The compiled build's lookup cache (issue 18): 1 on, 0 not used yet,
+    -1 off (the Python build, another Python, or its layout check failed:
+    every lookup is then CPython's own)."""
+    if cython.compiled:
+        return ac_acache_state()
+    return -1
 
 
 _dispatcher_class: "Any" = None  # asyncore.dispatcher, set when asyncore loads

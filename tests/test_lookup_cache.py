@@ -15,6 +15,8 @@ cache.  Each asserts what CPython's rules give (the reference included); on
 other builds and Pythons the same code takes the generic lookup.
 """
 import socket
+import sys
+import sysconfig
 
 import pytest
 
@@ -240,3 +242,23 @@ def test_state_objects_replaced_after_warm_up(conversation):
     with pytest.raises(TypeError, match="_ac_out"):
         chan.push(b"z")
     chan._ac_out = saved_out
+
+
+def test_cache_is_on_where_it_should_be(our_impl):
+    """After one event, the compiled build's cache is on exactly on
+    CPython 3.11-3.13 with the GIL (its layout check passed there): a probe
+    that stops matching a new patch release would otherwise turn it off
+    silently, and only the benchmarks would show it."""
+    log = []
+    chan, peer = _pair(_handler_class(our_impl, log))
+    try:
+        _frame(chan, peer)
+        assert log[-1] == "class-found"
+    finally:
+        chan.close()
+        peer.close()
+    supported = ((3, 11) <= sys.version_info[:2] <= (3, 13)
+                 and sys.implementation.name == "cpython"
+                 and not sysconfig.get_config_var("Py_GIL_DISABLED"))
+    expected = 1 if our_impl.name == "cython" and supported else -1
+    assert our_impl.chat.lookup_cache_state() == expected

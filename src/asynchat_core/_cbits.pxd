@@ -781,6 +781,14 @@ cdef extern from *:
         Py_DECREF(method);
         return result;
     }
+    /* 1: the lookup cache is on; 0: its layout not checked yet; -1: off */
+    static int ac_acache_state(void) {
+    #if AC_ACACHE
+        return ac_acache_layout;
+    #else
+        return -1;
+    #endif
+    }
     static inline PyObject *ac_call0(PyObject *obj, PyObject *name) {
         return ac_call(obj, name, NULL);
     }
@@ -791,4 +799,5 @@ cdef extern from *:
     object ac_method(object obj, object name, int *unbound)
     object ac_getattr(object obj, object name)
     object ac_call0(object obj, object name)
+    int ac_acache_state() noexcept
     object ac_call1(object obj, object name, object arg)
