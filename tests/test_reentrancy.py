@@ -22,6 +22,7 @@ from asynchat_core import asynchat, asyncore
 NIGHTLY = os.environ.get("ASYNCHAT_CORE_NIGHTLY", "") not in ("", "0")
 ITERATIONS = 100000
 PUSH_SECONDS = 10.0 if NIGHTLY else 2.0
+PUSH_BACKLOG = 20000  # queued items at which a pusher waits
 
 
 class Boom(Exception):
@@ -174,6 +175,12 @@ def test_four_threads_push_concurrently(our_impl):
                 i += 1
                 if i % 64 == 0:
                     time.sleep(0)  # let the loop thread drain
+                    # back-pressure, as a real producer applies it: the
+                    # drain sends one item per send(), as CPython's does,
+                    # so an unbounded backlog (millions of items when the
+                    # GIL favours the pushers) takes minutes to flush
+                    while len(chan.producer_fifo) > PUSH_BACKLOG and not stop.is_set():
+                        time.sleep(0.001)
         except Exception as exc:  # e.g. "deque mutated during iteration"
             errors.append(exc)
         counts[n] = i
