@@ -6,6 +6,9 @@ runs a test against each of ``stdlib`` (the reference), ``python`` and
 parameters carry the ``compiled`` marker; ``--no-compiled`` skips them
 (an install made without a compiler).  Tests that take neither fixture use
 what ``ASYNCHAT_CORE_NO_EXTENSIONS`` selected (CI runs the suite both ways).
+Every parameter naming an implementation carries the ``implementation``
+marker; ``--selected-build-only`` deselects those tests, for CI's second
+pass: its compiled pass already ran them, on every implementation.
 """
 import os
 
@@ -22,10 +25,17 @@ def pytest_addoption(parser):
         help="skip the compiled implementation's parameters and expect "
              "IMPLEMENTATION == 'python' (an install made without a compiler)",
     )
+    parser.addoption(
+        "--selected-build-only", action="store_true",
+        help="run only the tests that use the build ASYNCHAT_CORE_NO_EXTENSIONS "
+             "selected: deselect those parametrized over implementations "
+             "(for a second pass after one that ran them all)",
+    )
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "compiled: runs asynchat_core's compiled modules")
+    config.addinivalue_line("markers", "implementation: a parameter naming an implementation")
     impls.compiled_enabled = not config.getoption("--no-compiled")
 
 
@@ -53,6 +63,11 @@ def pytest_sessionstart(session):
 
 
 def pytest_collection_modifyitems(config, items):
+    if config.getoption("--selected-build-only"):
+        chosen = [item for item in items if not item.get_closest_marker("implementation")]
+        config.hook.pytest_deselected(
+            items=[item for item in items if item.get_closest_marker("implementation")])
+        items[:] = chosen
     if config.getoption("--no-compiled"):
         skip = pytest.mark.skip(reason="--no-compiled")
         for item in items:

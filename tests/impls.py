@@ -158,6 +158,9 @@ def bound(name):
 
 
 def params(names):
-    """A ``pytest.param`` per name, the compiled implementation's marked ``compiled``."""
-    return [pytest.param(name, id=name, marks=[pytest.mark.compiled] if name == "cython" else [])
+    """A ``pytest.param`` per name, each marked ``implementation``, the
+    compiled implementation's also ``compiled``."""
+    return [pytest.param(name, id=name,
+                         marks=[pytest.mark.implementation]
+                         + ([pytest.mark.compiled] if name == "cython" else []))
             for name in names]

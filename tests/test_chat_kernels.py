@@ -44,7 +44,7 @@ def test_bytearray_buffer_then_more_input():
     assert ("collect", "bytearray", b"\n") in log
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", impls.params(IMPLS))
 def test_bytearray_buffer_with_int_terminator(impl):
     log, _ = run(impl, [b"abcdef"], 4,
                  setup=lambda c: setattr(c, "ac_in_buffer", bytearray(b"xy")))

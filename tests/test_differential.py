@@ -314,7 +314,7 @@ def _pipelined(impl, n, size=16):
     return chan, sock, expected
 
 
-@pytest.mark.parametrize("impl", [i for i in IMPLS if i != "stdlib"])
+@pytest.mark.parametrize("impl", impls.params([i for i in IMPLS if i != "stdlib"]))
 def test_pipelined_replies_coalesce_into_one_send(impl):
     chan, sock, expected = _pipelined(impl, 16)
     assert bytes(sock.wire) == expected
@@ -330,7 +330,7 @@ def test_stdlib_sends_once_per_push():
     assert sock.send_calls == 16
 
 
-@pytest.mark.parametrize("impl", [i for i in IMPLS if i != "stdlib"])
+@pytest.mark.parametrize("impl", impls.params([i for i in IMPLS if i != "stdlib"]))
 def test_coalescing_respects_out_buffer_size(impl):
     sock = ScriptedSocket([b"x\n" * 10])
     with impls.bound(impl):
@@ -354,7 +354,7 @@ def test_coalescing_respects_out_buffer_size(impl):
         (b"ab\r", b"\r\n", [("collect", "bytes", b"ab")]),
     ],
 )
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", impls.params(IMPLS))
 def test_known_logs(impl, stream, terminator, expected):
     """Hand-checked logs, so a bug shared by every implementation shows too."""
     sock = ScriptedSocket([stream])
@@ -365,7 +365,7 @@ def test_known_logs(impl, stream, terminator, expected):
     assert events == expected
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", impls.params(IMPLS))
 def test_terminator_split_across_reads(impl):
     sock = ScriptedSocket([b"one\r\n.", b"\r", b"\ntwo\r\n.\r\n"])
     with impls.bound(impl):
@@ -378,7 +378,7 @@ def test_terminator_split_across_reads(impl):
     assert chan.ac_in_buffer == b""
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", impls.params(IMPLS))
 def test_int_terminator_larger_than_data(impl):
     sock = ScriptedSocket([b"abc", b"defg", b"hij"])
     with impls.bound(impl):

@@ -68,16 +68,27 @@ def test_bind_restores_the_selected_implementation():
         assert _runner._loop_impl is selected[1]
 
 
-def _pytest(args, env):
-    """Run this file's parameter test in a child pytest; its output."""
+def _pytest(args, env, tests=("test_each_parameter_runs_what_it_names",)):
+    """Run this file's parameter test (or ``tests``) in a child pytest; its output."""
     here = os.path.abspath(__file__)
     environ = {k: v for k, v in os.environ.items() if k != _impl.ENV_VAR}
     environ.update(env)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         here + "::test_each_parameter_runs_what_it_names", "-k", "python or cython"] + args,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        + [here + "::" + test for test in tests] + ["-k", "python or cython or bind"] + args,
         cwd=os.path.dirname(here), env=environ, capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_selected_build_only_deselects_the_implementation_parameters():
+    # CI's second pass: the parametrized tests ran on every implementation
+    # in the first; what is left uses the build the environment selected
+    tests = ("test_each_parameter_runs_what_it_names",
+             "test_bind_restores_the_selected_implementation")
+    rc, out = _pytest(["--no-compiled", "--selected-build-only"], {_impl.ENV_VAR: "1"}, tests)
+    assert rc == 0 and "1 passed, 3 deselected" in out, out  # (stdlib: by -k)
+    rc, out = _pytest(["--no-compiled"], {_impl.ENV_VAR: "1"}, tests)
+    assert rc == 0 and "2 passed, 1 skipped" in out, out
 
 
 def test_no_compiled_flag_skips_the_compiled_parameters():
