@@ -111,7 +111,7 @@ if not cython.compiled:
 
     ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
-    ac_call0 = ac_call1 = ac_acache_state = _compiled_only
+    ac_call0 = ac_call1 = ac_acache_state = ac_acache_fill_count = _compiled_only
     _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -1609,6 +1609,14 @@ def lookup_cache_state():
     if cython.compiled:
         return ac_acache_state()
     return -1
+
+
+def lookup_cache_fills():
+    """How many records this module's lookup cache has written (0 in the
+    Python build): serving more of the same requests must add none."""
+    if cython.compiled:
+        return ac_acache_fill_count()
+    return 0
 
 
 _dispatcher_class: "Any" = None  # asyncore.dispatcher, set when asyncore loads

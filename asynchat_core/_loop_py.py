@@ -528,7 +528,7 @@ if not cython.compiled:
 
     # compiled: lookups through the per-(class, name) cache (_cbits.pxd);
     # the Python build reads and calls by name in place
-    ac_getattr = ac_call0 = _compiled_only
+    ac_getattr = ac_call0 = ac_acache_fill_count = _compiled_only
 
     _mro_of = type.__dict__["__mro__"].__get__
     _own_dict_of = type.__dict__["__dict__"].__get__
@@ -1437,21 +1437,25 @@ class Loop:
                 self._rebind(entry)
 
     def _interest(self, entry, now):
-        """Ask the channel what it wants; returns a kernel mask.  (_flush
-        has this inline for the state-driven channels: keep the two alike.)"""
+        """Ask the channel what it wants; returns a kernel mask."""
         if entry is None:
             raise TypeError(_NO_ENTRY)
         obj = entry.obj
         if entry.closed_once or obj is None:
             return 0
         try:
-            wants_read = obj.readable()
-            wants_write = obj.writable()
+            if cython.compiled:  # (the lookup cache, _cbits.pxd)
+                wants_read = ac_call0(obj, "readable")
+                wants_write = ac_call0(obj, "writable")
+            else:
+                wants_read = obj.readable()
+                wants_write = obj.writable()
             mask = 0
             pause = entry.pause
             if wants_read and (pause is None or pause.until <= now):
                 mask = _WANT_READ
-            if wants_write and not obj.accepting:
+            if wants_write and not (ac_getattr(obj, "accepting") if cython.compiled
+                                    else obj.accepting):
                 if self.poll_mode:
                     mask |= _WANT_WRITE
                 else:
@@ -1524,33 +1528,8 @@ class Loop:
             elif entry.cls is not type(obj):
                 self._rebind(entry)  # a __class__ swap
             if not entry.polled:
-                # _interest(entry, now) inline: the fd a request was read on
-                # is dirty at the next pass, and this is a frame less per
-                # request in the Python build (issue 18)
-                chan = entry.obj  # (re-read: _bind may have run user code)
-                mask = 0
-                if chan is not None and not entry.closed_once:
-                    try:
-                        if cython.compiled:  # (the lookup cache, _cbits.pxd)
-                            wants_read = ac_call0(chan, "readable")
-                            wants_write = ac_call0(chan, "writable")
-                        else:
-                            wants_read = chan.readable()
-                            wants_write = chan.writable()
-                        pause = entry.pause
-                        if wants_read and (pause is None or pause.until <= now):
-                            mask = _WANT_READ
-                        if wants_write and not (ac_getattr(chan, "accepting") if cython.compiled
-                                                else chan.accepting):
-                            if self.poll_mode:
-                                mask |= _WANT_WRITE
-                            else:
-                                mask |= _WANT_WRITE_EXPT
-                    except self.reraised:
-                        raise
-                    except BaseException:
-                        self._fail(chan, fd)
-                        mask = 0
+                # (the fd a request was read on is dirty at the next pass)
+                mask = self._interest(entry, now)
                 if mask != entry.kmask:  # (_set_kernel's own first test)
                     self._set_kernel(entry, mask)
         if cython.compiled:
@@ -2011,3 +1990,11 @@ class Loop:
         finally:
             self.leave()
         return count
+
+
+def lookup_cache_fills():
+    """How many records this module's lookup cache has written (0 in the
+    Python build): serving more of the same requests must add none."""
+    if cython.compiled:
+        return ac_acache_fill_count()
+    return 0

@@ -14,9 +14,11 @@ name that is not interned, keys grown past what instances can share, a
 cache.  Each asserts what CPython's rules give (the reference included); on
 other builds and Pythons the same code takes the generic lookup.
 """
+import select
 import socket
 import sys
 import sysconfig
+import time
 
 import pytest
 
@@ -262,3 +264,58 @@ def test_cache_is_on_where_it_should_be(our_impl):
                  and not sysconfig.get_config_var("Py_GIL_DISABLED"))
     expected = 1 if our_impl.name == "cython" and supported else -1
     assert our_impl.chat.lookup_cache_state() == expected
+
+
+def test_served_requests_after_warm_up_write_no_records(our_impl):
+    """Once a ping-pong has warmed up, more of the same requests through the
+    loop find every name in the cache: no record is written again.  (A
+    direct-mapped table failed this in most process layouts: two of a
+    request's ~30 names sharing a slot evicted each other at every event.)"""
+    asyncore, asynchat = our_impl.asyncore, our_impl.asynchat
+
+    class Pong(asynchat.async_chat):
+        def collect_incoming_data(self, data):
+            pass
+
+        def found_terminator(self):
+            self.push(b"pong\n")
+
+    chan_map = {}
+    peers = []
+    for _ in range(4):
+        a, b = socket.socketpair()
+        b.settimeout(5.0)  # generous: guards against a hang
+        Pong(a, map=chan_map).set_terminator(b"\n")
+        peers.append(b)
+
+    def rounds(n):
+        for _ in range(n):
+            for peer in peers:
+                peer.sendall(b"ping\n")
+            waiting = set(peers)
+            deadline = time.monotonic() + 5.0  # generous: guards against a hang
+            while waiting:
+                assert time.monotonic() < deadline, "no reply"
+                asyncore.loop(timeout=0.1, map=chan_map, count=1)
+                ready = select.select(list(waiting), [], [], 0)[0]
+                for peer in ready:
+                    assert peer.recv(64) == b"pong\n"
+                    waiting.discard(peer)
+
+    def fills():
+        return our_impl.chat.lookup_cache_fills() + our_impl.loop.lookup_cache_fills()
+
+    try:
+        rounds(50)  # (a fill may evict a hot record once: they settle)
+        before = fills()
+        rounds(200)
+        after = fills()
+    finally:
+        asyncore.close_all(chan_map)
+        for peer in peers:
+            peer.close()
+    if our_impl.chat.lookup_cache_state() == 1:
+        assert before > 0
+        assert after == before, "%d records written in 200 warm rounds" % (after - before)
+    else:
+        assert before == after == 0

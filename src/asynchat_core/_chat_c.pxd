@@ -17,6 +17,7 @@ from asynchat_core._cbits cimport (
     PyThread_type_lock,
     ac_nest,
     ac_unnest,
+    ac_acache_fill_count,
     ac_acache_state,
     ac_call0,
     ac_call1,
