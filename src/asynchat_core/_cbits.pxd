@@ -242,6 +242,75 @@ cdef inline bint is_method_of(object bound, object function) noexcept:
 
 
 # ---------------------------------------------------------------------------
+# Per-type records (issue 18).
+#
+# A fact about a class (what one of its attributes resolves to on the class)
+# is kept in an ``ac_type_record`` together with the class (a borrowed
+# pointer) and the class's ``tp_version_tag``.  CPython gives a class a new
+# tag whenever the class or any base is modified (PyType_Modified), and tags
+# are never reused, so "same pointer, same non-zero tag" means "the same
+# class, unchanged since the fact was recorded": a freed class whose address
+# is reused gets another tag.  A tag of 0 (the class has none: tags ran out,
+# or it never went through the type cache) is never valid: the caller takes
+# its generic path every time.  Dict versions are not used (Cython's cpdef
+# override trap: CPython 3.12+ stopped maintaining them).
+#
+# Only class-level facts go into a record: what an *instance* holds (its
+# __dict__) is not covered by the tag, so a fact that an instance could
+# shadow must still be checked on the instance.
+
+cdef extern from *:
+    """
+    typedef struct {
+        void *tp;
+        unsigned int tag;
+        int bits;
+    } ac_type_record;
+
+    static inline unsigned int ac_type_tag(PyObject *tp) {
+        PyTypeObject *t = (PyTypeObject *)tp;
+    #if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13 dropped the flag: a tag is valid while non-zero (a change
+           of the class resets it to 0) */
+        return t->tp_version_tag;
+    #else
+        return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) ? t->tp_version_tag : 0;
+    #endif
+    }
+
+    /* the record's bits if it describes ``tp`` as it is now, else -1 */
+    static inline int ac_record_bits(ac_type_record *rec, PyObject *tp) {
+        if (rec->tp == (void *)tp && rec->tag != 0 && ac_type_tag(tp) == rec->tag)
+            return rec->bits;
+        return -1;
+    }
+
+    /* record ``bits`` for ``tp`` as it is now (call after the lookups the
+       bits come from: they give the class its tag) */
+    static inline void ac_record_set(ac_type_record *rec, PyObject *tp, int bits) {
+        rec->tp = (void *)tp;
+        rec->tag = ac_type_tag(tp);
+        rec->bits = bits;
+    }
+
+    /* what the class's MRO holds for ``name`` (no __get__ applied, no
+       Python code run; it gives the class its tag), or ``missing`` */
+    static inline PyObject *ac_type_lookup(PyObject *tp, PyObject *name, PyObject *missing) {
+        PyObject *found = _PyType_Lookup((PyTypeObject *)tp, name);
+        if (found == NULL)
+            found = missing;
+        Py_INCREF(found);
+        return found;
+    }
+    """
+    ctypedef struct ac_type_record:
+        void *tp
+        unsigned int tag
+        int bits
+    int ac_record_bits(ac_type_record *rec, object tp) noexcept
+    void ac_record_set(ac_type_record *rec, object tp, int bits) noexcept
+    object ac_type_lookup(object tp, object name, object missing)
+
 # The plain-socket fast path (issue 18, levers 7 and 8).
 
 # recv(2)/send(2) on a plain, non-blocking socket.socket without its method
@@ -321,12 +390,22 @@ cdef extern from *:
        type's method cache makes each lookup cheap.  socket.socket has
        __slots__, so no instance can shadow the method. */
     static PyObject *ac_str_recv = NULL, *ac_str_send = NULL;
-    static int ac_sock_method_is_own(PyObject *sock, PyObject *name) {
+    /* per method (0 recv, 1 send): the class and its base as last found
+       to hold _socket's own method (see the per-type records above) */
+    static ac_type_record ac_sock_own[2], ac_sock_own_base[2];
+    static int ac_sock_method_is_own(PyObject *sock, int sending) {
         PyTypeObject *tp = Py_TYPE(sock);
-        PyObject *own;
+        PyObject *own, *name = sending ? ac_str_send : ac_str_recv;
         if (tp->tp_getattro != PyObject_GenericGetAttr || tp->tp_base == NULL) return 0;
+        if (ac_record_bits(&ac_sock_own[sending], (PyObject *)tp) == 1
+                && ac_record_bits(&ac_sock_own_base[sending], (PyObject *)tp->tp_base) == 1)
+            return 1;
         own = _PyType_Lookup(tp->tp_base, name);
-        return own != NULL && _PyType_Lookup(tp, name) == own;
+        if (own == NULL || _PyType_Lookup(tp, name) != own) return 0;
+        /* (after the lookups, which give both classes their tags) */
+        ac_record_set(&ac_sock_own[sending], (PyObject *)tp, 1);
+        ac_record_set(&ac_sock_own_base[sending], (PyObject *)tp->tp_base, 1);
+        return 1;
     }
 
     /* the mirror may be used on this socket, whose type the caller has
@@ -350,7 +429,7 @@ cdef extern from *:
             ac_sock_layout = r ? 1 : -1;
         }
         return ac_sock_layout > 0 && ((ac_sock_mirror *)sock)->sock_timeout == 0
-               && ac_sock_method_is_own(sock, sending ? ac_str_send : ac_str_recv);
+               && ac_sock_method_is_own(sock, sending);
     }
 
     /* sock.recv(size) for 0 < size <= 64 KiB; Py_None: use the method */
@@ -393,75 +472,6 @@ cdef extern from *:
     """
     object ac_sock_recv(object sock, object size)
     Py_ssize_t ac_sock_send(object sock, object data, int flags) except -1
-
-# Per-type records (issue 18).
-#
-# A fact about a class (what one of its attributes resolves to on the class)
-# is kept in an ``ac_type_record`` together with the class (a borrowed
-# pointer) and the class's ``tp_version_tag``.  CPython gives a class a new
-# tag whenever the class or any base is modified (PyType_Modified), and tags
-# are never reused, so "same pointer, same non-zero tag" means "the same
-# class, unchanged since the fact was recorded": a freed class whose address
-# is reused gets another tag.  A tag of 0 (the class has none: tags ran out,
-# or it never went through the type cache) is never valid: the caller takes
-# its generic path every time.  Dict versions are not used (Cython's cpdef
-# override trap: CPython 3.12+ stopped maintaining them).
-#
-# Only class-level facts go into a record: what an *instance* holds (its
-# __dict__) is not covered by the tag, so a fact that an instance could
-# shadow must still be checked on the instance.
-
-cdef extern from *:
-    """
-    typedef struct {
-        void *tp;
-        unsigned int tag;
-        int bits;
-    } ac_type_record;
-
-    static inline unsigned int ac_type_tag(PyObject *tp) {
-        PyTypeObject *t = (PyTypeObject *)tp;
-    #if PY_VERSION_HEX >= 0x030D0000
-        /* 3.13 dropped the flag: a tag is valid while non-zero (a change
-           of the class resets it to 0) */
-        return t->tp_version_tag;
-    #else
-        return PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG) ? t->tp_version_tag : 0;
-    #endif
-    }
-
-    /* the record's bits if it describes ``tp`` as it is now, else -1 */
-    static inline int ac_record_bits(ac_type_record *rec, PyObject *tp) {
-        if (rec->tp == (void *)tp && rec->tag != 0 && ac_type_tag(tp) == rec->tag)
-            return rec->bits;
-        return -1;
-    }
-
-    /* record ``bits`` for ``tp`` as it is now (call after the lookups the
-       bits come from: they give the class its tag) */
-    static inline void ac_record_set(ac_type_record *rec, PyObject *tp, int bits) {
-        rec->tp = (void *)tp;
-        rec->tag = ac_type_tag(tp);
-        rec->bits = bits;
-    }
-
-    /* what the class's MRO holds for ``name`` (no __get__ applied, no
-       Python code run; it gives the class its tag), or ``missing`` */
-    static inline PyObject *ac_type_lookup(PyObject *tp, PyObject *name, PyObject *missing) {
-        PyObject *found = _PyType_Lookup((PyTypeObject *)tp, name);
-        if (found == NULL)
-            found = missing;
-        Py_INCREF(found);
-        return found;
-    }
-    """
-    ctypedef struct ac_type_record:
-        void *tp
-        unsigned int tag
-        int bits
-    int ac_record_bits(ac_type_record *rec, object tp) noexcept
-    void ac_record_set(ac_type_record *rec, object tp, int bits) noexcept
-    object ac_type_lookup(object tp, object name, object missing)
 
 # Lookups by name with a per-(type, name) cache (issue 18, lever 1).
 #
