@@ -453,6 +453,14 @@ def _from_class(obj, name):
             and getattr(bound, "__func__", None) is ac_type_lookup(type(obj), name, None))
 
 
+def _map_get(map, fd):
+    """``map.get(fd)``; a plain dict's without the method lookup (the
+    compiled build's per-event map checks: no other build calls it)."""
+    if type(map) is dict:
+        return cython.cast(dict, map).get(fd)
+    return map.get(fd)
+
+
 def _report_exception(where):
     # last resort when even handle_error failed; never raises
     try:
@@ -1682,7 +1690,8 @@ class Loop:
             raise TypeError(_NO_ENTRY)
         obj = entry.obj
         fd = entry.fd
-        if obj is None or not entry.kmask or self.map.get(fd) is not obj:
+        if obj is None or not entry.kmask or (
+                _map_get(self.map, fd) if cython.compiled else self.map.get(fd)) is not obj:
             return  # closed, or closed and its fd reused, earlier this pass
         watch = entry.watch
         if watch is not None:
@@ -1705,7 +1714,8 @@ class Loop:
                 raise
             except BaseException as err:
                 self._failed(entry, obj, err, now)
-            if entry.obj is not obj or self.map.get(fd) is not obj:
+            if entry.obj is not obj or (
+                    _map_get(self.map, fd) if cython.compiled else self.map.get(fd)) is not obj:
                 return
             pause = entry.pause
             if pause is not None and pause.backoff and pause.until <= now:
@@ -1742,7 +1752,8 @@ class Loop:
             raise TypeError(_NO_ENTRY)
         obj = entry.obj
         fd = entry.fd
-        if obj is None or not entry.kmask or self.map.get(fd) is not obj:
+        if obj is None or not entry.kmask or (
+                _map_get(self.map, fd) if cython.compiled else self.map.get(fd)) is not obj:
             return  # closed, or closed and its fd reused, earlier this pass
         watch = entry.watch
         if watch is not None:

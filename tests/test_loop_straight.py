@@ -136,3 +136,52 @@ def test_pass_lock_free_after_nested_loop(our_impl, backend):
     finally:
         chan.close()
         peer.close()
+
+
+def test_a_dict_subclass_map_is_asked_through_its_get(impl):
+    """The loop's per-event map checks read a plain dict directly; a
+    mapping of the user's own (here a dict subclass overriding get, as a
+    registry that logs lookups would) is asked through its get(), as
+    CPython's loop asks it, and a channel it hides is not served."""
+    asyncore, asynchat = impl.asyncore, impl.asynchat
+    asked = []
+    hidden = set()
+
+    class Registry(dict):
+        def get(self, fd, default=None):
+            asked.append(fd)
+            return default if fd in hidden else dict.get(self, fd, default)
+
+    got = []
+
+    class Echo(asynchat.async_chat):
+        def collect_incoming_data(self, data):
+            got.append(bytes(data))
+
+        def found_terminator(self):
+            self.push(b"ok\n")
+
+    chan_map = Registry()
+    a, b = socket.socketpair()
+    b.settimeout(5.0)  # generous: guards against a hang
+    chan = Echo(a, map=chan_map)
+    chan.set_terminator(b"\n")
+    try:
+        b.sendall(b"one\n")
+        deadline = time.monotonic() + 5.0
+        while not got and time.monotonic() < deadline:
+            asyncore.loop(timeout=0.05, map=chan_map, count=1)
+        assert got == [b"one"]
+        assert chan._fileno in asked
+        while chan.producer_fifo and time.monotonic() < deadline:
+            asyncore.loop(timeout=0.05, map=chan_map, count=1)
+        assert b.recv(16) == b"ok\n"
+        hidden.add(chan._fileno)  # get() no longer finds it: not served
+        b.sendall(b"two\n")
+        for _ in range(5):
+            asyncore.loop(timeout=0.05, map=chan_map, count=1)
+        assert got == [b"one"]
+    finally:
+        hidden.clear()
+        asyncore.close_all(chan_map)
+        b.close()

@@ -14,6 +14,8 @@ cdef int _DELIVER_READ, _DELIVER_WRITE
 cdef object _MSG_NOSIGNAL, _socket_type, _object_getattribute
 cdef bint _watches_made
 
+cdef inline object _map_get(object map, object fd)
+
 @cython.locals(sent=Py_ssize_t)
 cpdef sock_send(chan, sock, data)
 cpdef sock_recv(chan, sock, buffer_size)
