@@ -438,14 +438,15 @@ def frame_deliver(chan, inbuf, out, slot, eof):
     many_unbound = 0
     one_unbound = 0
     if cython.compiled:
-        many = ac_method_or(chan, "found_messages", None, cython.address(many_unbound))
-        one = None
+        many = ac_method_or(chan, "found_messages", None,
+                            cython.address(many_unbound))  # type: Any
+        one = None  # type: Any
         if many is None:
             one = ac_method_or(chan, "found_message", None, cython.address(one_unbound))
         alive = ac_getattr(chan, "connected")
     else:
-        many = getattr(chan, "found_messages", None)  # type: Any
-        one = getattr(chan, "found_message", None) if many is None else None  # type: Any
+        many = getattr(chan, "found_messages", None)
+        one = getattr(chan, "found_message", None) if many is None else None
         alive = chan.connected
     # the messages parsed; one per hook call: batch[done] is the next, and
     # its slot is cleared as it is delivered (no pop: a list that shrinks to
