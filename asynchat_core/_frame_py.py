@@ -80,6 +80,14 @@ if not cython.compiled:
 
     buffer_size = len
 
+    # the lookup cache's helpers (_cbits.pxd) are called only under ``if
+    # cython.compiled:``; the names stay defined so that code is valid Python
+    def _compiled_only(*args):
+        raise AssertionError("asynchat_core: a compiled-only helper called from Python")
+
+    ac_getattr = ac_getattr_or = ac_method_or = _compiled_only
+    ac_call0 = ac_call1 = ac_callm1 = _compiled_only
+
 
 _Framer = Framer
 _FrameError = FrameError
@@ -362,9 +370,13 @@ def _current(chan, inbuf, slot):
 
 def _limit(chan, limit):
     # the framer's max_size (``limit``), lowered by ac_max_frame_size
-    cap = getattr(chan, "ac_max_frame_size", None)
+    if cython.compiled:
+        cap = ac_getattr_or(chan, "ac_max_frame_size", None)  # (the lookup cache)
+    else:
+        cap = getattr(chan, "ac_max_frame_size", None)
     if cap is not None:
-        cap = cap.__index__()
+        if type(cap) is not int:  # (an exact int is its own __index__)
+            cap = cap.__index__()
         if cap < 0:
             raise ValueError("ac_max_frame_size must be None or >= 0")
         if cap < limit:
@@ -418,9 +430,24 @@ def frame_deliver(chan, inbuf, out, slot, eof):
         return 0  # a large frame, still incomplete
     if not isinstance(framer, _Framer):
         return 1
-    many = getattr(chan, "found_messages", None)  # type: Any
-    one = getattr(chan, "found_message", None) if many is None else None  # type: Any
-    alive = chan.connected
+    # the hooks and ``connected`` are read once per read, as a handler may
+    # change them between reads.  Compiled, through the lookup cache
+    # (_cbits.pxd; getattr's rule with a default), a hook found on the class
+    # comes back unbound (many_unbound/one_unbound: called with chan first,
+    # by ac_callm1) instead of as a new bound method
+    many_unbound = 0
+    one_unbound = 0
+    if cython.compiled:
+        many = ac_method_or(chan, "found_messages", None,
+                            cython.address(many_unbound))  # type: Any
+        one = None  # type: Any
+        if many is None:
+            one = ac_method_or(chan, "found_message", None, cython.address(one_unbound))
+        alive = ac_getattr(chan, "connected")
+    else:
+        many = getattr(chan, "found_messages", None)
+        one = getattr(chan, "found_message", None) if many is None else None
+        alive = chan.connected
     # the messages parsed; one per hook call: batch[done] is the next, and
     # its slot is cleared as it is delivered (no pop: a list that shrinks to
     # empty frees its storage, and the next append allocates it again)
@@ -454,7 +481,10 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                              pos, end, limit, batch)
             except _FrameError:
                 if batch and many is not None:
-                    many(batch)
+                    if cython.compiled:
+                        ac_callm1(many, many_unbound, chan, batch)
+                    else:
+                        many(batch)
                 return _fail(chan, inbuf)
             if nxt == -1:
                 break
@@ -477,7 +507,14 @@ def frame_deliver(chan, inbuf, out, slot, eof):
             batching = out is not None and nxt < end and _batch_ok(chan, out)
             if batching:
                 out.batching = True
-            if one is not None:
+            if cython.compiled:
+                if one is not None:
+                    ac_callm1(one, one_unbound, chan, message)
+                else:
+                    if message:
+                        ac_call1(chan, "collect_incoming_data", message)
+                    ac_call0(chan, "found_terminator")
+            elif one is not None:
                 one(message)
             else:
                 if message:
@@ -485,7 +522,8 @@ def frame_deliver(chan, inbuf, out, slot, eof):
                 chan.found_terminator()
             if batching:
                 out.batching = False
-            if alive and not chan.connected:
+            if alive and not (ac_getattr(chan, "connected") if cython.compiled
+                              else chan.connected):
                 return 0  # closed by the hook: the rest is not delivered
             if slot and inbuf.terminator is framer:
                 continue  # (the common case, without a call)
@@ -499,8 +537,12 @@ def frame_deliver(chan, inbuf, out, slot, eof):
         if batch and many is not None:
             messages = batch
             batch = []
-            many(messages)
-            if alive and not chan.connected:
+            if cython.compiled:
+                ac_callm1(many, many_unbound, chan, messages)
+            else:
+                many(messages)
+            if alive and not (ac_getattr(chan, "connected") if cython.compiled
+                              else chan.connected):
                 return 0
             now = _current(chan, inbuf, slot)
             if now is not framer:

@@ -851,3 +851,86 @@ cdef extern from *:
     int ac_acache_state() noexcept
     Py_ssize_t ac_acache_fill_count() noexcept
     object ac_call1(object obj, object name, object arg)
+
+
+# Lookups with a default (issue 19): ``getattr(obj, name, default)`` through
+# the cache above.  Exactly getattr's rule: only AttributeError means
+# missing (any other exception propagates), and whatever the lookup finds
+# is the value, None included (a class-level ``found_message = None`` is a
+# value).  A name the cache has seen missing (nothing in the MRO, nothing
+# on the instance: the entry's keys say so) gives the default without
+# raising and clearing an AttributeError; else the generic lookup runs, and
+# a miss it reports records the entry for next time.
+cdef extern from *:
+    """
+    /* after a lookup of name failed: the default (a new reference) if the
+       error is an AttributeError, else NULL with the error kept */
+    static PyObject *ac_missing_or_error(PyObject *obj, PyObject *name, PyObject *dflt) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+        PyErr_Clear();
+    #if AC_ACACHE
+        ac_acache_fill(obj, name);  /* (needs no exception set) */
+    #else
+        (void)obj; (void)name;
+    #endif
+        Py_INCREF(dflt);
+        return dflt;
+    }
+
+    /* 1: the cache proves obj has no attribute name (getattr would raise
+       AttributeError without running Python code) */
+    static inline int ac_known_missing(PyObject *obj, PyObject *name) {
+    #if AC_ACACHE
+        PyObject *found = NULL;
+        ac_acache_entry *e = ac_acache_get(obj, name);
+        return e != NULL && e->cls_kind == AC_CLS_MISSING
+               && ac_acache_inst(obj, Py_TYPE(obj), e, &found) == 0 && found == NULL;
+    #else
+        (void)obj; (void)name;
+        return 0;
+    #endif
+    }
+
+    /* getattr(obj, name, dflt) */
+    static inline PyObject *ac_getattr_or(PyObject *obj, PyObject *name, PyObject *dflt) {
+        PyObject *value;
+        if (ac_known_missing(obj, name)) {
+            Py_INCREF(dflt);
+            return dflt;
+        }
+        value = ac_getattr(obj, name);
+        return value != NULL ? value : ac_missing_or_error(obj, name, dflt);
+    }
+
+    /* ac_method with getattr(obj, name, dflt)'s rule: dflt (with *unbound
+       = 0) when the name is missing; call what it gives with ac_callm1 */
+    static inline PyObject *ac_method_or(PyObject *obj, PyObject *name, PyObject *dflt,
+                                         int *unbound) {
+        PyObject *meth;
+        *unbound = 0;
+        if (ac_known_missing(obj, name)) {
+            Py_INCREF(dflt);
+            return dflt;
+        }
+        meth = ac_method(obj, name, unbound);
+        if (meth != NULL) return meth;
+        *unbound = 0;
+        return ac_missing_or_error(obj, name, dflt);
+    }
+
+    /* meth(arg) for what ac_method(obj, ...) or ac_method_or gave: with obj
+       first when unbound (a function found on the class), as the bound
+       method getattr gives would call it */
+    static inline PyObject *ac_callm1(PyObject *meth, int unbound, PyObject *obj,
+                                      PyObject *arg) {
+        PyObject *args[2];
+        args[0] = obj;
+        args[1] = arg;
+        if (unbound)
+            return PyObject_Vectorcall(meth, args, 2, NULL);
+        return PyObject_Vectorcall(meth, args + 1, 1, NULL);
+    }
+    """
+    object ac_getattr_or(object obj, object name, object dflt)
+    object ac_method_or(object obj, object name, object dflt, int *unbound)
+    object ac_callm1(object meth, int unbound, object obj, object arg)

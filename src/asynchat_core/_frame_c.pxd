@@ -5,7 +5,17 @@
 
 import cython
 
-from asynchat_core._cbits cimport buffer_size, bytes_slice, find_bytes
+from asynchat_core._cbits cimport (
+    ac_call0,
+    ac_call1,
+    ac_callm1,
+    ac_getattr,
+    ac_getattr_or,
+    ac_method_or,
+    buffer_size,
+    bytes_slice,
+    find_bytes,
+)
 from asynchat_core._chat_c cimport InputState, OutputState
 from asynchat_core._framebits cimport byte_at, digits_at, uint_at
 
@@ -68,5 +78,5 @@ cdef bint _batch_ok(chan, OutputState out) except -1
 @cython.locals(kind=int, limit=Py_ssize_t, pos=Py_ssize_t, end=Py_ssize_t, nxt=Py_ssize_t,
                alive=bint, batching=bint, batch=list, messages=list, size=Py_ssize_t,
                offset=Py_ssize_t, big=bint, includes=bint, switched=bint,
-               done=Py_ssize_t, spec=tuple)
+               done=Py_ssize_t, spec=tuple, many_unbound=int, one_unbound=int)
 cpdef int frame_deliver(chan, InputState inbuf, OutputState out, bint slot, bint eof) except -1
