@@ -697,6 +697,7 @@ def _deliver_odd_count(chan, inbuf, mode, out, data, pos, size, term, limit):
     return 0
 
 
+_deque_append = _deque.append  # (push: an exact deque's append, called directly)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
@@ -1471,6 +1472,8 @@ def chat_push(self, data):
         if length > size and size != NOT_A_SIZE:
             for start in range(0, length, size):
                 fifo.append(data[start:start + size])
+        elif cython.compiled and type(fifo) is _deque:
+            _deque_append(fifo, data)  # (the exact type's own: no method lookup)
         else:
             fifo.append(data)
         if own:

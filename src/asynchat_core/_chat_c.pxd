@@ -54,7 +54,7 @@ cdef object _loop_hook
 cdef object _dispatcher_class
 cdef object dispatcher_recv, dispatcher_send
 cdef object _BYTES_LIKE
-cdef object _deque
+cdef object _deque, _deque_append
 # per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send,
 # async_chat.socket
 cdef ac_type_record _term_record, _send_record, _sock_record
