@@ -804,21 +804,28 @@ cdef extern from *:
         return value;
     }
 
-    /* obj.<name>(), obj.<name>(arg): CPython's method call (as
-       PyObject_VectorcallMethod makes it), the method found by ac_method */
-    static PyObject *ac_call(PyObject *obj, PyObject *name, PyObject *arg) {
+    /* meth(), or meth(arg) when arg is not NULL, for what ac_method(obj,
+       ...) or ac_method_or gave: with obj first when unbound (a function
+       found on the class), as the bound method getattr gives would call it */
+    static inline PyObject *ac_callm1(PyObject *meth, int unbound, PyObject *obj,
+                                      PyObject *arg) {
         PyObject *args[2];
-        PyObject *method, *result;
-        int unbound = 0;
         size_t n = arg != NULL;
-        method = ac_method(obj, name, &unbound);
-        if (method == NULL) return NULL;
         args[0] = obj;
         args[1] = arg;
         if (unbound)
-            result = PyObject_Vectorcall(method, args, n + 1, NULL);
-        else
-            result = PyObject_Vectorcall(method, args + 1, n, NULL);
+            return PyObject_Vectorcall(meth, args, n + 1, NULL);
+        return PyObject_Vectorcall(meth, args + 1, n, NULL);
+    }
+
+    /* obj.<name>(), obj.<name>(arg): CPython's method call (as
+       PyObject_VectorcallMethod makes it), the method found by ac_method */
+    static PyObject *ac_call(PyObject *obj, PyObject *name, PyObject *arg) {
+        PyObject *method, *result;
+        int unbound = 0;
+        method = ac_method(obj, name, &unbound);
+        if (method == NULL) return NULL;
+        result = ac_callm1(method, unbound, obj, arg);
         Py_DECREF(method);
         return result;
     }
@@ -917,19 +924,7 @@ cdef extern from *:
         *unbound = 0;
         return ac_missing_or_error(obj, name, dflt);
     }
-
-    /* meth(arg) for what ac_method(obj, ...) or ac_method_or gave: with obj
-       first when unbound (a function found on the class), as the bound
-       method getattr gives would call it */
-    static inline PyObject *ac_callm1(PyObject *meth, int unbound, PyObject *obj,
-                                      PyObject *arg) {
-        PyObject *args[2];
-        args[0] = obj;
-        args[1] = arg;
-        if (unbound)
-            return PyObject_Vectorcall(meth, args, 2, NULL);
-        return PyObject_Vectorcall(meth, args + 1, 1, NULL);
-    }
+    /* (ac_callm1, which calls what ac_method_or gives, is above ac_call) */
     """
     object ac_getattr_or(object obj, object name, object dflt)
     object ac_method_or(object obj, object name, object dflt, int *unbound)
