@@ -5,8 +5,10 @@ Needs neither redis nor wrk; bounded to a few seconds of load.
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -193,7 +195,47 @@ def test_bench_cli_workers(tmp_path):
     data = json.loads(out.read_text())
     assert not data["errors"], data["errors"]
     cases = {(r["case"], r["impl"]): r for r in data["records"] if r["scenario"] == "workers"}
-    for impl in ("python x1", "python x2"):
-        record = cases[("HTTP keep-alive", impl)]
-        assert record["rate"] > 0 and record["load"] == "wrk -t2" and record["cpu_us"] > 0
+    for case in ("HTTP keep-alive", "HTTP page (render + deflate)"):
+        for impl in ("python x1", "python x2"):
+            record = cases[(case, impl)]
+            assert record["rate"] > 0 and record["load"] == "wrk -t2" and record["cpu_us"] > 0
     assert "x2 / x1 =" in proc.stderr
+
+
+def _http_get(port, path):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            assert chunk, body
+            body += chunk
+        return head, body
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers need fork() and /proc")
+@pytest.mark.parametrize("source,workers", [("asynchat_core", 0), ("asynchat_core", 2),
+                                            ("asyncio", 0), ("asyncio", 2)])
+def test_http_page_servers_render_the_same_page(source, workers):
+    # the workers scenario's handler with real work: every server renders
+    # the same page for the requested path (escaped), a complete response
+    from asynchat_core.bench import procs
+    from asynchat_core.bench.impls import discover
+    from asynchat_core.bench.servers import PAGE_ROWS
+
+    target = discover()[0]["asyncio" if source == "asyncio" else "python"]
+    proc, port = procs.start_worker_server(target, "http-page", workers=workers)
+    try:
+        head, body = _http_get(port, b"/a<b>")
+    finally:
+        procs.stop(proc)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Encoding: deflate" in head
+    page = zlib.decompress(body)
+    assert page.count(b"<tr>") == PAGE_ROWS and b"<title>/a&lt;b&gt;</title>" in page
+    assert page.endswith(b"</table></body></html>")

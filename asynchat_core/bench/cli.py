@@ -347,12 +347,16 @@ def run_workers(args, run, targets):
     Method: each implementation serves from one process and from N
     processes, each N-worker server with one SO_REUSEPORT listener per
     process (asynchat_core.workers; uvloop: N forked loops with
-    ``reuse_port=True``); all four servers run at once and the cases are
+    ``reuse_port=True``); all servers run at once and the cases are
     measured interleaved, round by round, with the same load: wrk with N
-    threads (HTTP keep-alive) and redis-benchmark (GET, -P1), each given
-    ``--clients`` connections.  The load generator shares the machine's
-    cores (on 2 cores it cannot be pinned away), so the scaling ratio is a
-    floor.  Server CPU counts the whole process tree.
+    threads (HTTP keep-alive, and HTTP rendering a page per request) and
+    redis-benchmark (GET, -P1), each given ``--clients`` connections.
+    With more cores than workers, the servers are confined to N cores and
+    the load generator to the others; otherwise the generator shares the
+    servers' cores and the ratio is a floor: the page case, whose handler
+    renders and compresses a page (about 90 us on CPython 3.11) into a
+    small reply, keeps the generator's share of the cores small.
+    Server CPU counts the whole process tree.
     """
     count = args.workers
     bases = [n for n in ("cython", "python", "uvloop") if n in targets
@@ -366,8 +370,15 @@ def run_workers(args, run, targets):
         run.skip("redis-benchmark", "not found (apt install redis-tools): no RESP case")
     if use_wrk:
         cases.append(("HTTP keep-alive", "http"))
+        cases.append(("HTTP page (render + deflate)", "http-page"))
     else:
         run.skip("wrk", "not found (apt install wrk): no HTTP case")
+    server_cpus, load_cpus = procs.split_cpus(count)
+    if server_cpus:
+        run.progress("  workers  servers on CPUs %s, load generator on CPUs %s"
+                     % (sorted(server_cpus), sorted(load_cpus)))
+    else:
+        run.progress("  workers  the load generator shares the servers' cores: ratios are floors")
     for case, kind in cases:
         servers = {}
         try:
@@ -375,18 +386,21 @@ def run_workers(args, run, targets):
                 for n in (1, count):
                     name = "%s x%d" % (base, n)
                     try:
-                        servers[name] = procs.start_worker_server(targets[base], kind, workers=n)
+                        servers[name] = procs.start_worker_server(targets[base], kind, workers=n,
+                                                                  cpus=server_cpus)
                     except Exception as exc:  # noqa: BLE001
                         run.error("workers/%s server" % name, exc)
             samples: Dict[str, List[Optional[float]]] = {name: [] for name in servers}
             extras: Dict[str, List[Any]] = {name: [] for name in servers}
 
             def load(port):
-                if kind == "http":
-                    rate, n = procs.wrk(port, args.clients, args.duration, threads=count)
-                else:
-                    rate, n = procs.redis_benchmark(port, "get", args.clients, 1, args.duration)
-                return rate, n, {"load": "wrk -t%d" % count if kind == "http" else "redis-benchmark"}
+                if kind == "resp":
+                    rate, n = procs.redis_benchmark(port, "get", args.clients, 1, args.duration,
+                                                    cpus=load_cpus)
+                    return rate, n, {"load": "redis-benchmark"}
+                rate, n = procs.wrk(port, args.clients, args.duration, threads=count,
+                                    cpus=load_cpus)
+                return rate, n, {"load": "wrk -t%d" % count}
 
             try:
                 for _ in range(args.rounds):

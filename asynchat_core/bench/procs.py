@@ -62,9 +62,29 @@ def cpu_seconds_tree(pid):
     return total
 
 
-def start_worker_server(target, kind, streams=False, timeout=30.0, workers=0):
+def pinned_to(cpus):
+    """A ``preexec_fn`` confining a child (and what it forks) to ``cpus``;
+    None when ``cpus`` is None."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def split_cpus(workers):
+    """``(server_cpus, load_cpus)`` when this machine has cores to spare for
+    the load generator beside ``workers`` server cores, else ``(None, None)``."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None, None
+    if len(cpus) <= workers:
+        return None, None
+    return set(cpus[:workers]), set(cpus[workers:])
+
+
+def start_worker_server(target, kind, streams=False, timeout=30.0, workers=0, cpus=None):
     """Start a benchmark server for ``target`` (in ``workers`` processes if
-    not 0); return ``(proc, port)``."""
+    not 0, all on ``cpus`` if given); return ``(proc, port)``."""
     args = ["server", target.source, kind] + (["streams"] if streams else [])
     if workers:
         args.append("workers=%d" % workers)
@@ -72,7 +92,7 @@ def start_worker_server(target, kind, streams=False, timeout=30.0, workers=0):
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
             target.command(*args), env=target.environ(), cwd=target.cwd(),
-            stdout=subprocess.PIPE, stderr=errors,
+            stdout=subprocess.PIPE, stderr=errors, preexec_fn=pinned_to(cpus),
         )
         try:
             out = proc.stdout
@@ -120,14 +140,15 @@ def start_redis_server(timeout=10.0):
         raise
 
 
-def _run(cmd, timeout):
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def _run(cmd, timeout, cpus=None):
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         preexec_fn=pinned_to(cpus))
     if out.returncode != 0:
         raise RuntimeError("%s failed: %s" % (cmd[0], (out.stderr or out.stdout).strip()[-300:]))
     return out.stdout
 
 
-def redis_benchmark(port, test, clients, pipeline, duration):
+def redis_benchmark(port, test, clients, pipeline, duration, cpus=None):
     """Run one ``redis-benchmark`` test sized to last about ``duration`` s.
 
     redis-benchmark counts requests, not time: a short first run estimates
@@ -142,7 +163,7 @@ def redis_benchmark(port, test, clients, pipeline, duration):
         cmd = [exe, "-h", "127.0.0.1", "-p", str(port), "-c", str(clients), "-n", str(n),
                "-P", str(pipeline), "-t", test, "--csv"]
         started = time.perf_counter()
-        text = _run(cmd, timeout=60 + 4 * duration)
+        text = _run(cmd, timeout=60 + 4 * duration, cpus=cpus)
         wall = time.perf_counter() - started
         for line in text.splitlines():
             cells = [c.strip('"') for c in line.split(",")]
@@ -160,8 +181,9 @@ def redis_benchmark(port, test, clients, pipeline, duration):
     return rate, requests
 
 
-def wrk(port, clients, duration, scheme="http", threads=1):
-    """Run ``wrk`` with ``threads`` threads (default one); return ``(rate, requests)``.
+def wrk(port, clients, duration, scheme="http", threads=1, cpus=None):
+    """Run ``wrk`` with ``threads`` threads (default one), on ``cpus`` if
+    given; return ``(rate, requests)``.
 
     With ``scheme="https"`` wrk speaks TLS (it does not check certificates).
     """
@@ -170,7 +192,7 @@ def wrk(port, clients, duration, scheme="http", threads=1):
         raise RuntimeError("wrk missing (apt install wrk)")
     cmd = [exe, "-t%d" % threads, "-c%d" % clients, "-d%ds" % max(1, round(duration)),
            "%s://127.0.0.1:%d/" % (scheme, port)]
-    text = _run(cmd, timeout=60 + 4 * duration)
+    text = _run(cmd, timeout=60 + 4 * duration, cpus=cpus)
     rate = re.search(r"Requests/sec:\s*([\d.]+)", text)
     total = re.search(r"(\d+) requests in", text)
     if not rate or not total:
