@@ -78,6 +78,9 @@ if not cython.compiled:
     def byte_at(data, pos):
         return data[pos]
 
+    def digits_crlf(data, start, end):
+        raise AssertionError("asynchat_core: digits_crlf is the compiled build's")
+
     buffer_size = len
 
     # the lookup cache's helpers (_cbits.pxd) are called only under ``if
@@ -264,6 +267,9 @@ def _parse_resp(max_items, chan, inbuf, data, pos, end, limit, sink):
     incomplete, or -(end)-2**62 for a request that delivers nothing (an
     empty array or blank line), encoded by ``_SKIP``."""
     avail = end - pos
+    # the compiled build reads a well-formed count in one scan; in Python
+    # the general path (find the CRLF, then the digits) is the cheaper one
+    one_scan = cython.compiled
     if byte_at(data, pos) != 42:  # b"*": an inline command
         nl = find_bytes(data, pos, b"\n")
         if nl < 0:
@@ -277,12 +283,16 @@ def _parse_resp(max_items, chan, inbuf, data, pos, end, limit, sink):
             return _SKIP - (nl + 1)
         sink.append(words)
         return nl + 1
-    crlf = find_bytes(data, pos, b"\r\n")
-    if crlf < 0:
-        if avail > _MAX_DIGITS + 3:
-            raise _bad("array length is not a number")
-        return -1
-    count = _resp_count(data, pos + 1, crlf, "array length")
+    crlf = digits_crlf(data, pos + 1, end) if one_scan else -1
+    if crlf >= 0:
+        count = digits_at(data, pos + 1, crlf)
+    else:
+        crlf = find_bytes(data, pos, b"\r\n")
+        if crlf < 0:
+            if avail > _MAX_DIGITS + 3:
+                raise _bad("array length is not a number")
+            return -1
+        count = _resp_count(data, pos + 1, crlf, "array length")
     if count <= 0:
         return _SKIP - (crlf + 2)  # "*0", "*-1": nothing, as Redis does
     if count > max_items:
@@ -308,15 +318,19 @@ def _parse_resp(max_items, chan, inbuf, data, pos, end, limit, sink):
                               at - pos + 1)
         if byte_at(data, at) != 36:  # b"$"
             raise _bad("expected '$', got %r" % bytes_slice(data, at, at + 1))
-        crlf = find_bytes(data, at, b"\r\n")
-        if crlf < 0:
-            if end - at > _MAX_DIGITS + 3:
-                raise _bad("bulk length is not a number")
-            return _resp_wait(chan, inbuf, pos, end, head, total, at, count, items,
-                              end - pos + 1)
-        size = _resp_count(data, at + 1, crlf, "bulk length")
-        if size < 0:
-            raise _bad("negative bulk length")
+        crlf = digits_crlf(data, at + 1, end) if one_scan else -1
+        if crlf >= 0:
+            size = digits_at(data, at + 1, crlf)
+        else:
+            crlf = find_bytes(data, at, b"\r\n")
+            if crlf < 0:
+                if end - at > _MAX_DIGITS + 3:
+                    raise _bad("bulk length is not a number")
+                return _resp_wait(chan, inbuf, pos, end, head, total, at, count, items,
+                                  end - pos + 1)
+            size = _resp_count(data, at + 1, crlf, "bulk length")
+            if size < 0:
+                raise _bad("negative bulk length")
         if size > limit or crlf + 2 - pos > limit - size:
             raise _too_large(crlf + 2 - pos + size, limit)
         stop = crlf + 2 + size

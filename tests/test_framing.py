@@ -174,6 +174,7 @@ class _Log:
     def handle_error(self):
         import sys
         self.events.append(("error", sys.exc_info()[0].__name__))
+        self.error_text = str(sys.exc_info()[1])
 
     def handle_close(self):
         self.closes += 1
@@ -365,6 +366,23 @@ def test_hostile_stream_goes_to_handle_error_then_closes(impl, framer, chunks, e
         assert chan.events == [("error", error)]
         assert not chan.connected
         assert chan.ac_in_buffer == b""
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+@pytest.mark.parametrize("stream,text", [
+    (b"*1\r\n$3\rXabc\r\n", "bulk length is not a number"),  # a CR alone ends no count
+    (b"*1\rX\r\n$1\r\nx\r\n", "array length is not a number"),
+    (b"*1\r\n$" + b"1" * 19 + b"\r\n", "bulk length is not a number"),  # 19 digits
+    (b"*" + b"1" * 19 + b"\r\n", "array length is not a number"),
+    (b"*1\r\n$03\r\nabc\r\n", None),  # leading zeros are digits on either path
+])
+def test_resp_counts_end_at_crlf_after_at_most_18_digits(impl, stream, text):
+    for read_size in (1, 65536):
+        chan = run(impl, "message", RespRequests(), [stream], read_size)
+        if text is None:
+            assert chan.events == [("msg", [b"abc"])]
+        else:
+            assert chan.events == [("error", "FrameError")] and text in chan.error_text
 
 
 @pytest.mark.parametrize("impl", impls.params(OURS))

@@ -17,7 +17,7 @@ from asynchat_core._cbits cimport (
     find_bytes,
 )
 from asynchat_core._chat_c cimport InputState, OutputState
-from asynchat_core._framebits cimport byte_at, digits_at, uint_at
+from asynchat_core._framebits cimport byte_at, digits_at, digits_crlf, uint_at
 
 cdef object _Framer, _FrameError, _FrameTooLarge
 cdef object _chat_send, _chat_initiate
@@ -61,7 +61,7 @@ cdef Py_ssize_t _resp_wait(chan, InputState inbuf, Py_ssize_t pos, Py_ssize_t en
 
 @cython.locals(avail=Py_ssize_t, nl=Py_ssize_t, crlf=Py_ssize_t, count=Py_ssize_t,
                at=Py_ssize_t, size=Py_ssize_t, stop=Py_ssize_t, items=list, head=Py_ssize_t,
-               total=Py_ssize_t)
+               total=Py_ssize_t, one_scan=bint)
 cdef Py_ssize_t _parse_resp(Py_ssize_t max_items, chan, InputState inbuf, data, Py_ssize_t pos,
                             Py_ssize_t end, Py_ssize_t limit, list sink) except? -1
 

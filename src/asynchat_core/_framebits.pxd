@@ -52,3 +52,20 @@ cdef inline int byte_at(object data, Py_ssize_t pos) noexcept:
     if not _in_bytes(data, pos, pos + 1):
         return -1
     return (<const unsigned char *>PyBytes_AS_STRING(data))[pos]
+
+
+cdef inline Py_ssize_t digits_crlf(object data, Py_ssize_t start, Py_ssize_t end) noexcept:
+    """Where the CRLF after ``data[start:]``'s 1..18 ASCII digits is, when
+    both lie before ``end`` (the well-formed RESP count); -1 otherwise."""
+    cdef const unsigned char *p
+    cdef Py_ssize_t i, stop
+    if not _in_bytes(data, start, end):
+        return -1
+    p = <const unsigned char *>PyBytes_AS_STRING(data)
+    stop = end if end - start <= 18 else start + 18
+    i = start
+    while i < stop and 48 <= p[i] <= 57:
+        i += 1
+    if i == start or i + 1 >= end or p[i] != 13 or p[i + 1] != 10:
+        return -1
+    return i
