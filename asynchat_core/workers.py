@@ -45,7 +45,10 @@ from . import asyncore
 
 __all__ = ["serve", "listen_on", "on_stop", "stopping", "reuse_port_supported", "worker_index"]
 
-_REUSEPORT = getattr(socket, "SO_REUSEPORT_LB", None) or getattr(socket, "SO_REUSEPORT", None)
+# FreeBSD's balancing option, from <sys/socket.h>: the socket module names
+# it only from Python 3.14 on
+_FREEBSD_REUSEPORT_LB = 0x10000
+_balancing = None  # the option that balances here (0: none), found on first use
 _stopping = False
 _worker_index = None
 #: a worker that dies sooner than this (seconds) doubles its slot's back-off
@@ -53,12 +56,31 @@ YOUNG = 1.0
 _stop_callbacks = []
 
 
+def _balancing_option():
+    """The socket option whose listeners the kernel balances connections
+    across (Linux's ``SO_REUSEPORT``, FreeBSD 12+'s ``SO_REUSEPORT_LB``),
+    or 0 where there is none or the kernel refuses it."""
+    global _balancing
+    if _balancing is None:
+        option = getattr(socket, "SO_REUSEPORT_LB", None)
+        if option is None and sys.platform.startswith("freebsd"):
+            option = _FREEBSD_REUSEPORT_LB
+        if option is None and sys.platform.startswith("linux"):
+            option = getattr(socket, "SO_REUSEPORT", None)
+        if option is not None:
+            try:  # an older kernel refuses the option: share one socket then
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, option, 1)
+            except OSError:
+                option = None
+        _balancing = option or 0
+    return _balancing
+
+
 def reuse_port_supported():
     """Whether each worker can have its own ``SO_REUSEPORT`` listener here
     (the kernel balances only on Linux and on FreeBSD's ``SO_REUSEPORT_LB``)."""
-    if _REUSEPORT is None:
-        return False
-    return sys.platform.startswith("linux") or hasattr(socket, "SO_REUSEPORT_LB")
+    return bool(_balancing_option())
 
 
 def stopping():
@@ -95,7 +117,11 @@ def _bind(address, family, reuse_port, backlog=None):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, _REUSEPORT, 1)
+            # asked for where nothing balances: the plain option, if any
+            option = _balancing_option() or getattr(socket, "SO_REUSEPORT", None)
+            if option is None:
+                raise OSError(errno.ENOPROTOOPT, "no SO_REUSEPORT on this platform")
+            sock.setsockopt(socket.SOL_SOCKET, option, 1)
         sock.bind(address)
         if backlog is not None:
             sock.listen(backlog)

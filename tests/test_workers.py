@@ -319,3 +319,42 @@ def test_install_timers_and_tls_inside_workers(tmp_path, implementation):
     finally:
         kill_group(proc)
         proc.wait()
+
+
+class _ProbeSocket:
+    """Stands in for the probe socket of workers._balancing_option."""
+
+    def __init__(self, calls, refuse):
+        self.calls, self.refuse = calls, refuse
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def setsockopt(self, level, option, value):
+        self.calls.append(option)
+        if option in self.refuse:
+            raise OSError(92, "Protocol not available")
+
+
+@pytest.mark.parametrize("platform,constants,refuse,want", [
+    ("linux", {"SO_REUSEPORT": 15}, (), 15),
+    ("freebsd13", {"SO_REUSEPORT": 0x200}, (), 0x10000),  # before Python 3.14 names it
+    ("freebsd14", {"SO_REUSEPORT": 0x200, "SO_REUSEPORT_LB": 0x10000}, (), 0x10000),
+    ("freebsd11", {"SO_REUSEPORT": 0x200}, (0x10000,), 0),  # kernel without it: one socket
+    ("darwin", {"SO_REUSEPORT": 0x200}, (), 0),  # no balancing: one inherited socket
+])
+def test_the_balancing_option_per_platform(monkeypatch, platform, constants, refuse, want):
+    import types
+
+    calls = []
+    fake_socket = types.SimpleNamespace(SOL_SOCKET=1, **constants)
+    fake_socket.socket = lambda *a: _ProbeSocket(calls, refuse)
+    monkeypatch.setattr(workers, "socket", fake_socket)
+    monkeypatch.setattr(workers.sys, "platform", platform)
+    monkeypatch.setattr(workers, "_balancing", None)
+    assert workers._balancing_option() == want
+    assert workers.reuse_port_supported() is bool(want)
+    assert calls == ([want] if want else list(refuse))  # probed once, then remembered
