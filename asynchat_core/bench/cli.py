@@ -354,7 +354,7 @@ def run_workers(args, run, targets):
     With more cores than workers, the servers are confined to N cores and
     the load generator to the others; otherwise the generator shares the
     servers' cores and the ratio is a floor: the page case, whose handler
-    renders and compresses a page (about 90 us on CPython 3.11) into a
+    renders and compresses a page (about 100 us on CPython 3.11) into a
     small reply, keeps the generator's share of the cores small.
     Server CPU counts the whole process tree.
     """
