@@ -48,6 +48,50 @@ cdef extern from *:
     int *ac_nest() except NULL
     void ac_unnest(int *depth) noexcept
 
+# Truth tests (issue 18): Cython tests an object's truth with
+# PyObject_IsTrue whenever it is not True, False or None, and the per-event
+# path tests deques (``while fifo``, what writable() returns), bytes (``not
+# first``) and ints (``not sent``) several times a request.  For an object
+# of one of these exact types the answer is its length (bytes, list, tuple,
+# deque: ob_size, which is what their len() and bool() read) or, for an
+# int on 3.9-3.11, whether its ob_size is 0: what PyObject_IsTrue would
+# compute, without its slot dispatch.  A subclass (which may define
+# __bool__ or __len__) and every other type go to PyObject_IsTrue.  The
+# deque type is not exported by CPython: ac_truth_init(collections.deque)
+# records it (and keeps it alive, so the pointer cannot be reused) when the
+# module is imported; until then deques take the generic path.  Every
+# truth test in a module that cimports this file goes through ac_truth
+# (the define below), so the pure-mode sources say nothing about it.
+cdef extern from *:
+    """
+    static PyTypeObject *ac_deque_type = NULL;
+    static inline int ac_truth(PyObject *o) {
+        PyTypeObject *tp = Py_TYPE(o);
+        if (tp == &PyBytes_Type || tp == ac_deque_type || tp == &PyList_Type
+                || tp == &PyTuple_Type)
+            return Py_SIZE(o) != 0;
+    #if PY_VERSION_HEX < 0x030C0000
+        if (tp == &PyLong_Type)
+            return Py_SIZE(o) != 0;
+    #endif
+        return (PyObject_IsTrue)(o);
+    }
+    #define PyObject_IsTrue(o) ac_truth(o)
+    static int ac_truth_init(PyObject *deque_type) {
+        if (!PyType_Check(deque_type)) {
+            PyErr_SetString(PyExc_TypeError, "ac_truth_init: not a type");
+            return -1;
+        }
+        if (ac_deque_type == NULL) {
+            Py_INCREF(deque_type);
+            ac_deque_type = (PyTypeObject *)deque_type;
+        }
+        return 0;
+    }
+    """
+    int ac_truth_init(object deque_type) except -1
+
+
 # C locks: taking a free one costs no Python call; waiting releases the GIL.
 cdef extern from "pythread.h":
     ctypedef void *PyThread_type_lock
