@@ -727,10 +727,18 @@ cdef extern from *:
         return 0;
     }
 
-    /* the entry for (type(obj), name), if it describes them now */
-    static inline ac_acache_entry *ac_acache_get(PyObject *obj, PyObject *name) {
+    /* the entry for (type(obj), name), if it describes them now.  hint
+       (may be NULL) is the calling site's own memory of the entry it used
+       last: a site looks up one name, on objects of (mostly) one class, so
+       checking that entry first skips the hash and the set's search; it is
+       only a guess, checked like any way of the set */
+    static inline ac_acache_entry *ac_acache_get(PyObject *obj, PyObject *name, void **hint) {
         PyTypeObject *tp = Py_TYPE(obj);
-        ac_acache_entry *e = ac_acache_find(tp, name);
+        ac_acache_entry *e = hint != NULL ? (ac_acache_entry *)*hint : NULL;
+        if (e == NULL || e->tp != tp || e->name != name) {
+            e = ac_acache_find(tp, name);
+            if (e != NULL && hint != NULL) *hint = (void *)e;
+        }
         if (e == NULL || e->cls_kind == AC_CLS_NONE || e->tag == 0
                 || ac_type_tag((PyObject *)tp) != e->tag
                 || tp->tp_getattro != PyObject_GenericGetAttr)
@@ -799,10 +807,11 @@ cdef extern from *:
        class has its own __getattribute__).  So "is this the library's own
        function?" is one lookup and an identity test, and an override found
        on the class is called by vectorcall with the object. */
-    static inline PyObject *ac_method(PyObject *obj, PyObject *name, int *unbound) {
+    static inline PyObject *ac_method_h(PyObject *obj, PyObject *name, int *unbound,
+                                        void **hint) {
         PyObject *meth = NULL;
     #if AC_ACACHE
-        ac_acache_entry *e = ac_acache_get(obj, name);
+        ac_acache_entry *e = ac_acache_get(obj, name, hint);
         if (e != NULL && e->cls_kind != AC_CLS_PLAIN
                 && ac_acache_inst(obj, Py_TYPE(obj), e, &meth) == 0) {
             if (meth != NULL) {
@@ -817,6 +826,8 @@ cdef extern from *:
             }
         }
         meth = NULL;
+    #else
+        (void)hint;
     #endif
         *unbound = _PyObject_GetMethod(obj, name, &meth);
     #if AC_ACACHE
@@ -826,10 +837,10 @@ cdef extern from *:
     }
 
     /* getattr(obj, name), as CPython's lookup gives it */
-    static inline PyObject *ac_getattr(PyObject *obj, PyObject *name) {
+    static inline PyObject *ac_getattr_h(PyObject *obj, PyObject *name, void **hint) {
         PyObject *value = NULL;
     #if AC_ACACHE
-        ac_acache_entry *e = ac_acache_get(obj, name);
+        ac_acache_entry *e = ac_acache_get(obj, name, hint);
         if (e != NULL && ac_acache_inst(obj, Py_TYPE(obj), e, &value) == 0) {
             if (value != NULL) {
                 Py_INCREF(value);
@@ -840,6 +851,8 @@ cdef extern from *:
                 return e->cls_value;
             }
         }
+    #else
+        (void)hint;
     #endif
         value = PyObject_GetAttr(obj, name);
     #if AC_ACACHE
@@ -864,10 +877,10 @@ cdef extern from *:
 
     /* obj.<name>(), obj.<name>(arg): CPython's method call (as
        PyObject_VectorcallMethod makes it), the method found by ac_method */
-    static PyObject *ac_call(PyObject *obj, PyObject *name, PyObject *arg) {
+    static PyObject *ac_call_h(PyObject *obj, PyObject *name, PyObject *arg, void **hint) {
         PyObject *method, *result;
         int unbound = 0;
-        method = ac_method(obj, name, &unbound);
+        method = ac_method_h(obj, name, &unbound, hint);
         if (method == NULL) return NULL;
         result = ac_callm1(method, unbound, obj, arg);
         Py_DECREF(method);
@@ -889,12 +902,22 @@ cdef extern from *:
         return 0;
     #endif
     }
-    static inline PyObject *ac_call0(PyObject *obj, PyObject *name) {
-        return ac_call(obj, name, NULL);
-    }
-    static inline PyObject *ac_call1(PyObject *obj, PyObject *name, PyObject *arg) {
-        return ac_call(obj, name, arg);
-    }
+    /* Each call site of the compiled modules gets a hint of its own (a
+       static slot, in the statement expression GCC and clang have); other
+       compilers look up without one */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define AC_SITE(call) __extension__ ({ static void *ac_site_hint = NULL; call; })
+    #else
+    #define AC_SITE(call) ((void)0, call)
+    #define ac_site_hint ac_no_hint
+    static void *ac_no_hint = NULL;
+    #endif
+    #define ac_getattr(obj, name) AC_SITE(ac_getattr_h((obj), (name), &ac_site_hint))
+    #define ac_method(obj, name, unbound) \
+        AC_SITE(ac_method_h((obj), (name), (unbound), &ac_site_hint))
+    #define ac_call0(obj, name) AC_SITE(ac_call_h((obj), (name), NULL, &ac_site_hint))
+    #define ac_call1(obj, name, arg) AC_SITE(ac_call_h((obj), (name), (arg), &ac_site_hint))
+    #define ac_call(obj, name, arg) ac_call_h((obj), (name), (arg), NULL)
     """
     object ac_method(object obj, object name, int *unbound)
     object ac_getattr(object obj, object name)
@@ -933,7 +956,7 @@ cdef extern from *:
     static inline int ac_known_missing(PyObject *obj, PyObject *name) {
     #if AC_ACACHE
         PyObject *found = NULL;
-        ac_acache_entry *e = ac_acache_get(obj, name);
+        ac_acache_entry *e = ac_acache_get(obj, name, NULL);
         return e != NULL && e->cls_kind == AC_CLS_MISSING
                && ac_acache_inst(obj, Py_TYPE(obj), e, &found) == 0 && found == NULL;
     #else
@@ -949,7 +972,7 @@ cdef extern from *:
             Py_INCREF(dflt);
             return dflt;
         }
-        value = ac_getattr(obj, name);
+        value = ac_getattr_h(obj, name, NULL);
         return value != NULL ? value : ac_missing_or_error(obj, name, dflt);
     }
 
@@ -963,7 +986,7 @@ cdef extern from *:
             Py_INCREF(dflt);
             return dflt;
         }
-        meth = ac_method(obj, name, unbound);
+        meth = ac_method_h(obj, name, unbound, NULL);
         if (meth != NULL) return meth;
         *unbound = 0;
         return ac_missing_or_error(obj, name, dflt);
