@@ -64,8 +64,16 @@ cdef extern from *:
 # (the define below), so the pure-mode sources say nothing about it.
 cdef extern from *:
     """
+    /* the per-event helpers, inlined where the compiler would call them */
+    #ifndef AC_HOT
+    #if defined(__GNUC__) || defined(__clang__)
+    #define AC_HOT static inline __attribute__((always_inline))
+    #else
+    #define AC_HOT static inline
+    #endif
+    #endif
     static PyTypeObject *ac_deque_type = NULL;
-    static inline int ac_truth(PyObject *o) {
+    AC_HOT int ac_truth(PyObject *o) {
         PyTypeObject *tp = Py_TYPE(o);
         if (tp == &PyBytes_Type || tp == ac_deque_type || tp == &PyList_Type
                 || tp == &PyTuple_Type)
@@ -540,6 +548,14 @@ cdef extern from *:
 # a probe object (ac_acache_layout_ok) before any use.
 cdef extern from *:
     """
+    /* the per-event helpers, inlined where the compiler would call them */
+    #ifndef AC_HOT
+    #if defined(__GNUC__) || defined(__clang__)
+    #define AC_HOT static inline __attribute__((always_inline))
+    #else
+    #define AC_HOT static inline
+    #endif
+    #endif
     #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 \
         && !defined(Py_GIL_DISABLED) && !defined(PYPY_VERSION)
     #define AC_ACACHE 1
@@ -706,8 +722,8 @@ cdef extern from *:
 
     /* the instance's own value for e's name: 0 with *found (NULL: it has
        none), or -1: not answerable from the entry */
-    static inline int ac_acache_inst(PyObject *obj, PyTypeObject *tp, ac_acache_entry *e,
-                                     PyObject **found) {
+    AC_HOT int ac_acache_inst(PyObject *obj, PyTypeObject *tp, ac_acache_entry *e,
+                              PyObject **found) {
         PyObject **values;
         ac_keys *k;
         if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || ac_obj_dict(obj) != NULL)
@@ -732,7 +748,7 @@ cdef extern from *:
        last: a site looks up one name, on objects of (mostly) one class, so
        checking that entry first skips the hash and the set's search; it is
        only a guess, checked like any way of the set */
-    static inline ac_acache_entry *ac_acache_get(PyObject *obj, PyObject *name, void **hint) {
+    AC_HOT ac_acache_entry *ac_acache_get(PyObject *obj, PyObject *name, void **hint) {
         PyTypeObject *tp = Py_TYPE(obj);
         ac_acache_entry *e = hint != NULL ? (ac_acache_entry *)*hint : NULL;
         if (e == NULL || e->tp != tp || e->name != name) {
@@ -807,8 +823,8 @@ cdef extern from *:
        class has its own __getattribute__).  So "is this the library's own
        function?" is one lookup and an identity test, and an override found
        on the class is called by vectorcall with the object. */
-    static inline PyObject *ac_method_h(PyObject *obj, PyObject *name, int *unbound,
-                                        void **hint) {
+    AC_HOT PyObject *ac_method_h(PyObject *obj, PyObject *name, int *unbound,
+                                 void **hint) {
         PyObject *meth = NULL;
     #if AC_ACACHE
         ac_acache_entry *e = ac_acache_get(obj, name, hint);
@@ -837,7 +853,7 @@ cdef extern from *:
     }
 
     /* getattr(obj, name), as CPython's lookup gives it */
-    static inline PyObject *ac_getattr_h(PyObject *obj, PyObject *name, void **hint) {
+    AC_HOT PyObject *ac_getattr_h(PyObject *obj, PyObject *name, void **hint) {
         PyObject *value = NULL;
     #if AC_ACACHE
         ac_acache_entry *e = ac_acache_get(obj, name, hint);
