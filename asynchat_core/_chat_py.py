@@ -111,7 +111,7 @@ if not cython.compiled:
 
     ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
-    ac_call0 = ac_call1 = ac_acache_state = ac_acache_fill_count = _compiled_only
+    ac_call0 = ac_call1 = ac_acache_state = ac_acache_fill_count = ac_truth_init = _compiled_only
     _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -134,6 +134,10 @@ if not cython.compiled:
     def is_method_of(bound, function):
         # bound is exactly function bound to an object (not overridden)
         return type(bound) is _MethodType and bound.__func__ is function
+else:
+    # truth tests of exact deques (producer_fifo) by their length, without
+    # PyObject_IsTrue (_cbits.pxd, ac_truth)
+    ac_truth_init(_deque)
 
 
 

@@ -537,7 +537,7 @@ if not cython.compiled:
 
     # compiled: lookups through the per-(class, name) cache (_cbits.pxd);
     # the Python build reads and calls by name in place
-    ac_getattr = ac_call0 = ac_acache_fill_count = _compiled_only
+    ac_getattr = ac_call0 = ac_acache_fill_count = ac_truth_init = _compiled_only
 
     _mro_of = type.__dict__["__mro__"].__get__
     _own_dict_of = type.__dict__["__dict__"].__get__
@@ -564,6 +564,11 @@ if not cython.compiled:
 
     def ac_ready_events(ready):
         return 0
+else:
+    # truth tests of exact deques (what writable() returns) by their
+    # length, without PyObject_IsTrue (_cbits.pxd, ac_truth)
+    from collections import deque as _deque_type
+    ac_truth_init(_deque_type)
 
 
 def dispatcher_recv(self, buffer_size):

@@ -48,6 +48,58 @@ cdef extern from *:
     int *ac_nest() except NULL
     void ac_unnest(int *depth) noexcept
 
+# Truth tests (issue 18): Cython tests an object's truth with
+# PyObject_IsTrue whenever it is not True, False or None, and the per-event
+# path tests deques (``while fifo``, what writable() returns), bytes (``not
+# first``) and ints (``not sent``) several times a request.  For an object
+# of one of these exact types the answer is its length (bytes, list, tuple,
+# deque: ob_size, which is what their len() and bool() read) or, for an
+# int on 3.9-3.11, whether its ob_size is 0: what PyObject_IsTrue would
+# compute, without its slot dispatch.  A subclass (which may define
+# __bool__ or __len__) and every other type go to PyObject_IsTrue.  The
+# deque type is not exported by CPython: ac_truth_init(collections.deque)
+# records it (and keeps it alive, so the pointer cannot be reused) when the
+# module is imported; until then deques take the generic path.  Every
+# truth test in a module that cimports this file goes through ac_truth
+# (the define below), so the pure-mode sources say nothing about it.
+cdef extern from *:
+    """
+    /* the per-event helpers, inlined where the compiler would call them */
+    #ifndef AC_HOT
+    #if defined(__GNUC__) || defined(__clang__)
+    #define AC_HOT static inline __attribute__((always_inline))
+    #else
+    #define AC_HOT static inline
+    #endif
+    #endif
+    static PyTypeObject *ac_deque_type = NULL;
+    AC_HOT int ac_truth(PyObject *o) {
+        PyTypeObject *tp = Py_TYPE(o);
+        if (tp == &PyBytes_Type || tp == ac_deque_type || tp == &PyList_Type
+                || tp == &PyTuple_Type)
+            return Py_SIZE(o) != 0;
+    #if PY_VERSION_HEX < 0x030C0000
+        if (tp == &PyLong_Type)
+            return Py_SIZE(o) != 0;
+    #endif
+        return (PyObject_IsTrue)(o);
+    }
+    #define PyObject_IsTrue(o) ac_truth(o)
+    static int ac_truth_init(PyObject *deque_type) {
+        if (!PyType_Check(deque_type)) {
+            PyErr_SetString(PyExc_TypeError, "ac_truth_init: not a type");
+            return -1;
+        }
+        if (ac_deque_type == NULL) {
+            Py_INCREF(deque_type);
+            ac_deque_type = (PyTypeObject *)deque_type;
+        }
+        return 0;
+    }
+    """
+    int ac_truth_init(object deque_type) except -1
+
+
 # C locks: taking a free one costs no Python call; waiting releases the GIL.
 cdef extern from "pythread.h":
     ctypedef void *PyThread_type_lock
@@ -496,6 +548,14 @@ cdef extern from *:
 # a probe object (ac_acache_layout_ok) before any use.
 cdef extern from *:
     """
+    /* the per-event helpers, inlined where the compiler would call them */
+    #ifndef AC_HOT
+    #if defined(__GNUC__) || defined(__clang__)
+    #define AC_HOT static inline __attribute__((always_inline))
+    #else
+    #define AC_HOT static inline
+    #endif
+    #endif
     #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 \
         && !defined(Py_GIL_DISABLED) && !defined(PYPY_VERSION)
     #define AC_ACACHE 1
@@ -662,8 +722,8 @@ cdef extern from *:
 
     /* the instance's own value for e's name: 0 with *found (NULL: it has
        none), or -1: not answerable from the entry */
-    static inline int ac_acache_inst(PyObject *obj, PyTypeObject *tp, ac_acache_entry *e,
-                                     PyObject **found) {
+    AC_HOT int ac_acache_inst(PyObject *obj, PyTypeObject *tp, ac_acache_entry *e,
+                              PyObject **found) {
         PyObject **values;
         ac_keys *k;
         if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) || ac_obj_dict(obj) != NULL)
@@ -683,10 +743,18 @@ cdef extern from *:
         return 0;
     }
 
-    /* the entry for (type(obj), name), if it describes them now */
-    static inline ac_acache_entry *ac_acache_get(PyObject *obj, PyObject *name) {
+    /* the entry for (type(obj), name), if it describes them now.  hint
+       (may be NULL) is the calling site's own memory of the entry it used
+       last: a site looks up one name, on objects of (mostly) one class, so
+       checking that entry first skips the hash and the set's search; it is
+       only a guess, checked like any way of the set */
+    AC_HOT ac_acache_entry *ac_acache_get(PyObject *obj, PyObject *name, void **hint) {
         PyTypeObject *tp = Py_TYPE(obj);
-        ac_acache_entry *e = ac_acache_find(tp, name);
+        ac_acache_entry *e = hint != NULL ? (ac_acache_entry *)*hint : NULL;
+        if (e == NULL || e->tp != tp || e->name != name) {
+            e = ac_acache_find(tp, name);
+            if (e != NULL && hint != NULL) *hint = (void *)e;
+        }
         if (e == NULL || e->cls_kind == AC_CLS_NONE || e->tag == 0
                 || ac_type_tag((PyObject *)tp) != e->tag
                 || tp->tp_getattro != PyObject_GenericGetAttr)
@@ -755,10 +823,11 @@ cdef extern from *:
        class has its own __getattribute__).  So "is this the library's own
        function?" is one lookup and an identity test, and an override found
        on the class is called by vectorcall with the object. */
-    static inline PyObject *ac_method(PyObject *obj, PyObject *name, int *unbound) {
+    AC_HOT PyObject *ac_method_h(PyObject *obj, PyObject *name, int *unbound,
+                                 void **hint) {
         PyObject *meth = NULL;
     #if AC_ACACHE
-        ac_acache_entry *e = ac_acache_get(obj, name);
+        ac_acache_entry *e = ac_acache_get(obj, name, hint);
         if (e != NULL && e->cls_kind != AC_CLS_PLAIN
                 && ac_acache_inst(obj, Py_TYPE(obj), e, &meth) == 0) {
             if (meth != NULL) {
@@ -773,6 +842,8 @@ cdef extern from *:
             }
         }
         meth = NULL;
+    #else
+        (void)hint;
     #endif
         *unbound = _PyObject_GetMethod(obj, name, &meth);
     #if AC_ACACHE
@@ -782,10 +853,10 @@ cdef extern from *:
     }
 
     /* getattr(obj, name), as CPython's lookup gives it */
-    static inline PyObject *ac_getattr(PyObject *obj, PyObject *name) {
+    AC_HOT PyObject *ac_getattr_h(PyObject *obj, PyObject *name, void **hint) {
         PyObject *value = NULL;
     #if AC_ACACHE
-        ac_acache_entry *e = ac_acache_get(obj, name);
+        ac_acache_entry *e = ac_acache_get(obj, name, hint);
         if (e != NULL && ac_acache_inst(obj, Py_TYPE(obj), e, &value) == 0) {
             if (value != NULL) {
                 Py_INCREF(value);
@@ -796,6 +867,8 @@ cdef extern from *:
                 return e->cls_value;
             }
         }
+    #else
+        (void)hint;
     #endif
         value = PyObject_GetAttr(obj, name);
     #if AC_ACACHE
@@ -820,10 +893,10 @@ cdef extern from *:
 
     /* obj.<name>(), obj.<name>(arg): CPython's method call (as
        PyObject_VectorcallMethod makes it), the method found by ac_method */
-    static PyObject *ac_call(PyObject *obj, PyObject *name, PyObject *arg) {
+    static PyObject *ac_call_h(PyObject *obj, PyObject *name, PyObject *arg, void **hint) {
         PyObject *method, *result;
         int unbound = 0;
-        method = ac_method(obj, name, &unbound);
+        method = ac_method_h(obj, name, &unbound, hint);
         if (method == NULL) return NULL;
         result = ac_callm1(method, unbound, obj, arg);
         Py_DECREF(method);
@@ -845,12 +918,22 @@ cdef extern from *:
         return 0;
     #endif
     }
-    static inline PyObject *ac_call0(PyObject *obj, PyObject *name) {
-        return ac_call(obj, name, NULL);
-    }
-    static inline PyObject *ac_call1(PyObject *obj, PyObject *name, PyObject *arg) {
-        return ac_call(obj, name, arg);
-    }
+    /* Each call site of the compiled modules gets a hint of its own (a
+       static slot, in the statement expression GCC and clang have); other
+       compilers look up without one */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define AC_SITE(call) __extension__ ({ static void *ac_site_hint = NULL; call; })
+    #else
+    #define AC_SITE(call) ((void)0, call)
+    #define ac_site_hint ac_no_hint
+    static void *ac_no_hint = NULL;
+    #endif
+    #define ac_getattr(obj, name) AC_SITE(ac_getattr_h((obj), (name), &ac_site_hint))
+    #define ac_method(obj, name, unbound) \
+        AC_SITE(ac_method_h((obj), (name), (unbound), &ac_site_hint))
+    #define ac_call0(obj, name) AC_SITE(ac_call_h((obj), (name), NULL, &ac_site_hint))
+    #define ac_call1(obj, name, arg) AC_SITE(ac_call_h((obj), (name), (arg), &ac_site_hint))
+    #define ac_call(obj, name, arg) ac_call_h((obj), (name), (arg), NULL)
     """
     object ac_method(object obj, object name, int *unbound)
     object ac_getattr(object obj, object name)
@@ -889,7 +972,7 @@ cdef extern from *:
     static inline int ac_known_missing(PyObject *obj, PyObject *name) {
     #if AC_ACACHE
         PyObject *found = NULL;
-        ac_acache_entry *e = ac_acache_get(obj, name);
+        ac_acache_entry *e = ac_acache_get(obj, name, NULL);
         return e != NULL && e->cls_kind == AC_CLS_MISSING
                && ac_acache_inst(obj, Py_TYPE(obj), e, &found) == 0 && found == NULL;
     #else
@@ -905,7 +988,7 @@ cdef extern from *:
             Py_INCREF(dflt);
             return dflt;
         }
-        value = ac_getattr(obj, name);
+        value = ac_getattr_h(obj, name, NULL);
         return value != NULL ? value : ac_missing_or_error(obj, name, dflt);
     }
 
@@ -919,7 +1002,7 @@ cdef extern from *:
             Py_INCREF(dflt);
             return dflt;
         }
-        meth = ac_method(obj, name, unbound);
+        meth = ac_method_h(obj, name, unbound, NULL);
         if (meth != NULL) return meth;
         *unbound = 0;
         return ac_missing_or_error(obj, name, dflt);

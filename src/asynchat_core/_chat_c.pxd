@@ -27,6 +27,7 @@ from asynchat_core._cbits cimport (
     ac_record_set,
     ac_type_lookup,
     ac_type_record,
+    ac_truth_init,
     buffer_size,
     bytes_slice,
     exact_count,

@@ -4,7 +4,7 @@
 import cython
 
 from asynchat_core._cbits cimport ac_nest, ac_unnest, ac_sock_recv, ac_sock_send, ac_type_lookup
-from asynchat_core._cbits cimport ac_acache_fill_count, ac_call0, ac_getattr
+from asynchat_core._cbits cimport ac_acache_fill_count, ac_call0, ac_getattr, ac_truth_init
 from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
