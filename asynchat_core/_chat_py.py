@@ -134,11 +134,11 @@ if not cython.compiled:
     def is_method_of(bound, function):
         # bound is exactly function bound to an object (not overridden)
         return type(bound) is _MethodType and bound.__func__ is function
-else:
+
+if cython.compiled:
     # truth tests of exact deques (producer_fifo) by their length, without
     # PyObject_IsTrue (_cbits.pxd, ac_truth)
     ac_truth_init(_deque)
-
 
 
 class _Unset:

@@ -564,7 +564,8 @@ if not cython.compiled:
 
     def ac_ready_events(ready):
         return 0
-else:
+
+if cython.compiled:
     # truth tests of exact deques (what writable() returns) by their
     # length, without PyObject_IsTrue (_cbits.pxd, ac_truth)
     from collections import deque as _deque_type
