@@ -47,16 +47,50 @@ class ZeroLenFifo(collections.deque):
 
 @pytest.mark.parametrize("fifo_class", [FalseFifo, ZeroLenFifo])
 def test_fifo_subclass_truth_is_asked(impl, fifo_class):
-    """A deque subclass saying it is empty: push() queues, nothing is sent."""
+    """A deque subclass saying it is empty: push() queues, nothing is sent.
+    (On 3.9 a deque's truth comes from its own ``__bool__`` slot, so there
+    a ``__len__`` override does not make it false, and it is sent.)"""
+    says_empty = not fifo_class([b"x"])
     chan, peer = _pair(impl)
     try:
         chan.producer_fifo = fifo_class()
         chan.push(b"hello")
-        assert collections.deque.__len__(chan.producer_fifo) == 1
-        assert _received(peer) == b""
+        if says_empty:
+            assert collections.deque.__len__(chan.producer_fifo) == 1
+            assert _received(peer) == b""
+        else:
+            assert collections.deque.__len__(chan.producer_fifo) == 0
+            assert _received(peer) == b"hello"
         # writable() returns the fifo itself; its truth is the fifo's own
         assert not chan.writable()
     finally:
+        chan.close()
+        peer.close()
+
+
+class TrueZeroLenFifo(collections.deque):
+    """A producer_fifo that is true but whose length is 0 (truth and
+    length disagree: on 3.9 and 3.10 ``ZeroLenFifo`` is one too)."""
+
+    def __bool__(self):
+        return True
+
+    def __len__(self):
+        return 0
+
+
+def test_fifo_subclass_length_is_not_asked_after_a_send(impl):
+    """The item sent is taken off the queue, as CPython's ``del
+    producer_fifo[0]`` does: not left there (and sent again) because the
+    fifo's ``__len__`` says 0."""
+    chan, peer = _pair(impl)
+    try:
+        chan.producer_fifo = TrueZeroLenFifo()
+        chan.push(b"hello")
+        assert _received(peer) == b"hello"
+        assert collections.deque.__len__(chan.producer_fifo) == 0
+    finally:
+        chan.producer_fifo = collections.deque()
         chan.close()
         peer.close()
 
@@ -153,6 +187,32 @@ def test_int_sent_truth(impl, sent):
         chan.push(b"abcd")
         expect = {-1: [b"d"], 0: [b"abcd"], 2: [b"cd"]}[sent]
         assert list(chan.producer_fifo) == expect
+    finally:
+        chan.close()
+        peer.close()
+
+
+class EmptyLookingItem(bytes):
+    """A queued item whose length (hence truth) is 0 although it holds bytes."""
+
+    def __len__(self):
+        return 0
+
+
+def test_item_that_says_it_is_empty_costs_no_other_item(impl):
+    """README deviation 11.  CPython's ``initiate_send`` takes such an item
+    off the queue as empty (``if not first``), then still sends it and, as
+    it was sent whole, deletes the head again: the next item, unsent.
+    asynchat_core sends the item once and keeps the next one."""
+    chan, peer = _pair(impl)
+    try:
+        chan.producer_fifo.append(EmptyLookingItem(b"HEAD"))
+        chan.producer_fifo.append(b"NEXT")
+        chan.initiate_send()
+        chan.initiate_send()
+        got = _received(peer)
+        assert got == (b"HEAD" if impl.name == "stdlib" else b"HEADNEXT")
+        assert not chan.producer_fifo
     finally:
         chan.close()
         peer.close()
