@@ -18,12 +18,12 @@ Needs valgrind; Linux only.
 """
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from linechat import callgrind_script_total  # noqa: E402
+
 RESP_SET = b"*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000042\r\n$3\r\nxxx\r\n"
 LP_100 = (100).to_bytes(4, "big") + b"r" * 100
 BLOCK = int(os.environ.get("FRAMING_BLOCK", "16"))  # messages per read (--block)
@@ -100,18 +100,9 @@ def child(case, reads):
 
 
 def total(case, reads):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=ROOT)
-        subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-                        sys.executable, os.path.abspath(__file__), "--child", case, str(reads)],
-                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(out) as f:
-            for line in f:
-                m = re.match(r"(?:summary|totals): (\d+)", line)
-                if m:
-                    return int(m.group(1))
-    raise RuntimeError("no total in callgrind output")
+    # (the child picks its build from the case's name)
+    return callgrind_script_total(os.path.abspath(__file__), ["--child", case, reads],
+                                  python_build=False)
 
 
 def main(argv):

@@ -3,7 +3,8 @@
 A server reads ``b"\\n"``-terminated lines and answers each with
 ``b"pong\\n"``; ``ACTIVE`` clients in lockstep each send ``b"ping\\n"`` and
 wait for the reply.  Used by ``scaling.py``, ``loop_instructions.py``,
-``pingpong_instructions.py``, ``conn_memory.py`` and ``pingpong_lookups.py``.
+``pingpong_instructions.py``, ``conn_memory.py`` and ``pingpong_lookups.py``;
+``callgrind_script_total`` by ``framing_instructions.py`` and ``push_instructions.py``.
 """
 
 import os
@@ -154,4 +155,21 @@ def callgrind_total(script_args, python_build, rounds, name, outfile="/dev/null"
     found = re.search(r"Collected : (\d+)", err)
     if not found:
         raise RuntimeError("no callgrind total for %s:\n%s" % (name, err[-2000:]))
+    return int(found.group(1))
+
+
+def callgrind_script_total(script, args, python_build):
+    """Total instructions, counted by callgrind, of ``python script args``
+    run to its end (an in-process workload: no server, no clients), with
+    ``PYTHONHASHSEED=0`` and this checkout first on the path."""
+    env = build_env(python_build)
+    env.update(PYTHONHASHSEED="0", PYTHONPATH=ROOT)
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           sys.executable, script] + [str(a) for a in args],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or not found:
+        raise RuntimeError("callgrind run of %s %s failed:\n%s"
+                           % (script, args, done.stderr[-2000:]))
     return int(found.group(1))

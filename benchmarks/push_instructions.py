@@ -23,12 +23,12 @@ mock's.  Needs valgrind; Linux only.
 """
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from linechat import callgrind_script_total  # noqa: E402
+
 FRAMES = 1024  # per pass, as the kernel scenario's push-small
 SOURCES = {"cython": "asynchat_core", "python": "asynchat_core", "stdlib": "stdlib"}
 
@@ -60,20 +60,8 @@ def child(case, passes):
 
 
 def total(case, passes):
-    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=ROOT)
-    if case == "python":
-        env["ASYNCHAT_CORE_NO_EXTENSIONS"] = "1"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-                        sys.executable, os.path.abspath(__file__), "--child", case, str(passes)],
-                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(out) as f:
-            for line in f:
-                m = re.match(r"(?:summary|totals): (\d+)", line)
-                if m:
-                    return int(m.group(1))
-    raise RuntimeError("no total in callgrind output")
+    return callgrind_script_total(os.path.abspath(__file__), ["--child", case, passes],
+                                  python_build=(case == "python"))
 
 
 def per_frame(case, low, high):
