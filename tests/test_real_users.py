@@ -212,6 +212,18 @@ def _rerun_in_order(target, report, tests, message):
                     % (sys.version.split()[0], target, ", ".join(tests), len(prefix)))
 
 
+# pyftpdlib's tests that race two sockets of their own, with what was
+# measured: lost on the reference's modules as often as on ours
+KNOWN_RACES = {
+    "test_functional.py::TestCallbacks::test_on_incomplete_file_received":
+        "alone on 3.15: failed 2 of 12 runs on the reference (pyasyncore/pyasynchat) "
+        "and 2 of 12 on the compiled build",
+}
+# of RERUNS reruns alone, a known race must pass this many (a failure that
+# is ours fails them all; a 1-in-6 race fails 4 of 5 0.4% of the time)
+KNOWN_RACE_PASSES = 2
+
+
 def _rerun_alone(target, tests, message):
     """Some of pyftpdlib's tests race two sockets of their own (e.g.
     ``TestCallbacks.test_on_incomplete_file_received``: the client sends
@@ -221,21 +233,30 @@ def _rerun_alone(target, tests, message):
     lose such a race now and then, on the reference too: that test alone,
     run 125 times per target beside two busy loops on 3.11, failed once on
     the stdlib's modules, once on the compiled build and never on the
-    Python build.  A test lost in the full run counts as that flake only
-    when it then passes ``RERUNS`` times out of ``RERUNS``, each time alone
-    in a fresh child: a failure that is ours repeats (one that fails half
-    the time passes 5 reruns 3% of the time)."""
+    Python build; on 3.15 it fails about one run in six alone, on the
+    reference as on ours (``KNOWN_RACES``).  A test lost in the full run
+    counts as the suite's race only when it then passes ``RERUNS`` times
+    out of ``RERUNS``, each time alone in a fresh child (a failure that is
+    ours repeats: one that fails half the time passes 5 reruns 3% of the
+    time), or, for a known race, ``KNOWN_RACE_PASSES`` times."""
     for test in tests:
         node = _node_arg(test)
+        need = KNOWN_RACE_PASSES if test in KNOWN_RACES else RERUNS
+        passes = 0
+        outcomes = []
         for attempt in range(1, RERUNS + 1):
             rerun = _run(target, [node])
             check_process(rerun, TIMEOUT)
             outcome = rerun["outcomes"].get(test)
-            assert outcome == "passed", "%s\n--- rerun %d of %s alone: %s ---\n%s" % (
-                message, attempt, test, outcome, tail(rerun))
+            outcomes.append(outcome)
+            passes += outcome == "passed"
+            assert passes + (RERUNS - attempt) >= need, (
+                "%s\n--- reruns of %s alone: %s (%d passes needed of %d) ---\n%s"
+                % (message, test, outcomes, need, RERUNS, tail(rerun)))
         _summary.append("Python %s on %-9s: %s failed in the full run, then passed %d of %d "
-                        "reruns alone (a race in the suite)"
-                        % (sys.version.split()[0], target, test, RERUNS, RERUNS))
+                        "reruns alone (a race in the suite%s)"
+                        % (sys.version.split()[0], target, test, passes, RERUNS,
+                           ": " + KNOWN_RACES[test] if test in KNOWN_RACES else ""))
 
 
 def _excuse(target, report, tests, message):

@@ -83,3 +83,38 @@ def test_the_rerun_in_order_must_run_what_the_full_run_ran(runs, monkeypatch):
     monkeypatch.setattr(real_users, "_run", run_only_the_last)
     with pytest.raises(AssertionError, match="ran other tests than the full run's 2"):
         real_users.test_pyftpdlib_on_asynchat_core("python")
+
+
+def _alone_outcomes(monkeypatch, runs, outcomes):
+    """The lost test, run alone, gives ``outcomes`` in turn."""
+    made = iter(outcomes)
+    fake = real_users._run
+
+    def run(target, args):
+        report = fake(target, args)
+        if args == [_arg(LOST)]:
+            report["outcomes"][LOST] = next(made)
+        return report
+
+    monkeypatch.setattr(real_users, "_run", run)
+
+
+def test_a_loss_that_fails_alone_once_is_not_excused(runs, monkeypatch):
+    _alone_outcomes(monkeypatch, runs, ["passed", "failed"] + ["passed"] * 3)
+    with pytest.raises(AssertionError, match="reruns of .* alone: \\['passed', 'failed'\\]"):
+        real_users.test_pyftpdlib_on_asynchat_core("python")
+
+
+def test_a_known_race_is_excused_when_it_passes_some_reruns(runs, monkeypatch):
+    monkeypatch.setitem(real_users.KNOWN_RACES, LOST, "measured here")
+    _alone_outcomes(monkeypatch, runs, ["failed", "passed", "failed", "failed", "passed"])
+    real_users.test_pyftpdlib_on_asynchat_core("python")
+    assert "passed 2 of 5 reruns alone" in real_users._summary[-1]
+
+
+def test_a_known_race_that_fails_alone_every_time_is_not_excused(runs, monkeypatch):
+    # a failure that is ours repeats, race or not
+    monkeypatch.setitem(real_users.KNOWN_RACES, LOST, "measured here")
+    _alone_outcomes(monkeypatch, runs, ["failed"] * 5)
+    with pytest.raises(AssertionError, match="2 passes needed of 5"):
+        real_users.test_pyftpdlib_on_asynchat_core("python")
