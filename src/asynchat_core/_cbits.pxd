@@ -64,13 +64,12 @@ cdef extern from *:
 # (the define below), so the pure-mode sources say nothing about it.
 cdef extern from *:
     """
-    /* the per-event helpers, inlined where the compiler would call them */
-    #ifndef AC_HOT
+    /* the per-event helpers, inlined where the compiler would call them
+       (the lookup cache's below too) */
     #if defined(__GNUC__) || defined(__clang__)
     #define AC_HOT static inline __attribute__((always_inline))
     #else
     #define AC_HOT static inline
-    #endif
     #endif
     static PyTypeObject *ac_deque_type = NULL;
     AC_HOT int ac_truth(PyObject *o) {
@@ -548,14 +547,7 @@ cdef extern from *:
 # a probe object (ac_acache_layout_ok) before any use.
 cdef extern from *:
     """
-    /* the per-event helpers, inlined where the compiler would call them */
-    #ifndef AC_HOT
-    #if defined(__GNUC__) || defined(__clang__)
-    #define AC_HOT static inline __attribute__((always_inline))
-    #else
-    #define AC_HOT static inline
-    #endif
-    #endif
+    /* (AC_HOT: defined with ac_truth above) */
     #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 \
         && !defined(Py_GIL_DISABLED) && !defined(PYPY_VERSION)
     #define AC_ACACHE 1
