@@ -51,7 +51,7 @@ if __name__.endswith("_c"):
 else:
     from ._cython import cython
 
-__all__ = ["frame_deliver", "Framer"]
+__all__ = ["frame_deliver", "Framer", "join_length_frames"]
 
 if not cython.compiled:
     # Python stand-ins for the C helpers of _framebits.pxd / _cbits.pxd
@@ -80,6 +80,23 @@ if not cython.compiled:
 
     def digits_crlf(data, start, end):
         raise AssertionError("asynchat_core: digits_crlf is the compiled build's")
+
+    def join_length(payloads, size, big, limit):
+        # _framebits.pxd's, in Python: the same answers, None included
+        if (type(payloads) is not list and type(payloads) is not tuple or not payloads
+                or not 1 <= size <= 8):
+            return None
+        most = (1 << (8 * size)) - 1
+        parts = []
+        for payload in payloads:
+            if type(payload) is not bytes:
+                return None
+            n = len(payload)
+            if n > limit or n > most:
+                return None
+            parts.append(n.to_bytes(size, "big" if big else "little"))
+            parts.append(payload)
+        return b"".join(parts)
 
     buffer_size = len
 
@@ -583,3 +600,13 @@ def _eof(chan, inbuf):
         raise _bad("the peer closed inside a frame")
     except _FrameError:
         return _fail(chan, inbuf)
+
+
+def join_length_frames(payloads, size, big, limit):
+    """``payloads`` as frames of a ``size``-byte length header (``big``
+    endian or not) and the payload, joined in one ``bytes`` (push_frames'
+    common case, one call per read); None unless ``payloads`` is a non-empty
+    list or tuple of exact ``bytes`` of at most ``limit`` bytes each whose lengths
+    the header can hold: the caller then encodes them one by one, which
+    raises what it raises."""
+    return join_length(payloads, size, big, limit)

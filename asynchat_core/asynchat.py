@@ -209,6 +209,10 @@ class async_chat(asyncore.dispatcher):
             if not isinstance(framer, _Framer):
                 raise TypeError("push_frames: the terminator is not a framer (%r)" % (framer,))
         limit = self.ac_frame_join_limit
+        joined = framer._joined(payloads, limit) if isinstance(framer, _Framer) else None
+        if joined is not None:
+            self.push(joined)
+            return
         small = []
         for payload in payloads:
             if len(payload) <= limit:

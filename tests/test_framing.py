@@ -613,6 +613,117 @@ def test_push_frames_joins_the_small_ones(impl):
     assert run(impl, "message", framer, [wire]).events == [("msg", p) for p in payloads]
 
 
+def _join_kernels():
+    """The frame-joining kernel of each build: (name, function)."""
+    from asynchat_core import _frame_py
+    found = [("python", _frame_py.join_length_frames)]
+    if "cython" in OURS:
+        from asynchat_core import _frame_c
+        found.append(("cython", _frame_c.join_length_frames))
+    return found
+
+
+def _encoded_one_by_one(payloads, size, big, limit):
+    # what push_frames pushes without the kernel, or None where it would
+    # not take the one-call path
+    framer = LengthPrefix(size, "big" if big else "little")
+    if type(payloads) not in (list, tuple) or not payloads:
+        return None
+    if any(type(p) is not bytes or len(p) > limit for p in payloads):
+        return None
+    try:
+        return framer.encode_many(payloads)
+    except struct.error:  # a length past the header's range
+        return None
+
+
+@pytest.mark.parametrize("name,join", _join_kernels(), ids=lambda v: v if isinstance(v, str) else "")
+@given(payloads=st.lists(st.binary(max_size=300), max_size=8),
+       size=st.sampled_from([1, 2, 4, 8]), big=st.booleans(),
+       limit=st.sampled_from([-1, 0, 1, 255, 256, 299, 10 ** 6]),
+       as_tuple=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_joined_frames_are_the_frames_encoded_one_by_one(name, join, payloads, size, big, limit,
+                                                        as_tuple):
+    seq = tuple(payloads) if as_tuple else payloads
+    assert join(seq, size, big, limit) == _encoded_one_by_one(seq, size, big, limit)
+
+
+class _BytesChild(bytes):
+    pass
+
+
+class _ListChild(list):
+    pass
+
+
+@pytest.mark.parametrize("name,join", _join_kernels(), ids=lambda v: v if isinstance(v, str) else "")
+def test_join_kernel_declines_what_it_does_not_know(name, join):
+    # None: push_frames then encodes each payload through the framer
+    for payloads in ([], (), [bytearray(b"x")], [memoryview(b"x")], [_BytesChild(b"x")],
+                     _ListChild([b"x"]), iter([b"x"]), [b"x", "y"], b"xy"):
+        assert join(payloads, 4, True, 100) is None, payloads
+    assert join([b"x"], 0, True, 100) is None and join([b"x"], 9, True, 100) is None
+    # a length the header cannot hold: struct.error on the general path
+    assert join([b"x" * 255], 1, True, 1000) == b"\xff" + b"x" * 255
+    assert join([b"x", b"x" * 256], 1, True, 1000) is None
+    assert join([b"x" * 65536], 2, False, 10 ** 6) is None
+    assert join([b"ab", b"c"], 2, True, 10) == b"\x00\x02ab\x00\x01c"
+    assert join((b"ab",), 2, False, 10) == b"\x02\x00ab"
+
+
+class _OwnEncoding(LengthPrefix):
+    __slots__ = ()
+
+    def encode(self, payload):
+        return LengthPrefix.encode(self, payload.upper())
+
+
+class _OwnMany(LengthPrefix):
+    __slots__ = ()
+
+    def encode_many(self, payloads):
+        return LengthPrefix.encode_many(self, payloads[::-1])
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+@pytest.mark.parametrize("framer,payloads,limit,wire", [
+    # the one-call path, and the general path where it would differ
+    (LengthPrefix(2), [b"ab", b"c"], 65000, b"\x00\x02ab\x00\x01c"),
+    (LengthPrefix(2, "little"), (b"ab",), 65000, b"\x02\x00ab"),
+    (_OwnEncoding(1), [b"ab", b"c"], 65000, b"\x02AB\x01C"),
+    (_OwnMany(1), [b"ab", b"c"], 65000, b"\x01c\x02ab"),
+    (LengthPrefix(1, offset=1), [b"tab"], 65000, b"t\x02ab"),
+    (LengthPrefix(1, includes_header=True), [b"ab"], 65000, b"\x03ab"),
+    (LengthPrefix(1), [bytearray(b"ab"), memoryview(b"c")], 65000, b"\x02ab\x01c"),
+    (LengthPrefix(1), "a generator", 65000, b"\x02ab\x01c"),
+    (LengthPrefix(1), [b"ab", b"c"], 1, b"\x02ab\x01c"),
+    (LengthPrefix(1), [b"ab", b"c"], 2.5, b"\x02ab\x01c"),
+    (LengthPrefix(1), [b"ab", b"c"], True, b"\x02ab\x01c"),
+    (LengthPrefix(1), [b"ab", b"c"], 1 << 70, b"\x02ab\x01c"),
+    (LengthPrefix(1), [], 65000, b""),
+])
+def test_push_frames_wire(impl, framer, payloads, limit, wire):
+    if payloads == "a generator":
+        payloads = (p for p in [b"ab", b"c"])
+    with impls.bound(impl):
+        chan, sock = make(impl, "message", framer, [])
+        chan.ac_frame_join_limit = limit
+        chan.push_frames(payloads)
+        while chan.producer_fifo:
+            chan.handle_write()
+        assert bytes(sock.wire) == wire
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+def test_push_frames_length_past_the_header_raises_before_pushing(impl):
+    with impls.bound(impl):
+        chan, sock = make(impl, "message", LengthPrefix(1), [])
+        with pytest.raises(struct.error):
+            chan.push_frames([b"a", b"b" * 256])
+        assert not chan.producer_fifo and bytes(sock.wire) == b""
+
+
 class OwnGetTerminator(PerMessage):
     def get_terminator(self):  # overridden: the kernels call it (no slot mode)
         return self.terminator

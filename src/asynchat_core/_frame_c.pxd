@@ -17,7 +17,7 @@ from asynchat_core._cbits cimport (
     find_bytes,
 )
 from asynchat_core._chat_c cimport InputState, OutputState
-from asynchat_core._framebits cimport byte_at, digits_at, digits_crlf, uint_at
+from asynchat_core._framebits cimport byte_at, digits_at, digits_crlf, join_length, uint_at
 
 cdef object _Framer, _FrameError, _FrameTooLarge
 cdef object _chat_send, _chat_initiate
@@ -80,3 +80,5 @@ cdef bint _batch_ok(chan, OutputState out) except -1
                offset=Py_ssize_t, big=bint, includes=bint, switched=bint,
                done=Py_ssize_t, spec=tuple, many_unbound=int, one_unbound=int)
 cpdef int frame_deliver(chan, InputState inbuf, OutputState out, bint slot, bint eof) except -1
+
+cpdef object join_length_frames(payloads, Py_ssize_t size, bint big, Py_ssize_t limit)

@@ -6,7 +6,20 @@
 # callers' ranges are exact; a clamped range gives a wrong answer, never a
 # wild read).
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
+from cpython.list cimport PyList_CheckExact
+from cpython.object cimport PyObject
+from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
+from cpython.tuple cimport PyTuple_CheckExact
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
 
 
 cdef inline bint _in_bytes(object data, Py_ssize_t start, Py_ssize_t stop) noexcept:
@@ -69,3 +82,63 @@ cdef inline Py_ssize_t digits_crlf(object data, Py_ssize_t start, Py_ssize_t end
     if i == start or i + 1 >= end or p[i] != 13 or p[i + 1] != 10:
         return -1
     return i
+
+
+cdef inline Py_ssize_t _frame_bytes(PyObject *item, Py_ssize_t size, Py_ssize_t limit) noexcept:
+    """The bytes ``item`` takes as one frame with a ``size``-byte length
+    header; -1 unless it is an exact bytes of at most ``limit`` bytes whose
+    length the header can hold."""
+    cdef Py_ssize_t n
+    if not PyBytes_CheckExact(<object>item):
+        return -1
+    n = PyBytes_GET_SIZE(<object>item)
+    if n > limit or (size < 8 and <unsigned long long>n >> (8 * size)):
+        return -1
+    return n + size
+
+
+cdef inline object join_length(object payloads, Py_ssize_t size, bint big, Py_ssize_t limit):
+    """``payloads`` (a non-empty exact list or tuple) as frames of a ``size``-byte
+    length header and the payload, joined; None when one payload is not
+    an exact bytes that fits (see _frame_bytes) or the input is anything
+    else.  No Python code runs between the two passes (exact types only,
+    and a bytes allocation runs none), so the items measured are the items
+    copied; the second pass checks them again all the same."""
+    cdef PyObject **items
+    cdef Py_ssize_t count, i, n, j, total = 0
+    cdef unsigned long long length
+    cdef unsigned char *out
+    cdef unsigned char *end
+    if not (PyList_CheckExact(payloads) or PyTuple_CheckExact(payloads)) or not 1 <= size <= 8:
+        return None
+    count = PySequence_Fast_GET_SIZE(payloads)
+    if count == 0:
+        return None
+    items = PySequence_Fast_ITEMS(payloads)
+    for i in range(count):
+        n = _frame_bytes(items[i], size, limit)
+        if n < 0 or n > PY_SSIZE_T_MAX - total:
+            return None
+        total += n
+    joined = PyBytes_FromStringAndSize(NULL, total)
+    out = <unsigned char *>PyBytes_AS_STRING(joined)
+    end = out + total
+    if PySequence_Fast_GET_SIZE(payloads) != count:
+        return None
+    items = PySequence_Fast_ITEMS(payloads)
+    for i in range(count):
+        n = _frame_bytes(items[i], size, limit)
+        if n < 0 or n > end - out:
+            return None
+        length = <unsigned long long>(n - size)
+        for j in range(size):
+            if big:
+                out[size - 1 - j] = <unsigned char>(length & 0xFF)
+            else:
+                out[j] = <unsigned char>(length & 0xFF)
+            length >>= 8
+        memcpy(out + size, PyBytes_AS_STRING(<object>items[i]), n - size)
+        out += n
+    if out != end:
+        return None
+    return joined
