@@ -121,14 +121,17 @@ def exchange(socks):
     return len(socks)
 
 
-def callgrind_total(script_args, python_build, rounds, name, outfile="/dev/null"):
+def callgrind_total(script_args, python_build, rounds, name, outfile="/dev/null",
+                    exchange_with=exchange):
     """Total instructions, counted by callgrind, of the server that
-    ``python script_args`` starts (it prints its port, then "ready") while
-    ``ACTIVE`` clients do ``rounds`` rounds with it.  ``PYTHONHASHSEED=0``
-    unless the environment sets it: with random string hashing one build's
-    figure moves by a few percent between runs."""
+    ``python script_args`` starts (it prints its port, then "ready"; or
+    "PORT <port>", as the benchmark's worker does) while ``ACTIVE`` clients
+    do ``rounds`` rounds of ``exchange_with(socks)`` with it.
+    ``PYTHONHASHSEED=0`` unless the environment sets it: with random string
+    hashing one build's figure moves by a few percent between runs."""
     env = build_env(python_build)
     env.setdefault("PYTHONHASHSEED", "0")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + outfile,
            sys.executable] + list(script_args)
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -136,17 +139,20 @@ def callgrind_total(script_args, python_build, rounds, name, outfile="/dev/null"
     socks = []
     try:
         line = server.stdout.readline()
-        if not line.strip().isdigit():
+        if line.startswith("PORT "):
+            port = int(line.split()[1])
+        elif line.strip().isdigit():
+            port = int(line)
+            assert server.stdout.readline().strip() == "ready"
+        else:
             raise RuntimeError("%s did not start: %s" % (name, server.communicate()[1][-2000:]))
-        port = int(line)
-        assert server.stdout.readline().strip() == "ready"
         for _ in range(ACTIVE):
             s = socket.create_connection(("127.0.0.1", port))
             s.settimeout(120.0)  # valgrind runs the server ~50x slower
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             socks.append(s)
         for _ in range(rounds):
-            exchange(socks)
+            exchange_with(socks)
     finally:
         for s in socks:
             s.close()
