@@ -35,7 +35,7 @@ the delimiter), so nothing is buffered without bound.
 import sys as _sys
 
 from asynchat_core._errors import FrameError, FrameTooLarge
-from asynchat_core.framing import Framer
+from asynchat_core.framing import Framer, LengthPrefix
 
 # only the type checker reads typing (in type comments, which pyflakes does
 # not read: hence the noqa)
@@ -51,7 +51,7 @@ if __name__.endswith("_c"):
 else:
     from ._cython import cython
 
-__all__ = ["frame_deliver", "Framer", "join_length_frames"]
+__all__ = ["frame_deliver", "Framer", "join_length_frames", "push_frames"]
 
 if not cython.compiled:
     # Python stand-ins for the C helpers of _framebits.pxd / _cbits.pxd
@@ -110,6 +110,8 @@ if not cython.compiled:
 
 
 _Framer = Framer
+_LengthPrefix = LengthPrefix
+_MAXSIZE = _sys.maxsize
 _FrameError = FrameError
 _FrameTooLarge = FrameTooLarge
 
@@ -610,3 +612,40 @@ def join_length_frames(payloads, size, big, limit):
     the header can hold: the caller then encodes them one by one, which
     raises what it raises."""
     return join_length(payloads, size, big, limit)
+
+
+def push_frames(chan, payloads, framer):
+    """``async_chat.push_frames``: each of ``payloads`` as a frame of
+    ``framer`` (None: the channel's terminator), the ones of at most
+    ``ac_frame_join_limit`` bytes joined into one push, a larger one pushed
+    as its frame's parts (``push_frame``).  An exact ``LengthPrefix``
+    without offset or counted header and a list of ``bytes`` within the
+    limit (a server's replies to one read) take one kernel call; anything
+    else is encoded payload by payload, with the same bytes and errors."""
+    if framer is None:
+        framer = ac_call0(chan, "get_terminator") if cython.compiled else chan.get_terminator()
+        if not isinstance(framer, _Framer):
+            raise TypeError("push_frames: the terminator is not a framer (%r)" % (framer,))
+    limit = (ac_getattr(chan, "ac_frame_join_limit") if cython.compiled
+             else chan.ac_frame_join_limit)
+    if (type(framer) is _LengthPrefix and type(limit) is int and limit >= 0
+            and not framer._offset and not framer._includes):
+        joined = join_length(payloads, framer._size, framer._big,
+                             limit if limit < _MAXSIZE else _MAXSIZE)
+        if joined is not None:
+            if cython.compiled:
+                ac_call1(chan, "push", joined)
+            else:
+                chan.push(joined)
+            return
+    small = []
+    for payload in payloads:
+        if len(payload) <= limit:
+            small.append(payload)
+            continue
+        if small:
+            chan.push(framer.encode_many(small))
+            small = []
+        chan.push_frame(payload, framer)
+    if small:
+        chan.push(framer.encode_many(small))

@@ -56,8 +56,3 @@ class Framer:
         """The frames of ``payloads``, joined."""
         encode = self.encode
         return b"".join([encode(p) for p in payloads])
-
-    def _joined(self, payloads, limit):
-        # push_frames' shortcut: the frames of ``payloads`` joined when all
-        # are at most ``limit`` bytes, or None for the general path
-        return None

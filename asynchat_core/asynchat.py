@@ -35,6 +35,21 @@ def _encode_resp(value):
     return encode_resp(value)
 
 
+# the framer kernel of each chat kernel's build (_frame_c with _chat_c),
+# imported when a channel first calls push_frames (import time, issue 18)
+_frame_kernels = {}
+
+
+def _load_frame_kernel():
+    compiled = _kernels.__name__.endswith("_c")
+    if compiled:
+        from . import _frame_c as kernel
+    else:
+        from . import _frame_py as kernel
+    _frame_kernels[_kernels] = kernel
+    return kernel
+
+
 # async_chat methods that are kernel functions bound into the class
 _KERNEL_METHODS = (
     "get_terminator", "handle_read", "push", "initiate_send", "set_terminator",
@@ -204,26 +219,8 @@ class async_chat(asyncore.dispatcher):
         """Push each of ``payloads`` as a frame (see ``push_frame``), the
         small ones joined: the replies to one ``found_messages`` call in
         one send."""
-        if framer is None:
-            framer = self.get_terminator()
-            if not isinstance(framer, _Framer):
-                raise TypeError("push_frames: the terminator is not a framer (%r)" % (framer,))
-        limit = self.ac_frame_join_limit
-        joined = framer._joined(payloads, limit) if isinstance(framer, _Framer) else None
-        if joined is not None:
-            self.push(joined)
-            return
-        small = []
-        for payload in payloads:
-            if len(payload) <= limit:
-                small.append(payload)
-                continue
-            if small:
-                self.push(framer.encode_many(small))
-                small = []
-            self.push_frame(payload, framer)
-        if small:
-            self.push(framer.encode_many(small))
+        kernel = _frame_kernels.get(_kernels) or _load_frame_kernel()
+        kernel.push_frames(self, payloads, framer)
 
     def push_resp(self, value):
         """Push ``value`` as a RESP2 reply (``framing.encode_resp``)."""

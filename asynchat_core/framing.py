@@ -28,12 +28,6 @@ from ._errors import FrameError, FrameTooLarge
 # the base class lives apart, so that asynchat can test for it without
 # importing this module (asynchat_core/_framer.py)
 from ._framer import Framer
-from ._impl import IMPLEMENTATION as _IMPLEMENTATION
-
-if _IMPLEMENTATION == "cython":
-    from ._frame_c import join_length_frames as _join_length_frames
-else:
-    from ._frame_py import join_length_frames as _join_length_frames
 
 __all__ = [
     "FrameError", "FrameTooLarge", "Framer", "LengthPrefix", "Netstring", "RespRequests",
@@ -105,18 +99,6 @@ class LengthPrefix(Framer):
             return self._struct.pack(len(payload)) + payload
         head, body, _ = self.encode_parts(payload)
         return head + body
-
-    def _joined(self, payloads, limit):
-        # push_frames' common case in one kernel call; a subclass that
-        # encodes its own way, an offset or a counted header take the
-        # general path (the kernel gives None where it would differ)
-        cls = type(self)
-        if (cls is not LengthPrefix and (cls.encode is not LengthPrefix.encode
-                                         or cls.encode_many is not Framer.encode_many)):
-            return None
-        if self._offset or self._includes or type(limit) is not int:
-            return None
-        return _join_length_frames(payloads, self._size, self._big, min(limit, sys.maxsize))
 
 
 class Netstring(Framer):

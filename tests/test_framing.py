@@ -715,6 +715,64 @@ def test_push_frames_wire(impl, framer, payloads, limit, wire):
         assert bytes(sock.wire) == wire
 
 
+class _Recorded(PerMessage):
+    # what push_frames asks of the channel, recorded instead of sent
+    def push(self, data):
+        self.calls.append(("push", bytes(data)))
+
+    def push_frame(self, payload, framer=None):
+        self.calls.append(("push_frame", bytes(payload), framer))
+
+    def get_terminator(self):
+        self.calls.append(("get_terminator",))
+        return self.own_framer
+
+
+def _push_frames_by_hand(chan, payloads, framer=None):
+    # the rule push_frames keeps, one payload at a time (docs/framing.md)
+    if framer is None:
+        framer = chan.get_terminator()
+    limit = chan.ac_frame_join_limit
+    small = []
+    for payload in payloads:
+        if len(payload) <= limit:
+            small.append(payload)
+            continue
+        if small:
+            chan.push(framer.encode_many(small))
+            small = []
+        chan.push_frame(payload, framer)
+    if small:
+        chan.push(framer.encode_many(small))
+
+
+@pytest.mark.parametrize("impl", impls.params(OURS))
+@pytest.mark.parametrize("payloads,limit", [
+    ([b"a", b"bb"], 65000), ([b"a", b"b" * 30, b"c", b"d" * 40], 20), ([b"x" * 30], 20),
+    ([], 65000), ([b"a"], -5),
+])
+@pytest.mark.parametrize("framer", [LengthPrefix(1), LengthPrefix(2, "little"),
+                                    LengthPrefix(1, offset=1), Netstring(), _OwnEncoding(1)],
+                         ids=repr)
+def test_push_frames_asks_the_channel_what_the_rule_asks(impl, payloads, limit, framer):
+    # overridden push, push_frame and get_terminator are called as the
+    # one-by-one rule calls them, with the limit read from the instance
+    if isinstance(framer, LengthPrefix) and framer._offset:
+        payloads = [b"o" + p for p in payloads]
+    runs = []
+    for by_hand in (False, True):
+        with impls.bound(impl):
+            chan = impls.get(impl).chat_class(_Recorded)(sock=None, map={})
+            chan.calls, chan.own_framer = [], framer
+            chan.ac_frame_join_limit = limit
+            if by_hand:
+                _push_frames_by_hand(chan, payloads)
+            else:
+                chan.push_frames(payloads)
+            runs.append(chan.calls)
+    assert runs[0] == runs[1]
+
+
 @pytest.mark.parametrize("impl", impls.params(OURS))
 def test_push_frames_length_past_the_header_raises_before_pushing(impl):
     with impls.bound(impl):

@@ -19,7 +19,8 @@ from asynchat_core._cbits cimport (
 from asynchat_core._chat_c cimport InputState, OutputState
 from asynchat_core._framebits cimport byte_at, digits_at, digits_crlf, join_length, uint_at
 
-cdef object _Framer, _FrameError, _FrameTooLarge
+cdef object _Framer, _FrameError, _FrameTooLarge, _LengthPrefix
+cdef Py_ssize_t _MAXSIZE
 cdef object _chat_send, _chat_initiate
 cdef Py_ssize_t _MAX_DIGITS, _SKIP
 cdef int KIND_LENGTH, KIND_NETSTRING, KIND_RESP, KIND_LINES
@@ -82,3 +83,5 @@ cdef bint _batch_ok(chan, OutputState out) except -1
 cpdef int frame_deliver(chan, InputState inbuf, OutputState out, bint slot, bint eof) except -1
 
 cpdef object join_length_frames(payloads, Py_ssize_t size, bint big, Py_ssize_t limit)
+
+cpdef object push_frames(chan, payloads, framer)
