@@ -112,6 +112,7 @@ if not cython.compiled:
     ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
     ac_call0 = ac_call1 = ac_acache_state = ac_acache_fill_count = ac_truth_init = _compiled_only
+    ac_call_o = _compiled_only
     _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -1482,7 +1483,9 @@ def chat_push(self, data):
             for start in range(0, length, size):
                 fifo.append(data[start:start + size])
         elif cython.compiled and type(fifo) is _deque:
-            _deque_append(fifo, data)  # (the exact type's own: no method lookup)
+            # the exact type's own append: no method lookup, and its C
+            # function called directly (_cbits.pxd, ac_call_o)
+            ac_call_o(_deque_append, fifo, data)
         else:
             fifo.append(data)
         if own:

@@ -1010,3 +1010,28 @@ cdef extern from *:
     object ac_getattr_or(object obj, object name, object dflt)
     object ac_method_or(object obj, object name, object dflt, int *unbound)
     object ac_callm1(object meth, int unbound, object obj, object arg)
+
+
+# A C method of one argument called as its descriptor would call it, minus
+# the vectorcall's dispatch (issue 18: push's append to an exact deque, about
+# 150 instructions a request through the descriptor).  Only a method
+# descriptor whose flags are exactly METH_O, on an object of its own type
+# exactly (what the descriptor's self check would accept without a subclass
+# question), takes the direct call; anything else is called as Python calls
+# it, with self first.
+cdef extern from *:
+    """
+    static inline PyObject *ac_call_o(PyObject *descr, PyObject *self, PyObject *arg) {
+        PyObject *args[2];
+        if (Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
+            PyMethodDescrObject *d = (PyMethodDescrObject *)descr;
+            if ((d->d_method->ml_flags & ~METH_COEXIST) == METH_O
+                    && Py_IS_TYPE(self, PyDescr_TYPE(d)))
+                return d->d_method->ml_meth(self, arg);
+        }
+        args[0] = self;
+        args[1] = arg;
+        return PyObject_Vectorcall(descr, args, 2, NULL);
+    }
+    """
+    object ac_call_o(object descr, object self, object arg)

@@ -21,6 +21,7 @@ from asynchat_core._cbits cimport (
     ac_acache_state,
     ac_call0,
     ac_call1,
+    ac_call_o,
     ac_getattr,
     ac_method,
     ac_record_bits,
