@@ -112,7 +112,7 @@ if not cython.compiled:
     ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
     ac_call0 = ac_call1 = ac_acache_state = ac_acache_fill_count = ac_truth_init = _compiled_only
-    ac_call_o = _compiled_only
+    ac_call_o = set_read_kernel = _compiled_only
     _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -1417,6 +1417,17 @@ def chat_handle_read(self):
     finally:
         if cython.compiled:
             ac_unnest(nest)
+
+
+def _chat_read_kernel(chan):
+    # compiled: chat_handle_read as a C function, which the loop's
+    # handle_read_event calls for a channel whose handle_read it is (the
+    # registration just below; _loop_py.py, set_read_kernel)
+    return chat_handle_read(chan)
+
+
+if cython.compiled:
+    set_read_kernel(chat_handle_read, _chat_read_kernel)
 
 
 @cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,

@@ -538,6 +538,7 @@ if not cython.compiled:
     # compiled: lookups through the per-(class, name) cache (_cbits.pxd);
     # the Python build reads and calls by name in place
     ac_getattr = ac_call0 = ac_acache_fill_count = ac_truth_init = _compiled_only
+    ac_method = ac_callm0 = _compiled_only
 
     _mro_of = type.__dict__["__mro__"].__get__
     _own_dict_of = type.__dict__["__dict__"].__get__
@@ -677,12 +678,41 @@ def dispatcher_handle_read_event(self):
                 self.handle_connect_event()
             self.handle_read()
         elif cython.compiled:
-            ac_call0(self, "handle_read")
+            _handle_read_of(self)
         else:
             self.handle_read()
     finally:
         if cython.compiled:
             ac_unnest(nest)
+
+
+# Compiled, the loop calls the library's own handle_read_event, and that
+# the library's own handle_read (async_chat's, which _chat_c registers with
+# set_read_kernel), as C functions, when the lookup that the call by name
+# makes finds exactly them on the channel's class (issue 18: each call by
+# name cost about 120 instructions of vectorcall and argument parsing).
+# The lookup is the same (ac_method: the instance, then the class), so an
+# override, an instance attribute or a __getattribute__ is called as
+# before.  The Python build calls by name in place and never comes here.
+_own_read_event = dispatcher_handle_read_event
+_read_kernel_func = None
+
+
+def set_read_kernel(func, kernel):
+    """(compiled only) Run ``func``, a ``handle_read``, as the C function ``kernel``."""
+    global _read_kernel_func, _read_kernel
+    _read_kernel = kernel
+    _read_kernel_func = func
+
+
+def _handle_read_of(obj):
+    # compiled only: obj.handle_read(), through the registered C function
+    # when that is the method found
+    unbound = 0  # (ac_method sets it)
+    meth = ac_method(obj, "handle_read", cython.address(unbound))
+    if unbound and meth is _read_kernel_func and _read_kernel != cython.NULL:
+        return _read_kernel(obj)
+    return ac_callm0(meth, unbound, obj)
 
 
 def dispatcher_handle_write_event(self):
@@ -1704,6 +1734,7 @@ class Loop:
             self._dirty.add(fd)
         kmask = entry.kmask
         delivered = False
+        unbound = 0  # (compiled: ac_method sets it)
         # as Linux's select() would (_SELECT_READ, _SELECT_WRITE)
         if ev & _SELECT_READ and kmask & _IN:
             # _deliver(entry, _DELIVER_READ, now) inline: the event of
@@ -1711,7 +1742,12 @@ class Loop:
             # build (issue 18); the failure path is _deliver's own
             try:
                 if cython.compiled:
-                    ac_call0(obj, "handle_read_event")  # (the lookup cache)
+                    # (the lookup cache; the library's own as a C call)
+                    meth = ac_method(obj, "handle_read_event", cython.address(unbound))
+                    if unbound and meth is _own_read_event:
+                        dispatcher_handle_read_event(obj)
+                    else:
+                        ac_callm0(meth, unbound, obj)
                 else:
                     obj.handle_read_event()
             except self.reraised:

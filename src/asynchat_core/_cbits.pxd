@@ -1035,3 +1035,11 @@ cdef extern from *:
     }
     """
     object ac_call_o(object descr, object self, object arg)
+
+
+# meth() for what ac_method(obj, ...) gave (ac_callm1 without an argument)
+cdef extern from *:
+    """
+    #define ac_callm0(meth, unbound, obj) ac_callm1((meth), (unbound), (obj), NULL)
+    """
+    object ac_callm0(object meth, int unbound, object obj)

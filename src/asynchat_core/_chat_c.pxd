@@ -43,7 +43,7 @@ from asynchat_core._cbits cimport PyThread_allocate_lock as lock_new
 from asynchat_core._cbits cimport PyThread_free_lock as lock_free
 from asynchat_core._cbits cimport PyThread_get_thread_ident as thread_ident
 from asynchat_core._cbits cimport PyThread_release_lock as lock_release
-from asynchat_core._loop_c cimport sock_recv, sock_send
+from asynchat_core._loop_c cimport set_read_kernel, sock_recv, sock_send
 
 cdef object _UNSET
 cdef object _object_getattribute, _type_getattribute
@@ -156,6 +156,8 @@ cdef inline object _raw_send(chan, OutputState out, data)
 cdef inline int _socket_is_field(cls) except -1
 @cython.locals(unbound=int)
 cdef inline object _recv(chan, OutputState out)
+cpdef chat_handle_read(self)
+cdef object _chat_read_kernel(chan)
 cdef int _send_own_of(cls) except -2
 @cython.locals(unbound=int)
 cdef bint _own_send(chan) except -1

@@ -6,6 +6,7 @@ import cython
 from asynchat_core._cbits cimport ac_nest, ac_unnest, ac_sock_recv, ac_sock_send, ac_type_lookup
 from asynchat_core._cbits cimport ac_acache_fill_count, ac_call0, ac_getattr, ac_truth_init
 from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
+from asynchat_core._cbits cimport ac_method, ac_callm0
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
 cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WANT_WRITE_EXPT
@@ -19,6 +20,15 @@ cdef inline object _map_get(object map, object fd)
 @cython.locals(sent=Py_ssize_t)
 cpdef sock_send(chan, sock, data)
 cpdef sock_recv(chan, sock, buffer_size)
+
+# the library's own read path as C calls (_loop_py.py, set_read_kernel)
+ctypedef object (*ac_read_kernel)(object)
+cpdef dispatcher_handle_read_event(self)
+cdef object _own_read_event, _read_kernel_func
+cdef ac_read_kernel _read_kernel
+cdef int set_read_kernel(object func, ac_read_kernel kernel) except -1
+@cython.locals(unbound=cython.int)
+cdef object _handle_read_of(object obj)
 
 
 # The loop's readable/writable found as an instance's attribute lookup finds
@@ -236,6 +246,7 @@ cdef class Loop:
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
     cpdef _failed(self, Entry entry, obj, err, double now)
     @cython.locals(kmask=int, delivered=bint, pause=_Pause)
+    @cython.locals(unbound=cython.int)
     cpdef _dispatch(self, Entry entry, int ev, double now)
     @cython.locals(read_done=bint, pause=_Pause)
     cpdef _dispatch_poll(self, Entry entry, int ev, double now)
