@@ -30,6 +30,33 @@ cdef int set_read_kernel(object func, ac_read_kernel kernel) except -1
 @cython.locals(unbound=cython.int)
 cdef object _handle_read_of(object obj)
 
+# time.monotonic() read in C where CPython's clock is known (Linux:
+# CLOCK_MONOTONIC, nanoseconds converted as _PyTime_AsSecondsDouble does);
+# -1.0 elsewhere or if the clock fails: _clock then calls _monotonic
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <time.h>
+    static double ac_monotonic(void) {
+        struct timespec ts;
+        int64_t ns;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0 || ts.tv_sec < 0
+                || ts.tv_sec > INT64_MAX / 1000000000 - 1)
+            return -1.0;
+        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        if (ns % 1000000000 == 0)
+            return (double)(ns / 1000000000);
+        return (double)ns / 1e9;
+    }
+    #else
+    static double ac_monotonic(void) { return -1.0; }
+    #endif
+    """
+    double ac_monotonic() noexcept
+cdef object _time_monotonic
+@cython.locals(now=cython.double)
+cdef double _clock() except? -1.0
+
 
 # The loop's readable/writable found as an instance's attribute lookup finds
 # them in its type (the MRO's own dicts, through the type's method cache),
@@ -263,7 +290,8 @@ cdef class Loop:
     cpdef _reclass(self, list changed)
     @cython.locals(entry=Entry)
     cdef _ask_polled(self, double now)
-    @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int)
+    @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int,
+                   timers=object)
     cdef _process_ready(self, EpollPoller ep, int n)
     @cython.locals(entry=Entry)
     cdef _process_rest(self, double now)
