@@ -1179,7 +1179,7 @@ def _send_item(chan, out, fifo, data):
     else:
         send = chan.send
         own = type(send) is _MethodType and send.__func__ is chat_send  # (is_method_of, no call)
-    if not (own and isinstance(data, _BYTES_LIKE)):
+    if not (own and (type(data) is bytes or isinstance(data, _BYTES_LIKE))):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
             return 0
@@ -1437,7 +1437,8 @@ def chat_push(self, data):
     if cython.compiled:
         nest = ac_nest()
     try:
-        if not isinstance(data, _BYTES_LIKE):
+        # (exact bytes, the usual reply, without the tuple's isinstance)
+        if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
         if cython.compiled:
             size_value = ac_getattr(self, "ac_out_buffer_size")
