@@ -1771,14 +1771,19 @@ class Loop:
                 raise
             except BaseException as err:
                 self._failed(entry, obj, err, now)
-            if entry.obj is not obj or (
-                    _map_get(self.map, fd) if cython.compiled else self.map.get(fd)) is not obj:
-                return
+            if entry.obj is not obj:
+                return  # closed (forget unhooked it), or its entry reused
             pause = entry.pause
             if pause is not None and pause.backoff and pause.until <= now:
                 pause.backoff = 0.0
             if not ev & _AFTER_READ:
                 return  # a read alone (the common event): nothing more to do
+            # more to deliver: CPython's loop gets the fd's channel from the
+            # map again for its next list (a handler may have edited the map
+            # directly); a read alone needs no such get (issue 18: one map
+            # lookup a request less)
+            if (_map_get(self.map, fd) if cython.compiled else self.map.get(fd)) is not obj:
+                return
             delivered = True
         if ev & _SELECT_WRITE and kmask & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
