@@ -1422,12 +1422,8 @@ def chat_handle_read(self):
 def _chat_read_kernel(chan):
     # compiled: chat_handle_read as a C function, which the loop's
     # handle_read_event calls for a channel whose handle_read it is (the
-    # registration just below; _loop_py.py, set_read_kernel)
+    # registration below; _loop_py.py, set_read_kernel)
     return chat_handle_read(chan)
-
-
-if cython.compiled:
-    set_read_kernel(chat_handle_read, _chat_read_kernel)
 
 
 @cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,
@@ -1598,6 +1594,22 @@ def chat_writable(self):
     finally:
         if cython.compiled:
             ac_unnest(nest)
+
+
+def _chat_readable_kernel(chan):
+    # compiled: chat_readable as a C function, for the loop's interest sync
+    return chat_readable(chan)
+
+
+def _chat_writable_kernel(chan):
+    # compiled: chat_writable as a C function, for the loop's interest sync
+    return chat_writable(chan)
+
+
+if cython.compiled:
+    # the loop calls these directly when a channel's lookup finds them
+    set_read_kernel(chat_handle_read, _chat_read_kernel, chat_readable, _chat_readable_kernel,
+                    chat_writable, _chat_writable_kernel)
 
 
 def chat_handle_write(self):

@@ -688,7 +688,8 @@ def dispatcher_handle_read_event(self):
 
 
 # Compiled, the loop calls the library's own handle_read_event, and that
-# the library's own handle_read (async_chat's, which _chat_c registers with
+# the library's own handle_read, and the interest sync the library's own
+# readable and writable (async_chat's, which _chat_c registers with
 # set_read_kernel), as C functions, when the lookup that the call by name
 # makes finds exactly them on the channel's class (issue 18: each call by
 # name cost about 120 instructions of vectorcall and argument parsing).
@@ -696,14 +697,20 @@ def dispatcher_handle_read_event(self):
 # override, an instance attribute or a __getattribute__ is called as
 # before.  The Python build calls by name in place and never comes here.
 _own_read_event = dispatcher_handle_read_event
-_read_kernel_func = None
+_read_kernel_func = _readable_func = _writable_func = None
 
 
-def set_read_kernel(func, kernel):
-    """(compiled only) Run ``func``, a ``handle_read``, as the C function ``kernel``."""
-    global _read_kernel_func, _read_kernel
+def set_read_kernel(func, kernel, readable, readable_kernel, writable, writable_kernel):
+    """(compiled only) Run ``func`` (a ``handle_read``), ``readable`` and
+    ``writable`` as the C functions given with them."""
+    global _read_kernel_func, _read_kernel, _readable_func, _readable_kernel
+    global _writable_func, _writable_kernel
     _read_kernel = kernel
     _read_kernel_func = func
+    _readable_kernel = readable_kernel
+    _readable_func = readable
+    _writable_kernel = writable_kernel
+    _writable_func = writable
 
 
 def _handle_read_of(obj):
@@ -713,6 +720,24 @@ def _handle_read_of(obj):
     meth = ac_method(obj, "handle_read", cython.address(unbound))
     if unbound and meth is _read_kernel_func and _read_kernel != cython.NULL:
         return _read_kernel(obj)
+    return ac_callm0(meth, unbound, obj)
+
+
+def _readable_of(obj):
+    # compiled only: obj.readable(), as _handle_read_of calls handle_read
+    unbound = 0  # (ac_method sets it)
+    meth = ac_method(obj, "readable", cython.address(unbound))
+    if unbound and meth is _readable_func and _readable_kernel != cython.NULL:
+        return _readable_kernel(obj)
+    return ac_callm0(meth, unbound, obj)
+
+
+def _writable_of(obj):
+    # compiled only: obj.writable(), as _handle_read_of calls handle_read
+    unbound = 0  # (ac_method sets it)
+    meth = ac_method(obj, "writable", cython.address(unbound))
+    if unbound and meth is _writable_func and _writable_kernel != cython.NULL:
+        return _writable_kernel(obj)
     return ac_callm0(meth, unbound, obj)
 
 
@@ -1506,9 +1531,9 @@ class Loop:
         if entry.closed_once or obj is None:
             return 0
         try:
-            if cython.compiled:  # (the lookup cache, _cbits.pxd)
-                wants_read = ac_call0(obj, "readable")
-                wants_write = ac_call0(obj, "writable")
+            if cython.compiled:  # (the lookup cache, _cbits.pxd; the library's own as C calls)
+                wants_read = _readable_of(obj)
+                wants_write = _writable_of(obj)
             else:
                 wants_read = obj.readable()
                 wants_write = obj.writable()

@@ -398,3 +398,57 @@ def test_read_path_overridden_after_warm_up(conversation):
     chan.__class__ = cls
     serve()
     assert log == [("class-collect", b"x"), "class-found"]
+
+
+def test_interest_predicates_overridden_after_warm_up(conversation):
+    """The compiled loop's interest sync calls async_chat's own readable
+    and writable as C functions while the lookup finds exactly them
+    (issue 18): overrides set after warm-up (on the instance, on the class)
+    are the ones asked at the next pass."""
+    impl, cls, log, make = conversation
+    chan, peer = make()
+    chan_map = chan._map
+
+    def serve(line=b"x"):
+        peer.sendall(line + b"\n")
+        impl.asyncore.loop(timeout=5.0, map=chan_map, count=1)
+
+    for _ in range(3):
+        serve()
+    del log[:]
+    base = impl.asynchat.async_chat
+
+    def instance_writable():
+        log.append("instance-writable")
+        return base.writable(chan)
+
+    chan.writable = instance_writable
+    serve()  # the pass after the read asks again: the read made it due
+    serve()
+    assert "instance-writable" in log
+    del log[:]
+    del chan.writable
+
+    def class_readable(self):
+        log.append("class-readable")
+        return base.readable(self)
+
+    cls.readable = class_readable
+    serve()
+    serve()
+    assert "class-readable" in log
+    del cls.readable
+    del log[:]
+
+    def class_writable(self):
+        log.append("class-writable")
+        return base.writable(self)
+
+    cls.writable = class_writable
+    serve()
+    serve()
+    assert "class-writable" in log
+    del cls.writable
+    del log[:]
+    serve()
+    assert log == [("class-collect", b"x"), "class-found"]

@@ -158,6 +158,10 @@ cdef inline int _socket_is_field(cls) except -1
 cdef inline object _recv(chan, OutputState out)
 cpdef chat_handle_read(self)
 cdef object _chat_read_kernel(chan)
+cpdef chat_readable(self)
+cpdef chat_writable(self)
+cdef object _chat_readable_kernel(chan)
+cdef object _chat_writable_kernel(chan)
 cdef int _send_own_of(cls) except -2
 @cython.locals(unbound=int)
 cdef bint _own_send(chan) except -1

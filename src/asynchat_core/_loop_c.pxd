@@ -24,11 +24,17 @@ cpdef sock_recv(chan, sock, buffer_size)
 # the library's own read path as C calls (_loop_py.py, set_read_kernel)
 ctypedef object (*ac_read_kernel)(object)
 cpdef dispatcher_handle_read_event(self)
-cdef object _own_read_event, _read_kernel_func
-cdef ac_read_kernel _read_kernel
-cdef int set_read_kernel(object func, ac_read_kernel kernel) except -1
+cdef object _own_read_event, _read_kernel_func, _readable_func, _writable_func
+cdef ac_read_kernel _read_kernel, _readable_kernel, _writable_kernel
+cdef int set_read_kernel(object func, ac_read_kernel kernel,
+                         object readable, ac_read_kernel readable_kernel,
+                         object writable, ac_read_kernel writable_kernel) except -1
 @cython.locals(unbound=cython.int)
 cdef object _handle_read_of(object obj)
+@cython.locals(unbound=cython.int)
+cdef object _readable_of(object obj)
+@cython.locals(unbound=cython.int)
+cdef object _writable_of(object obj)
 
 # time.monotonic() read in C where CPython's clock is known (Linux:
 # CLOCK_MONOTONIC, nanoseconds converted as _PyTime_AsSecondsDouble does);
