@@ -27,11 +27,13 @@ cdef extern from *:
     """
     #if defined(_MSC_VER)
     #define AC_THREAD_LOCAL __declspec(thread)
-    #elif (defined(__GNUC__) || defined(__clang__)) && defined(__ELF__)
+    #elif (defined(__GNUC__) || defined(__clang__)) && defined(__ELF__) && defined(__GLIBC__)
     /* initial-exec: the counter is read at a fixed offset from the thread
        pointer, not through __tls_get_addr (about 20 instructions a guarded
-       entry, issue 18).  It takes 4 bytes of the static TLS surplus glibc
-       and musl keep for dlopen'ed modules, per module that cimports this */
+       entry, issue 18).  It takes 4 bytes, per module that cimports this,
+       of the static TLS surplus glibc keeps for dlopen'ed modules
+       (rtld.optional_static_tls, 512 bytes by default); other C libraries
+       keep the general-dynamic model */
     #define AC_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
     #else
     #define AC_THREAD_LOCAL __thread
