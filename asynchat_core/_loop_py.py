@@ -1776,7 +1776,6 @@ class Loop:
             self._dirty.add(fd)
         kmask = entry.kmask
         delivered = False
-        unbound = 0  # (compiled: ac_method sets it)
         # as Linux's select() would (_SELECT_READ, _SELECT_WRITE)
         if ev & _SELECT_READ and kmask & _IN:
             # _deliver(entry, _DELIVER_READ, now) inline: the event of
@@ -1785,6 +1784,7 @@ class Loop:
             try:
                 if cython.compiled:
                     # (the lookup cache; the library's own as a C call)
+                    unbound = 0  # (ac_method sets it)
                     meth = ac_method(obj, "handle_read_event", cython.address(unbound))
                     if unbound and meth is _own_read_event:
                         dispatcher_handle_read_event(obj)
