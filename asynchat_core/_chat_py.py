@@ -112,6 +112,7 @@ if not cython.compiled:
     ac_nest = ac_unnest = _compiled_only
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
     ac_call0 = ac_call1 = ac_acache_state = ac_acache_fill_count = ac_truth_init = _compiled_only
+    ac_call_o = set_read_kernel = _compiled_only
     _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
@@ -1178,7 +1179,7 @@ def _send_item(chan, out, fifo, data):
     else:
         send = chan.send
         own = type(send) is _MethodType and send.__func__ is chat_send  # (is_method_of, no call)
-    if not (own and isinstance(data, _BYTES_LIKE)):
+    if not (own and (type(data) is bytes or isinstance(data, _BYTES_LIKE))):
         # an overridden send(), or an odd item: exactly CPython's call
         if out.pending and _flush(chan, out, None) < 0:
             return 0
@@ -1418,6 +1419,13 @@ def chat_handle_read(self):
             ac_unnest(nest)
 
 
+def _chat_read_kernel(chan):
+    # compiled: chat_handle_read as a C function, which the loop's
+    # handle_read_event calls for a channel whose handle_read it is (the
+    # registration below; _loop_py.py, set_read_kernel)
+    return chat_handle_read(chan)
+
+
 @cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,
                was_empty=cython.bint, unbound=cython.int, own=cython.bint)
 def chat_push(self, data):
@@ -1425,7 +1433,8 @@ def chat_push(self, data):
     if cython.compiled:
         nest = ac_nest()
     try:
-        if not isinstance(data, _BYTES_LIKE):
+        # (exact bytes, the usual reply, without the tuple's isinstance)
+        if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
             raise TypeError("data argument must be byte-ish (%r)", type(data))
         if cython.compiled:
             size_value = ac_getattr(self, "ac_out_buffer_size")
@@ -1482,7 +1491,9 @@ def chat_push(self, data):
             for start in range(0, length, size):
                 fifo.append(data[start:start + size])
         elif cython.compiled and type(fifo) is _deque:
-            _deque_append(fifo, data)  # (the exact type's own: no method lookup)
+            # the exact type's own append: no method lookup, and its C
+            # function called directly (_cbits.pxd, ac_call_o)
+            ac_call_o(_deque_append, fifo, data)
         else:
             fifo.append(data)
         if own:
@@ -1583,6 +1594,22 @@ def chat_writable(self):
     finally:
         if cython.compiled:
             ac_unnest(nest)
+
+
+def _chat_readable_kernel(chan):
+    # compiled: chat_readable as a C function, for the loop's interest sync
+    return chat_readable(chan)
+
+
+def _chat_writable_kernel(chan):
+    # compiled: chat_writable as a C function, for the loop's interest sync
+    return chat_writable(chan)
+
+
+if cython.compiled:
+    # the loop calls these directly when a channel's lookup finds them
+    set_read_kernel(chat_handle_read, _chat_read_kernel, chat_readable, _chat_readable_kernel,
+                    chat_writable, _chat_writable_kernel)
 
 
 def chat_handle_write(self):

@@ -130,6 +130,7 @@ ACCEPT_BACKOFF_MIN = 0.05
 ACCEPT_BACKOFF_MAX = 1.0
 
 _monotonic = time.monotonic
+_time_monotonic = _monotonic  # (compiled: what _clock compares _monotonic with)
 
 # bumped in a forked child: its loops must not share the parent's epoll/kqueue
 _fork_generation = 0
@@ -538,6 +539,7 @@ if not cython.compiled:
     # compiled: lookups through the per-(class, name) cache (_cbits.pxd);
     # the Python build reads and calls by name in place
     ac_getattr = ac_call0 = ac_acache_fill_count = ac_truth_init = _compiled_only
+    ac_method = ac_callm0 = ac_monotonic = _compiled_only
 
     _mro_of = type.__dict__["__mro__"].__get__
     _own_dict_of = type.__dict__["__dict__"].__get__
@@ -677,12 +679,82 @@ def dispatcher_handle_read_event(self):
                 self.handle_connect_event()
             self.handle_read()
         elif cython.compiled:
-            ac_call0(self, "handle_read")
+            _handle_read_of(self)
         else:
             self.handle_read()
     finally:
         if cython.compiled:
             ac_unnest(nest)
+
+
+# Compiled, the loop calls the library's own handle_read_event, and that
+# the library's own handle_read, and the interest sync the library's own
+# readable and writable (async_chat's, which _chat_c registers with
+# set_read_kernel), as C functions, when the lookup that the call by name
+# makes finds exactly them on the channel's class (issue 18: each call by
+# name cost about 120 instructions of vectorcall and argument parsing).
+# The lookup is the same (ac_method: the instance, then the class), so an
+# override, an instance attribute or a __getattribute__ is called as
+# before.  The Python build calls by name in place and never comes here.
+_own_read_event = dispatcher_handle_read_event
+_read_kernel_func = _readable_func = _writable_func = None
+
+
+def set_read_kernel(func, kernel, readable, readable_kernel, writable, writable_kernel):
+    """(compiled only) Run ``func`` (a ``handle_read``), ``readable`` and
+    ``writable`` as the C functions given with them."""
+    global _read_kernel_func, _read_kernel, _readable_func, _readable_kernel
+    global _writable_func, _writable_kernel
+    _read_kernel = kernel
+    _read_kernel_func = func
+    _readable_kernel = readable_kernel
+    _readable_func = readable
+    _writable_kernel = writable_kernel
+    _writable_func = writable
+
+
+def _handle_read_of(obj):
+    # compiled only: obj.handle_read(), through the registered C function
+    # when that is the method found
+    unbound = 0  # (ac_method sets it)
+    meth = ac_method(obj, "handle_read", cython.address(unbound))
+    if unbound and meth is _read_kernel_func and _read_kernel != cython.NULL:
+        return _read_kernel(obj)
+    return ac_callm0(meth, unbound, obj)
+
+
+def _readable_of(obj):
+    # compiled only: obj.readable(), as _handle_read_of calls handle_read
+    unbound = 0  # (ac_method sets it)
+    meth = ac_method(obj, "readable", cython.address(unbound))
+    if unbound and meth is _readable_func and _readable_kernel != cython.NULL:
+        return _readable_kernel(obj)
+    return ac_callm0(meth, unbound, obj)
+
+
+def _writable_of(obj):
+    # compiled only: obj.writable(), as _handle_read_of calls handle_read
+    unbound = 0  # (ac_method sets it)
+    meth = ac_method(obj, "writable", cython.address(unbound))
+    if unbound and meth is _writable_func and _writable_kernel != cython.NULL:
+        return _writable_kernel(obj)
+    return ac_callm0(meth, unbound, obj)
+
+
+def _clock():
+    # compiled only: _monotonic(), the pass's time after the wait.  While
+    # _monotonic is time.monotonic itself, read in C on Linux: the clock
+    # CPython reads there (CLOCK_MONOTONIC), converted as it converts it, so
+    # the value is the one time.monotonic() would give and compares exactly
+    # with the deadlines call_later computed with it (issue 18: about 180
+    # instructions a pass less than the call).  A _monotonic replaced (a
+    # fake clock in a test) is called, as everywhere else in the loop.
+    mono = _monotonic
+    if mono is _time_monotonic:
+        now = ac_monotonic()
+        if now >= 0.0:
+            return now
+    return mono()
 
 
 def dispatcher_handle_write_event(self):
@@ -1459,9 +1531,9 @@ class Loop:
         if entry.closed_once or obj is None:
             return 0
         try:
-            if cython.compiled:  # (the lookup cache, _cbits.pxd)
-                wants_read = ac_call0(obj, "readable")
-                wants_write = ac_call0(obj, "writable")
+            if cython.compiled:  # (the lookup cache, _cbits.pxd; the library's own as C calls)
+                wants_read = _readable_of(obj)
+                wants_write = _writable_of(obj)
             else:
                 wants_read = obj.readable()
                 wants_write = obj.writable()
@@ -1711,21 +1783,32 @@ class Loop:
             # build (issue 18); the failure path is _deliver's own
             try:
                 if cython.compiled:
-                    ac_call0(obj, "handle_read_event")  # (the lookup cache)
+                    # (the lookup cache; the library's own as a C call)
+                    unbound = 0  # (ac_method sets it)
+                    meth = ac_method(obj, "handle_read_event", cython.address(unbound))
+                    if unbound and meth is _own_read_event:
+                        dispatcher_handle_read_event(obj)
+                    else:
+                        ac_callm0(meth, unbound, obj)
                 else:
                     obj.handle_read_event()
             except self.reraised:
                 raise
             except BaseException as err:
                 self._failed(entry, obj, err, now)
-            if entry.obj is not obj or (
-                    _map_get(self.map, fd) if cython.compiled else self.map.get(fd)) is not obj:
-                return
+            if entry.obj is not obj:
+                return  # closed (forget unhooked it), or its entry reused
             pause = entry.pause
             if pause is not None and pause.backoff and pause.until <= now:
                 pause.backoff = 0.0
             if not ev & _AFTER_READ:
                 return  # a read alone (the common event): nothing more to do
+            # more to deliver: CPython's loop gets the fd's channel from the
+            # map again for its next list (a handler may have edited the map
+            # directly); a read alone needs no such get (issue 18: one map
+            # lookup a request less)
+            if (_map_get(self.map, fd) if cython.compiled else self.map.get(fd)) is not obj:
+                return
             delivered = True
         if ev & _SELECT_WRITE and kmask & _OUT:
             if not self._deliver(entry, _DELIVER_WRITE, now):
@@ -1937,7 +2020,7 @@ class Loop:
         # compiled only: run_once's event loop, over the n events in
         # ep._ready; the array is the poller's, so a nested run_once() polls
         # into a list meanwhile
-        now = _monotonic()
+        now = _clock()
         entries = self._entries
         ep._busy = True
         try:
@@ -1961,7 +2044,9 @@ class Loop:
                     self._dispatch(entry, ev, now)
         finally:
             ep._busy = False
-        if self._always or self.timers._heap:
+        timers = self.timers
+        if self._always or (cython.cast(TimerQueue, timers)._heap if type(timers) is TimerQueue
+                            else timers._heap):  # (the exact class's field, read in C)
             self._process_rest(now)
 
     def _stray(self, fd):

@@ -319,3 +319,136 @@ def test_served_requests_after_warm_up_write_no_records(our_impl):
         assert after == before, "%d records written in 200 warm rounds" % (after - before)
     else:
         assert before == after == 0
+
+
+def test_read_path_overridden_after_warm_up(conversation):
+    """The compiled loop calls the library's own ``handle_read_event``, and
+    that the library's own ``handle_read``, as C functions while the lookup a
+    call by name makes finds exactly them (issue 18).  Overrides set after
+    warm-up through the loop (on the instance, on the class, by a
+    ``__class__`` swap) are called at the next event; removing them gives
+    the library's path again."""
+    impl, cls, log, make = conversation
+    chan, peer = make()
+    chan_map = chan._map
+
+    def serve(line=b"x"):
+        peer.sendall(line + b"\n")
+        impl.asyncore.loop(timeout=5.0, map=chan_map, count=1)
+
+    for _ in range(3):
+        serve()
+    assert log[-1] == "class-found"
+    del log[:]
+    original_read = type(chan).handle_read
+
+    def instance_read():
+        log.append("instance-read")
+        original_read(chan)
+
+    chan.handle_read = instance_read
+    serve()
+    assert log == ["instance-read", ("class-collect", b"x"), "class-found"]
+    del log[:]
+    del chan.handle_read
+    serve()
+    assert log == [("class-collect", b"x"), "class-found"]
+    del log[:]
+
+    def class_read(self):
+        log.append("class-read")
+        original_read(self)
+
+    cls.handle_read = class_read
+    serve()
+    assert log == ["class-read", ("class-collect", b"x"), "class-found"]
+    del log[:]
+    del cls.handle_read
+    original_event = cls.handle_read_event
+
+    def class_event(self):
+        log.append("class-event")
+        original_event(self)
+
+    cls.handle_read_event = class_event
+    serve()
+    assert log == ["class-event", ("class-collect", b"x"), "class-found"]
+    del log[:]
+    del cls.handle_read_event
+
+    def instance_event():
+        log.append("instance-event")
+        original_event(chan)
+
+    chan.handle_read_event = instance_event
+    serve()
+    assert log == ["instance-event", ("class-collect", b"x"), "class-found"]
+    del log[:]
+    del chan.handle_read_event
+
+    class Other(cls):
+        def handle_read(self):
+            log.append("other-read")
+            original_read(self)
+
+    chan.__class__ = Other
+    serve()
+    assert log == ["other-read", ("class-collect", b"x"), "class-found"]
+    del log[:]
+    chan.__class__ = cls
+    serve()
+    assert log == [("class-collect", b"x"), "class-found"]
+
+
+def test_interest_predicates_overridden_after_warm_up(conversation):
+    """The compiled loop's interest sync calls async_chat's own readable
+    and writable as C functions while the lookup finds exactly them
+    (issue 18): overrides set after warm-up (on the instance, on the class)
+    are the ones asked at the next pass."""
+    impl, cls, log, make = conversation
+    chan, peer = make()
+    chan_map = chan._map
+
+    def serve(line=b"x"):
+        peer.sendall(line + b"\n")
+        impl.asyncore.loop(timeout=5.0, map=chan_map, count=1)
+
+    for _ in range(3):
+        serve()
+    del log[:]
+    base = impl.asynchat.async_chat
+
+    def instance_writable():
+        log.append("instance-writable")
+        return base.writable(chan)
+
+    chan.writable = instance_writable
+    serve()  # the pass after the read asks again: the read made it due
+    serve()
+    assert "instance-writable" in log
+    del log[:]
+    del chan.writable
+
+    def class_readable(self):
+        log.append("class-readable")
+        return base.readable(self)
+
+    cls.readable = class_readable
+    serve()
+    serve()
+    assert "class-readable" in log
+    del cls.readable
+    del log[:]
+
+    def class_writable(self):
+        log.append("class-writable")
+        return base.writable(self)
+
+    cls.writable = class_writable
+    serve()
+    serve()
+    assert "class-writable" in log
+    del cls.writable
+    del log[:]
+    serve()
+    assert log == [("class-collect", b"x"), "class-found"]

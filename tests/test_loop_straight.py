@@ -189,3 +189,36 @@ def test_a_dict_subclass_map_is_asked_through_its_get(impl):
         asyncore.close_all(chan_map)
         for peer in peers:
             peer.close()
+
+
+def test_read_handler_that_edits_the_map_gets_no_write_that_pass(impl):
+    """A read handler that deletes its channel from the map directly (no
+    close): the write event of the same pass is not delivered, as CPython's
+    loop gets each list's channel from the map again.  (A read alone needs
+    no second get: the loop returns after it.)"""
+    asyncore = impl.asyncore
+    log = []
+    chan_map = {}
+    a, b = socket.socketpair()
+
+    class D(asyncore.dispatcher):
+        def writable(self):
+            return True
+
+        def handle_read(self):
+            log.append("read")
+            self.recv(10)
+            del chan_map[self._fileno]
+
+        def handle_write(self):
+            log.append("write")
+
+    chan = D(a, map=chan_map)
+    try:
+        b.sendall(b"x")
+        assert select.select([a], [a], [], 5.0)[:2] == ([a], [a])
+        asyncore.loop(timeout=1.0, map=chan_map, count=1)
+        assert log == ["read"]
+    finally:
+        chan.close()
+        b.close()

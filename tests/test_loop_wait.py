@@ -121,3 +121,45 @@ def test_signals_during_the_wait_keep_its_timeout(impl):
         signal.signal(signal.SIGALRM, old)
         chan.close()
         b.close()
+
+
+def test_pass_time_is_the_loop_modules_monotonic(our_impl, monkeypatch):
+    """The time a pass takes after its wait (what an idle watch records at
+    an event) is time.monotonic()'s own value, and a ``_monotonic``
+    replaced on the loop module (a fake clock) is the one asked.  Compiled,
+    the clock is read in C while ``_monotonic`` is time.monotonic itself
+    (issue 18); the Python build calls it."""
+    asyncore, asynchat = our_impl.asyncore, our_impl.asynchat
+
+    class Quiet(asynchat.async_chat):
+        def collect_incoming_data(self, data):
+            pass
+
+        def found_terminator(self):
+            pass  # no push: the watch is touched by the event alone
+
+    cmap = {}
+    a, b = socket.socketpair()
+    b.settimeout(5.0)  # generous: guards against a hang
+    chan = Quiet(a, map=cmap)
+    chan.set_terminator(b"\n")
+    asyncore.set_idle_timeout(chan, 60)
+    try:
+        watch = chan._idle_watch
+        for _ in range(3):
+            before = time.monotonic()
+            b.sendall(b"x\n")
+            asyncore.loop(timeout=5.0, map=cmap, count=1)
+            assert before <= watch.last <= time.monotonic()
+        monkeypatch.setattr(our_impl.loop, "_monotonic", lambda: 12345.5)
+        b.sendall(b"y\n")
+        asyncore.loop(timeout=5.0, map=cmap, count=1)
+        assert watch.last == 12345.5
+        monkeypatch.undo()
+        b.sendall(b"z\n")
+        asyncore.loop(timeout=5.0, map=cmap, count=1)
+        assert watch.last != 12345.5
+    finally:
+        asyncore.set_idle_timeout(chan, None)
+        chan.close()
+        b.close()

@@ -27,6 +27,14 @@ cdef extern from *:
     """
     #if defined(_MSC_VER)
     #define AC_THREAD_LOCAL __declspec(thread)
+    #elif (defined(__GNUC__) || defined(__clang__)) && defined(__ELF__) && defined(__GLIBC__)
+    /* initial-exec: the counter is read at a fixed offset from the thread
+       pointer, not through __tls_get_addr (about 20 instructions a guarded
+       entry, issue 18).  It takes 4 bytes, per module that cimports this,
+       of the static TLS surplus glibc keeps for dlopen'ed modules
+       (rtld.optional_static_tls, 512 bytes by default); other C libraries
+       keep the general-dynamic model */
+    #define AC_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
     #else
     #define AC_THREAD_LOCAL __thread
     #endif
@@ -1004,3 +1012,36 @@ cdef extern from *:
     object ac_getattr_or(object obj, object name, object dflt)
     object ac_method_or(object obj, object name, object dflt, int *unbound)
     object ac_callm1(object meth, int unbound, object obj, object arg)
+
+
+# A C method of one argument called as its descriptor would call it, minus
+# the vectorcall's dispatch (issue 18: push's append to an exact deque, about
+# 150 instructions a request through the descriptor).  Only a method
+# descriptor whose flags are exactly METH_O, on an object of its own type
+# exactly (what the descriptor's self check would accept without a subclass
+# question), takes the direct call; anything else is called as Python calls
+# it, with self first.
+cdef extern from *:
+    """
+    static inline PyObject *ac_call_o(PyObject *descr, PyObject *self, PyObject *arg) {
+        PyObject *args[2];
+        if (Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
+            PyMethodDescrObject *d = (PyMethodDescrObject *)descr;
+            if ((d->d_method->ml_flags & ~METH_COEXIST) == METH_O
+                    && Py_IS_TYPE(self, PyDescr_TYPE(d)))
+                return d->d_method->ml_meth(self, arg);
+        }
+        args[0] = self;
+        args[1] = arg;
+        return PyObject_Vectorcall(descr, args, 2, NULL);
+    }
+    """
+    object ac_call_o(object descr, object self, object arg)
+
+
+# meth() for what ac_method(obj, ...) gave (ac_callm1 without an argument)
+cdef extern from *:
+    """
+    #define ac_callm0(meth, unbound, obj) ac_callm1((meth), (unbound), (obj), NULL)
+    """
+    object ac_callm0(object meth, int unbound, object obj)

@@ -21,6 +21,7 @@ from asynchat_core._cbits cimport (
     ac_acache_state,
     ac_call0,
     ac_call1,
+    ac_call_o,
     ac_getattr,
     ac_method,
     ac_record_bits,
@@ -42,7 +43,7 @@ from asynchat_core._cbits cimport PyThread_allocate_lock as lock_new
 from asynchat_core._cbits cimport PyThread_free_lock as lock_free
 from asynchat_core._cbits cimport PyThread_get_thread_ident as thread_ident
 from asynchat_core._cbits cimport PyThread_release_lock as lock_release
-from asynchat_core._loop_c cimport sock_recv, sock_send
+from asynchat_core._loop_c cimport set_read_kernel, sock_recv, sock_send
 
 cdef object _UNSET
 cdef object _object_getattribute, _type_getattribute
@@ -155,6 +156,12 @@ cdef inline object _raw_send(chan, OutputState out, data)
 cdef inline int _socket_is_field(cls) except -1
 @cython.locals(unbound=int)
 cdef inline object _recv(chan, OutputState out)
+cpdef chat_handle_read(self)
+cdef object _chat_read_kernel(chan)
+cpdef chat_readable(self)
+cpdef chat_writable(self)
+cdef object _chat_readable_kernel(chan)
+cdef object _chat_writable_kernel(chan)
 cdef int _send_own_of(cls) except -2
 @cython.locals(unbound=int)
 cdef bint _own_send(chan) except -1

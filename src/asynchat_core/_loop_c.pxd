@@ -6,6 +6,7 @@ import cython
 from asynchat_core._cbits cimport ac_nest, ac_unnest, ac_sock_recv, ac_sock_send, ac_type_lookup
 from asynchat_core._cbits cimport ac_acache_fill_count, ac_call0, ac_getattr, ac_truth_init
 from asynchat_core._cbits cimport PyThread_get_thread_ident as _get_ident
+from asynchat_core._cbits cimport ac_method, ac_callm0
 
 # event bits and deliver kinds as C ints (their public twins stay objects)
 cdef int _IN, _PRI, _OUT, _ERR, _HUP, _NVAL, _GONE, _WANT_READ, _WANT_WRITE, _WANT_WRITE_EXPT
@@ -19,6 +20,48 @@ cdef inline object _map_get(object map, object fd)
 @cython.locals(sent=Py_ssize_t)
 cpdef sock_send(chan, sock, data)
 cpdef sock_recv(chan, sock, buffer_size)
+
+# the library's own read path as C calls (_loop_py.py, set_read_kernel)
+ctypedef object (*ac_read_kernel)(object)
+cpdef dispatcher_handle_read_event(self)
+cdef object _own_read_event, _read_kernel_func, _readable_func, _writable_func
+cdef ac_read_kernel _read_kernel, _readable_kernel, _writable_kernel
+cdef int set_read_kernel(object func, ac_read_kernel kernel,
+                         object readable, ac_read_kernel readable_kernel,
+                         object writable, ac_read_kernel writable_kernel) except -1
+@cython.locals(unbound=cython.int)
+cdef object _handle_read_of(object obj)
+@cython.locals(unbound=cython.int)
+cdef object _readable_of(object obj)
+@cython.locals(unbound=cython.int)
+cdef object _writable_of(object obj)
+
+# time.monotonic() read in C where CPython's clock is known (Linux:
+# CLOCK_MONOTONIC, nanoseconds converted as _PyTime_AsSecondsDouble does);
+# -1.0 elsewhere or if the clock fails: _clock then calls _monotonic
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <time.h>
+    static double ac_monotonic(void) {
+        struct timespec ts;
+        int64_t ns;
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0 || ts.tv_sec < 0
+                || ts.tv_sec > INT64_MAX / 1000000000 - 1)
+            return -1.0;
+        ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        if (ns % 1000000000 == 0)
+            return (double)(ns / 1000000000);
+        return (double)ns / 1e9;
+    }
+    #else
+    static double ac_monotonic(void) { return -1.0; }
+    #endif
+    """
+    double ac_monotonic() noexcept
+cdef object _time_monotonic
+@cython.locals(now=cython.double)
+cdef double _clock() except? -1.0
 
 
 # The loop's readable/writable found as an instance's attribute lookup finds
@@ -236,6 +279,7 @@ cdef class Loop:
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
     cpdef _failed(self, Entry entry, obj, err, double now)
     @cython.locals(kmask=int, delivered=bint, pause=_Pause)
+    @cython.locals(unbound=cython.int)
     cpdef _dispatch(self, Entry entry, int ev, double now)
     @cython.locals(read_done=bint, pause=_Pause)
     cpdef _dispatch_poll(self, Entry entry, int ev, double now)
@@ -252,7 +296,8 @@ cdef class Loop:
     cpdef _reclass(self, list changed)
     @cython.locals(entry=Entry)
     cdef _ask_polled(self, double now)
-    @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int)
+    @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int,
+                   timers=object)
     cdef _process_ready(self, EpollPoller ep, int n)
     @cython.locals(entry=Entry)
     cdef _process_rest(self, double now)
