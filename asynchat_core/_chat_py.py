@@ -1638,3 +1638,119 @@ def set_dispatcher_class(cls):
     """Tell the kernels which class is ``asyncore.dispatcher``."""
     global _dispatcher_class
     _dispatcher_class = cls
+
+
+# ---------------------------------------------------------------- TLS layer
+# The steady state of asynchat_core.tls (issue 18, the HTTPS target): tls.py
+# installs these as ``TLSMixin.handle_read_event`` and ``_TLSSocket.recv`` /
+# ``send``, so that an event of an established TLS channel runs no Python
+# frame of the TLS layer in the compiled build (each cost a frame, a super()
+# and a dozen lookups by name).  Only the established state with nothing
+# pending is handled here; every other state, and every rare turn, calls
+# tls.py's own Python methods, where the reasons are written down.  tls.py
+# hands over its classes and the ssl names (tls_setup): ssl is not imported
+# here (import time, issue 18).
+
+_tls_mixin: "Any" = None  # tls.TLSMixin
+_tls_ssl_recv: "Any" = None  # ssl.SSLSocket.recv
+_tls_ssl_send: "Any" = None  # ssl.SSLSocket.send
+_tls_want_read: "Any" = None  # ssl.SSLWantReadError
+_tls_want_write: "Any" = None  # ssl.SSLWantWriteError
+_tls_want_errors: "Any" = ()  # (SSLWantReadError, SSLWantWriteError)
+_tls_eof_errors: "Any" = ()  # the errors that mean "the peer ended the stream"
+_tls_peer_gone: "Any" = None  # tls._peer_gone
+_TLS_OPEN = 3  # tls._OPEN
+
+
+def tls_setup(mixin, ssl_recv, ssl_send, want_read, want_write, eof_errors, peer_gone, open_state):
+    """Give the TLS kernels below tls.py's classes and the ssl names they use."""
+    global _tls_mixin, _tls_ssl_recv, _tls_ssl_send, _tls_want_read, _tls_want_write
+    global _tls_want_errors, _tls_eof_errors, _tls_peer_gone, _TLS_OPEN
+    _tls_mixin = mixin
+    _tls_ssl_recv = ssl_recv
+    _tls_ssl_send = ssl_send
+    _tls_want_read = want_read
+    _tls_want_write = want_write
+    _tls_want_errors = (want_read, want_write)
+    _tls_eof_errors = eof_errors
+    _tls_peer_gone = peer_gone
+    _TLS_OPEN = open_state
+
+
+def tls_handle_read_event(self):
+    """``TLSMixin.handle_read_event``: read, then deliver what OpenSSL holds."""
+    if cython.compiled:
+        nest = ac_nest()
+    try:
+        if cython.compiled:
+            state = ac_getattr(self, "_tls_state")
+        else:
+            state = self._tls_state
+        if state != _TLS_OPEN:
+            self._tls_read_event_other()  # handshake, shutdown, plaintext (tls.py)
+            return
+        sock = ac_getattr(self, "_tls_sock") if cython.compiled else self._tls_sock
+        sock.tls_write_wants_read = False  # a stuck SSL_write may go on
+        super(_tls_mixin, self).handle_read_event()
+        # (SSL_pending only reads the input record: no lock needed)
+        sslobj = sock._sslobj
+        if cython.compiled:
+            more = ac_getattr(self, "_tls_more_pending")
+        else:
+            more = self._tls_more_pending
+        if more or (sslobj is not None and sslobj.pending() > 0):
+            self._tls_drain_pending(sock)
+        if cython.compiled:
+            changed = (ac_getattr(self, "_tls_shadowing")
+                       or ac_getattr(self, "_tls_state") != _TLS_OPEN
+                       or sock.tls_read_wants_write or sock.tls_write_wants_read
+                       or ac_getattr(self, "_tls_more_pending"))
+        else:
+            changed = (self._tls_shadowing or self._tls_state != _TLS_OPEN
+                       or sock.tls_read_wants_write or sock.tls_write_wants_read
+                       or self._tls_more_pending)
+        if changed:
+            self._tls_sync()
+        # else the steady state: nothing to change
+    finally:
+        if cython.compiled:
+            ac_unnest(nest)
+
+
+# recv()/send() call the SSL object directly when they can: what
+# SSLSocket.recv/read/send add (checks, and turning a ragged EOF into b"")
+# is done here, and they are a third of the TLS layer's cost per request.
+
+def tls_sock_recv(self, buflen=1024, flags=0):
+    """``_TLSSocket.recv``: ``SSLSocket.recv``, a clean or ragged EOF as ``b""``."""
+    if self.tls_gate:
+        raise _tls_want_read("TLS handshake in progress")
+    sslobj = self._sslobj
+    try:
+        if sslobj is not None and not flags:
+            return sslobj.read(buflen)
+        return _tls_ssl_recv(self, buflen, flags)
+    except _tls_want_write:
+        self.tls_read_wants_write = True
+        raise
+    except _tls_eof_errors:
+        # close_notify, or a ragged EOF: a clean end of the stream
+        return b""
+
+
+def tls_sock_send(self, data, flags=0):
+    """``_TLSSocket.send``: ``SSLSocket.send``, noting a write left unfinished."""
+    if self.tls_slow:
+        if self.tls_gate:
+            raise _tls_want_write("TLS handshake in progress")
+        return self._send_retry(data, flags)
+    sslobj = self._sslobj
+    try:
+        if sslobj is not None and not flags:
+            return sslobj.write(data)
+        return _tls_ssl_send(self, data, flags)
+    except _tls_want_errors as exc:
+        self._note_retry(data, exc)
+        raise
+    except _tls_eof_errors as exc:
+        raise _tls_peer_gone(exc) from None
