@@ -45,6 +45,7 @@ _EOF_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 _NO_LOCK = contextlib.nullcontext()
 _WANT_ERRORS = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_object_delattr = object.__delattr__
 # send() errors that mean "try later" on the plaintext path
 _RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
 
@@ -410,8 +411,14 @@ class TLSMixin:
                 self.readable = self._tls_readable
                 self.writable = self._tls_writable
             else:
-                self.__dict__.pop("readable", None)
-                self.__dict__.pop("writable", None)
+                # (deleted, not popped from __dict__: reading __dict__
+                # materialises the instance dict on 3.11+, which turns every
+                # later lookup on the channel into the slow generic one)
+                for name in ("readable", "writable"):
+                    try:
+                        _object_delattr(self, name)
+                    except AttributeError:
+                        pass
 
     # The established state's read event is compiled (_chat_py.py,
     # tls_handle_read_event, the same code as Python in the Python build):

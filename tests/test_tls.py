@@ -20,6 +20,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -176,6 +177,31 @@ def test_implicit_tls_echo(server, client_ctx, kind):
     assert ("tls up", "TLSv1.3") in server.events or kind.startswith("dispatcher")
     assert tls_errors(server) == []
     assert_no_tracebacks(server)
+
+
+def _dict_materialised(obj):
+    # CPython 3.11+ keeps a plain instance's attributes in a values array
+    # until something reads obj.__dict__; gc shows that dict once it exists
+    # (read here without touching __dict__, which would create it)
+    import gc
+
+    return any(type(r) is dict and "_tls_state" in r for r in gc.get_referents(obj))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="managed instance dicts: 3.11+")
+def test_established_channel_keeps_its_instance_dict_unmaterialised(server, client_ctx):
+    # the handshake's end drops the TLS layer's readable/writable shadows:
+    # popping them from __dict__ would create the instance dict, and every
+    # later lookup on the channel (the compiled build's lookup cache
+    # included, issue 18) would take the slow generic path
+    port = server.listen(ChatEcho, implicit_tls=True)
+    server.start()
+    with tls_client(port, client_ctx) as c:
+        c.sendall(b"ping\n")
+        assert read_until(c, b"ping\n") == b"ping\n"
+        chan = server.channels[0]
+        assert server.call(lambda: (chan.tls_established, _dict_materialised(chan))) == (
+            True, False)
 
 
 def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, client_ctx, ca):
