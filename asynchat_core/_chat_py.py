@@ -1660,6 +1660,14 @@ _tls_want_errors: "Any" = ()  # (SSLWantReadError, SSLWantWriteError)
 _tls_eof_errors: "Any" = ()  # the errors that mean "the peer ended the stream"
 _tls_peer_gone: "Any" = None  # tls._peer_gone
 _TLS_OPEN = 3  # tls._OPEN
+# (type's own descriptors: a metaclass cannot change what super() walks)
+_tls_mro_of = type.__dict__["__mro__"].__get__
+_tls_own_dict_of = type.__dict__["__dict__"].__get__
+if cython.compiled:
+    from asynchat_core._loop_c import dispatcher_handle_read_event as _dispatcher_handle_read_event
+else:
+    _tls_read_record = None  # (compiled: a C struct, _chat_c.pxd)
+    from ._loop_py import dispatcher_handle_read_event as _dispatcher_handle_read_event
 
 
 def tls_setup(mixin, ssl_recv, ssl_send, want_read, want_write, eof_errors, peer_gone, open_state):
@@ -1691,7 +1699,19 @@ def tls_handle_read_event(self):
             return
         sock = ac_getattr(self, "_tls_sock") if cython.compiled else self._tls_sock
         sock.tls_write_wants_read = False  # a stuck SSL_write may go on
-        super(_tls_mixin, self).handle_read_event()
+        if cython.compiled:
+            # super().handle_read_event() is asyncore's own (the class's
+            # record says so): called without the super object
+            cls = type(self)
+            own = ac_record_bits(cython.address(_tls_read_record), cls)
+            if own < 0:
+                own = _tls_read_own_of(cls)
+            if own == 1:
+                _dispatcher_handle_read_event(self)
+            else:
+                super(_tls_mixin, self).handle_read_event()
+        else:
+            super(_tls_mixin, self).handle_read_event()
         # (SSL_pending only reads the input record: no lock needed)
         sslobj = sock._sslobj
         if cython.compiled:
@@ -1715,6 +1735,27 @@ def tls_handle_read_event(self):
     finally:
         if cython.compiled:
             ac_unnest(nest)
+
+
+def _tls_read_own_of(cls):
+    # 1 if what super(TLSMixin, cls) finds for handle_read_event is
+    # asyncore's own (the first own dict past TLSMixin along the MRO that
+    # holds the name, as super() searches), else 0; recorded for cls as it
+    # is now (compiled build only).  No TLSMixin in the MRO: 0, and super()
+    # raises as it would.
+    own = 0
+    past = False
+    for klass in _tls_mro_of(cls):
+        if past:
+            found = _tls_own_dict_of(klass).get("handle_read_event", _UNSET)
+            if found is not _UNSET:
+                own = 1 if found is _dispatcher_handle_read_event else 0
+                break
+        elif klass is _tls_mixin:
+            past = True
+    ac_type_lookup(cls, "handle_read_event", None)  # (gives cls its tag)
+    ac_record_set(cython.address(_tls_read_record), cls, own)
+    return own
 
 
 # recv()/send() call the SSL object directly when they can: what

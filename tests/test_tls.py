@@ -204,6 +204,46 @@ def test_established_channel_keeps_its_instance_dict_unmaterialised(server, clie
             True, False)
 
 
+class _Between(asynchat.async_chat):
+    # sits between TLSMixin and async_chat in the MRO: what super() finds
+    pass
+
+
+class BetweenEcho(Recording, tls.TLSMixin, _Between):
+    init_channel = ChatEcho.init_channel
+    collect_incoming_data = ChatEcho.collect_incoming_data
+    found_terminator = ChatEcho.found_terminator
+    implicit = False
+
+
+def test_read_event_follows_a_base_patched_after_use(impl, server_ctx, client_ctx, monkeypatch):
+    # the established read event calls asyncore's handle_read_event directly
+    # while the class's record says super() would find it (issue 18): a base
+    # patched afterwards is found again, as super() would
+    seen = []
+
+    def counting(self):
+        seen.append(self)
+        asyncore.dispatcher.handle_read_event(self)
+
+    with serving(LoopThread(tls=server_ctx), BetweenEcho, implicit_tls=True) as (srv, port):
+        with tls_client(port, client_ctx) as c:
+            c.sendall(b"one\n")
+            assert read_until(c, b"one\n") == b"one\n"
+            assert seen == []
+            srv.call(lambda: monkeypatch.setattr(_Between, "handle_read_event", counting,
+                                                 raising=False))
+            c.sendall(b"two\n")
+            assert read_until(c, b"two\n") == b"two\n"
+            assert seen and seen[0] is srv.channels[0]
+            srv.call(lambda: monkeypatch.delattr(_Between, "handle_read_event"))
+            del seen[:]
+            c.sendall(b"three\n")
+            assert read_until(c, b"three\n") == b"three\n"
+            assert seen == []
+        assert_no_tracebacks(srv)
+
+
 def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, client_ctx, ca):
     ctx = make_server_ctx(server_cert, alpn=["x-test", "http/1.1"], client_ca=ca)
     with serving(LoopThread(tls=ctx), ChatEcho, implicit_tls=True) as (srv, port):

@@ -59,6 +59,7 @@ cdef object _deque, _deque_append
 # per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send,
 # async_chat.socket
 cdef ac_type_record _term_record, _send_record, _sock_record
+cdef ac_type_record _tls_read_record  # (the TLS layer's, at the end of _chat_py.py)
 
 
 cdef class TerminatorSlot:
