@@ -193,8 +193,13 @@ def test_established_channel_keeps_its_instance_dict_unmaterialised(server, clie
     # the handshake's end drops the TLS layer's readable/writable shadows:
     # popping them from __dict__ would create the instance dict, and every
     # later lookup on the channel (the compiled build's lookup cache
-    # included, issue 18) would take the slow generic path
-    port = server.listen(ChatEcho, implicit_tls=True)
+    # included, issue 18) would take the slow generic path.  A class of its
+    # own: a class's shared keys fill up with the attributes other tests'
+    # instances set, and CPython then materialises the dict of new ones
+    class FreshEcho(ChatEcho):
+        pass
+
+    port = server.listen(FreshEcho, implicit_tls=True)
     server.start()
     with tls_client(port, client_ctx) as c:
         c.sendall(b"ping\n")
