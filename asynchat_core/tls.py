@@ -165,6 +165,10 @@ def _adopt(sock, origin=None):
     and the PROXY protocol header of ``origin``, the socket it wraps."""
     if type(sock) is ssl.SSLSocket:
         sock.__class__ = _TLSSocket
+        # every flag in the instance's dict, where the compiled kernels
+        # read them (_chat_py.py, _tls_sock_plain_of)
+        sock.tls_gate = sock.tls_slow = False
+        sock.tls_read_wants_write = sock.tls_write_wants_read = False
     header = getattr(origin, "proxy_header", None)
     if header is not None:  # (asynchat_core.proxy.ProxiedSocket)
         sock.proxy_header = header
@@ -778,8 +782,11 @@ class TLSMixin:
         super().close()
 
 
+# (the socket's lookups as ssl gives them: the kernels read the TLS
+# socket's flags in its dict while its class still has these)
 _kernels.tls_setup(TLSMixin, ssl.SSLSocket.recv, ssl.SSLSocket.send, ssl.SSLWantReadError,
-                   ssl.SSLWantWriteError, _EOF_ERRORS, _peer_gone, _OPEN)
+                   ssl.SSLWantWriteError, _EOF_ERRORS, _peer_gone, _OPEN,
+                   ssl.SSLSocket.__getattribute__, ssl.SSLSocket.__setattr__)
 
 
 class TLSListenerMixin:

@@ -249,6 +249,33 @@ def test_read_event_follows_a_base_patched_after_use(impl, server_ctx, client_ct
         assert_no_tracebacks(srv)
 
 
+def test_tls_socket_flags_follow_a_property_patched_on_the_class(
+        impl, server_ctx, client_ctx, monkeypatch):
+    # the compiled build reads the TLS socket's flags in its instance dict
+    # while its class has no descriptor under their names (issue 18): a
+    # property put on the class afterwards is asked, as Python would
+    reads = []
+
+    def gate(sock):
+        reads.append(sock)
+        return False
+
+    with serving(LoopThread(tls=server_ctx), ChatEcho, implicit_tls=True) as (srv, port):
+        with tls_client(port, client_ctx) as c:
+            c.sendall(b"one\n")
+            assert read_until(c, b"one\n") == b"one\n"
+            srv.call(lambda: monkeypatch.setattr(tls._TLSSocket, "tls_gate", property(gate)))
+            c.sendall(b"two\n")
+            assert read_until(c, b"two\n") == b"two\n"
+            assert reads and reads[0] is srv.channels[0].socket
+            srv.call(monkeypatch.undo)
+            del reads[:]
+            c.sendall(b"three\n")
+            assert read_until(c, b"three\n") == b"three\n"
+            assert reads == []
+        assert_no_tracebacks(srv)
+
+
 def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, client_ctx, ca):
     ctx = make_server_ctx(server_cert, alpn=["x-test", "http/1.1"], client_ca=ca)
     with serving(LoopThread(tls=ctx), ChatEcho, implicit_tls=True) as (srv, port):

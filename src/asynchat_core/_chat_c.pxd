@@ -59,7 +59,12 @@ cdef object _deque, _deque_append
 # per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send,
 # async_chat.socket
 cdef ac_type_record _term_record, _send_record, _sock_record
-cdef ac_type_record _tls_read_record  # (the TLS layer's, at the end of _chat_py.py)
+# the TLS layer's (at the end of _chat_py.py)
+cdef ac_type_record _tls_read_record, _tls_sock_record
+cdef extern from "Python.h":
+    dict PyObject_GenericGetDict(object obj, void *context)
+cdef inline int _tls_sock_plain(sock) except -1
+cdef int _tls_sock_plain_of(cls) except -1
 
 
 cdef class TerminatorSlot:
