@@ -1705,7 +1705,7 @@ def tls_handle_read_event(self):
             self._tls_read_event_other()  # handshake, shutdown, plaintext (tls.py)
             return
         sock = ac_getattr(self, "_tls_sock") if cython.compiled else self._tls_sock
-        flags: dict = None
+        flags: dict = None  # type: ignore[type-arg, assignment]  # (Cython: a dict or None)
         if cython.compiled and _tls_sock_plain(sock):
             flags = PyObject_GenericGetDict(sock, cython.NULL)  # (see _tls_sock_plain_of)
             flags["tls_write_wants_read"] = False
