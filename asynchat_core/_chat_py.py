@@ -1665,3 +1665,244 @@ def set_dispatcher_class(cls):
     """Tell the kernels which class is ``asyncore.dispatcher``."""
     global _dispatcher_class
     _dispatcher_class = cls
+
+
+# ---------------------------------------------------------------- TLS layer
+# The steady state of asynchat_core.tls (issue 18, the HTTPS target): tls.py
+# installs these as ``TLSMixin.handle_read_event`` and ``_TLSSocket.recv`` /
+# ``send``, so that an event of an established TLS channel runs no Python
+# frame of the TLS layer in the compiled build (each cost a frame, a super()
+# and a dozen lookups by name).  Only the established state with nothing
+# pending is handled here; every other state, and every rare turn, calls
+# tls.py's own Python methods, where the reasons are written down.  tls.py
+# hands over its classes and the ssl names (tls_setup): ssl is not imported
+# here (import time, issue 18).
+
+_tls_mixin: "Any" = None  # tls.TLSMixin
+_tls_ssl_recv: "Any" = None  # ssl.SSLSocket.recv
+_tls_ssl_send: "Any" = None  # ssl.SSLSocket.send
+_tls_want_read: "Any" = None  # ssl.SSLWantReadError
+_tls_want_write: "Any" = None  # ssl.SSLWantWriteError
+_tls_want_errors: "Any" = ()  # (SSLWantReadError, SSLWantWriteError)
+_tls_eof_errors: "Any" = ()  # the errors that mean "the peer ended the stream"
+_tls_peer_gone: "Any" = None  # tls._peer_gone
+_tls_sock_getattribute: "Any" = None  # ssl.SSLSocket.__getattribute__ (the generic one)
+_tls_sock_setattr: "Any" = None  # ssl.SSLSocket.__setattr__ (the generic one)
+_TLS_OPEN = 3  # tls._OPEN
+# (type's own descriptors: a metaclass cannot change what super() walks)
+_tls_mro_of = type.__dict__["__mro__"].__get__
+_tls_own_dict_of = type.__dict__["__dict__"].__get__
+if cython.compiled:
+    from asynchat_core._loop_c import dispatcher_handle_read_event as _dispatcher_handle_read_event
+else:
+    _tls_read_record = _tls_sock_record = None  # (compiled: C structs, _chat_c.pxd)
+    PyObject_GenericGetDict = _compiled_only
+    from ._loop_py import dispatcher_handle_read_event as _dispatcher_handle_read_event
+
+
+def tls_setup(mixin, ssl_recv, ssl_send, want_read, want_write, eof_errors, peer_gone, open_state,
+              sock_getattribute, sock_setattr):
+    """Give the TLS kernels below tls.py's classes and the ssl names they use."""
+    global _tls_mixin, _tls_ssl_recv, _tls_ssl_send, _tls_want_read, _tls_want_write
+    global _tls_want_errors, _tls_eof_errors, _tls_peer_gone, _TLS_OPEN
+    global _tls_sock_getattribute, _tls_sock_setattr
+    _tls_sock_getattribute = sock_getattribute
+    _tls_sock_setattr = sock_setattr
+    _tls_mixin = mixin
+    _tls_ssl_recv = ssl_recv
+    _tls_ssl_send = ssl_send
+    _tls_want_read = want_read
+    _tls_want_write = want_write
+    _tls_want_errors = (want_read, want_write)
+    _tls_eof_errors = eof_errors
+    _tls_peer_gone = peer_gone
+    _TLS_OPEN = open_state
+
+
+def tls_handle_read_event(self):
+    """``TLSMixin.handle_read_event``: read, then deliver what OpenSSL holds."""
+    if cython.compiled:
+        nest = ac_nest()
+    try:
+        if cython.compiled:
+            state = ac_getattr(self, "_tls_state")
+        else:
+            state = self._tls_state
+        if state != _TLS_OPEN:
+            self._tls_read_event_other()  # handshake, shutdown, plaintext (tls.py)
+            return
+        sock = ac_getattr(self, "_tls_sock") if cython.compiled else self._tls_sock
+        flags: dict = None  # type: ignore[type-arg, assignment]  # (Cython: a dict or None)
+        if cython.compiled and _tls_sock_plain(sock):
+            flags = PyObject_GenericGetDict(sock, cython.NULL)  # (see _tls_sock_plain_of)
+            flags["tls_write_wants_read"] = False
+        else:
+            sock.tls_write_wants_read = False  # a stuck SSL_write may go on
+        if cython.compiled:
+            # super().handle_read_event() is asyncore's own (the class's
+            # record says so): called without the super object
+            cls = type(self)
+            own = ac_record_bits(cython.address(_tls_read_record), cls)
+            if own < 0:
+                own = _tls_read_own_of(cls)
+            if own == 1:
+                _dispatcher_handle_read_event(self)
+            else:
+                super(_tls_mixin, self).handle_read_event()
+        else:
+            super(_tls_mixin, self).handle_read_event()
+        # (SSL_pending only reads the input record: no lock needed)
+        if cython.compiled and flags is not None:
+            sslobj = flags.get("_sslobj", _UNSET)
+            if sslobj is _UNSET:
+                sslobj = sock._sslobj
+        else:
+            sslobj = sock._sslobj
+        if cython.compiled:
+            more = ac_getattr(self, "_tls_more_pending")
+        else:
+            more = self._tls_more_pending
+        if more or (sslobj is not None and sslobj.pending() > 0):
+            self._tls_drain_pending(sock)
+        if cython.compiled:
+            changed = (ac_getattr(self, "_tls_shadowing")
+                       or ac_getattr(self, "_tls_state") != _TLS_OPEN
+                       or ac_getattr(self, "_tls_more_pending"))
+            if not changed and flags is not None:
+                wants = flags.get("tls_read_wants_write", _UNSET)
+                if wants is _UNSET:
+                    wants = sock.tls_read_wants_write
+                if not wants:
+                    wants = flags.get("tls_write_wants_read", _UNSET)
+                    if wants is _UNSET:
+                        wants = sock.tls_write_wants_read
+                changed = wants
+            elif not changed:
+                changed = sock.tls_read_wants_write or sock.tls_write_wants_read
+        else:
+            changed = (self._tls_shadowing or self._tls_state != _TLS_OPEN
+                       or sock.tls_read_wants_write or sock.tls_write_wants_read
+                       or self._tls_more_pending)
+        if changed:
+            self._tls_sync()
+        # else the steady state: nothing to change
+    finally:
+        if cython.compiled:
+            ac_unnest(nest)
+
+
+def _tls_read_own_of(cls):
+    # 1 if what super(TLSMixin, cls) finds for handle_read_event is
+    # asyncore's own (the first own dict past TLSMixin along the MRO that
+    # holds the name, as super() searches), else 0; recorded for cls as it
+    # is now (compiled build only).  No TLSMixin in the MRO: 0, and super()
+    # raises as it would.
+    own = 0
+    past = False
+    for klass in _tls_mro_of(cls):
+        if past:
+            found = _tls_own_dict_of(klass).get("handle_read_event", _UNSET)
+            if found is not _UNSET:
+                own = 1 if found is _dispatcher_handle_read_event else 0
+                break
+        elif klass is _tls_mixin:
+            past = True
+    ac_type_lookup(cls, "handle_read_event", None)  # (gives cls its tag)
+    ac_record_set(cython.address(_tls_read_record), cls, own)
+    return own
+
+
+# The TLS socket's flags (and _sslobj) are read and written in its instance
+# dict in the compiled build: an ssl.SSLSocket's dict always exists, and
+# reading it directly skips the class lookup every attribute access makes
+# first.  The dict is where Python finds them only while the socket's class
+# has ssl.SSLSocket's own __getattribute__ and __setattr__ (the generic
+# ones, given by tls_setup) and no descriptor under
+# these names: checked per class, and recorded with the class's version
+# tag, so a class changed later is checked again.  A name missing from the
+# dict is read as an attribute (its class default).
+_TLS_SOCK_NAMES = ("tls_gate", "tls_slow", "tls_read_wants_write", "tls_write_wants_read",
+                   "_sslobj")
+
+
+def _tls_sock_plain(sock):
+    # whether the flags of ``sock`` may be read in its dict (compiled build)
+    cls = type(sock)
+    plain = ac_record_bits(cython.address(_tls_sock_record), cls)
+    if plain < 0:
+        plain = _tls_sock_plain_of(cls)
+    return plain
+
+
+def _tls_sock_plain_of(cls):
+    plain = 0
+    if (type(cls) is type
+            and ac_type_lookup(cls, "__getattribute__", None) is _tls_sock_getattribute
+            and ac_type_lookup(cls, "__setattr__", None) is _tls_sock_setattr):
+        plain = 1
+        for name in _TLS_SOCK_NAMES:
+            found = ac_type_lookup(cls, name, None)
+            if found is not None and type(found) is not bool:
+                plain = 0
+                break
+    ac_record_set(cython.address(_tls_sock_record), cls, plain)
+    return plain
+
+
+# recv()/send() call the SSL object directly when they can: what
+# SSLSocket.recv/read/send add (checks, and turning a ragged EOF into b"")
+# is done here, and they are a third of the TLS layer's cost per request.
+
+def tls_sock_recv(self, buflen=1024, flags=0):
+    """``_TLSSocket.recv``: ``SSLSocket.recv``, a clean or ragged EOF as ``b""``."""
+    if cython.compiled and _tls_sock_plain(self):
+        own = PyObject_GenericGetDict(self, cython.NULL)  # (see _tls_sock_plain_of)
+        gate = own.get("tls_gate", _UNSET)
+        if gate is _UNSET:
+            gate = self.tls_gate
+        sslobj = own.get("_sslobj", _UNSET)
+        if sslobj is _UNSET:
+            sslobj = self._sslobj
+    else:
+        gate = self.tls_gate
+        sslobj = self._sslobj
+    if gate:
+        raise _tls_want_read("TLS handshake in progress")
+    try:
+        if sslobj is not None and not flags:
+            return sslobj.read(buflen)
+        return _tls_ssl_recv(self, buflen, flags)
+    except _tls_want_write:
+        self.tls_read_wants_write = True
+        raise
+    except _tls_eof_errors:
+        # close_notify, or a ragged EOF: a clean end of the stream
+        return b""
+
+
+def tls_sock_send(self, data, flags=0):
+    """``_TLSSocket.send``: ``SSLSocket.send``, noting a write left unfinished."""
+    if cython.compiled and _tls_sock_plain(self):
+        own = PyObject_GenericGetDict(self, cython.NULL)  # (see _tls_sock_plain_of)
+        slow = own.get("tls_slow", _UNSET)
+        if slow is _UNSET:
+            slow = self.tls_slow
+        sslobj = own.get("_sslobj", _UNSET)
+        if sslobj is _UNSET:
+            sslobj = self._sslobj
+    else:
+        slow = self.tls_slow
+        sslobj = self._sslobj
+    if slow:
+        if self.tls_gate:
+            raise _tls_want_write("TLS handshake in progress")
+        return self._send_retry(data, flags)
+    try:
+        if sslobj is not None and not flags:
+            return sslobj.write(data)
+        return _tls_ssl_send(self, data, flags)
+    except _tls_want_errors as exc:
+        self._note_retry(data, exc)
+        raise
+    except _tls_eof_errors as exc:
+        raise _tls_peer_gone(exc) from None

@@ -27,6 +27,7 @@ import sys
 import threading
 
 from . import _runner, asyncore
+from ._impl import chat_impl as _kernels
 
 __all__ = ["TLSMixin", "TLSListenerMixin"]
 
@@ -44,6 +45,7 @@ _EOF_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 _NO_LOCK = contextlib.nullcontext()
 _WANT_ERRORS = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_object_delattr = object.__delattr__
 # send() errors that mean "try later" on the plaintext path
 _RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
 
@@ -73,40 +75,11 @@ class _TLSSocket(ssl.SSLSocket):
             return header.source
         return super().getpeername()
 
-    # recv()/send() call the SSL object directly when they can: what
-    # SSLSocket.recv/read/send add (checks, and turning a ragged EOF into
-    # b"") is done here, and they are a third of the TLS layer's cost per
-    # request.
-    def recv(self, buflen=1024, flags=0):
-        if self.tls_gate:
-            raise ssl.SSLWantReadError("TLS handshake in progress")
-        sslobj = self._sslobj
-        try:
-            if sslobj is not None and not flags:
-                return sslobj.read(buflen)
-            return ssl.SSLSocket.recv(self, buflen, flags)
-        except ssl.SSLWantWriteError:
-            self.tls_read_wants_write = True
-            raise
-        except _EOF_ERRORS:
-            # close_notify, or a ragged EOF: a clean end of the stream
-            return b""
-
-    def send(self, data, flags=0):
-        if self.tls_slow:
-            if self.tls_gate:
-                raise ssl.SSLWantWriteError("TLS handshake in progress")
-            return self._send_retry(data, flags)
-        sslobj = self._sslobj
-        try:
-            if sslobj is not None and not flags:
-                return sslobj.write(data)
-            return ssl.SSLSocket.send(self, data, flags)
-        except _WANT_ERRORS as exc:
-            self._note_retry(data, exc)
-            raise
-        except _EOF_ERRORS as exc:
-            raise _peer_gone(exc) from None
+    # recv()/send(): compiled in the compiled build (_chat_py.py, the TLS
+    # layer's kernels: no Python frame per call); the same code runs as
+    # Python in the Python build
+    recv = _kernels.tls_sock_recv
+    send = _kernels.tls_sock_send
 
     def set_gate(self, closed):
         """Hold application data back (True) or let it through (False)."""
@@ -192,6 +165,10 @@ def _adopt(sock, origin=None):
     and the PROXY protocol header of ``origin``, the socket it wraps."""
     if type(sock) is ssl.SSLSocket:
         sock.__class__ = _TLSSocket
+        # every flag in the instance's dict, where the compiled kernels
+        # read them (_chat_py.py, _tls_sock_plain_of)
+        sock.tls_gate = sock.tls_slow = False
+        sock.tls_read_wants_write = sock.tls_write_wants_read = False
     header = getattr(origin, "proxy_header", None)
     if header is not None:  # (asynchat_core.proxy.ProxiedSocket)
         sock.proxy_header = header
@@ -438,27 +415,30 @@ class TLSMixin:
                 self.readable = self._tls_readable
                 self.writable = self._tls_writable
             else:
-                self.__dict__.pop("readable", None)
-                self.__dict__.pop("writable", None)
+                # (deleted, not popped from __dict__: reading __dict__
+                # materialises the instance dict on 3.11+, which turns every
+                # later lookup on the channel into the slow generic one)
+                for name in ("readable", "writable"):
+                    try:
+                        _object_delattr(self, name)
+                    except AttributeError:
+                        pass
 
-    def handle_read_event(self):
+    # The established state's read event is compiled (_chat_py.py,
+    # tls_handle_read_event, the same code as Python in the Python build):
+    # read, then deliver what the SSL object already holds, and re-shadow
+    # only if something changed.  Every other state comes here.
+    handle_read_event = _kernels.tls_handle_read_event
+
+    def _tls_read_event_other(self):
         state = self._tls_state
         if state == _HANDSHAKE and not self.connected and self.connecting:
             self.handle_connect_event()  # connect_tls(): TCP is up (or failed: raises)
             state = self._tls_state
-        if state == _OPEN:
-            sock = self._tls_sock
-            sock.tls_write_wants_read = False  # a stuck SSL_write may go on
-            super().handle_read_event()
-            # (SSL_pending only reads the input record: no lock needed)
-            sslobj = sock._sslobj
-            if self._tls_more_pending or (sslobj is not None and sslobj.pending() > 0):
-                self._tls_drain_pending(sock)
-            if (self._tls_shadowing or self._tls_state != _OPEN or sock.tls_read_wants_write
-                    or sock.tls_write_wants_read or self._tls_more_pending):
-                self._tls_sync()
-            return  # the steady state: nothing to change
-        elif state == _HANDSHAKE:
+            if state == _OPEN:
+                _kernels.tls_handle_read_event(self)
+                return
+        if state == _HANDSHAKE:
             self._tls_step_handshake()
         elif state == _CLOSING:
             self._tls_step_shutdown()
@@ -800,6 +780,13 @@ class TLSMixin:
         self._tls_cancel_timer()
         self._tls_sync()  # drops the shadowing predicates (and their cycle)
         super().close()
+
+
+# (the socket's lookups as ssl gives them: the kernels read the TLS
+# socket's flags in its dict while its class still has these)
+_kernels.tls_setup(TLSMixin, ssl.SSLSocket.recv, ssl.SSLSocket.send, ssl.SSLWantReadError,
+                   ssl.SSLWantWriteError, _EOF_ERRORS, _peer_gone, _OPEN,
+                   ssl.SSLSocket.__getattribute__, ssl.SSLSocket.__setattr__)
 
 
 class TLSListenerMixin:

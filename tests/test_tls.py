@@ -20,6 +20,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -176,6 +177,103 @@ def test_implicit_tls_echo(server, client_ctx, kind):
     assert ("tls up", "TLSv1.3") in server.events or kind.startswith("dispatcher")
     assert tls_errors(server) == []
     assert_no_tracebacks(server)
+
+
+def _dict_materialised(obj):
+    # CPython 3.11+ keeps a plain instance's attributes in a values array
+    # until something reads obj.__dict__; gc shows that dict once it exists
+    # (read here without touching __dict__, which would create it)
+    import gc
+
+    return any(type(r) is dict and "_tls_state" in r for r in gc.get_referents(obj))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="managed instance dicts: 3.11+")
+def test_established_channel_keeps_its_instance_dict_unmaterialised(server, client_ctx):
+    # the handshake's end drops the TLS layer's readable/writable shadows:
+    # popping them from __dict__ would create the instance dict, and every
+    # later lookup on the channel (the compiled build's lookup cache
+    # included, issue 18) would take the slow generic path.  A class of its
+    # own: a class's shared keys fill up with the attributes other tests'
+    # instances set, and CPython then materialises the dict of new ones
+    class FreshEcho(ChatEcho):
+        pass
+
+    port = server.listen(FreshEcho, implicit_tls=True)
+    server.start()
+    with tls_client(port, client_ctx) as c:
+        c.sendall(b"ping\n")
+        assert read_until(c, b"ping\n") == b"ping\n"
+        chan = server.channels[0]
+        assert server.call(lambda: (chan.tls_established, _dict_materialised(chan))) == (
+            True, False)
+
+
+class _Between(asynchat.async_chat):
+    # sits between TLSMixin and async_chat in the MRO: what super() finds
+    pass
+
+
+class BetweenEcho(Recording, tls.TLSMixin, _Between):
+    init_channel = ChatEcho.init_channel
+    collect_incoming_data = ChatEcho.collect_incoming_data
+    found_terminator = ChatEcho.found_terminator
+    implicit = False
+
+
+def test_read_event_follows_a_base_patched_after_use(impl, server_ctx, client_ctx, monkeypatch):
+    # the established read event calls asyncore's handle_read_event directly
+    # while the class's record says super() would find it (issue 18): a base
+    # patched afterwards is found again, as super() would
+    seen = []
+
+    def counting(self):
+        seen.append(self)
+        asyncore.dispatcher.handle_read_event(self)
+
+    with serving(LoopThread(tls=server_ctx), BetweenEcho, implicit_tls=True) as (srv, port):
+        with tls_client(port, client_ctx) as c:
+            c.sendall(b"one\n")
+            assert read_until(c, b"one\n") == b"one\n"
+            assert seen == []
+            srv.call(lambda: monkeypatch.setattr(_Between, "handle_read_event", counting,
+                                                 raising=False))
+            c.sendall(b"two\n")
+            assert read_until(c, b"two\n") == b"two\n"
+            assert seen and seen[0] is srv.channels[0]
+            srv.call(lambda: monkeypatch.delattr(_Between, "handle_read_event"))
+            del seen[:]
+            c.sendall(b"three\n")
+            assert read_until(c, b"three\n") == b"three\n"
+            assert seen == []
+        assert_no_tracebacks(srv)
+
+
+def test_tls_socket_flags_follow_a_property_patched_on_the_class(
+        impl, server_ctx, client_ctx, monkeypatch):
+    # the compiled build reads the TLS socket's flags in its instance dict
+    # while its class has no descriptor under their names (issue 18): a
+    # property put on the class afterwards is asked, as Python would
+    reads = []
+
+    def gate(sock):
+        reads.append(sock)
+        return False
+
+    with serving(LoopThread(tls=server_ctx), ChatEcho, implicit_tls=True) as (srv, port):
+        with tls_client(port, client_ctx) as c:
+            c.sendall(b"one\n")
+            assert read_until(c, b"one\n") == b"one\n"
+            srv.call(lambda: monkeypatch.setattr(tls._TLSSocket, "tls_gate", property(gate)))
+            c.sendall(b"two\n")
+            assert read_until(c, b"two\n") == b"two\n"
+            assert reads and reads[0] is srv.channels[0].socket
+            srv.call(monkeypatch.undo)
+            del reads[:]
+            c.sendall(b"three\n")
+            assert read_until(c, b"three\n") == b"three\n"
+            assert reads == []
+        assert_no_tracebacks(srv)
 
 
 def test_version_cipher_peercert_alpn_on_server_channel(impl, server_cert, client_ctx, ca):

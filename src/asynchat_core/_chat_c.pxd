@@ -177,3 +177,11 @@ cdef int _chat_flush(chan, OutputState out) except -1
 cdef inline object _send_item(chan, OutputState out, fifo, data)
 @cython.locals(obs=Py_ssize_t, at=Py_ssize_t)
 cdef int _drain(chan, fifo, OutputState out) except -1
+
+# the TLS layer (its kernels are at the end of _chat_py.py): per-type
+# records (super()'s handle_read_event; the TLS socket's flags in its dict)
+cdef ac_type_record _tls_read_record, _tls_sock_record
+cdef extern from "Python.h":
+    dict PyObject_GenericGetDict(object obj, void *context)
+cdef inline int _tls_sock_plain(sock) except -1
+cdef int _tls_sock_plain_of(cls) except -1
