@@ -54,6 +54,7 @@ import _thread
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _heapq as heapq
+    from typing import Any  # noqa: F401 (type comments)
 else:
     heapq = None
 
@@ -698,6 +699,10 @@ def dispatcher_handle_read_event(self):
 # before.  The Python build calls by name in place and never comes here.
 _own_read_event = dispatcher_handle_read_event
 _read_kernel_func = _readable_func = _writable_func = None
+if not cython.compiled:
+    # (C function pointers in the compiled build, _loop_c.pxd; named here
+    # for the type checker, never called by the Python build)
+    _read_kernel = _readable_kernel = _writable_kernel = None  # type: Any
 
 
 def set_read_kernel(func, kernel, readable, readable_kernel, writable, writable_kernel):
