@@ -321,14 +321,9 @@ def test_served_requests_after_warm_up_write_no_records(our_impl):
         assert before == after == 0
 
 
-def test_read_path_overridden_after_warm_up(conversation):
-    """The compiled loop calls the library's own ``handle_read_event``, and
-    that the library's own ``handle_read``, as C functions while the lookup a
-    call by name makes finds exactly them (issue 18).  Overrides set after
-    warm-up through the loop (on the instance, on the class, by a
-    ``__class__`` swap) are called at the next event; removing them gives
-    the library's path again."""
-    impl, cls, log, make = conversation
+def _warmed_up(impl, make):
+    """A channel of ``make`` that has served three lines through the loop,
+    and ``serve()``: one more line, one pass of the loop."""
     chan, peer = make()
     chan_map = chan._map
 
@@ -338,6 +333,18 @@ def test_read_path_overridden_after_warm_up(conversation):
 
     for _ in range(3):
         serve()
+    return chan, serve
+
+
+def test_read_path_overridden_after_warm_up(conversation):
+    """The compiled loop calls the library's own ``handle_read_event``, and
+    that the library's own ``handle_read``, as C functions while the lookup a
+    call by name makes finds exactly them (issue 18).  Overrides set after
+    warm-up through the loop (on the instance, on the class, by a
+    ``__class__`` swap) are called at the next event; removing them gives
+    the library's path again."""
+    impl, cls, log, make = conversation
+    chan, serve = _warmed_up(impl, make)
     assert log[-1] == "class-found"
     del log[:]
     original_read = type(chan).handle_read
@@ -406,15 +413,7 @@ def test_interest_predicates_overridden_after_warm_up(conversation):
     (issue 18): overrides set after warm-up (on the instance, on the class)
     are the ones asked at the next pass."""
     impl, cls, log, make = conversation
-    chan, peer = make()
-    chan_map = chan._map
-
-    def serve(line=b"x"):
-        peer.sendall(line + b"\n")
-        impl.asyncore.loop(timeout=5.0, map=chan_map, count=1)
-
-    for _ in range(3):
-        serve()
+    chan, serve = _warmed_up(impl, make)
     del log[:]
     base = impl.asynchat.async_chat
 
