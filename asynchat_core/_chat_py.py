@@ -1753,9 +1753,7 @@ def tls_handle_read_event(self):
             super(_tls_mixin, self).handle_read_event()
         # (SSL_pending only reads the input record: no lock needed)
         if cython.compiled and flags is not None:
-            sslobj = flags.get("_sslobj", _UNSET)
-            if sslobj is _UNSET:
-                sslobj = sock._sslobj
+            sslobj = _sock_flag(flags, sock, "_sslobj")
         else:
             sslobj = sock._sslobj
         if cython.compiled:
@@ -1769,13 +1767,9 @@ def tls_handle_read_event(self):
                        or ac_getattr(self, "_tls_state") != _TLS_OPEN
                        or ac_getattr(self, "_tls_more_pending"))
             if not changed and flags is not None:
-                wants = flags.get("tls_read_wants_write", _UNSET)
-                if wants is _UNSET:
-                    wants = sock.tls_read_wants_write
+                wants = _sock_flag(flags, sock, "tls_read_wants_write")
                 if not wants:
-                    wants = flags.get("tls_write_wants_read", _UNSET)
-                    if wants is _UNSET:
-                        wants = sock.tls_write_wants_read
+                    wants = _sock_flag(flags, sock, "tls_write_wants_read")
                 changed = wants
             elif not changed:
                 changed = sock.tls_read_wants_write or sock.tls_write_wants_read
@@ -1849,6 +1843,15 @@ def _tls_sock_plain_of(cls):
     return plain
 
 
+def _sock_flag(own, sock, name):
+    # compiled only: a flag of a plain TLS socket (_tls_sock_plain), read in
+    # its dict ``own``; a name the dict lacks is its class default
+    value = own.get(name, _UNSET)
+    if value is _UNSET:
+        value = getattr(sock, name)
+    return value
+
+
 # recv()/send() call the SSL object directly when they can: what
 # SSLSocket.recv/read/send add (checks, and turning a ragged EOF into b"")
 # is done here, and they are a third of the TLS layer's cost per request.
@@ -1857,12 +1860,8 @@ def tls_sock_recv(self, buflen=1024, flags=0):
     """``_TLSSocket.recv``: ``SSLSocket.recv``, a clean or ragged EOF as ``b""``."""
     if cython.compiled and _tls_sock_plain(self):
         own = PyObject_GenericGetDict(self, cython.NULL)  # (see _tls_sock_plain_of)
-        gate = own.get("tls_gate", _UNSET)
-        if gate is _UNSET:
-            gate = self.tls_gate
-        sslobj = own.get("_sslobj", _UNSET)
-        if sslobj is _UNSET:
-            sslobj = self._sslobj
+        gate = _sock_flag(own, self, "tls_gate")
+        sslobj = _sock_flag(own, self, "_sslobj")
     else:
         gate = self.tls_gate
         sslobj = self._sslobj
@@ -1884,12 +1883,8 @@ def tls_sock_send(self, data, flags=0):
     """``_TLSSocket.send``: ``SSLSocket.send``, noting a write left unfinished."""
     if cython.compiled and _tls_sock_plain(self):
         own = PyObject_GenericGetDict(self, cython.NULL)  # (see _tls_sock_plain_of)
-        slow = own.get("tls_slow", _UNSET)
-        if slow is _UNSET:
-            slow = self.tls_slow
-        sslobj = own.get("_sslobj", _UNSET)
-        if sslobj is _UNSET:
-            sslobj = self._sslobj
+        slow = _sock_flag(own, self, "tls_slow")
+        sslobj = _sock_flag(own, self, "_sslobj")
     else:
         slow = self.tls_slow
         sslobj = self._sslobj

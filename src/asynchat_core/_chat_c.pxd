@@ -185,3 +185,4 @@ cdef extern from "Python.h":
     dict PyObject_GenericGetDict(object obj, void *context)
 cdef inline int _tls_sock_plain(sock) except -1
 cdef int _tls_sock_plain_of(cls) except -1
+cdef inline object _sock_flag(dict own, sock, str name)
