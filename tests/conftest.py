@@ -79,7 +79,8 @@ def pytest_collection_modifyitems(config, items):
 # CI installs them (.ci/run's APT_PACKAGES) and sets
 # ASYNCHAT_CORE_REQUIRE_TOOLS=1, so such a skip there is a failure, never a
 # test silently not run.
-_TOOLS = ("haproxy", "nginx", "wrk", "redis-cli", "redis-benchmark", "openssl", "no openssl")
+_TOOLS = ("haproxy", "nginx", "wrk", "redis-cli", "redis-benchmark", "openssl", "no openssl",
+          "needs a C compiler")
 _REQUIRE_TOOLS = os.environ.get("ASYNCHAT_CORE_REQUIRE_TOOLS", "") not in ("", "0")
 
 

@@ -27,7 +27,8 @@ def test_bench_cli_kernel_and_echo(tmp_path):
         sys.executable, "-m", "asynchat_core.bench",
         "--scenarios", "kernel,echo", "--impls", ",".join(impls), "--rounds", "2",
         "--kernel-workloads", "lines32-64k,records100", "--kernel-seconds", "0.05",
-        "--sizes", "1024", "--duration", "0.3", "--builtin-client", "--json", str(out),
+        "--sizes", "1024", "--duration", "0.3", "--builtin-client", "--python-client",
+        "--json", str(out),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=str(tmp_path), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -177,6 +178,9 @@ def test_bench_cli_framing(tmp_path):
            if r["scenario"] == "framing" and r["rate"]}
     for case in ("RESP SET -P1", "LP 100B -P16", "LP 4096B -P1"):
         assert (case, "python-framer") in got, (case, got)
+    # the C load client where a compiler builds it (tests/test_bench_cclient.py)
+    loads = {r["load"] for r in data["records"] if r["scenario"] == "framing"}
+    assert loads == {"built-in C" if __import__("shutil").which("cc") else "built-in"}, loads
 
 
 @pytest.mark.skipif(not (__import__("shutil").which("wrk") and sys.platform.startswith("linux")),

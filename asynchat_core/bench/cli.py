@@ -210,7 +210,6 @@ def run_resp(args, run, targets):
     use_tool = bool(shutil.which("redis-benchmark")) and not args.builtin_client
     if not use_tool and not args.builtin_client:
         run.skip("redis-benchmark", "not found (apt install redis-tools); using the built-in client")
-    load_name = "redis-benchmark" if use_tool else "built-in"
     names = _chosen(args, ("cython", "baseline", "python", "stdlib", "asyncio", "uvloop", "redis-server"))
     cases = [("%s -P%d" % (test.upper(), pipeline),
               {"test": test, "pipeline": pipeline, "unit": "req/s"})
@@ -220,11 +219,11 @@ def run_resp(args, run, targets):
         if use_tool:
             rate, n = procs.redis_benchmark(port, params["test"], args.clients,
                                             params["pipeline"], args.duration)
-            return rate, n, {"load": load_name}
-        r = procs.builtin_client(kind="resp", port=port, conns=args.clients,
-                                 depth=params["pipeline"], duration=args.duration,
-                                 command=params["test"])
-        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": load_name}
+            return rate, n, {"load": "redis-benchmark"}
+        r = procs.builtin_client(python=args.python_client, kind="resp", port=port,
+                                 conns=args.clients, depth=params["pipeline"],
+                                 duration=args.duration, command=params["test"])
+        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": r["load"]}
     _interleaved(args, run, "resp", names, targets, "resp", cases, load)
 
 
@@ -236,10 +235,11 @@ def run_echo(args, run, targets):
              for size in args.sizes]
 
     def load(port, params):
-        r = procs.builtin_client(kind="echo", port=port, conns=args.echo_clients,
-                                 depth=params["depth"], duration=args.duration, size=params["size"])
+        r = procs.builtin_client(python=args.python_client, kind="echo", port=port,
+                                 conns=args.echo_clients, depth=params["depth"],
+                                 duration=args.duration, size=params["size"])
         return r["rate"], r["requests"], {
-            "client_cpu": r["client_cpu"], "depth": params["depth"], "load": "built-in",
+            "client_cpu": r["client_cpu"], "depth": params["depth"], "load": r["load"],
             "mib_per_s": r["rate"] * params["size"] / 2**20}
     _interleaved(args, run, "echo", names, targets, "echo", cases, load)
 
@@ -249,16 +249,15 @@ def run_http(args, run, targets):
     use_tool = bool(shutil.which("wrk")) and not args.builtin_client
     if not use_tool and not args.builtin_client:
         run.skip("wrk", "not found (apt install wrk); using the built-in client")
-    load_name = "wrk" if use_tool else "built-in"
     names = _chosen(args, ("cython", "baseline", "python", "stdlib", "asyncio", "uvloop"))
 
     def load(port, params):
         if use_tool:
             rate, n = procs.wrk(port, args.clients, args.duration)
-            return rate, n, {"load": load_name}
-        r = procs.builtin_client(kind="http", port=port, conns=args.clients, depth=4,
-                                 duration=args.duration)
-        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": load_name}
+            return rate, n, {"load": "wrk"}
+        r = procs.builtin_client(python=args.python_client, kind="http", port=port,
+                                 conns=args.clients, depth=4, duration=args.duration)
+        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": r["load"]}
     _interleaved(args, run, "http", names, targets, "http",
                  [("GET keep-alive", {"unit": "req/s"})], load)
 
@@ -288,15 +287,16 @@ def run_framing(args, run, targets):
             rate, n = procs.redis_benchmark(port, params["test"], args.clients,
                                             params["pipeline"], args.duration)
             return rate, n, {"load": "redis-benchmark"}
-        r = procs.builtin_client(kind="resp", port=port, conns=args.clients,
-                                 depth=params["pipeline"], duration=args.duration,
-                                 command=params["test"])
-        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": "built-in"}
+        r = procs.builtin_client(python=args.python_client, kind="resp", port=port,
+                                 conns=args.clients, depth=params["pipeline"],
+                                 duration=args.duration, command=params["test"])
+        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": r["load"]}
 
     def lp_load(port, params):
-        r = procs.builtin_client(kind="lp", port=port, conns=args.clients, depth=params["depth"],
+        r = procs.builtin_client(python=args.python_client, kind="lp", port=port,
+                                 conns=args.clients, depth=params["depth"],
                                  duration=args.duration, size=params["size"])
-        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": "built-in"}
+        return r["rate"], r["requests"], {"client_cpu": r["client_cpu"], "load": r["load"]}
 
     for servers, cases, load in ((resp_servers, resp_cases, resp_load),
                                  (lp_servers, lp_cases, lp_load)):

@@ -3,8 +3,10 @@
 Each connection sends a block of ``depth`` requests, counts reply bytes
 until the whole block is answered, and sends the block again.  Replies have
 a fixed size, so requests done = reply bytes // reply size; nothing is
-parsed, keeping the client cheaper than any server it drives.  It runs in
-its own process (``worker client``) and stops after ``duration`` seconds.
+parsed.  It runs in its own process (``worker client``) and stops after
+``duration`` seconds.  cclient.py is the same client in C, used instead
+where a C compiler exists: this one costs about 1 us of CPU per pipelined
+record, as much as the fastest servers it drives.
 """
 import os
 import select

@@ -177,6 +177,10 @@ def build_parser(scenarios):
                    help="redis-benchmark tests (default %s)" % ",".join(RESP_TESTS))
     p.add_argument("--builtin-client", action="store_true",
                    help="use the built-in load client even where redis-benchmark/wrk exist")
+    p.add_argument("--python-client", action="store_true",
+                   help="the built-in load client in Python, even where a C compiler builds "
+                        "the C one (which a fast server needs: the Python one spends about "
+                        "1 us of CPU per pipelined record)")
     p.add_argument("--stdlib-python", metavar="PYTHON", default=None,
                    help="interpreter whose asyncore/asynchat is the baseline (default: this "
                         "one, or python3.11 on 3.12+ without pyasynchat)")

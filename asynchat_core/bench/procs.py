@@ -15,6 +15,9 @@ import sys
 import tempfile
 import time
 
+from . import cclient
+from .client import request_and_reply
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -202,14 +205,28 @@ def wrk(port, clients, duration, scheme="http", threads=1, cpus=None):
     return float(rate.group(1)), int(total.group(1))
 
 
-def builtin_client(**params):
-    """Run the built-in client in its own process; return its result dict."""
+def builtin_client(python=False, **params):
+    """Run the built-in client in its own process; return its result dict.
+
+    The C client (cclient.py) when a C compiler builds it and ``python`` is
+    false, else the Python one; the dict's ``"load"`` says which ran."""
+    if not python:
+        exe, _ = cclient.build()
+        if exe is not None:
+            request, reply_size = request_and_reply(params["kind"], params["port"],
+                                                    params.get("size"), params.get("command"))
+            r = cclient.run_client(exe, params["port"], params["conns"], params["duration"],
+                                   request, reply_size, params["depth"])
+            r["load"] = "built-in C"
+            return r
     cmd = [sys.executable, "-m", "asynchat_core.bench.worker", "client", json.dumps(params)]
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     out = _run_env(cmd, env, timeout=60 + 4 * params["duration"])
-    return json.loads(out)
+    r = json.loads(out)
+    r["load"] = "built-in"
+    return r
 
 
 def _run_env(cmd, env, timeout):
