@@ -6,7 +6,8 @@ TARGET is ``asynchat_core`` (after ``install()``; the kernels follow
 ``ASYNCHAT_CORE_NO_EXTENSIONS``) or ``stdlib`` (the interpreter's own
 modules, for the baseline).  MODULE is a CPython test module that uses
 asyncore or asynchat: ``test_asyncore``, ``test_asynchat`` or a client
-such as ``test_ftplib``; ``test_os:TestSendfile`` runs one class of it.
+such as ``test_ftplib``; ``test_os:TestSendfile`` runs one class of it,
+``test_ssl:ThreadedTests.test_asyncore_server`` one test.
 The test files are read from an installed interpreter at run time and
 never copied into this repository: the interpreter's own ``test`` package
 on 3.9-3.11, a CPython 3.11 installation on 3.12+
@@ -183,8 +184,8 @@ def main(argv):
             if not used.startswith("asynchat_core"):
                 raise SystemExit("suite's %s is %s, not asynchat_core's" % (key, used))
     loader = unittest.defaultTestLoader
-    if class_name:
-        suite = loader.loadTestsFromTestCase(getattr(mod, class_name))
+    if class_name:  # a class, or Class.method
+        suite = loader.loadTestsFromName(class_name, mod)
     else:
         suite = loader.loadTestsFromModule(mod)
 
