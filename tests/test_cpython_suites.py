@@ -7,7 +7,7 @@ checkout and the package is imported the way users import it.
 test_asyncore and test_asynchat run against both kernels in every pytest
 run, whatever ``ASYNCHAT_CORE_NO_EXTENSIONS`` says; the suites of the
 stdlib's asyncore clients (ftplib, poplib, smtpd, smtplib, logging's
-SMTPHandler, and os.sendfile's tests up to 3.10) run against the kernel this session tests, which
+SMTPHandler, ssl's asyncore echo server, and os.sendfile's tests up to 3.10) run against the kernel this session tests, which
 keeps CI's ten pytest runs short.  The runs the selected tests need start
 together when the module's first test runs, SUITE_JOBS at a time: they
 mostly wait on sockets and timers, so the module takes about as long as
@@ -16,8 +16,10 @@ its slowest suite.
 On 3.9-3.11 the interpreter's own modules give the baseline: every test
 that passes against the stdlib must pass against asynchat_core.  On 3.12+
 the suites come from a CPython 3.11 installation and must pass outright,
-but for a few tests of APIs 3.12 removed; a 3.11 suite that no longer
-imports (smtpd left the stdlib in 3.12) is skipped with its ImportError.
+but for a few tests of APIs 3.12 removed.  smtpd, which left the stdlib in
+3.12, is CPython 3.11's own there (cpython_suite.py imports it from the same
+installation), running on asynchat_core as users' copies of it do; a suite
+that does not load fails.
 Whatever the baseline does, a run fails if it hangs, crashes, or leaves
 threads running.
 
@@ -81,11 +83,6 @@ FAILS_ON_312 = {
 # 3.11 on (and on 3.12+, which run 3.11's suites) it would exercise asyncio,
 # not this library: it is not run, so its tests do not pad the counts.
 NO_ASYNCORE_IN_311 = {"test_os:TestSendfile"}
-# What a 3.11 client suite imports that 3.12 removed: such a suite is skipped
-# on 3.12+.  Any other import error fails, because the suite would silently
-# not run: e.g. a Debian python3.X without its -testsuite package lacks
-# test.mock_socket and test.mapping_tests (.ci/debian-python.sh fetches it).
-REMOVED_IN_312 = {"smtpd"}
 
 
 def _skip_if_not_ours(module):
@@ -257,16 +254,13 @@ def _check_process(report):
 
 
 def _check_loaded(report, module):
-    """Skip a 3.11 client suite that needs a module 3.12 removed; fail otherwise."""
+    """Fail a suite that does not load: it would silently not run (e.g. a
+    Debian python3.X without its -testsuite package lacks test.mock_socket;
+    .ci/debian-python.sh fetches it)."""
     error = report.get("load_error")
-    if error is None:
-        return
-    missing = report.get("load_error_module") or ""
-    if HAS_STDLIB or module in CORE_SUITES or missing.split(".")[0] not in REMOVED_IN_312:
+    if error is not None:
         pytest.fail("%s does not load: %s\n%s" % (report["file"], error, _tail(report)),
                     pytrace=False)
-    pytest.skip("CPython 3.11's %s does not load on Python %s: %s"
-                % (os.path.basename(report["file"]), platform.python_version(), error))
 
 
 def _check_common(report, module):
