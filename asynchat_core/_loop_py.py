@@ -1282,7 +1282,9 @@ class Loop:
         dispatching thread drops the kernel interest at its next pass."""
         guard = self._guard
         self._dirty.add(fd)
-        if not guard.try_acquire():
+        # (in a forked child before its first pass the kernel set is the
+        # parent's: unhook only, the child's own is built from the map)
+        if self.generation != _fork_generation or not guard.try_acquire():
             entry = self._entries.get(fd)
             if entry is not None and entry.obj is obj:
                 entry.obj = None  # the dispatch skips it from now on
@@ -1884,6 +1886,12 @@ class Loop:
         build paid a frame each for the interest sync, the event loop and
         the pass lock's acquire and release.  What is uncommon has methods
         of its own."""
+        if self.generation != _fork_generation:
+            # forked inside a handler, this pass or an earlier one of the
+            # same run(): the epoll set is still the parent's (shared across
+            # fork), and waiting or registering on it would take the
+            # parent's events and change its interest
+            self._after_fork()
         # local references: the fork path may replace the attributes
         lock = self._lock
         guard = self._guard

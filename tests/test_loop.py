@@ -703,6 +703,124 @@ def test_fork_child_gets_own_kernel_set(our_impl):
     b.close()
 
 
+def _poller_of(cmap):
+    lp = _runner._loops.get(id(cmap))
+    return lp.poller if lp is not None else None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork semantics checked on Linux")
+@pytest.mark.parametrize("variant", ["fresh-map", "same-map", "forking-server"])
+def test_fork_inside_a_dispatch_serves_in_the_child(impl, variant):
+    # Pre-fork servers fork from handle_accept, inside the loop's dispatch
+    # (secure-smtpd, a production SMTP server, does it through
+    # multiprocessing): the child either accepts into a map of its own and
+    # loops there ("fresh-map"), or accepts and loops the same map, nested in
+    # the parent's dispatch ("same-map"); or, as a forking server does, the
+    # parent accepts and forks, and the child drops the listener from its
+    # map and goes on in the same loop() call ("forking-server").  The child must serve, and
+    # the parent's listener must stay registered.
+    asyncore_mod, asynchat_mod = impl.asyncore, impl.asynchat
+
+    class Echo(asynchat_mod.async_chat):
+        def __init__(self, sock, cmap):
+            asynchat_mod.async_chat.__init__(self, sock, map=cmap)
+            self.set_terminator(b"\n")
+            self.buf = []
+
+        def collect_incoming_data(self, data):
+            self.buf.append(data)
+
+        def found_terminator(self):
+            pollers.append(_poller_of(m))
+            self.push(b"child:" + b"".join(self.buf) + b"\n")
+            self.close_when_done()
+
+    class Listener(asyncore_mod.dispatcher):
+        children = []
+
+        def handle_accept(self):
+            if variant == "forking-server":
+                sock = self.accept()[0]
+                pollers.append(_poller_of(m))
+                pid = os.fork()
+                if pid:
+                    sock.close()
+                    self.children.append(pid)
+                else:  # pragma: no cover - child: back into the parent's loop() call
+                    in_child.append(Echo(sock, m))
+                    # out of this map, its socket still open (closed at exit):
+                    # the next pass drops its interest, in the child's set only
+                    self.del_channel()
+                return
+            pid = os.fork()
+            if pid:
+                self.children.append(pid)
+                return
+            code = 1  # pragma: no cover - child
+            try:
+                if variant == "fresh-map":
+                    self.socket.setblocking(True)
+                    child_map = {}
+                    Echo(self.accept()[0], child_map)
+                    asyncore_mod.loop(timeout=1, map=child_map)
+                else:
+                    sock = self.accept()[0]
+                    self.del_channel()
+                    Echo(sock, m)
+                    asyncore_mod.loop(timeout=1, map=m, count=20)
+                code = 0
+            finally:
+                os._exit(code)
+
+    m = {}
+    in_child = []
+    # asynchat_core's kernel set (epoll is shared across fork): the
+    # parent's at the fork, then the one the child's pass used
+    pollers = []
+    parent = os.getpid()
+    listener = Listener(map=m)
+    listener.create_socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    client = socket.create_connection(listener.socket.getsockname(), timeout=10)
+    try:
+        if variant == "forking-server":
+            client.sendall(b"hi\n")
+            # the child goes on in this loop() call until its map is empty
+            impl.asyncore.loop(timeout=0.1, map=m, count=6)
+            if os.getpid() != parent:  # pragma: no cover - child
+                own_poller = impl.is_reference or (len(pollers) == 2
+                                                   and pollers[1] is not pollers[0])
+                os._exit(0 if in_child and not m and own_poller else 1)
+        else:
+            impl.loop_once(m, 1.0)  # the accept event: the fork
+            client.sendall(b"hi\n")
+        assert len(listener.children) == 1
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = client.recv(100)
+            if not chunk:
+                break
+            reply += chunk
+        _, status = os.waitpid(listener.children[0], 0)
+    finally:
+        client.close()
+    assert reply == b"child:hi\n"
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    # the parent's loop goes on: the listener is still served
+    assert m.get(listener.socket.fileno()) is listener
+    other = socket.create_connection(listener.socket.getsockname(), timeout=10)
+    try:
+        Listener.children = []
+        listener.handle_accept = lambda: Listener.children.append(listener.accept())
+        impl.loop_once(m, 1.0)
+        assert len(Listener.children) == 1 and Listener.children[0] is not None
+        Listener.children[0][0].close()
+    finally:
+        other.close()
+        asyncore_mod.close_all(m)
+
+
 # ------------------------------------------- select() the way Windows has it
 
 class _OsWithoutFstat(types.ModuleType):
