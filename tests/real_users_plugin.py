@@ -1,4 +1,4 @@
-"""pytest plugin for the child runs of ``test_real_users.py``.
+"""pytest plugin for the child runs of ``test_real_users.py`` and ``test_waitress.py``.
 
 Loaded with ``-p real_users_plugin`` before the third-party suite is
 collected, so ``asynchat_core.install()`` (for the ``python`` and ``cython``
@@ -11,7 +11,8 @@ and the order in which they ran.
 Environment: REAL_USERS_TARGET (reference, python or cython),
 REAL_USERS_REPORT (the JSON file to write), REAL_USERS_DEADLINE (seconds
 after which every thread's stack is dumped into REAL_USERS_REPORT +
-".stacks" and the run exits).
+".stacks" and the run exits), REAL_USERS_HARD_EXIT=1 (``os._exit`` at the
+end of the session).
 """
 import faulthandler
 import json
@@ -73,6 +74,13 @@ def _used_by(module_name):
     return [_module_file(getattr(module, name, None)) for name in ("asyncore", "asynchat")]
 
 
+def _asyncore_of(module_name):
+    # the asyncore a third-party module holds (waitress has no asynchat)
+    module = sys.modules.get(module_name)
+    held = getattr(module, "asyncore", None)
+    return _module_file(held) if held is not None else None
+
+
 def pytest_runtest_logreport(report):
     if report.when == "call":
         outcome = report.outcome  # passed, failed, skipped
@@ -101,6 +109,9 @@ def pytest_sessionfinish(session, exitstatus):
         "outcomes": _outcomes,
         "order": _order,
         "pyftpdlib": getattr(sys.modules.get("pyftpdlib"), "__ver__", None),
+        # test_waitress.py: the asyncore waitress's channel and trigger hold
+        "asyncore_used_by_waitress": [_asyncore_of("waitress.channel"),
+                                      _asyncore_of("waitress.trigger")],
         "exitstatus": int(exitstatus),
     }
     if TARGET != "reference":
@@ -108,3 +119,17 @@ def pytest_sessionfinish(session, exitstatus):
         info["package"] = os.path.dirname(os.path.realpath(asynchat_core.__file__))
     with open(REPORT, "w") as fh:
         json.dump(info, fh, indent=1, sort_keys=True)
+    _exit_status[:] = [int(exitstatus)]
+
+
+_exit_status = []
+
+
+def pytest_unconfigure(config):
+    # REAL_USERS_HARD_EXIT=1: end the process once the report is written, so
+    # that a server process a failed test of the suite left running (waitress
+    # starts one per test class) cannot hold the interpreter's exit
+    if os.environ.get("REAL_USERS_HARD_EXIT") == "1" and _exit_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])
