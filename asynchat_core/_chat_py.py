@@ -29,7 +29,10 @@ the channel's attributes: every value the C build would trust (the types of
 checked or clamped here first, in both builds.
 """
 
+import _socket
 import _thread
+import errno as _errno
+import socket as _socket_module
 import sys
 from collections import deque as _deque
 from operator import index as _index
@@ -57,11 +60,20 @@ else:
 
 # from the loop module of the same build: the dispatcher's send, the
 # exceptions that mean "try later", and (compiled: the C functions cimported
-# in _chat_c.pxd) sock_recv and sock_send
+# in _chat_c.pxd) sock_recv, sock_send and ac_sock_send; the errnos that
+# mean "the peer is gone"
 if cython.compiled:
-    from asynchat_core._loop_c import dispatcher_recv, dispatcher_send, ssl_wants_io
+    from asynchat_core._loop_c import DISCONNECTED, dispatcher_recv, dispatcher_send, ssl_wants_io
 else:
-    from ._loop_py import dispatcher_recv, dispatcher_send, sock_recv, sock_send, ssl_wants_io
+    from ._loop_py import DISCONNECTED, dispatcher_recv, dispatcher_send, ssl_wants_io
+    from ._loop_py import ac_sock_send, sock_recv, sock_send
+
+# the push of a reply sent at once (_push_now): a plain socket.socket whose
+# send() is _socket's own
+_EWOULDBLOCK = _errno.EWOULDBLOCK
+_MSG_NOSIGNAL = getattr(_socket_module, "MSG_NOSIGNAL", 0)
+_socket_type = _socket_module.socket
+_c_socket_send = _socket.socket.send  # (what socket.socket.send is unless patched)
 
 
 # framers (asynchat_core/framing.py): the kernel of the same build is
@@ -83,7 +95,8 @@ frame_deliver = _first_frame_deliver
 
 __all__ = [
     "FrameTooLarge", "InputState", "TerminatorSlot", "terminator_slot", "UNSET",
-    "OutputState", "SocketSlot", "socket_slot", "chan_output",
+    "OutputState", "SocketSlot", "socket_slot", "chan_output", "FifoSlot", "fifo_slot",
+    "chat_init_fifo",
     "TERM_CALL", "TERM_ATTR", "TERM_SLOT", "terminator_mode", "find_prefix_at_end", "chat_feed",
     "chat_deliver", "chat_drain", "chat_flush", "chat_get_terminator", "chat_set_terminator",
     "chat__collect_incoming_data", "chat__get_data",
@@ -113,7 +126,7 @@ if not cython.compiled:
     ac_record_bits = ac_record_set = ac_type_lookup = ac_method = ac_getattr = _compiled_only
     ac_call0 = ac_call1 = ac_acache_state = ac_acache_fill_count = ac_truth_init = _compiled_only
     ac_call_o = set_read_kernel = _compiled_only
-    _term_record = _send_record = _sock_record = None  # (compiled: C structs, _chat_c.pxd)
+    _term_record = _send_record = _sock_record = _fifo_record = None  # (compiled: C structs, _chat_c.pxd)
     find_bytes = prefix_at_end_bytes = bytes_slice = exact_count = _compiled_only
     thread_ident = lock_new = lock_try = lock_wait = lock_release = lock_free = _compiled_only
 
@@ -394,6 +407,7 @@ def terminator_mode(chan):
 
 
 _object_getattribute: "Any" = object.__getattribute__
+_object_setattr: "Any" = object.__setattr__
 _type_getattribute: "Any" = type.__getattribute__
 
 
@@ -748,7 +762,7 @@ class OutputState:
 
     # (the last five: the compiled build's lock, C fields; the Python build
     # has none of them, see _on_rlock)
-    __slots__ = ("sock", "pending", "held", "batching", "batch_ok",
+    __slots__ = ("sock", "pending", "held", "batching", "batch_ok", "fifo",
                  "_parked", "_waiting", "_sem", "_owner", "_depth")
 
     def __init__(self):
@@ -761,6 +775,10 @@ class OutputState:
         # whether send/initiate_send are the library's, asked once per read
         # and only when a frame has more input behind it (-1: not yet)
         self.batch_ok = -1
+        # backs async_chat.producer_fifo (FifoSlot): _UNSET until
+        # async_chat.__init__, _EMPTY_FIFO while it is the empty deque
+        # nobody has read yet (made on first use: conn_memory)
+        self.fifo = _UNSET
         # the lock of rule 4 is the state itself (no object of its own): the
         # compiled build's fields below, the Python build's RLock base (the
         # class is rebuilt on it after this definition).  Compiled, they
@@ -996,6 +1014,135 @@ class SocketSlot:
 
 
 socket_slot = SocketSlot()
+
+
+class _EmptyFifo:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<producer_fifo not made yet>"
+
+
+# OutputState.fifo of a channel whose producer_fifo is CPython's fresh empty
+# deque, not made yet: FifoSlot makes it when something reads the attribute
+_EMPTY_FIFO = _EmptyFifo()
+
+
+class FifoSlot:
+    """``async_chat.producer_fifo``: kept in the channel's ``OutputState``.
+
+    CPython's ``async_chat.__init__`` stores an empty deque (760 bytes with
+    its first block) in every channel.  Here it is made when the attribute
+    is first read; until then the chat code, which reads the state's field
+    directly, takes it for empty.  Reads, assignments and ``del`` behave as
+    for a plain instance attribute (AttributeError until set).
+    """
+
+    __slots__ = ()
+
+    def __get__(self, obj, cls):
+        if obj is None:
+            return self  # read from the class (as SocketSlot.__get__)
+        if cython.compiled:
+            nest = ac_nest()
+        try:
+            out = _output(obj)
+            fifo = out.fifo
+            if fifo is _EMPTY_FIFO:
+                fifo = _made_fifo(out)
+            elif fifo is _UNSET:
+                raise AttributeError(
+                    "%r object has no attribute 'producer_fifo'" % type(obj).__name__
+                )
+            return fifo
+        finally:
+            if cython.compiled:
+                ac_unnest(nest)
+
+    def __set__(self, obj, value):
+        _output(obj).fifo = value
+
+    def __delete__(self, obj):
+        self.__get__(obj, None)  # AttributeError if not set
+        _output(obj).fifo = _UNSET
+
+
+fifo_slot = FifoSlot()
+
+
+def _fifo(chan, out):
+    """``chan.producer_fifo`` as the chat code needs it: ``_EMPTY_FIFO``
+    (not made, empty) or the value CPython's read gives.  The state's field
+    is read directly only where ``chan.producer_fifo`` is that field."""
+    cls = type(chan)
+    if cython.compiled:
+        plain = ac_record_bits(cython.address(_fifo_record), cls)
+        if plain < 0:
+            plain = _field_bit(cython.address(_fifo_record), cls, "producer_fifo", fifo_slot)
+    elif type(cls) is type:
+        plain = (getattr(cls, "producer_fifo", None) is fifo_slot
+                 and cls.__getattribute__ is _object_getattribute)
+    else:
+        plain = _is_field(cls, "producer_fifo", fifo_slot)
+    if plain:
+        fifo = out.fifo
+        if fifo is not _UNSET:
+            return fifo
+    return chan.producer_fifo  # (AttributeError as CPython's, or the class's answer)
+
+
+def chat_init_fifo(chan, out):
+    """``self.producer_fifo = deque()`` of ``async_chat.__init__``: the
+    deque is left to be made on first use where nothing could see it
+    being stored (the attribute is the state's field and the class has
+    object's ``__setattr__``)."""
+    cls = type(chan)
+    if (_is_field(cls, "producer_fifo", fifo_slot)
+            and _type_getattribute(cls, "__setattr__") is _object_setattr):
+        out.fifo = _EMPTY_FIFO
+    else:
+        chan.producer_fifo = _deque()
+
+
+def _made_fifo(out):
+    # The deque CPython had made at __init__, made now (or the fifo another
+    # thread put there meanwhile).  Compiled, the field is read again after
+    # the allocation (which may run a finaliser, so another thread) and
+    # nothing runs between that read and the store; the Python build takes
+    # a lock around the same steps (an RLock: a signal handler may read
+    # the attribute in between)
+    if cython.compiled:
+        fifo = out.fifo
+        if fifo is _EMPTY_FIFO:
+            made: "_deque[Any]" = _deque()
+            fifo = out.fifo
+            if fifo is _EMPTY_FIFO:
+                out.fifo = made
+                fifo = made
+        return fifo
+    with _made_lock:
+        fifo = out.fifo
+        if fifo is _EMPTY_FIFO:
+            made = _deque()
+            fifo = out.fifo
+            if fifo is _EMPTY_FIFO:
+                out.fifo = made
+                fifo = made
+    return fifo
+
+
+def _queue_first(out, item):
+    # the item a push sent in part (or not at all) goes first, before what
+    # another thread queued while the send ran (CPython had queued it first)
+    fifo = _made_fifo(out)
+    if type(fifo) is _deque:
+        fifo.appendleft(item)
+    else:
+        fifo.insert(0, item)  # (replaced meanwhile by another thread)
+    return fifo
+
+
+_made_lock = _thread.RLock()
 
 
 def _uncount(chan, sent):
@@ -1331,7 +1478,10 @@ def chat_initiate_send(self):
     if cython.compiled:
         nest = ac_nest()
     try:
-        _drain(self, self.producer_fifo, _output(self))
+        out = _output(self)
+        fifo = _fifo(self, out)
+        if fifo is not _EMPTY_FIFO:  # (not made: empty, CPython's loop ends at once)
+            _drain(self, fifo, out)
     finally:
         if cython.compiled:
             ac_unnest(nest)
@@ -1426,6 +1576,88 @@ def _chat_read_kernel(chan):
     return chat_handle_read(chan)
 
 
+def _push_now(chan, out, data):
+    """push() of ``data`` (exact bytes, one item) while ``producer_fifo``
+    is the empty deque not made yet: CPython appends it and its
+    initiate_send sends it at once, and a socket that takes it all leaves
+    the deque empty again.  Here it is sent without making the deque,
+    where that send runs no Python code (the library's send, the state's
+    socket, a plain socket.socket with _socket's own send(), connected).
+    Anything else makes the deque, with the item as CPython's drain leaves
+    it, before any Python code can look.  False: nothing done (the caller
+    takes the usual path)."""
+    if not _MSG_NOSIGNAL or out.batching or _socket_type.send is not _c_socket_send:
+        return False
+    if not (ac_getattr(chan, "connected") if cython.compiled else chan.connected):
+        return False
+    if cython.compiled:
+        if not _own_send(chan) or not _plain_send(chan):
+            return False
+    else:
+        # (_own_send and _plain_send inline: no frames)
+        bound = chan.send
+        if type(bound) is not _MethodType or bound.__func__ is not chat_send:
+            return False
+        if _dispatcher_class.send is not dispatcher_send:
+            return False
+        cls = type(chan)
+        if type(cls) is type:
+            if (getattr(cls, "socket", None) is not socket_slot
+                    or cls.__getattribute__ is not _object_getattribute):
+                return False
+        elif not _is_field(cls, "socket", socket_slot):
+            return False
+    out._acquire()
+    try:
+        sock = out.sock
+        if out.pending or out.held or type(sock) is not _socket_type:
+            return False
+        why = None
+        try:
+            if cython.compiled:
+                sent = ac_sock_send(sock, data, _MSG_NOSIGNAL)  # -2: not a usable socket
+            else:
+                sent = sock.send(data, _MSG_NOSIGNAL)
+        except OSError as exc:
+            sent = -1
+            why = exc
+        except BaseException:
+            _queue_first(out, data)  # (a signal handler's exception)
+            raise
+        if sent == len(data):
+            return True
+        if sent == -2:
+            return False
+        # (as _drain leaves it: the rest of the item stays first)
+        fifo = _queue_first(out, data[sent:] if sent > 0 else data)
+        if why is not None:
+            # sock_send's handling of the error, then _drain's
+            if why.errno in DISCONNECTED:
+                chan.handle_close()
+            elif not (isinstance(why, BlockingIOError) or why.errno == _EWOULDBLOCK
+                      or ssl_wants_io(why)):
+                chan.handle_error()
+    finally:
+        out._release()
+    if _loop_hook is not None and fifo:
+        _loop_hook(chan)
+    return True
+
+
+def _plain_send(chan):
+    # asyncore.dispatcher.send is the library's own, on the state's socket
+    # (what _raw_send checks before sock_send)
+    cls = type(chan)
+    if cython.compiled:
+        own = ac_record_bits(cython.address(_send_record), _dispatcher_class)
+        if own < 0:
+            own = _send_own_of(_dispatcher_class)
+        return own == 1 and _socket_is_field(cls)
+    if _dispatcher_class.send is not dispatcher_send:
+        return False
+    return _is_field(cls, "socket", socket_slot)
+
+
 @cython.locals(size=cython.Py_ssize_t, length=cython.Py_ssize_t, start=cython.Py_ssize_t,
                was_empty=cython.bint, unbound=cython.int, own=cython.bint)
 def chat_push(self, data):
@@ -1452,22 +1684,29 @@ def chat_push(self, data):
         unbound = 0  # (compiled: ac_method sets it)
         if cython.compiled:
             # (the lookup cache, and no bound method: _cbits.pxd)
-            fifo = ac_getattr(self, "producer_fifo")
-            was_empty = not fifo
             out = _output(self)
+            fifo = _fifo(self, out)
+            was_empty = fifo is _EMPTY_FIFO or not fifo
             initiate_send = ac_method(self, "initiate_send", cython.address(unbound))
             own = (initiate_send is chat_initiate_send if unbound
                    else is_method_of(initiate_send, chat_initiate_send))
         else:
-            fifo = self.producer_fifo
-            was_empty = not fifo
             out = getattr(self, "_ac_out", _NO_OUTPUT)  # (_output inline)
             if type(out) is not OutputState:
                 out = _output_of(self, out)
+            # (_fifo inline: the state's field where the attribute is it)
+            cls = type(self)
+            fifo = out.fifo
+            if (fifo is _UNSET or type(cls) is not type
+                    or getattr(cls, "producer_fifo", None) is not fifo_slot
+                    or cls.__getattribute__ is not _object_getattribute):
+                fifo = _fifo(self, out)
+            was_empty = fifo is _EMPTY_FIFO or not fifo
             initiate_send = self.initiate_send
             own = (type(initiate_send) is _MethodType
                    and initiate_send.__func__ is chat_initiate_send)
-        if (out.batching and was_empty and length <= size and own and type(fifo) is _deque
+        if (out.batching and was_empty and length <= size and own
+                and (fifo is _EMPTY_FIFO or type(fifo) is _deque)
                 and (ac_getattr(self, "connected") if cython.compiled else self.connected)
                 and _own_send(self)):
             # what the drain would do with this lone item (rule 2), directly;
@@ -1485,6 +1724,11 @@ def chat_push(self, data):
             high = ac_getattr(self, "ac_out_high_water")
         else:
             high = self.ac_out_high_water
+        if fifo is _EMPTY_FIFO:
+            if (high is None and own and 0 < length <= size and type(data) is bytes
+                    and _push_now(self, out, data)):
+                return  # sent whole, or queued by _push_now as CPython's drain leaves it
+            fifo = _made_fifo(out)
         if high is not None:
             self._ac_out_queued += length
         if length > size and size != NOT_A_SIZE:
@@ -1499,10 +1743,9 @@ def chat_push(self, data):
         if own:
             # the library's own initiate_send, run here (issue 18's straight
             # path: no Python-level call; what it reads, it reads itself)
-            if cython.compiled:
-                _drain(self, ac_getattr(self, "producer_fifo"), out)
-            else:
-                _drain(self, self.producer_fifo, out)
+            now = _fifo(self, out)
+            if now is not _EMPTY_FIFO:
+                _drain(self, now, out)
         elif cython.compiled and unbound:
             initiate_send(self)  # an override found on the class
         else:
@@ -1565,7 +1808,8 @@ def chat_readable(self):
         high = ac_getattr(self, "ac_out_high_water") if cython.compiled else self.ac_out_high_water
         if high is None:
             return 1
-        if not self.producer_fifo:
+        fifo = _fifo(self, _output(self))
+        if fifo is _EMPTY_FIFO or not fifo:
             self._ac_out_queued = 0  # resynchronise: nothing is queued
         queued = self._ac_out_queued
         if self._ac_reading_paused:
@@ -1588,9 +1832,24 @@ def chat_writable(self):
     if cython.compiled:
         nest = ac_nest()
     try:
+        if cython.compiled:
+            fifo = _fifo(self, _output(self))
+        else:
+            # (_output and _fifo inline)
+            out = getattr(self, "_ac_out", _NO_OUTPUT)
+            cls = type(self)
+            if (type(out) is OutputState and type(cls) is type
+                    and out.fifo is not _UNSET
+                    and getattr(cls, "producer_fifo", None) is fifo_slot
+                    and cls.__getattribute__ is _object_getattribute):
+                fifo = out.fifo
+            else:
+                fifo = _fifo(self, _output(self))
+        if fifo is not _EMPTY_FIFO and fifo:
+            return fifo
         if cython.compiled:  # (the lookup cache, _cbits.pxd)
-            return ac_getattr(self, "producer_fifo") or (not ac_getattr(self, "connected"))
-        return self.producer_fifo or (not self.connected)
+            return not ac_getattr(self, "connected")
+        return not self.connected
     finally:
         if cython.compiled:
             ac_unnest(nest)

@@ -8,7 +8,7 @@ compiled by Cython (``_chat_c``) or run as Python.  Deliberate deviations
 are listed in the README.
 """
 
-from collections import deque
+from collections import deque  # noqa: F401  (CPython's module has it)
 from types import MemberDescriptorType as _MemberDescriptorType
 
 from . import asyncore
@@ -96,6 +96,11 @@ class async_chat(asyncore.dispatcher):
     #: it first sends the replies held for pipelined requests.
     socket = _kernels.socket_slot
 
+    #: The output queue (CPython's empty deque from __init__), kept in the
+    #: channel's output state and made when first read: a channel that
+    #: never needs it never pays for it (README, deviation 3).
+    producer_fifo = _kernels.fifo_slot
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # A subclass's __slots__ entry "ac_in_buffer" would hide the
@@ -115,11 +120,11 @@ class async_chat(asyncore.dispatcher):
             # a terminator set before __init__ survives, as in CPython
             inbuf.discard()
         try:
-            object.__getattribute__(self, "_ac_out")
+            out = object.__getattribute__(self, "_ac_out")
         except AttributeError:
-            self._ac_out = _OutputState()
+            out = self._ac_out = _OutputState()
         self.incoming = []
-        self.producer_fifo = deque()
+        _kernels.chat_init_fifo(self, out)  # self.producer_fifo = deque()
         asyncore.dispatcher.__init__(self, sock, map)
 
     @property
@@ -265,6 +270,7 @@ def _use_impl(module):
         setattr(async_chat, name, getattr(module, "chat_" + name))
     async_chat.terminator = module.terminator_slot
     async_chat.socket = module.socket_slot
+    async_chat.producer_fifo = module.fifo_slot
     module.set_loop_hook(asyncore._loop_touch)
     module.set_dispatcher_class(asyncore.dispatcher)
     asyncore._register_predicates(readable=async_chat.readable, writable=async_chat.writable)

@@ -26,6 +26,7 @@ from asynchat_core._cbits cimport (
     ac_method,
     ac_record_bits,
     ac_record_set,
+    ac_sock_send,
     ac_type_lookup,
     ac_type_record,
     ac_truth_init,
@@ -59,7 +60,7 @@ cdef object _BYTES_LIKE
 cdef object _deque, _deque_append
 # per-type records (_cbits.pxd): async_chat.terminator, dispatcher.send,
 # async_chat.socket
-cdef ac_type_record _term_record, _send_record, _sock_record
+cdef ac_type_record _term_record, _send_record, _sock_record, _fifo_record
 
 
 cdef class TerminatorSlot:
@@ -83,6 +84,7 @@ cdef class OutputState:
     cdef readonly Py_ssize_t held
     cdef public bint batching
     cdef public int batch_ok
+    cdef public object fifo  # async_chat.producer_fifo (FifoSlot)
     # the output lock (rule 4), C fields of the state; its C lock is made
     # by the first thread that has to wait (_chat_py.py, OutputState)
     cdef bint _parked
@@ -98,6 +100,21 @@ cdef class OutputState:
 
 cdef class SocketSlot:
     pass
+
+
+cdef class FifoSlot:
+    pass
+
+
+cdef object _EMPTY_FIFO, _object_setattr, _c_socket_send, _socket_type, DISCONNECTED
+cdef object _EWOULDBLOCK
+cdef int _MSG_NOSIGNAL
+cdef object _fifo(chan, OutputState out)
+cdef object _made_fifo(OutputState out)
+cdef object _queue_first(OutputState out, item)
+@cython.locals(sent=Py_ssize_t)
+cdef bint _push_now(chan, OutputState out, bytes data) except -1
+cdef bint _plain_send(chan) except -1
 
 
 # input side
