@@ -540,7 +540,7 @@ if not cython.compiled:
     # compiled: lookups through the per-(class, name) cache (_cbits.pxd);
     # the Python build reads and calls by name in place
     ac_getattr = ac_call0 = ac_acache_fill_count = ac_truth_init = _compiled_only
-    ac_method = ac_callm0 = ac_monotonic = _compiled_only
+    ac_method = ac_method_h = ac_callm0 = ac_monotonic = _compiled_only
 
     _mro_of = type.__dict__["__mro__"].__get__
     _own_dict_of = type.__dict__["__dict__"].__get__
@@ -680,7 +680,7 @@ def dispatcher_handle_read_event(self):
                 self.handle_connect_event()
             self.handle_read()
         elif cython.compiled:
-            _handle_read_of(self)
+            _call_own(self, cython.address(_own_read))
         else:
             self.handle_read()
     finally:
@@ -698,51 +698,37 @@ def dispatcher_handle_read_event(self):
 # override, an instance attribute or a __getattribute__ is called as
 # before.  The Python build calls by name in place and never comes here.
 _own_read_event = dispatcher_handle_read_event
-_read_kernel_func = _readable_func = _writable_func = None
 if not cython.compiled:
-    # (C function pointers in the compiled build, _loop_c.pxd; named here
-    # for the type checker, never called by the Python build)
-    _read_kernel = _readable_kernel = _writable_kernel = None  # type: Any
+    # (C records and macros in the compiled build, _loop_c.pxd; named here
+    # for the type checker, never reached by the Python build)
+    _own_read = _own_readable = _own_writable = None  # type: Any
+    ac_own_set = ac_own_method = ac_own_found = ac_own_call = _compiled_only
 
 
 def set_read_kernel(func, kernel, readable, readable_kernel, writable, writable_kernel):
     """(compiled only) Run ``func`` (a ``handle_read``), ``readable`` and
     ``writable`` as the C functions given with them."""
-    global _read_kernel_func, _read_kernel, _readable_func, _readable_kernel
-    global _writable_func, _writable_kernel
-    _read_kernel = kernel
-    _read_kernel_func = func
-    _readable_kernel = readable_kernel
-    _readable_func = readable
-    _writable_kernel = writable_kernel
-    _writable_func = writable
+    ac_own_set(cython.address(_own_read), "handle_read", func, kernel)
+    ac_own_set(cython.address(_own_readable), "readable", readable, readable_kernel)
+    ac_own_set(cython.address(_own_writable), "writable", writable, writable_kernel)
 
 
-def _handle_read_of(obj):
-    # compiled only: obj.handle_read(), through the registered C function
-    # when that is the method found
-    unbound = 0  # (ac_method sets it)
-    meth = ac_method(obj, "handle_read", cython.address(unbound))
-    if unbound and meth is _read_kernel_func and _read_kernel != cython.NULL:
-        return _read_kernel(obj)
-    return ac_callm0(meth, unbound, obj)
+if cython.compiled:
+    # the names, before any channel: until _chat_c registers its functions,
+    # the three are called by name
+    set_read_kernel(None, cython.NULL, None, cython.NULL, None, cython.NULL)
 
 
-def _readable_of(obj):
-    # compiled only: obj.readable(), as _handle_read_of calls handle_read
-    unbound = 0  # (ac_method sets it)
-    meth = ac_method(obj, "readable", cython.address(unbound))
-    if unbound and meth is _readable_func and _readable_kernel != cython.NULL:
-        return _readable_kernel(obj)
-    return ac_callm0(meth, unbound, obj)
-
-
-def _writable_of(obj):
-    # compiled only: obj.writable(), as _handle_read_of calls handle_read
-    unbound = 0  # (ac_method sets it)
-    meth = ac_method(obj, "writable", cython.address(unbound))
-    if unbound and meth is _writable_func and _writable_kernel != cython.NULL:
-        return _writable_kernel(obj)
+def _call_own(obj, own):
+    # compiled only: obj.<name>() for one of the three records above (the
+    # name, the Python function the lookup must find, the C function to
+    # run then, the lookup cache's slot of that name's calls): the C
+    # function when the lookup finds exactly the library's own function,
+    # else what it finds, called
+    unbound = 0  # (ac_own_method sets it)
+    meth = ac_own_method(obj, own, cython.address(unbound))
+    if unbound and ac_own_found(meth, own):
+        return ac_own_call(obj, own)
     return ac_callm0(meth, unbound, obj)
 
 
@@ -1537,8 +1523,8 @@ class Loop:
             return 0
         try:
             if cython.compiled:  # (the lookup cache, _cbits.pxd; the library's own as C calls)
-                wants_read = _readable_of(obj)
-                wants_write = _writable_of(obj)
+                wants_read = _call_own(obj, cython.address(_own_readable))
+                wants_write = _call_own(obj, cython.address(_own_writable))
             else:
                 wants_read = obj.readable()
                 wants_write = obj.writable()

@@ -24,17 +24,49 @@ cpdef sock_recv(chan, sock, buffer_size)
 # the library's own read path as C calls (_loop_py.py, set_read_kernel)
 ctypedef object (*ac_read_kernel)(object)
 cpdef dispatcher_handle_read_event(self)
-cdef object _own_read_event, _read_kernel_func, _readable_func, _writable_func
-cdef ac_read_kernel _read_kernel, _readable_kernel, _writable_kernel
+cdef object _own_read_event
 cdef int set_read_kernel(object func, ac_read_kernel kernel,
                          object readable, ac_read_kernel readable_kernel,
                          object writable, ac_read_kernel writable_kernel) except -1
+# handle_read, readable and writable: one record each (the name, the
+# library's Python function, its C function, the lookup cache's slot of that
+# name's calls), and _call_own, which runs the C function when the lookup
+# finds exactly the library's own
+cdef extern from *:
+    """
+    typedef struct {
+        PyObject *name;   /* a reference */
+        PyObject *func;   /* a reference: what the lookup must find */
+        PyObject *(*kernel)(PyObject *);
+        void *hint;       /* ac_method_h's slot (_cbits.pxd) */
+    } ac_own;
+    static void ac_own_set(ac_own *own, PyObject *name, PyObject *func,
+                           PyObject *(*kernel)(PyObject *)) {
+        PyObject *old_name = own->name, *old_func = own->func;
+        Py_INCREF(name);
+        Py_INCREF(func);
+        own->name = name;
+        own->func = func;
+        own->kernel = kernel;
+        Py_XDECREF(old_name);
+        Py_XDECREF(old_func);
+    }
+    #define ac_own_method(obj, own, unbound) \
+        ac_method_h((obj), (own)->name, (unbound), &(own)->hint)
+    #define ac_own_found(meth, own) \
+        ((PyObject *)(meth) == (own)->func && (own)->kernel != NULL)
+    #define ac_own_call(obj, own) ((own)->kernel(obj))
+    """
+    ctypedef struct ac_own:
+        pass
+    void ac_own_set(ac_own *own, object name, object func, ac_read_kernel kernel)
+    object ac_own_method(object obj, ac_own *own, int *unbound)
+    bint ac_own_found(object meth, ac_own *own) noexcept
+    object ac_own_call(object obj, ac_own *own)
+cdef ac_own _own_read, _own_readable, _own_writable
 @cython.locals(unbound=cython.int)
-cdef object _handle_read_of(object obj)
-@cython.locals(unbound=cython.int)
-cdef object _readable_of(object obj)
-@cython.locals(unbound=cython.int)
-cdef object _writable_of(object obj)
+cdef object _call_own(object obj, ac_own *own)
+
 
 # time.monotonic() read in C where CPython's clock is known (Linux:
 # CLOCK_MONOTONIC, nanoseconds converted as _PyTime_AsSecondsDouble does);
