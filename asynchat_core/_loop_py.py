@@ -568,6 +568,10 @@ if not cython.compiled:
     def ac_ready_events(ready):
         return 0
 
+    def ac_fd_slot(fd):
+        # compiled: _loop_c.pxd's, the same rule in C (AC_FD_SLOTS)
+        return fd if type(fd) is int and 0 <= fd < 65536 else -1
+
 if cython.compiled:
     # truth tests of exact deques (what writable() returns) by their
     # length, without PyObject_IsTrue (_cbits.pxd, ac_truth)
@@ -703,6 +707,7 @@ if not cython.compiled:
     # for the type checker, never reached by the Python build)
     _own_read = _own_readable = _own_writable = None  # type: Any
     ac_own_set = ac_own_method = ac_own_found = ac_own_call = _compiled_only
+    ac_list_empty = _compiled_only
 
 
 def set_read_kernel(func, kernel, readable, readable_kernel, writable, writable_kernel):
@@ -1099,6 +1104,8 @@ class Entry:
         # the interest at which a hang-up was seen that select() would not
         # report (use_poll=False): kept out of the kernel while unchanged
         self.muted = 0
+        # compiled only, a C field (False at first): the fd is in the loop's
+        # _queued list.  Not a slot here: the Python build adds to the set.
 
 
 class _Pause:
@@ -1229,6 +1236,8 @@ class Loop:
         self.reraised = reraised
         self.disconnected = disconnected
         self._entries = {}
+        self._by_fd = []
+        self._queued = []  # (compiled only: the dispatch's dirty fds, _flush)
         self._polled = {}
         self._always = {}
         self._dirty = set()
@@ -1353,6 +1362,7 @@ class Loop:
         try:
             self.poller.close()
             self._entries.clear()
+            del self._by_fd[:]
             self._polled.clear()
             self._always.clear()
             self._kinds.clear()
@@ -1552,6 +1562,12 @@ class Loop:
         if watch is not None and watch.channel is obj:
             entry.watch = watch
         self._entries[fd] = entry
+        slot = ac_fd_slot(fd)
+        if slot >= 0:
+            by_fd = self._by_fd
+            if slot >= len(by_fd):
+                by_fd.extend([None] * (slot + 1 - len(by_fd)))
+            by_fd[slot] = entry
         if entry.polled:
             self._polled[fd] = entry
         return entry
@@ -1566,13 +1582,31 @@ class Loop:
             pause.resume = None
         if self._entries.get(fd) is entry:
             del self._entries[fd]
+        slot = ac_fd_slot(fd)
+        if 0 <= slot < len(self._by_fd) and self._by_fd[slot] is entry:
+            self._by_fd[slot] = None
         self._polled.pop(fd, None)
         self._always.pop(fd, None)
 
     def _flush(self, now):
         # other threads add to dirty without a lock (note, touch)
         dirty = self._dirty
-        if cython.compiled:
+        if cython.compiled and not dirty:
+            # only the fds the dispatch queued (the common pass): the list
+            # itself, each fd once (Entry.queued); swapped for the spare
+            # one as the set is below
+            todo = self._queued  # type: Any  # (a list here, a set below)
+            spare_list = self._spare_queued  # type: ignore[has-type]  # (compiled only)
+            self._spare_queued = None
+            if spare_list is None:
+                spare_list = []
+            self._queued = spare_list
+        elif cython.compiled:
+            # the queued fds join the set: each fd once
+            queued = self._queued
+            if queued:
+                dirty.update(queued)
+                del queued[:]
             # they add in one step under the GIL: none can still hold the
             # set taken out, so swapping is safe.  The set of the previous
             # flush, emptied, is the new one: no set made per pass (a
@@ -1586,13 +1620,26 @@ class Loop:
         else:
             # in Python one may still hold it after a swap: work on a
             # snapshot and remove exactly it, never iterate the live set
-            todo = list(dirty)  # type: ignore[assignment]
+            todo = list(dirty)
             dirty.difference_update(todo)
         map = self.map
         entries = self._entries
+        by_fd = self._by_fd
         for fd in todo:
             obj = _map_get(map, fd) if cython.compiled else map.get(fd)
-            entry = entries.get(fd)
+            if cython.compiled:
+                # the fd's slot first: a list index, not a dict lookup
+                # (_by_fd); the dict for an fd that has none
+                entry = None
+                slot = ac_fd_slot(fd)
+                if 0 <= slot < len(by_fd):
+                    entry = by_fd[slot]
+                if entry is None:
+                    entry = entries.get(fd)
+                if entry is not None:
+                    entry.queued = False  # (queued again by a dispatch)
+            else:
+                entry = entries.get(fd)
             if entry is not None and (entry.obj is None or entry.obj is not obj):
                 self._drop(entry)
                 entry = None
@@ -1608,8 +1655,12 @@ class Loop:
                 if mask != entry.kmask:  # (_set_kernel's own first test)
                     self._set_kernel(entry, mask)
         if cython.compiled:
-            todo.clear()
-            self._spare = todo
+            if type(todo) is set:
+                cython.cast(set, todo).clear()
+                self._spare = todo
+            else:
+                ac_list_empty(todo)
+                self._spare_queued = todo
 
     def _resync(self, now):
         # direct edits of the map, or a direct producer_fifo.append: look
@@ -1764,7 +1815,15 @@ class Loop:
         if watch is not None:
             watch.last = now
         if not entry.polled:
-            self._dirty.add(fd)
+            if cython.compiled:
+                # queued in a list, not added to the set (issue 18: the
+                # set's add, walk and clear cost about 200 instructions a
+                # request); _flush treats both alike
+                if not entry.queued:
+                    entry.queued = True
+                    self._queued.append(fd)
+            else:
+                self._dirty.add(fd)
         kmask = entry.kmask
         delivered = False
         # as Linux's select() would (_SELECT_READ, _SELECT_WRITE)
@@ -1837,7 +1896,12 @@ class Loop:
         if watch is not None:
             watch.last = now
         if not entry.polled:
-            self._dirty.add(fd)
+            if cython.compiled:
+                if not entry.queued:  # (as _dispatch)
+                    entry.queued = True
+                    self._queued.append(fd)
+            else:
+                self._dirty.add(fd)
         read_done = False
         if ev & _IN and entry.kmask & _IN:
             if not self._deliver(entry, _DELIVER_READ, now):
@@ -1892,7 +1956,9 @@ class Loop:
                 if self._closed:
                     return
                 # tell the kernel what changed, and how long the wait may be
-                now = _monotonic()
+                # (compiled: _clock, time.monotonic read in C while it is
+                # the module's _monotonic; issue 18, about 50 instructions)
+                now = _clock() if cython.compiled else _monotonic()
                 self.passes += 1
                 # a class patch (of readable/writable, on the class or a
                 # base) is seen at the next pass: per class served, not per
@@ -1916,7 +1982,7 @@ class Loop:
                         changed.append(kind)
                     if changed is not None:
                         self._reclass(changed)
-                if self._dirty:
+                if self._dirty or (cython.compiled and self._queued):
                     self._flush(now)
                 if len(self.map) != len(self._entries) or now >= self.next_sweep:
                     self._resync(now)
@@ -2013,13 +2079,20 @@ class Loop:
         # into a list meanwhile
         now = _clock()
         entries = self._entries
+        # fd -> entry by the fd's slot, read afresh at each event (a
+        # callback earlier in the batch may have dropped or replaced the
+        # entry, or closed the loop, which empties the list); the dict for
+        # an fd without one (issue 18: a dict lookup an event less)
+        by_fd = self._by_fd
         ep._busy = True
         try:
             if self.poll_mode:
                 for i in range(n):
                     fd = ac_ready_fd(ep._ready[i])
                     ev = ac_ready_events(ep._ready[i])
-                    entry = entries.get(fd)
+                    entry = by_fd[fd] if 0 <= fd < len(by_fd) else None
+                    if entry is None:
+                        entry = entries.get(fd)
                     if entry is None:
                         self._stray(fd)
                         continue
@@ -2028,7 +2101,9 @@ class Loop:
                 for i in range(n):
                     fd = ac_ready_fd(ep._ready[i])
                     ev = ac_ready_events(ep._ready[i])
-                    entry = entries.get(fd)
+                    entry = by_fd[fd] if 0 <= fd < len(by_fd) else None
+                    if entry is None:
+                        entry = entries.get(fd)
                     if entry is None:
                         self._stray(fd)
                         continue
