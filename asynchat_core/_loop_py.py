@@ -1591,32 +1591,35 @@ class Loop:
     def _flush(self, now):
         # other threads add to dirty without a lock (note, touch)
         dirty = self._dirty
-        if cython.compiled and not dirty:
-            # only the fds the dispatch queued (the common pass): the list
-            # itself, each fd once (Entry.queued); swapped for the spare
-            # one as the set is below
-            todo = self._queued  # type: Any  # (a list here, a set below)
-            spare_list = self._spare_queued  # type: ignore[has-type]  # (compiled only)
-            self._spare_queued = None
-            if spare_list is None:
-                spare_list = []
-            self._queued = spare_list
-        elif cython.compiled:
-            # the queued fds join the set: each fd once
-            queued = self._queued
-            if queued:
-                dirty.update(queued)
-                del queued[:]
-            # they add in one step under the GIL: none can still hold the
-            # set taken out, so swapping is safe.  The set of the previous
-            # flush, emptied, is the new one: no set made per pass (a
-            # nested pass's flush, which finds none spare, makes one)
-            todo = dirty
-            spare = self._spare  # type: ignore[has-type]  # (compiled only: a C field)
-            self._spare = None
-            if spare is None:
-                spare = set()
-            self._dirty = spare
+        if cython.compiled:
+            by_fd = self._by_fd
+            if not dirty:
+                # only the fds the dispatch queued (the common pass): the
+                # list itself, each fd once (Entry.queued); swapped for the
+                # spare one as the set is below
+                todo = self._queued  # type: Any  # (a list here, a set below)
+                spare_list = self._spare_queued  # type: ignore[has-type]  # (compiled only)
+                self._spare_queued = None
+                if spare_list is None:
+                    spare_list = []
+                self._queued = spare_list
+            else:
+                # the queued fds join the set: each fd once
+                queued = self._queued
+                if queued:
+                    dirty.update(queued)
+                    del queued[:]
+                # they add in one step under the GIL: none can still hold
+                # the set taken out, so swapping is safe.  The set of the
+                # previous flush, emptied, is the new one: no set made per
+                # pass (a nested pass's flush, which finds none spare,
+                # makes one)
+                todo = dirty
+                spare = self._spare  # type: ignore[has-type]  # (compiled only: a C field)
+                self._spare = None
+                if spare is None:
+                    spare = set()
+                self._dirty = spare
         else:
             # in Python one may still hold it after a swap: work on a
             # snapshot and remove exactly it, never iterate the live set
@@ -1624,10 +1627,9 @@ class Loop:
             dirty.difference_update(todo)
         map = self.map
         entries = self._entries
-        by_fd = self._by_fd
         for fd in todo:
-            obj = _map_get(map, fd) if cython.compiled else map.get(fd)
             if cython.compiled:
+                obj = _map_get(map, fd)
                 # the fd's slot first: a list index, not a dict lookup
                 # (_by_fd); the dict for an fd that has none
                 entry = None
@@ -1639,6 +1641,7 @@ class Loop:
                 if entry is not None:
                     entry.queued = False  # (queued again by a dispatch)
             else:
+                obj = map.get(fd)
                 entry = entries.get(fd)
             if entry is not None and (entry.obj is None or entry.obj is not obj):
                 self._drop(entry)
