@@ -1961,7 +1961,10 @@ class Loop:
                 # tell the kernel what changed, and how long the wait may be
                 # (compiled: _clock, time.monotonic read in C while it is
                 # the module's _monotonic; issue 18, about 50 instructions)
-                now = _clock() if cython.compiled else _monotonic()
+                if cython.compiled:
+                    now = _clock()
+                else:
+                    now = _monotonic()
                 self.passes += 1
                 # a class patch (of readable/writable, on the class or a
                 # base) is seen at the next pass: per class served, not per
