@@ -260,19 +260,27 @@ def test_interest_asked_again_the_pass_after_each_read(backend, cmap, push_elsew
     """A state-driven channel (async_chat, not polled) is asked what it
     wants the pass after each read: a reply its handler put straight into
     producer_fifo (no push, so nothing but the read tells the loop) goes
-    out at the next pass, for every line, not at the next sweep; also when
-    a push to another channel in the same handler made that channel dirty."""
-    s1, s2 = socket.socketpair()
-    sink = asynchat.async_chat(s1, map=cmap)
+    out at the next pass, for every line, not at the next sweep; and once
+    it is out, writable() is False again and no write event comes (the
+    stdlib asks writable() every pass).  Also when the same handler made
+    another channel's descriptor dirty (a new channel in the map)."""
+    extra = []
 
     class Direct(asynchat.async_chat):
+        writes = 0
+
         def collect_incoming_data(self, data):
             self.got = bytes(data)
 
         def found_terminator(self):
             self.producer_fifo.append(b"re:" + self.got + b"\n")
             if push_elsewhere:
-                sink.push(b"x")
+                x, y = socket.socketpair()
+                extra.append((asynchat.async_chat(x, map=cmap), y))
+
+        def handle_write(self):
+            self.writes += 1
+            asynchat.async_chat.handle_write(self)
 
     a, b = socket.socketpair()
     chan = Direct(a, map=cmap)
@@ -291,8 +299,12 @@ def test_interest_asked_again_the_pass_after_each_read(backend, cmap, push_elsew
         ready = select.select([b], [], [], 0)[0]
         assert ready, "the reply to %r waits for the sweep" % line
         assert b.recv(100) == b"re:" + line + b"\n"
+        writes = chan.writes
+        run(cmap, backend, passes=3, timeout=0)
+        assert chan.writes == writes, "write events while writable() is False"
     b.close()
-    s2.close()
+    for _, peer in extra:
+        peer.close()
 
 
 def test_exceptions_in_predicates_and_handle_error(backend, cmap, capsys):
