@@ -540,7 +540,7 @@ if not cython.compiled:
     # compiled: lookups through the per-(class, name) cache (_cbits.pxd);
     # the Python build reads and calls by name in place
     ac_getattr = ac_call0 = ac_acache_fill_count = ac_truth_init = _compiled_only
-    ac_method = ac_callm0 = ac_monotonic = _compiled_only
+    ac_method = ac_method_h = ac_callm0 = ac_monotonic = _compiled_only
 
     _mro_of = type.__dict__["__mro__"].__get__
     _own_dict_of = type.__dict__["__dict__"].__get__
@@ -567,6 +567,10 @@ if not cython.compiled:
 
     def ac_ready_events(ready):
         return 0
+
+    def ac_fd_slot(fd):
+        # compiled: _loop_c.pxd's, the same rule in C (AC_FD_SLOTS)
+        return fd if type(fd) is int and 0 <= fd < 65536 else -1
 
 if cython.compiled:
     # truth tests of exact deques (what writable() returns) by their
@@ -680,7 +684,7 @@ def dispatcher_handle_read_event(self):
                 self.handle_connect_event()
             self.handle_read()
         elif cython.compiled:
-            _handle_read_of(self)
+            _call_own(self, cython.address(_own_read))
         else:
             self.handle_read()
     finally:
@@ -698,51 +702,38 @@ def dispatcher_handle_read_event(self):
 # override, an instance attribute or a __getattribute__ is called as
 # before.  The Python build calls by name in place and never comes here.
 _own_read_event = dispatcher_handle_read_event
-_read_kernel_func = _readable_func = _writable_func = None
 if not cython.compiled:
-    # (C function pointers in the compiled build, _loop_c.pxd; named here
-    # for the type checker, never called by the Python build)
-    _read_kernel = _readable_kernel = _writable_kernel = None  # type: Any
+    # (C records and macros in the compiled build, _loop_c.pxd; named here
+    # for the type checker, never reached by the Python build)
+    _own_read = _own_readable = _own_writable = None  # type: Any
+    ac_own_set = ac_own_method = ac_own_found = ac_own_call = _compiled_only
+    ac_list_empty = _compiled_only
 
 
 def set_read_kernel(func, kernel, readable, readable_kernel, writable, writable_kernel):
     """(compiled only) Run ``func`` (a ``handle_read``), ``readable`` and
     ``writable`` as the C functions given with them."""
-    global _read_kernel_func, _read_kernel, _readable_func, _readable_kernel
-    global _writable_func, _writable_kernel
-    _read_kernel = kernel
-    _read_kernel_func = func
-    _readable_kernel = readable_kernel
-    _readable_func = readable
-    _writable_kernel = writable_kernel
-    _writable_func = writable
+    ac_own_set(cython.address(_own_read), "handle_read", func, kernel)
+    ac_own_set(cython.address(_own_readable), "readable", readable, readable_kernel)
+    ac_own_set(cython.address(_own_writable), "writable", writable, writable_kernel)
 
 
-def _handle_read_of(obj):
-    # compiled only: obj.handle_read(), through the registered C function
-    # when that is the method found
-    unbound = 0  # (ac_method sets it)
-    meth = ac_method(obj, "handle_read", cython.address(unbound))
-    if unbound and meth is _read_kernel_func and _read_kernel != cython.NULL:
-        return _read_kernel(obj)
-    return ac_callm0(meth, unbound, obj)
+if cython.compiled:
+    # the names, before any channel: until _chat_c registers its functions,
+    # the three are called by name
+    set_read_kernel(None, cython.NULL, None, cython.NULL, None, cython.NULL)
 
 
-def _readable_of(obj):
-    # compiled only: obj.readable(), as _handle_read_of calls handle_read
-    unbound = 0  # (ac_method sets it)
-    meth = ac_method(obj, "readable", cython.address(unbound))
-    if unbound and meth is _readable_func and _readable_kernel != cython.NULL:
-        return _readable_kernel(obj)
-    return ac_callm0(meth, unbound, obj)
-
-
-def _writable_of(obj):
-    # compiled only: obj.writable(), as _handle_read_of calls handle_read
-    unbound = 0  # (ac_method sets it)
-    meth = ac_method(obj, "writable", cython.address(unbound))
-    if unbound and meth is _writable_func and _writable_kernel != cython.NULL:
-        return _writable_kernel(obj)
+def _call_own(obj, own):
+    # compiled only: obj.<name>() for one of the three records above (the
+    # name, the Python function the lookup must find, the C function to
+    # run then, the lookup cache's slot of that name's calls): the C
+    # function when the lookup finds exactly the library's own function,
+    # else what it finds, called
+    unbound = 0  # (ac_own_method sets it)
+    meth = ac_own_method(obj, own, cython.address(unbound))
+    if unbound and ac_own_found(meth, own):
+        return ac_own_call(obj, own)
     return ac_callm0(meth, unbound, obj)
 
 
@@ -1113,6 +1104,8 @@ class Entry:
         # the interest at which a hang-up was seen that select() would not
         # report (use_poll=False): kept out of the kernel while unchanged
         self.muted = 0
+        # compiled only, a C field (False at first): the fd is in the loop's
+        # _queued list.  Not a slot here: the Python build adds to the set.
 
 
 class _Pause:
@@ -1243,6 +1236,8 @@ class Loop:
         self.reraised = reraised
         self.disconnected = disconnected
         self._entries = {}
+        self._by_fd = []
+        self._queued = []  # (compiled only: the dispatch's dirty fds, _flush)
         self._polled = {}
         self._always = {}
         self._dirty = set()
@@ -1369,6 +1364,7 @@ class Loop:
         try:
             self.poller.close()
             self._entries.clear()
+            del self._by_fd[:]
             self._polled.clear()
             self._always.clear()
             self._kinds.clear()
@@ -1539,8 +1535,8 @@ class Loop:
             return 0
         try:
             if cython.compiled:  # (the lookup cache, _cbits.pxd; the library's own as C calls)
-                wants_read = _readable_of(obj)
-                wants_write = _writable_of(obj)
+                wants_read = _call_own(obj, cython.address(_own_readable))
+                wants_write = _call_own(obj, cython.address(_own_writable))
             else:
                 wants_read = obj.readable()
                 wants_write = obj.writable()
@@ -1568,6 +1564,12 @@ class Loop:
         if watch is not None and watch.channel is obj:
             entry.watch = watch
         self._entries[fd] = entry
+        slot = ac_fd_slot(fd)
+        if slot >= 0:
+            by_fd = self._by_fd
+            if slot >= len(by_fd):
+                by_fd.extend([None] * (slot + 1 - len(by_fd)))
+            by_fd[slot] = entry
         if entry.polled:
             self._polled[fd] = entry
         return entry
@@ -1582,6 +1584,9 @@ class Loop:
             pause.resume = None
         if self._entries.get(fd) is entry:
             del self._entries[fd]
+        slot = ac_fd_slot(fd)
+        if 0 <= slot < len(self._by_fd) and self._by_fd[slot] is entry:
+            self._by_fd[slot] = None
         self._polled.pop(fd, None)
         self._always.pop(fd, None)
 
@@ -1589,26 +1594,57 @@ class Loop:
         # other threads add to dirty without a lock (note, touch)
         dirty = self._dirty
         if cython.compiled:
-            # they add in one step under the GIL: none can still hold the
-            # set taken out, so swapping is safe.  The set of the previous
-            # flush, emptied, is the new one: no set made per pass (a
-            # nested pass's flush, which finds none spare, makes one)
-            todo = dirty
-            spare = self._spare  # type: ignore[has-type]  # (compiled only: a C field)
-            self._spare = None
-            if spare is None:
-                spare = set()
-            self._dirty = spare
+            by_fd = self._by_fd
+            if not dirty:
+                # only the fds the dispatch queued (the common pass): the
+                # list itself, each fd once (Entry.queued); swapped for the
+                # spare one as the set is below
+                todo = self._queued  # type: Any  # (a list here, a set below)
+                spare_list = self._spare_queued  # type: ignore[has-type]  # (compiled only)
+                self._spare_queued = None
+                if spare_list is None:
+                    spare_list = []
+                self._queued = spare_list
+            else:
+                # the queued fds join the set: each fd once
+                queued = self._queued
+                if queued:
+                    dirty.update(queued)
+                    del queued[:]
+                # they add in one step under the GIL: none can still hold
+                # the set taken out, so swapping is safe.  The set of the
+                # previous flush, emptied, is the new one: no set made per
+                # pass (a nested pass's flush, which finds none spare,
+                # makes one)
+                todo = dirty
+                spare = self._spare  # type: ignore[has-type]  # (compiled only: a C field)
+                self._spare = None
+                if spare is None:
+                    spare = set()
+                self._dirty = spare
         else:
             # in Python one may still hold it after a swap: work on a
             # snapshot and remove exactly it, never iterate the live set
-            todo = list(dirty)  # type: ignore[assignment]
+            todo = list(dirty)
             dirty.difference_update(todo)
         map = self.map
         entries = self._entries
         for fd in todo:
-            obj = _map_get(map, fd) if cython.compiled else map.get(fd)
-            entry = entries.get(fd)
+            if cython.compiled:
+                obj = _map_get(map, fd)
+                # the fd's slot first: a list index, not a dict lookup
+                # (_by_fd); the dict for an fd that has none
+                entry = None
+                slot = ac_fd_slot(fd)
+                if 0 <= slot < len(by_fd):
+                    entry = by_fd[slot]
+                if entry is None:
+                    entry = entries.get(fd)
+                if entry is not None:
+                    entry.queued = False  # (queued again by a dispatch)
+            else:
+                obj = map.get(fd)
+                entry = entries.get(fd)
             if entry is not None and (entry.obj is None or entry.obj is not obj):
                 self._drop(entry)
                 entry = None
@@ -1624,8 +1660,12 @@ class Loop:
                 if mask != entry.kmask:  # (_set_kernel's own first test)
                     self._set_kernel(entry, mask)
         if cython.compiled:
-            todo.clear()
-            self._spare = todo
+            if type(todo) is set:
+                cython.cast(set, todo).clear()
+                self._spare = todo
+            else:
+                ac_list_empty(todo)
+                self._spare_queued = todo
 
     def _resync(self, now):
         # direct edits of the map, or a direct producer_fifo.append: look
@@ -1780,7 +1820,15 @@ class Loop:
         if watch is not None:
             watch.last = now
         if not entry.polled:
-            self._dirty.add(fd)
+            if cython.compiled:
+                # queued in a list, not added to the set (issue 18: the
+                # set's add, walk and clear cost about 200 instructions a
+                # request); _flush treats both alike
+                if not entry.queued:
+                    entry.queued = True
+                    self._queued.append(fd)
+            else:
+                self._dirty.add(fd)
         kmask = entry.kmask
         delivered = False
         # as Linux's select() would (_SELECT_READ, _SELECT_WRITE)
@@ -1853,7 +1901,12 @@ class Loop:
         if watch is not None:
             watch.last = now
         if not entry.polled:
-            self._dirty.add(fd)
+            if cython.compiled:
+                if not entry.queued:  # (as _dispatch)
+                    entry.queued = True
+                    self._queued.append(fd)
+            else:
+                self._dirty.add(fd)
         read_done = False
         if ev & _IN and entry.kmask & _IN:
             if not self._deliver(entry, _DELIVER_READ, now):
@@ -1914,7 +1967,12 @@ class Loop:
                 if self._closed:
                     return
                 # tell the kernel what changed, and how long the wait may be
-                now = _monotonic()
+                # (compiled: _clock, time.monotonic read in C while it is
+                # the module's _monotonic; issue 18, about 50 instructions)
+                if cython.compiled:
+                    now = _clock()
+                else:
+                    now = _monotonic()
                 self.passes += 1
                 # a class patch (of readable/writable, on the class or a
                 # base) is seen at the next pass: per class served, not per
@@ -1938,7 +1996,7 @@ class Loop:
                         changed.append(kind)
                     if changed is not None:
                         self._reclass(changed)
-                if self._dirty:
+                if self._dirty or (cython.compiled and self._queued):
                     self._flush(now)
                 if len(self.map) != len(self._entries) or now >= self.next_sweep:
                     self._resync(now)
@@ -2035,13 +2093,20 @@ class Loop:
         # into a list meanwhile
         now = _clock()
         entries = self._entries
+        # fd -> entry by the fd's slot, read afresh at each event (a
+        # callback earlier in the batch may have dropped or replaced the
+        # entry, or closed the loop, which empties the list); the dict for
+        # an fd without one (issue 18: a dict lookup an event less)
+        by_fd = self._by_fd
         ep._busy = True
         try:
             if self.poll_mode:
                 for i in range(n):
                     fd = ac_ready_fd(ep._ready[i])
                     ev = ac_ready_events(ep._ready[i])
-                    entry = entries.get(fd)
+                    entry = by_fd[fd] if 0 <= fd < len(by_fd) else None
+                    if entry is None:
+                        entry = entries.get(fd)
                     if entry is None:
                         self._stray(fd)
                         continue
@@ -2050,7 +2115,9 @@ class Loop:
                 for i in range(n):
                     fd = ac_ready_fd(ep._ready[i])
                     ev = ac_ready_events(ep._ready[i])
-                    entry = entries.get(fd)
+                    entry = by_fd[fd] if 0 <= fd < len(by_fd) else None
+                    if entry is None:
+                        entry = entries.get(fd)
                     if entry is None:
                         self._stray(fd)
                         continue

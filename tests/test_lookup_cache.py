@@ -451,3 +451,27 @@ def test_interest_predicates_overridden_after_warm_up(conversation):
     del log[:]
     serve()
     assert log == [("class-collect", b"x"), "class-found"]
+
+
+def test_own_function_as_an_instance_attribute(conversation):
+    """The library's own ``handle_read`` put on the instance (the function
+    itself, not a bound method) is an instance attribute like any other:
+    CPython calls it without the instance, so the call fails and the loop
+    reports the error.  The compiled loop must not take it for the class's
+    method and run the library's C function (only a function the lookup
+    found on the class is called with the object)."""
+    impl, cls, log, make = conversation
+    chan, serve = _warmed_up(impl, make)
+    del log[:]
+
+    def handle_error():
+        log.append(("error", sys.exc_info()[0]))
+
+    chan.handle_error = handle_error
+    chan.handle_read = cls.handle_read
+    serve()
+    assert log == [("error", TypeError)]
+    del log[:]
+    del chan.handle_read
+    serve()
+    assert log == [("class-collect", b"x"), "class-found"] * 2

@@ -149,6 +149,164 @@ def test_reused_fd_gets_no_stale_event(backend, cmap):
     b2.close()
 
 
+@pytest.mark.parametrize("use_poll", [False, True])
+def test_channel_closed_earlier_in_the_batch_gets_no_event(backend, cmap, use_poll):
+    """Two channels ready in the same pass: the first one served closes the
+    other, whose event (already in the batch) must not reach it: the loop
+    finds each event's entry when it comes to it, not when the batch was
+    read."""
+    served = []
+
+    class Closer(Reader):
+        def handle_read(self):
+            served.append(self)
+            if self.other.connected:
+                self.other.close()
+            Reader.handle_read(self)
+
+    pairs = [socket.socketpair() for _ in range(2)]
+    c1, c2 = Closer(pairs[0][0], cmap), Closer(pairs[1][0], cmap)
+    c1.other, c2.other = c2, c1
+    asyncore.loop(timeout=0, map=cmap, count=1, backend=backend, use_poll=use_poll)
+    for _, peer in pairs:
+        peer.send(b"x")
+    time.sleep(0.05)  # both readable before the wait
+    asyncore.loop(timeout=1.0, map=cmap, count=1, backend=backend, use_poll=use_poll)
+    assert len(served) == 1
+    first = served[0]
+    assert first.data == [b"x"]
+    assert first.other.reads == 0 and not first.other.data
+    for _, peer in pairs:
+        peer.close()
+
+
+def test_fd_reused_by_a_new_channel_in_a_later_pass(backend, cmap):
+    """A channel closed, its descriptor number given to a new channel: the
+    loop's entry for that fd is the new channel's from the next pass on
+    (no event for the old one, every later event for the new one)."""
+    a, b = socket.socketpair()
+    old = Reader(a, cmap)
+    run(cmap, backend, passes=1, timeout=0)
+    b.send(b"old")
+    run_until(cmap, backend, lambda: old.data)
+    fd = old._fileno
+    old.close()
+    b.close()
+    x, y = socket.socketpair()
+    if x.fileno() != fd:  # make sure the number is reused
+        os.dup2(x.fileno(), fd)
+        x.close()
+        x = socket.socket(fileno=fd)
+    new = Reader(x, cmap)
+    for n in range(3):
+        y.send(b"new%d" % n)
+        run_until(cmap, backend, lambda: len(new.data) == n + 1)
+    assert new.data == [b"new0", b"new1", b"new2"]
+    assert old.data == [b"old"] and old.reads == 1
+    y.close()
+
+
+def test_later_channel_replaced_through_a_nested_loop(backend, cmap):
+    """The first channel served closes a later one of the same batch, puts a
+    new channel on its descriptor number and runs a nested pass (whose flush
+    replaces the loop's entry for that fd).  The closed channel gets
+    nothing; the new one may get the batch's event for that number (as
+    CPython's loop, which looks the number up in the map, would give it)
+    and is served from then on."""
+    fresh = []
+
+    class Tolerant(Reader):
+        def handle_read(self):
+            try:
+                Reader.handle_read(self)
+            except BlockingIOError:
+                pass  # an event of the batch read before it came
+
+    class Replacer(Reader):
+        def handle_read(self):
+            Reader.handle_read(self)  # (first: the nested pass finds nothing to read here)
+            if not fresh and self.other.connected:
+                old_fd = self.other._fileno
+                self.other.close()
+                x, y = socket.socketpair()
+                if x.fileno() != old_fd:
+                    os.dup2(x.fileno(), old_fd)
+                    x.close()
+                    x = socket.socket(fileno=old_fd)
+                fresh.append((Tolerant(x, cmap), y))
+                asyncore.loop(timeout=0, map=cmap, count=1, backend=backend)
+
+    pairs = [socket.socketpair() for _ in range(2)]
+    r1, r2 = Replacer(pairs[0][0], cmap), Replacer(pairs[1][0], cmap)
+    r1.other, r2.other = r2, r1
+    run(cmap, backend, passes=1, timeout=0)
+    for _, peer in pairs:
+        peer.send(b"x")
+    time.sleep(0.05)
+    run(cmap, backend, passes=1, timeout=1.0)
+    assert len(fresh) == 1
+    closed = r2 if r1.connected else r1
+    assert closed.data == [] and not closed.connected
+    chan, peer = fresh[0]
+    peer.send(b"fresh")
+    run_until(cmap, backend, lambda: b"fresh" in b"".join(chan.data))
+    peer.close()
+    for _, p in pairs:
+        p.close()
+
+
+@pytest.mark.parametrize("push_elsewhere", [False, True])
+def test_interest_asked_again_the_pass_after_each_read(backend, cmap, push_elsewhere):
+    """A state-driven channel (async_chat, not polled) is asked what it
+    wants the pass after each read: a reply its handler put straight into
+    producer_fifo (no push, so nothing but the read tells the loop) goes
+    out at the next pass, for every line, not at the next sweep; and once
+    it is out, writable() is False again and no write event comes (the
+    stdlib asks writable() every pass).  Also when the same handler made
+    another channel's descriptor dirty (a new channel in the map)."""
+    extra = []
+
+    class Direct(asynchat.async_chat):
+        writes = 0
+
+        def collect_incoming_data(self, data):
+            self.got = bytes(data)
+
+        def found_terminator(self):
+            self.producer_fifo.append(b"re:" + self.got + b"\n")
+            if push_elsewhere:
+                x, y = socket.socketpair()
+                extra.append((asynchat.async_chat(x, map=cmap), y))
+
+        def handle_write(self):
+            self.writes += 1
+            asynchat.async_chat.handle_write(self)
+
+    a, b = socket.socketpair()
+    chan = Direct(a, map=cmap)
+    chan.set_terminator(b"\n")
+    chan.got = None
+    run(cmap, backend, passes=2, timeout=0)
+    for n in range(4):
+        line = b"line%d" % n
+        b.send(line + b"\n")
+        for _pass in range(50):
+            run(cmap, backend, passes=1, timeout=0.2)
+            if chan.got == line:
+                break
+        assert chan.got == line
+        run(cmap, backend, passes=2, timeout=0)
+        ready = select.select([b], [], [], 0)[0]
+        assert ready, "the reply to %r waits for the sweep" % line
+        assert b.recv(100) == b"re:" + line + b"\n"
+        writes = chan.writes
+        run(cmap, backend, passes=3, timeout=0)
+        assert chan.writes == writes, "write events while writable() is False"
+    b.close()
+    for _, peer in extra:
+        peer.close()
+
+
 def test_exceptions_in_predicates_and_handle_error(backend, cmap, capsys):
     class BadReadable(Reader):
         def readable(self):

@@ -24,17 +24,49 @@ cpdef sock_recv(chan, sock, buffer_size)
 # the library's own read path as C calls (_loop_py.py, set_read_kernel)
 ctypedef object (*ac_read_kernel)(object)
 cpdef dispatcher_handle_read_event(self)
-cdef object _own_read_event, _read_kernel_func, _readable_func, _writable_func
-cdef ac_read_kernel _read_kernel, _readable_kernel, _writable_kernel
+cdef object _own_read_event
 cdef int set_read_kernel(object func, ac_read_kernel kernel,
                          object readable, ac_read_kernel readable_kernel,
                          object writable, ac_read_kernel writable_kernel) except -1
+# handle_read, readable and writable: one record each (the name, the
+# library's Python function, its C function, the lookup cache's slot of that
+# name's calls), and _call_own, which runs the C function when the lookup
+# finds exactly the library's own
+cdef extern from *:
+    """
+    typedef struct {
+        PyObject *name;   /* a reference */
+        PyObject *func;   /* a reference: what the lookup must find */
+        PyObject *(*kernel)(PyObject *);
+        void *hint;       /* ac_method_h's slot (_cbits.pxd) */
+    } ac_own;
+    static void ac_own_set(ac_own *own, PyObject *name, PyObject *func,
+                           PyObject *(*kernel)(PyObject *)) {
+        PyObject *old_name = own->name, *old_func = own->func;
+        Py_INCREF(name);
+        Py_INCREF(func);
+        own->name = name;
+        own->func = func;
+        own->kernel = kernel;
+        Py_XDECREF(old_name);
+        Py_XDECREF(old_func);
+    }
+    #define ac_own_method(obj, own, unbound) \
+        ac_method_h((obj), (own)->name, (unbound), &(own)->hint)
+    #define ac_own_found(meth, own) \
+        ((PyObject *)(meth) == (own)->func && (own)->kernel != NULL)
+    #define ac_own_call(obj, own) ((own)->kernel(obj))
+    """
+    ctypedef struct ac_own:
+        pass
+    void ac_own_set(ac_own *own, object name, object func, ac_read_kernel kernel)
+    object ac_own_method(object obj, ac_own *own, int *unbound)
+    bint ac_own_found(object meth, ac_own *own) noexcept
+    object ac_own_call(object obj, ac_own *own)
+cdef ac_own _own_read, _own_readable, _own_writable
 @cython.locals(unbound=cython.int)
-cdef object _handle_read_of(object obj)
-@cython.locals(unbound=cython.int)
-cdef object _readable_of(object obj)
-@cython.locals(unbound=cython.int)
-cdef object _writable_of(object obj)
+cdef object _call_own(object obj, ac_own *own)
+
 
 # time.monotonic() read in C where CPython's clock is known (Linux:
 # CLOCK_MONOTONIC, nanoseconds converted as _PyTime_AsSecondsDouble does);
@@ -243,6 +275,8 @@ cdef class Entry:
     cdef public _Pause pause  # None but after an accept() back-off
     cdef public int kmask, muted
     cdef public bint polled, always, closed_once
+    # in Loop._queued (compiled: the dispatch queues its fd once a pass)
+    cdef bint queued
 
 
 
@@ -253,11 +287,63 @@ cdef class _Kind:
     cdef public Py_ssize_t count
 
 
+# The loop's entries by fd as well as in its dict (Loop._by_fd, a list: an
+# index instead of a dict lookup per event): the slot of an exact int fd in
+# 0..AC_FD_SLOTS-1, else -1 (that fd has no slot: the dict only).  The
+# bound keeps a map key such as 10**9 from growing the list.
+cdef extern from *:
+    """
+    #define AC_FD_SLOTS 65536
+    static Py_ssize_t ac_fd_slot(PyObject *fd) {
+        long v;
+        int overflow = 0;
+        if (!PyLong_CheckExact(fd)) return -1;
+        v = PyLong_AsLongAndOverflow(fd, &overflow);
+        if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); return -1; }
+        if (overflow || v < 0 || v >= AC_FD_SLOTS) return -1;
+        return (Py_ssize_t)v;
+    }
+    """
+    Py_ssize_t ac_fd_slot(object fd) noexcept
+
+
+# del lst[:] for the loop's own queue (an exact list), keeping its item
+# array for the next pass's appends (no free and malloc a pass).  The items
+# are released after the list is empty, from a copy: a finaliser that runs
+# then sees (and may append to) a valid empty list.
+cdef extern from *:
+    """
+    #define AC_LIST_EMPTY_HELD 64
+    static int ac_list_empty(PyObject *op) {
+        PyListObject *lst = (PyListObject *)op;
+        PyObject *held[AC_LIST_EMPTY_HELD];
+        Py_ssize_t i, n;
+        if (!PyList_CheckExact(op)) {
+            PyErr_SetString(PyExc_TypeError, "ac_list_empty: a list is required");
+            return -1;
+        }
+        n = Py_SIZE(lst);
+        if (n > AC_LIST_EMPTY_HELD) return PyList_SetSlice(op, 0, n, NULL);
+        for (i = 0; i < n; i++) held[i] = lst->ob_item[i];
+        Py_SET_SIZE(lst, 0);
+        for (i = 0; i < n; i++) Py_DECREF(held[i]);
+        return 0;
+    }
+    """
+    int ac_list_empty(object lst) except -1
+
+
 cdef class Loop:
     cdef public object map, backend, poller, timers, known_readable, known_writable
     cdef public object reraised, disconnected
     # behind read-only properties: the C code iterates them as dict/set
     cdef dict _entries, _polled, _always, _kinds
+    # fd -> Entry again, as a list (None where no entry; only fds with a
+    # slot, ac_fd_slot): kept with _entries by _add, _drop and _release
+    cdef list _by_fd
+    # the fds the dispatch made dirty, each once (Entry.queued), and the
+    # list _flush emptied, the next one's: a list, not the set's add and walk
+    cdef list _queued, _spare_queued
     cdef set _dirty, _spare  # _spare: the set _flush emptied, the next one's dirty set
     cdef public object generation
     cdef public bint rebuild_needed, poll_mode
@@ -273,7 +359,8 @@ cdef class Loop:
     cpdef _set_kernel(self, Entry entry, int mask)
     @cython.locals(mask=int, pause=_Pause)
     cpdef int _interest(self, Entry entry, double now) except? -1
-    @cython.locals(entry=Entry, entries=dict, mask=int, todo=set, spare=set, pause=_Pause)
+    @cython.locals(entry=Entry, entries=dict, mask=int, todo=object, spare=set, pause=_Pause,
+                   by_fd=list, slot=Py_ssize_t, queued=list, spare_list=list)
     cpdef _flush(self, double now)
     cpdef _close_channel(self, Entry entry)
     cpdef bint _deliver(self, Entry entry, int kind, double now) except? -1
@@ -297,7 +384,7 @@ cdef class Loop:
     @cython.locals(entry=Entry)
     cdef _ask_polled(self, double now)
     @cython.locals(now=cython.double, entry=Entry, entries=dict, ev=int, i=int, fd=int,
-                   timers=object)
+                   timers=object, by_fd=list)
     cdef _process_ready(self, EpollPoller ep, int n)
     @cython.locals(entry=Entry)
     cdef _process_rest(self, double now)
