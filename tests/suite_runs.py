@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import asynchat_core
 from child_procs import read_report, run_logged
 
 
@@ -102,3 +103,20 @@ def lost_passes(report, reference):
     return {test: report["outcomes"][test] for test in by_outcome(reference, "passed")
             if report["outcomes"][test] != "passed"}
 
+
+
+def ours_in_use(report, target):
+    """Assert that the child behind ``report`` ran ``target`` from the package
+    this session tests; return that package's folder."""
+    assert report["implementation"] == target
+    package = os.path.dirname(os.path.realpath(asynchat_core.__file__))
+    assert os.path.realpath(report["package"]) == package
+    return package
+
+
+def enough_passes(report, minimum):
+    """Fail unless ``report`` has at least ``minimum`` passes (fewer make a
+    comparison with it vacuous)."""
+    passed = by_outcome(report, "passed")
+    assert len(passed) >= minimum, (
+        "only %d tests passed:\n%s" % (len(passed), tail(report)))
